@@ -1,0 +1,114 @@
+//! Network drivers: which links, addresses and routes a network and an endpoint need.
+//!
+//! A driver never talks to IPAM or the firewall: `Host` gives it the addresses it allocated and
+//! calls the firewall itself. Each driver undoes its own half-done work when one of its steps
+//! fails (attach is all-or-nothing inside the driver too). Drivers are registered in one place,
+//! [`driver_for`]. Shared pieces: [`veth`] (host-side naming and pair creation) and
+//! [`container`] (what goes inside the container netns).
+
+pub mod bridge;
+pub mod container;
+pub mod none;
+pub mod veth;
+
+use std::net::Ipv4Addr;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+
+use crate::endpoint::Attachment;
+use crate::error::Result;
+use crate::mac::MacAddr;
+use crate::netlink::Netlink;
+use crate::netns::Netns;
+use crate::network::{DriverKind, NetworkInfo};
+
+/// The host side a driver works in.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverContext<'a> {
+    /// Netlink handle of the host netns.
+    pub host: &'a Netlink,
+    /// The host netns.
+    pub host_netns: &'a Netns,
+}
+
+/// What a driver made for a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkResources {
+    /// The host-side device (bridge), if any.
+    pub device: Option<String>,
+    /// The MTU chosen.
+    pub mtu: u32,
+}
+
+/// Everything a driver needs to plumb one endpoint.
+#[derive(Debug)]
+pub struct EndpointPlan<'a> {
+    /// Container id.
+    pub container: &'a str,
+    /// The container's netns.
+    pub netns: &'a Netns,
+    /// Interface name inside it.
+    pub ifname: &'a str,
+    /// MAC of the container interface.
+    pub mac: MacAddr,
+    /// Address allocated by IPAM.
+    pub ipv4: Option<Ipv4Net>,
+    /// Default gateway (none on internal networks).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// What a driver made for an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointResources {
+    /// Host-side interface, if any.
+    pub host_ifname: Option<String>,
+    /// MAC of the container interface, if it has one.
+    pub mac: Option<MacAddr>,
+}
+
+/// One kind of network.
+#[async_trait]
+pub trait NetworkDriver: Send + Sync {
+    /// Which driver this is.
+    fn kind(&self) -> DriverKind;
+    /// Whether its endpoints get addresses from IPAM.
+    fn uses_ipam(&self) -> bool;
+    /// Creates the host side of a network (all or nothing).
+    async fn create_network(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+    ) -> Result<NetworkResources>;
+    /// Removes what [`NetworkDriver::create_network`] made (idempotent).
+    async fn delete_network(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<()>;
+    /// Plumbs an endpoint (all or nothing).
+    async fn attach(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        ep: &EndpointPlan<'_>,
+    ) -> Result<EndpointResources>;
+    /// Removes an endpoint's links; idempotent, works when the container netns is gone.
+    async fn detach(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        att: &Attachment,
+    ) -> Result<()>;
+    /// What of the endpoint's host side is missing (empty when all is in place).
+    async fn check(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        att: &Attachment,
+    ) -> Result<Vec<String>>;
+}
+
+/// The driver registry: the one place that maps a kind to its implementation.
+pub fn driver_for(kind: DriverKind) -> &'static dyn NetworkDriver {
+    match kind {
+        DriverKind::Bridge => &bridge::BridgeDriver,
+        DriverKind::None => &none::NoneDriver,
+    }
+}

@@ -1,0 +1,130 @@
+//! Endpoints: what a runtime asks for when attaching a container ([`Endpoint`] →
+//! [`EndpointSpec`]) and what it gets back, which is also what berth records ([`Attachment`]).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mac::MacAddr;
+use crate::netns::Netns;
+use crate::network::{validate_id, validate_ifname};
+use crate::port::PortMapping;
+
+/// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
+#[derive(Debug)]
+pub struct Endpoint;
+
+impl Endpoint {
+    /// An endpoint for `container` whose interface goes into `netns`. Both are required.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(container: impl Into<String>, netns: Netns) -> EndpointSpec {
+        EndpointSpec {
+            container: container.into(),
+            netns,
+            ifname: "eth0".into(),
+            ip: None,
+            mac: None,
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// An attach request. Built with [`Endpoint::new`].
+#[derive(Debug)]
+pub struct EndpointSpec {
+    pub(crate) container: String,
+    pub(crate) netns: Netns,
+    pub(crate) ifname: String,
+    pub(crate) ip: Option<Ipv4Addr>,
+    pub(crate) mac: Option<MacAddr>,
+    pub(crate) ports: Vec<PortMapping>,
+}
+
+impl EndpointSpec {
+    /// Interface name inside the container (default `eth0`).
+    pub fn ifname(mut self, name: impl Into<String>) -> Self {
+        self.ifname = name.into();
+        self
+    }
+
+    /// A static IPv4 address (`--ip`); default: the next free one.
+    pub fn ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// A fixed MAC (`--mac-address`); default: random, locally administered.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// Publish a port (`-p`). May be called several times.
+    pub fn publish(mut self, port: PortMapping) -> Self {
+        self.ports.push(port);
+        self
+    }
+
+    /// The container id.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// Checks everything that can be checked without the kernel or the state dir.
+    pub fn validate(&self) -> Result<()> {
+        validate_id("container", &self.container)?;
+        validate_ifname("interface", &self.ifname)?;
+        if let Some(mac) = &self.mac {
+            mac.validate()?;
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            p.validate()?;
+            if let Some(q) = self.ports[..i].iter().find(|q| q.conflicts_with(p)) {
+                return Err(Error::invalid(
+                    "port",
+                    format!("{}:{}/{}", p.host_ip, p.host_port, p.proto),
+                    if q == p {
+                        "given twice"
+                    } else {
+                        "overlaps another -p of this endpoint"
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A container's attachment to a network: returned by `attach`, recorded in
+/// `endpoints/NETWORK/CONTAINER.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The network.
+    pub network: String,
+    /// The container id.
+    pub container: String,
+    /// Interface name inside the container.
+    pub ifname: String,
+    /// The container interface's MAC, if it has one.
+    pub mac: Option<MacAddr>,
+    /// IPv4 address with the subnet's prefix length.
+    pub ipv4: Option<Ipv4Net>,
+    /// Default gateway inside the container.
+    pub gateway: Option<Ipv4Addr>,
+    /// The container netns path, when it was opened by path.
+    pub netns: Option<PathBuf>,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// The host-side interface (the veth end on the bridge), if the driver made one.
+    pub host_ifname: Option<String>,
+}
+
+impl Attachment {
+    /// The container's IPv4 address without prefix.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ipv4.map(|n| IpAddr::V4(n.addr()))
+    }
+}

@@ -1,0 +1,294 @@
+//! The one error type of the crate.
+//!
+//! Variants carry what failed — the operation, the network, container or interface involved — and,
+//! for kernel failures, the errno as `#[source]` (an [`std::io::Error`] built from the raw errno),
+//! so a caller can match on `EEXIST`, `EBUSY`, `EOPNOTSUPP` through [`Error::errno`].
+
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::host::Step;
+use crate::port::Protocol;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in berth.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name (network, container, interface, bridge) is not acceptable.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        /// What the name is for: "network", "container", "interface", "bridge".
+        kind: &'static str,
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A subnet is not usable (host bits set, too small, wrong family).
+    #[error("invalid subnet {subnet}: {reason}")]
+    InvalidSubnet {
+        /// The subnet as given.
+        subnet: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A gateway or static address lies outside its subnet.
+    #[error("address {address} is outside subnet {subnet}")]
+    OutsideSubnet {
+        /// The address given.
+        address: IpAddr,
+        /// The subnet it should belong to.
+        subnet: String,
+    },
+    /// A static address is one that is never handed out (network, broadcast, gateway).
+    #[error("address {address} is reserved in network {network}: {reason}")]
+    AddressReserved {
+        /// The address requested.
+        address: IpAddr,
+        /// The network.
+        network: String,
+        /// Which reservation it hits.
+        reason: &'static str,
+    },
+    /// A static address is already allocated.
+    #[error("address {address} in network {network} is already used by container {container}")]
+    AddressInUse {
+        /// The address requested.
+        address: IpAddr,
+        /// The network.
+        network: String,
+        /// The container that holds it.
+        container: String,
+    },
+    /// No free address left.
+    #[error("no free address left in network {network}")]
+    PoolExhausted {
+        /// The network.
+        network: String,
+    },
+    /// A value other than names and subnets is invalid (MTU, MAC, port …).
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidValue {
+        /// What the value is ("mtu", "mac address", "port" …).
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A network of that name already exists.
+    #[error("network {name} already exists")]
+    NetworkExists {
+        /// The name.
+        name: String,
+    },
+    /// No network of that name.
+    #[error("network {name} not found")]
+    NetworkNotFound {
+        /// The name.
+        name: String,
+    },
+    /// The network still has endpoints.
+    #[error("network {name} has active endpoints: {}", endpoints.join(", "))]
+    NetworkInUse {
+        /// The network.
+        name: String,
+        /// Containers still attached.
+        endpoints: Vec<String>,
+    },
+    /// The subnet overlaps one of another network.
+    #[error("subnet {subnet} overlaps subnet {other} of network {network}")]
+    SubnetOverlap {
+        /// The subnet requested.
+        subnet: String,
+        /// The overlapping subnet.
+        other: String,
+        /// The network that owns it.
+        network: String,
+    },
+    /// Another network already uses that bridge or device name.
+    #[error("interface {ifname} is already used by network {network}")]
+    InterfaceInUse {
+        /// The interface name.
+        ifname: String,
+        /// The network using it.
+        network: String,
+    },
+    /// The container is already attached to the network.
+    #[error("container {container} is already attached to network {network}")]
+    EndpointExists {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+    /// The host address/port/protocol is already published.
+    #[error(
+        "{proto} port {host_ip}:{host_port} is already published by container {container} on network {network}"
+    )]
+    PortInUse {
+        /// Protocol.
+        proto: Protocol,
+        /// Host address (`0.0.0.0` for all).
+        host_ip: IpAddr,
+        /// Host port.
+        host_port: u16,
+        /// Network of the owner.
+        network: String,
+        /// Container that owns it.
+        container: String,
+    },
+    /// The driver cannot do what was asked (e.g. ports on a `none` network).
+    #[error("driver {driver} does not support {what}")]
+    DriverUnsupported {
+        /// The driver.
+        driver: &'static str,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// The kernel lacks a feature (e.g. a link kind).
+    #[error("the kernel does not support {what}")]
+    Unsupported {
+        /// What is missing.
+        what: String,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+    },
+    /// A netlink (rtnetlink) request failed.
+    #[error("netlink {op} {name}: {source}")]
+    Netlink {
+        /// What was being done ("add veth", "add address" …).
+        op: &'static str,
+        /// The interface or object.
+        name: String,
+        /// The kernel errno.
+        #[source]
+        source: io::Error,
+    },
+    /// An nf_tables transaction failed (nothing of it was applied).
+    #[error("nf_tables {op}: {source}")]
+    Nftables {
+        /// Which firewall operation.
+        op: String,
+        /// The kernel errno.
+        #[source]
+        source: io::Error,
+    },
+    /// Opening, creating or entering a network namespace failed.
+    #[error("netns {op} {path}: {source}")]
+    Netns {
+        /// What was being done.
+        op: &'static str,
+        /// Path or name of the namespace.
+        path: String,
+        /// The kernel errno.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing a sysctl failed.
+    #[error("sysctl {key}: {source}")]
+    Sysctl {
+        /// The key under /proc/sys.
+        key: String,
+        /// The kernel errno.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the state directory failed.
+    #[error("state {op} {}: {source}", path.display())]
+    State {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A record in the state directory cannot be parsed.
+    #[error("state file {} is corrupt: {source}", path.display())]
+    StateCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A failure injected by a [`crate::FaultHook`] (tests).
+    #[error("injected failure at step {step}")]
+    Injected {
+        /// The step that was made to fail.
+        step: Step,
+    },
+    /// An operation failed and undoing its finished steps failed too.
+    #[error("{original} (and cleanup failed: {})", join(cleanup))]
+    CleanupFailed {
+        /// The error that stopped the operation.
+        original: Box<Error>,
+        /// What went wrong while undoing.
+        cleanup: Vec<Error>,
+    },
+    /// Detach could not remove everything; the record is kept so a retry or gc can finish.
+    #[error("detach {container} from {network}: {}", join(errors))]
+    Detach {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+        /// Every step that failed.
+        errors: Vec<Error>,
+    },
+}
+
+fn join(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// The kernel errno behind this error, if it came from the kernel.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Unsupported { source, .. }
+            | Error::Netlink { source, .. }
+            | Error::Nftables { source, .. }
+            | Error::Netns { source, .. }
+            | Error::Sysctl { source, .. }
+            | Error::State { source, .. } => source.raw_os_error(),
+            Error::CleanupFailed { original, .. } => original.errno(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn netlink(op: &'static str, name: impl Into<String>, source: io::Error) -> Self {
+        Error::Netlink {
+            op,
+            name: name.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn state(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::State {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, value: impl ToString, reason: &'static str) -> Self {
+        Error::InvalidValue {
+            what,
+            value: value.to_string(),
+            reason,
+        }
+    }
+}

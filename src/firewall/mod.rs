@@ -1,0 +1,47 @@
+//! Firewall policy: the [`Firewall`] trait `Host` calls, the pure [`ruleset`] renderer, the
+//! nf_tables backend [`NftFirewall`], and [`NoFirewall`] for hosts that manage their own.
+
+pub mod nft;
+pub mod ruleset;
+
+use async_trait::async_trait;
+
+pub use nft::NftFirewall;
+pub use ruleset::{EndpointRules, NetworkRules};
+
+use crate::error::Result;
+
+/// What berth needs from a firewall backend. Each call is atomic: it applies fully or not at all.
+#[async_trait]
+pub trait Firewall: Send + Sync + std::fmt::Debug {
+    /// Network-level rules (masquerade of the subnet leaving through other interfaces).
+    async fn add_network(&self, network: &NetworkRules) -> Result<()>;
+    /// Removes what [`Firewall::add_network`] added.
+    async fn remove_network(&self, network: &NetworkRules) -> Result<()>;
+    /// Endpoint rules: its published ports.
+    async fn add_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules) -> Result<()>;
+    /// Removes what [`Firewall::add_endpoint`] added; succeeds when it is already gone.
+    async fn remove_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules)
+    -> Result<()>;
+}
+
+/// A firewall that does nothing: no NAT, no published ports. For hosts whose firewall is managed
+/// elsewhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFirewall;
+
+#[async_trait]
+impl Firewall for NoFirewall {
+    async fn add_network(&self, _: &NetworkRules) -> Result<()> {
+        Ok(())
+    }
+    async fn remove_network(&self, _: &NetworkRules) -> Result<()> {
+        Ok(())
+    }
+    async fn add_endpoint(&self, _: &NetworkRules, _: &EndpointRules) -> Result<()> {
+        Ok(())
+    }
+    async fn remove_endpoint(&self, _: &NetworkRules, _: &EndpointRules) -> Result<()> {
+        Ok(())
+    }
+}

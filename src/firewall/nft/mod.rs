@@ -1,0 +1,95 @@
+//! The nf_tables backend: [`NftFirewall`] turns firewall calls into [`ruleset`] ops and applies
+//! each call as one transaction (nftnl + mnl) inside the host netns.
+//!
+//! [`ruleset`]: crate::firewall::ruleset
+
+mod msg;
+mod transact;
+
+use async_trait::async_trait;
+
+use super::Firewall;
+use super::ruleset::{self, EndpointRules, NetworkRules, Op};
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+
+/// nf_tables firewall in one table, `inet berth`, of the host netns it is given.
+#[derive(Debug, Clone)]
+pub struct NftFirewall {
+    netns: Netns,
+}
+
+impl NftFirewall {
+    /// A firewall that programs the nf_tables of `netns`.
+    pub fn new(netns: Netns) -> Self {
+        NftFirewall { netns }
+    }
+
+    /// Applies `ops` in one transaction inside the host netns.
+    async fn apply(&self, what: String, ops: Vec<Op>) -> Result<()> {
+        tracing::debug!(target: "berth::firewall", "{what}:\n{}", ruleset::render(&ops));
+        self.netns
+            .spawn(move || transact::transact(&ops))
+            .await?
+            .map_err(|source| Error::Nftables { op: what, source })
+    }
+
+    /// Creates table, maps, base chains and their rules unless the table exists already.
+    async fn ensure_base(&self) -> Result<()> {
+        match self
+            .apply("create table inet berth".into(), ruleset::base())
+            .await
+        {
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl Firewall for NftFirewall {
+    async fn add_network(&self, n: &NetworkRules) -> Result<()> {
+        self.ensure_base().await?;
+        self.apply(format!("add network {}", n.name), ruleset::network_add(n))
+            .await
+    }
+
+    async fn remove_network(&self, n: &NetworkRules) -> Result<()> {
+        self.apply(
+            format!("remove network {}", n.name),
+            ruleset::network_remove(n),
+        )
+        .await
+    }
+
+    async fn add_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
+        self.apply(
+            format!("add endpoint {} on {}", e.ip, n.name),
+            ruleset::endpoint_add(e),
+        )
+        .await
+    }
+
+    async fn remove_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
+        let what = format!("remove endpoint {} on {}", e.ip, n.name);
+        match self.apply(what.clone(), ruleset::endpoint_remove(e)).await {
+            // Some element is already gone (a retried detach): remove the rest one by one.
+            Err(err) if err.errno() == Some(libc::ENOENT) => {
+                for op in ruleset::endpoint_remove(e) {
+                    let Op::DelElems { map, keys } = op else {
+                        continue;
+                    };
+                    for k in keys {
+                        let one = vec![Op::DelElems { map, keys: vec![k] }];
+                        match self.apply(what.clone(), one).await {
+                            Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e),
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Sends one batch of ops as a single nf_tables transaction and collects the kernel's answer.
+//!
+//! Pitfalls handled (KERNEL-NOTES.md): all batch pages go out in one `sendmsg` (page by page the
+//! kernel rejects the batch with EINVAL); on a failed batch the batch end is never acknowledged,
+//! so after the first error the remaining answers are drained without blocking; the receive
+//! buffer is aligned for `nlmsghdr`. Must run on a thread inside the target netns (the socket
+//! binds to the creator's namespace) — see [`crate::Netns::spawn`].
+
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+
+use nftnl::{Batch, MsgType};
+use nix::sys::socket::{MsgFlags, recv, sendmsg};
+
+use super::msg::OpMsg;
+use crate::firewall::ruleset::Op;
+
+/// Applies `ops` atomically: all of them or none. Returns the first errno the kernel reported.
+pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    for op in ops {
+        batch.add(&OpMsg(op), MsgType::Add);
+    }
+    let batch = batch.finalize();
+    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
+    let fd = socket.as_raw_fd();
+    let pages: Vec<IoSlice<'_>> = batch.iter().map(IoSlice::new).collect();
+    let sent = sendmsg::<()>(fd, &pages, &[], MsgFlags::empty(), None)?;
+    let total: usize = pages.iter().map(|p| p.len()).sum();
+    if sent != total {
+        return Err(io::Error::other("nf_tables batch sent partially"));
+    }
+    let mut expected = batch.sequence_numbers().len();
+    // u64 storage keeps the buffer aligned for nlmsghdr.
+    let mut storage = vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8)];
+    let mut first_err: Option<io::Error> = None;
+    while expected > 0 {
+        let flags = if first_err.is_some() {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::empty()
+        };
+        // SAFETY: the u64 buffer is reinterpreted as bytes of the same total length.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), storage.len() * 8)
+        };
+        let n = match recv(fd, buf, flags) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EAGAIN) if first_err.is_some() => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+            if len < 16 || off + len > n {
+                break;
+            }
+            if ty == libc::NLMSG_ERROR as u16 && len >= 20 {
+                let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
+                expected = expected.saturating_sub(1);
+                if code != 0 && first_err.is_none() {
+                    first_err = Some(io::Error::from_raw_os_error(-code));
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,209 @@
+//! `Host::attach`, `detach`, `check` and the endpoint queries.
+
+use crate::driver::{EndpointPlan, driver_for};
+use crate::endpoint::{Attachment, EndpointSpec};
+use crate::error::{Error, Result};
+use crate::firewall::EndpointRules;
+use crate::mac::MacAddr;
+use crate::network::{DriverKind, NetworkInfo};
+
+use super::journal::{Journal, Undo};
+use super::network_ops::network_rules;
+use super::{Host, Step};
+
+fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
+    let ip = att.ipv4?.addr();
+    (!att.ports.is_empty()).then(|| EndpointRules {
+        ip,
+        ports: att.ports.clone(),
+    })
+}
+
+impl Host {
+    /// Attaches a container to a network (`docker network connect`), all or nothing: on failure
+    /// no link, address, allocation, firewall element or record of it remains.
+    pub async fn attach(&self, network: impl AsRef<str>, ep: EndpointSpec) -> Result<Attachment> {
+        let network = network.as_ref();
+        ep.validate()?;
+        let _lock = self.state.lock().await?;
+        let net = self
+            .state
+            .network(network)?
+            .ok_or_else(|| Error::NetworkNotFound {
+                name: network.into(),
+            })?;
+        if self.state.endpoint(network, &ep.container)?.is_some() {
+            return Err(Error::EndpointExists {
+                network: network.into(),
+                container: ep.container,
+            });
+        }
+        let driver = driver_for(net.driver.kind());
+        if !ep.ports.is_empty() && network_rules(&net).is_none() {
+            return Err(Error::DriverUnsupported {
+                driver: net.driver.kind().name(),
+                what: "published ports",
+            });
+        }
+        if ep.ip.is_some() && !driver.uses_ipam() {
+            return Err(Error::DriverUnsupported {
+                driver: net.driver.kind().name(),
+                what: "static addresses",
+            });
+        }
+        self.check_ports_free(&ep)?;
+
+        let mut journal = Journal::default();
+        let r = self.attach_steps(&net, &ep, &mut journal).await;
+        match r {
+            Ok(att) => {
+                tracing::info!(target: "berth::host", network, container = %att.container, ip = ?att.ipv4, "attached");
+                Ok(att)
+            }
+            Err(e) => Err(self.rollback(journal, e).await),
+        }
+    }
+
+    async fn attach_steps(
+        &self,
+        net: &NetworkInfo,
+        ep: &EndpointSpec,
+        journal: &mut Journal,
+    ) -> Result<Attachment> {
+        let driver = driver_for(net.driver.kind());
+        let mut ipv4 = None;
+        if driver.uses_ipam() && !net.subnets.is_empty() {
+            ipv4 = Some(self.ipam.allocate(&net.name, &ep.container, ep.ip).await?);
+            journal.push(Undo::IpamAddress {
+                network: net.name.clone(),
+                container: ep.container.clone(),
+            });
+            self.after(Step::IpamAllocate)?;
+        }
+        let gateway = if net.internal {
+            None
+        } else {
+            net.subnets.first().map(|s| s.gateway)
+        };
+        let plan = EndpointPlan {
+            container: &ep.container,
+            netns: &ep.netns,
+            ifname: &ep.ifname,
+            mac: ep.mac.unwrap_or_else(MacAddr::random),
+            ipv4,
+            gateway,
+        };
+        let res = driver.attach(self.ctx(), net, &plan).await?;
+        let att = Attachment {
+            network: net.name.clone(),
+            container: ep.container.clone(),
+            ifname: ep.ifname.clone(),
+            mac: res.mac,
+            ipv4,
+            gateway,
+            netns: ep.netns.path().map(Into::into),
+            ports: ep.ports.clone(),
+            host_ifname: res.host_ifname,
+        };
+        journal.push(Undo::DriverEndpoint(net.clone(), att.clone()));
+        self.after(Step::DriverAttach)?;
+        if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(&att)) {
+            self.firewall.add_endpoint(&n, &e).await?;
+            journal.push(Undo::FirewallEndpoint(n, e));
+            self.after(Step::FirewallEndpoint)?;
+        }
+        self.state.put_endpoint(&att)?;
+        journal.push(Undo::EndpointRecord {
+            network: net.name.clone(),
+            container: att.container.clone(),
+        });
+        self.after(Step::PersistEndpoint)?;
+        Ok(att)
+    }
+
+    /// Refuses a host ip:port/proto another endpoint (of any network) already publishes.
+    fn check_ports_free(&self, ep: &EndpointSpec) -> Result<()> {
+        if ep.ports.is_empty() {
+            return Ok(());
+        }
+        for net in self.state.networks()? {
+            for att in self.state.endpoints(&net.name)? {
+                for theirs in &att.ports {
+                    if let Some(p) = ep.ports.iter().find(|p| p.conflicts_with(theirs)) {
+                        return Err(Error::PortInUse {
+                            proto: p.proto,
+                            host_ip: theirs.host_ip,
+                            host_port: p.host_port,
+                            network: net.name.clone(),
+                            container: att.container.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches a container (`docker network disconnect`). Best-effort and idempotent: every
+    /// step is tried, firewall state goes before links, and it works when the container netns is
+    /// already gone. If a step fails the record is kept (so a retry can finish) and
+    /// [`Error::Detach`] lists what failed.
+    pub async fn detach(&self, network: impl AsRef<str>, container: &str) -> Result<()> {
+        let network = network.as_ref();
+        let _lock = self.state.lock().await?;
+        let net = self
+            .state
+            .network(network)?
+            .ok_or_else(|| Error::NetworkNotFound {
+                name: network.into(),
+            })?;
+        let Some(att) = self.state.endpoint(network, container)? else {
+            return Ok(());
+        };
+        let mut errors = Vec::new();
+        if let (Some(n), Some(e)) = (network_rules(&net), endpoint_rules(&att))
+            && let Err(e) = self.firewall.remove_endpoint(&n, &e).await
+        {
+            errors.push(e);
+        }
+        if let Err(e) = driver_for(net.driver.kind())
+            .detach(self.ctx(), &net, &att)
+            .await
+        {
+            errors.push(e);
+        }
+        if net.driver.kind() != DriverKind::None
+            && let Err(e) = self.ipam.release(network, container).await
+        {
+            errors.push(e);
+        }
+        if errors.is_empty() {
+            self.state.remove_endpoint(network, container)?;
+            tracing::info!(target: "berth::host", network, container, "detached");
+            Ok(())
+        } else {
+            Err(Error::Detach {
+                network: network.into(),
+                container: container.into(),
+                errors,
+            })
+        }
+    }
+
+    /// The attachments of a network.
+    pub async fn endpoints(&self, network: impl AsRef<str>) -> Result<Vec<Attachment>> {
+        self.state.endpoints(network.as_ref())
+    }
+
+    /// What of an attachment is missing from the kernel (empty: all in place).
+    pub async fn check(&self, network: impl AsRef<str>, container: &str) -> Result<Vec<String>> {
+        let network = network.as_ref();
+        let net = self.network(network).await?;
+        let Some(att) = self.state.endpoint(network, container)? else {
+            return Ok(vec![format!("endpoint record {network}/{container}")]);
+        };
+        driver_for(net.driver.kind())
+            .check(self.ctx(), &net, &att)
+            .await
+    }
+}

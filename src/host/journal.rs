@@ -1,0 +1,76 @@
+//! What an operation has done so far, and how to undo it.
+
+use crate::endpoint::Attachment;
+use crate::error::Error;
+use crate::firewall::{EndpointRules, NetworkRules};
+use crate::network::NetworkInfo;
+
+use super::Host;
+
+/// One finished step and what undoes it.
+#[derive(Debug)]
+pub(super) enum Undo {
+    IpamPool(String),
+    IpamAddress { network: String, container: String },
+    DriverNetwork(NetworkInfo),
+    DriverEndpoint(NetworkInfo, Attachment),
+    FirewallNetwork(NetworkRules),
+    FirewallEndpoint(NetworkRules, EndpointRules),
+    NetworkRecord(String),
+    EndpointRecord { network: String, container: String },
+}
+
+/// Finished steps, in order.
+#[derive(Debug, Default)]
+pub(super) struct Journal(Vec<Undo>);
+
+impl Journal {
+    pub(super) fn push(&mut self, u: Undo) {
+        self.0.push(u);
+    }
+}
+
+impl Host {
+    /// Undoes `journal` in reverse and returns `original`, or [`Error::CleanupFailed`] carrying
+    /// it and every cleanup error.
+    pub(super) async fn rollback(&self, journal: Journal, original: Error) -> Error {
+        let mut cleanup = Vec::new();
+        for undo in journal.0.into_iter().rev() {
+            tracing::debug!(target: "berth::host", ?undo, "rolling back");
+            let r = match &undo {
+                Undo::IpamPool(n) => self.ipam.release_pool(n).await,
+                Undo::IpamAddress { network, container } => {
+                    self.ipam.release(network, container).await
+                }
+                Undo::DriverNetwork(net) => {
+                    crate::driver::driver_for(net.driver.kind())
+                        .delete_network(self.ctx(), net)
+                        .await
+                }
+                Undo::DriverEndpoint(net, att) => {
+                    crate::driver::driver_for(net.driver.kind())
+                        .detach(self.ctx(), net, att)
+                        .await
+                }
+                Undo::FirewallNetwork(r) => self.firewall.remove_network(r).await,
+                Undo::FirewallEndpoint(n, e) => self.firewall.remove_endpoint(n, e).await,
+                Undo::NetworkRecord(n) => self.state.remove_network(n),
+                Undo::EndpointRecord { network, container } => {
+                    self.state.remove_endpoint(network, container)
+                }
+            };
+            if let Err(e) = r {
+                tracing::error!(target: "berth::host", ?undo, error = %e, "rollback step failed");
+                cleanup.push(e);
+            }
+        }
+        if cleanup.is_empty() {
+            original
+        } else {
+            Error::CleanupFailed {
+                original: Box::new(original),
+                cleanup,
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Host`]: the one object a runtime holds. It runs every operation as
+//! validate → lock → IPAM → driver → firewall → persist, records each finished step in a
+//! [`journal`], and undoes them in reverse when a later step fails.
+//!
+//! Concurrency: every mutating operation holds the state dir's exclusive `flock` (see
+//! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
+
+mod endpoint_ops;
+mod journal;
+mod network_ops;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::driver::DriverContext;
+use crate::error::{Error, Result};
+use crate::firewall::{Firewall, NftFirewall};
+use crate::ipam::{FileIpam, Ipam};
+use crate::netlink::Netlink;
+use crate::netns::Netns;
+use crate::state::StateDir;
+
+/// The steps of an operation, as named in errors and by a [`FaultHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Step {
+    /// The network's subnet was reserved.
+    IpamReserve,
+    /// The driver created the network's host side.
+    DriverCreate,
+    /// The firewall added the network's rules.
+    FirewallNetwork,
+    /// The network record was written.
+    PersistNetwork,
+    /// The endpoint's address was allocated.
+    IpamAllocate,
+    /// The driver plumbed the endpoint (veth exists).
+    DriverAttach,
+    /// The firewall added the endpoint's ports.
+    FirewallEndpoint,
+    /// The endpoint record was written.
+    PersistEndpoint,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::IpamReserve => "ipam-reserve",
+            Step::DriverCreate => "driver-create",
+            Step::FirewallNetwork => "firewall-network",
+            Step::PersistNetwork => "persist-network",
+            Step::IpamAllocate => "ipam-allocate",
+            Step::DriverAttach => "driver-attach",
+            Step::FirewallEndpoint => "firewall-endpoint",
+            Step::PersistEndpoint => "persist-endpoint",
+        })
+    }
+}
+
+/// Called after each finished step; an error makes the operation fail there and roll back.
+/// Used by tests to prove that nothing leaks whatever step fails.
+pub type FaultHook = Arc<dyn Fn(Step) -> Result<()> + Send + Sync>;
+
+/// Builder for [`Host`]: `Host::builder().state_dir(…).netns(…).build().await`.
+#[derive(Default)]
+pub struct HostBuilder {
+    state_dir: Option<PathBuf>,
+    netns: Option<Netns>,
+    firewall: Option<Arc<dyn Firewall>>,
+    ipam: Option<Arc<dyn Ipam>>,
+    fault: Option<FaultHook>,
+}
+
+impl fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("state_dir", &self.state_dir)
+            .field("netns", &self.netns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostBuilder {
+    /// Where records live (default `/var/lib/berth`).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// The host-side netns: bridges, NAT and sysctls live here. Required, so nothing ever lands
+    /// in a namespace by accident; pass `Netns::current()?` for the real host.
+    pub fn netns(mut self, netns: Netns) -> Self {
+        self.netns = Some(netns);
+        self
+    }
+
+    /// The firewall backend (default: [`NftFirewall`] in the host netns).
+    pub fn firewall(mut self, fw: impl Firewall + 'static) -> Self {
+        self.firewall = Some(Arc::new(fw));
+        self
+    }
+
+    /// The IPAM (default: [`FileIpam`] under the state dir).
+    pub fn ipam(mut self, ipam: impl Ipam + 'static) -> Self {
+        self.ipam = Some(Arc::new(ipam));
+        self
+    }
+
+    /// A hook called after every step (fault injection in tests).
+    pub fn fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault = Some(hook);
+        self
+    }
+
+    /// Opens the state dir and a netlink handle in the host netns.
+    pub async fn build(self) -> Result<Host> {
+        let netns = self.netns.ok_or_else(|| {
+            Error::invalid("host netns", "(unset)", "HostBuilder::netns is required")
+        })?;
+        let state = StateDir::open(self.state_dir.unwrap_or_else(|| "/var/lib/berth".into()))?;
+        let nl = Netlink::open(&netns).await?;
+        let firewall = self
+            .firewall
+            .unwrap_or_else(|| Arc::new(NftFirewall::new(netns.clone())));
+        let ipam = self
+            .ipam
+            .unwrap_or_else(|| Arc::new(FileIpam::new(state.root().join("ipam"))));
+        Ok(Host {
+            state,
+            netns,
+            nl,
+            firewall,
+            ipam,
+            fault: self.fault,
+        })
+    }
+}
+
+/// Networks and endpoints of one host netns, backed by one state dir.
+pub struct Host {
+    state: StateDir,
+    netns: Netns,
+    nl: Netlink,
+    firewall: Arc<dyn Firewall>,
+    ipam: Arc<dyn Ipam>,
+    fault: Option<FaultHook>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("state", &self.state)
+            .field("netns", &self.netns)
+            .field("firewall", &self.firewall)
+            .field("ipam", &self.ipam)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Starts a [`HostBuilder`].
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The state dir.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The host netns.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    fn ctx(&self) -> DriverContext<'_> {
+        DriverContext {
+            host: &self.nl,
+            host_netns: &self.netns,
+        }
+    }
+
+    fn after(&self, step: Step) -> Result<()> {
+        match &self.fault {
+            Some(hook) => hook(step),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! # berth — Docker-grade container networking as a library
+//!
+//! A container runtime creates networks and plugs container network namespaces into them, inside
+//! its own process: bridge + veth, IPAM, NAT and published ports in nf_tables — no daemon, no
+//! `ip`/`nft`/`iptables` binaries.
+//!
+//! ```no_run
+//! # async fn demo() -> berth::Result<()> {
+//! use berth::{Endpoint, Host, Netns, Network, Port};
+//! let host = Host::builder()
+//!     .state_dir("/var/lib/berth")
+//!     .netns(Netns::current()?)      // tests and the demo pass a sandbox netns here
+//!     .build()
+//!     .await?;
+//! let web = host
+//!     .create_network(Network::bridge("web").subnet("10.88.0.0/24".parse().unwrap()))
+//!     .await?;
+//! let att = host
+//!     .attach(&web, Endpoint::new("c0ffee", Netns::from_pid(4242)?).publish(Port::tcp(8080).to(80)))
+//!     .await?;
+//! println!("{} has {:?}", att.container, att.ipv4);
+//! host.detach(&web, "c0ffee").await?;
+//! host.delete_network(&web).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layers (an import only ever points down)
+//! | layer | modules |
+//! |---|---|
+//! | face | [`host`]: [`Host`], validate → lock → IPAM → driver → firewall → persist, with rollback |
+//! | drivers | [`driver`]: `bridge`, `none`, shared `veth` and `container` helpers |
+//! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`state`] |
+//! | kernel | [`netns`], [`netlink`], [`sysctl`] |
+//! | model | [`network`], [`endpoint`], [`port`], [`mac`], [`error`] |
+//!
+//! [`sandbox`] builds throwaway namespaces and sends probe traffic, for tests and demos.
+
+#![deny(missing_docs)]
+
+pub mod driver;
+pub mod endpoint;
+pub mod error;
+pub mod firewall;
+pub mod host;
+pub mod ipam;
+pub mod mac;
+pub mod netlink;
+pub mod netns;
+pub mod network;
+pub mod port;
+pub mod sandbox;
+pub mod state;
+pub mod sysctl;
+
+pub use endpoint::{Attachment, Endpoint, EndpointSpec};
+pub use error::{Error, Result};
+pub use firewall::{Firewall, NftFirewall, NoFirewall};
+pub use host::{FaultHook, Host, HostBuilder, Step};
+pub use ipam::{FileIpam, Ipam};
+pub use mac::MacAddr;
+pub use netns::Netns;
+pub use network::{
+    BridgeOptions, DriverKind, DriverOptions, Network, NetworkInfo, NetworkSpec, SubnetInfo,
+};
+pub use port::{Port, PortMapping, Protocol};

@@ -1,0 +1,193 @@
+//! Links: `ip link add|del|set|show` as typed operations.
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use super::{Netlink, is_errno, to_io};
+use crate::error::{Error, Result};
+use crate::mac::MacAddr;
+use crate::netns::Netns;
+use std::os::fd::AsRawFd;
+
+/// What `ip link show` tells about one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// ifindex.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Index of its master (bridge), if enslaved.
+    pub controller: Option<u32>,
+    /// Whether IFF_UP is set.
+    pub up: bool,
+    /// Hardware address.
+    pub mac: Option<Vec<u8>>,
+}
+
+fn info(msg: LinkMessage) -> LinkInfo {
+    let mut l = LinkInfo {
+        index: msg.header.index,
+        name: String::new(),
+        mtu: None,
+        controller: None,
+        up: msg
+            .header
+            .flags
+            .contains(rtnetlink::packet_route::link::LinkFlags::Up),
+        mac: None,
+    };
+    for a in msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n,
+            LinkAttribute::Mtu(m) => l.mtu = Some(m),
+            LinkAttribute::Controller(c) => l.controller = Some(c),
+            LinkAttribute::Address(a) => l.mac = Some(a),
+            _ => {}
+        }
+    }
+    l
+}
+
+/// Link creation failing with EOPNOTSUPP means the kernel lacks the kind.
+fn add_err(kind: &'static str, name: &str, e: rtnetlink::Error) -> Error {
+    if is_errno(&e, libc::EOPNOTSUPP) {
+        return Error::Unsupported {
+            what: format!("link kind {kind}"),
+            source: to_io(e),
+        };
+    }
+    Error::netlink("add link", name, to_io(e))
+}
+
+impl Netlink {
+    /// `ip link show NAME`; `None` when there is no such link.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.map(info)),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(Error::netlink("get link", name, to_io(e))),
+        }
+    }
+
+    /// `ip link show` by index; `None` when there is no such link.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.map(info)),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(Error::netlink("get link", index.to_string(), to_io(e))),
+        }
+    }
+
+    /// Like [`Netlink::link_by_name`], but a missing link is an error naming it.
+    pub async fn require_link(&self, name: &str) -> Result<LinkInfo> {
+        self.link_by_name(name).await?.ok_or_else(|| {
+            Error::netlink(
+                "get link",
+                name,
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )
+        })
+    }
+
+    /// `ip link add NAME address MAC mtu MTU type bridge && ip link set NAME up`.
+    pub async fn add_bridge(&self, name: &str, mac: MacAddr, mtu: u32) -> Result<LinkInfo> {
+        let msg = LinkBridge::new(name)
+            .address(mac.octets().to_vec())
+            .mtu(mtu)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| add_err("bridge", name, e))?;
+        self.require_link(name).await
+    }
+
+    /// Creates a veth pair whose host end `host` is enslaved to `master` and up, and whose peer is
+    /// born inside `peer_netns` as `peer_name` with `peer_mac` — one request, no move afterwards
+    /// (moving costs ~20 ms more). Equivalent of
+    /// `ip link add HOST mtu M master BR up type veth peer name PEER address MAC netns NS`.
+    pub async fn add_veth_into(
+        &self,
+        host: &str,
+        master: u32,
+        mtu: u32,
+        peer_name: &str,
+        peer_mac: MacAddr,
+        peer_netns: &Netns,
+    ) -> Result<LinkInfo> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_string())
+            .address(peer_mac.octets().to_vec())
+            .mtu(mtu)
+            .setns_by_fd(peer_netns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(host, peer_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .mtu(mtu)
+            .controller(master)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| add_err("veth", host, e))?;
+        self.require_link(host).await
+    }
+
+    /// `ip link set dev (index) up`.
+    pub async fn set_up(&self, index: u32, name: &str) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("set link up", name, to_io(e)))
+    }
+
+    /// `bridge link set dev NAME hairpin on` (a container may reach itself through a published
+    /// port, via the host).
+    pub async fn set_hairpin(&self, index: u32, name: &str, on: bool) -> Result<()> {
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).hairpin(on).build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("set bridge port hairpin", name, to_io(e)))
+    }
+
+    /// `ip link del NAME`. Returns `false` when it did not exist (idempotent).
+    pub async fn delete_link(&self, name: &str) -> Result<bool> {
+        let Some(l) = self.link_by_name(name).await? else {
+            return Ok(false);
+        };
+        match self.handle.link().del(l.index).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+            Err(e) => Err(Error::netlink("delete link", name, to_io(e))),
+        }
+    }
+
+    /// Every link (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<LinkInfo>> {
+        let s = self.handle.link().get().execute();
+        s.map_ok(info)
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("list links", "", to_io(e)))
+    }
+}

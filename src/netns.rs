@@ -1,0 +1,204 @@
+//! Network namespace handles.
+//!
+//! A [`Netns`] owns an open file descriptor of a namespace (cheap to clone: the fd is shared). Work
+//! that must happen *inside* a namespace (opening a netlink or nf_tables socket, writing a sysctl,
+//! binding a test socket) runs on a short-lived dedicated thread that `setns`es and then exits:
+//! never on the caller's thread or a tokio worker, whose namespace must not change.
+//! A socket stays bound to the namespace it was created in, so it can be used from anywhere after.
+//!
+//! Named namespaces are iproute2-compatible (`/run/netns/NAME`, usable with `ip netns exec`) and
+//! are made without forking: an unshared thread's `/proc/thread-self/ns/net` is bind-mounted.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+
+use crate::error::{Error, Result};
+
+/// Where iproute2 keeps named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// An open network namespace.
+#[derive(Debug, Clone)]
+pub struct Netns {
+    fd: Arc<OwnedFd>,
+    path: Option<PathBuf>,
+}
+
+fn netns_err(op: &'static str, path: impl AsRef<Path>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.as_ref().display().to_string();
+    move |source| Error::Netns { op, path, source }
+}
+
+impl Netns {
+    /// The namespace of the calling thread (`/proc/thread-self/ns/net`).
+    pub fn current() -> Result<Self> {
+        let fd = File::open("/proc/thread-self/ns/net")
+            .map_err(netns_err("open", "/proc/thread-self/ns/net"))?;
+        Ok(Netns {
+            fd: Arc::new(fd.into()),
+            path: None,
+        })
+    }
+
+    /// Opens a namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount …
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let fd = File::open(path).map_err(netns_err("open", path))?;
+        Ok(Netns {
+            fd: Arc::new(fd.into()),
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The namespace of process `pid`.
+    pub fn from_pid(pid: u32) -> Result<Self> {
+        Self::from_path(format!("/proc/{pid}/ns/net"))
+    }
+
+    /// Wraps an fd the caller already holds (e.g. passed by a runtime).
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Netns {
+            fd: Arc::new(fd),
+            path: None,
+        }
+    }
+
+    /// A new empty namespace that lives as long as a handle to it does.
+    pub fn new_anonymous() -> Result<Self> {
+        run_on_thread(|| {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| netns_err("unshare", "(anonymous)")(e.into()))?;
+            Self::current()
+        })
+    }
+
+    /// A new empty namespace bound at `/run/netns/NAME` (as `ip netns add NAME`).
+    pub fn create_named(name: &str) -> Result<Self> {
+        crate::network::validate_id("netns", name)?;
+        let dir = Path::new(NETNS_RUN_DIR);
+        std::fs::create_dir_all(dir).map_err(netns_err("create dir", dir))?;
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(netns_err("create", &path))?;
+        let target = path.clone();
+        let made = run_on_thread(move || {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| netns_err("unshare", &target)(e.into()))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| netns_err("bind mount", &target)(e.into()))
+        });
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Self::from_path(&path)
+    }
+
+    /// Removes a named namespace (as `ip netns del NAME`). The namespace itself lives on while
+    /// any handle or process still uses it.
+    pub fn remove_named(name: &str) -> Result<()> {
+        crate::network::validate_id("netns", name)?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        match umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(netns_err("unmount", &path)(e.into())),
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(netns_err("remove", &path)(e)),
+        }
+    }
+
+    /// The path it was opened from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Runs `f` on a new thread inside this namespace and waits for it. For blocking work only
+    /// (opening sockets, writing /proc/sys); see [`Netns::spawn`] from async code.
+    pub fn run<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let fd = self.fd.clone();
+        run_on_thread(move || {
+            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(|e| netns_err("setns", "(handle)")(e.into()))?;
+            Ok(f())
+        })
+    }
+
+    /// As [`Netns::run`], but awaits the thread instead of blocking the executor.
+    pub async fn spawn<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let fd = self.fd.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("berth-netns".into())
+            .spawn(move || {
+                let r = setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| netns_err("setns", "(handle)")(e.into()))
+                    .map(|()| f());
+                let _ = tx.send(r);
+            })
+            .map_err(netns_err("spawn thread", "(handle)"))?;
+        rx.await.map_err(|_| {
+            netns_err("join thread", "(handle)")(io::Error::other("netns thread panicked"))
+        })?
+    }
+
+    /// Whether two handles name the same namespace (same inode).
+    pub fn same_as(&self, other: &Netns) -> bool {
+        let a = nix::sys::stat::fstat(self.fd.as_fd());
+        let b = nix::sys::stat::fstat(other.fd.as_fd());
+        matches!((a, b), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+    }
+}
+
+impl AsFd for Netns {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Netns {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Runs `f` on a fresh thread (whose namespace changes die with it) and joins it.
+fn run_on_thread<F, R>(f: F) -> Result<R>
+where
+    F: FnOnce() -> Result<R> + Send + 'static,
+    R: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(f)
+        .map_err(netns_err("spawn thread", "(handle)"))?
+        .join()
+        .map_err(|_| {
+            netns_err("join thread", "(handle)")(io::Error::other("netns thread panicked"))
+        })?
+}

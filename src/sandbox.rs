@@ -1,0 +1,243 @@
+//! Throwaway network namespaces and traffic probes, for tests, demos and benchmarks.
+//!
+//! A [`Sandbox`] is a set of uniquely named (iproute2-compatible) namespaces — a "host" netns to
+//! give to [`crate::Host`], container namespaces, an "outside" netns joined to the host by a veth
+//! — plus a private state dir. Everything is removed on drop, also when a test panics, so nothing
+//! ever touches the machine's own namespace. The probes prove connectivity with real packets:
+//! a listener in one netns, a client in another.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use crate::error::{Error, Result};
+use crate::netlink::{Netlink, to_io};
+use crate::netns::Netns;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A set of sandbox namespaces and a state dir, removed on drop.
+#[derive(Debug)]
+pub struct Sandbox {
+    prefix: String,
+    host: Netns,
+    names: Vec<String>,
+    state_dir: PathBuf,
+}
+
+impl Sandbox {
+    /// A new sandbox whose names start with `label-PID-N`; its host netns has `lo` up.
+    pub async fn new(label: &str) -> Result<Self> {
+        let prefix = format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let host_name = format!("{prefix}-host");
+        let host = Netns::create_named(&host_name)?;
+        let state_dir = std::env::temp_dir().join(format!("berth-{prefix}"));
+        let mut sb = Sandbox {
+            prefix,
+            host,
+            names: vec![host_name],
+            state_dir,
+        };
+        lo_up(&sb.host).await?;
+        std::fs::create_dir_all(&sb.state_dir)
+            .map_err(|e| Error::state("create dir", &sb.state_dir, e))?;
+        sb.names.shrink_to_fit();
+        Ok(sb)
+    }
+
+    /// The "host" netns (give it to [`crate::HostBuilder::netns`]).
+    pub fn host(&self) -> &Netns {
+        &self.host
+    }
+
+    /// Name of the host netns under `/run/netns` (for `ip netns exec NAME …`).
+    pub fn host_name(&self) -> &str {
+        &self.names[0]
+    }
+
+    /// A state dir private to this sandbox.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A new named netns `PREFIX-ROLE` with `lo` up (a "container").
+    pub async fn netns(&mut self, role: &str) -> Result<Netns> {
+        let name = format!("{}-{role}", self.prefix);
+        let ns = Netns::create_named(&name)?;
+        self.names.push(name);
+        lo_up(&ns).await?;
+        Ok(ns)
+    }
+
+    /// Path of the named netns `PREFIX-ROLE`.
+    pub fn netns_path(&self, role: &str) -> PathBuf {
+        Path::new(crate::netns::NETNS_RUN_DIR).join(format!("{}-{role}", self.prefix))
+    }
+
+    /// An "outside" netns joined to the host netns by a veth: `host_addr` on the host end
+    /// (named `uplink`), `outside_addr` on the outside end (`eth0`), both up. The outside netns
+    /// gets no route back to container subnets, so replies only work through the host's NAT.
+    pub async fn add_outside(
+        &mut self,
+        host_addr: Ipv4Net,
+        outside_addr: Ipv4Net,
+    ) -> Result<Netns> {
+        let outside = self.netns("outside").await?;
+        let host_nl = Netlink::open(&self.host).await?;
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name("eth0".to_string())
+            .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&outside))
+            .build();
+        let msg = LinkVeth::new("uplink", "eth0")
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .up()
+            .build();
+        host_nl
+            .handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("add veth", "uplink", to_io(e)))?;
+        let up = host_nl.require_link("uplink").await?;
+        host_nl
+            .add_address(
+                up.index,
+                "uplink",
+                IpAddr::V4(host_addr.addr()),
+                host_addr.prefix_len(),
+            )
+            .await?;
+        let out_nl = Netlink::open(&outside).await?;
+        let eth = out_nl.require_link("eth0").await?;
+        out_nl
+            .add_address(
+                eth.index,
+                "eth0",
+                IpAddr::V4(outside_addr.addr()),
+                outside_addr.prefix_len(),
+            )
+            .await?;
+        out_nl.set_up(eth.index, "eth0").await?;
+        Ok(outside)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for n in &self.names {
+            if let Err(e) = Netns::remove_named(n) {
+                eprintln!("sandbox: could not remove netns {n}: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+async fn lo_up(ns: &Netns) -> Result<()> {
+    let nl = Netlink::open(ns).await?;
+    crate::driver::container::loopback_up(&nl).await
+}
+
+/// How long a probe waits for a connection or an answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Listens on `bind` in `server`, connects from `client` to `target`, exchanges a line both ways.
+/// Returns the client address the server saw (shows masquerading). An error means no connection.
+pub async fn tcp_probe(
+    server: &Netns,
+    bind: SocketAddr,
+    client: &Netns,
+    target: SocketAddr,
+) -> io::Result<SocketAddr> {
+    let listener = server
+        .run(move || TcpListener::bind(bind))
+        .map_err(io::Error::other)??;
+    listener.set_nonblocking(true)?;
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || {
+        let server = std::thread::spawn(move || -> io::Result<SocketAddr> {
+            let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+            let (mut s, peer) = loop {
+                match listener.accept() {
+                    Ok(x) => break x,
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf)?;
+            s.write_all(b"pong")?;
+            Ok(peer)
+        });
+        let mut c = client
+            .run(move || TcpStream::connect_timeout(&target, PROBE_TIMEOUT))
+            .map_err(io::Error::other)??;
+        c.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        c.write_all(b"ping")?;
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf)?;
+        let peer = server
+            .join()
+            .map_err(|_| io::Error::other("probe server panicked"))??;
+        if &buf != b"pong" {
+            return Err(io::Error::other("unexpected answer"));
+        }
+        Ok(peer)
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// Binds UDP `bind` in `server`, sends a datagram from `client` to `target`, and waits for the
+/// server's answer. Returns the client address the server saw.
+pub async fn udp_probe(
+    server: &Netns,
+    bind: SocketAddr,
+    client: &Netns,
+    target: SocketAddr,
+) -> io::Result<SocketAddr> {
+    let srv = server
+        .run(move || UdpSocket::bind(bind))
+        .map_err(io::Error::other)??;
+    let any: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let cli = client
+        .run(move || UdpSocket::bind(any))
+        .map_err(io::Error::other)??;
+    tokio::task::spawn_blocking(move || {
+        srv.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        cli.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        cli.send_to(b"ping", target)?;
+        let mut buf = [0u8; 16];
+        let (_, peer) = srv.recv_from(&mut buf)?;
+        srv.send_to(b"pong", peer)?;
+        let (n, _) = cli.recv_from(&mut buf)?;
+        if &buf[..n] != b"pong" {
+            return Err(io::Error::other("unexpected answer"));
+        }
+        Ok(peer)
+    })
+    .await
+    .map_err(io::Error::other)?
+}

@@ -1,0 +1,185 @@
+//! The state directory: records of networks and endpoints, written atomically, and the lock that
+//! serialises mutating operations across tasks and processes.
+//!
+//! Layout: `networks/NAME.json`, `endpoints/NETWORK/CONTAINER.json`, `ipam/NETWORK.json` (owned by
+//! [`crate::ipam::FileIpam`]), `lock`. Every write is tmp file + fsync + rename + fsync of the
+//! directory, so a reader (or a crash) sees the old or the new file, never half of one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::endpoint::Attachment;
+use crate::error::{Error, Result};
+use crate::network::NetworkInfo;
+
+/// Handle on a state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// An exclusive `flock` on the state dir, released on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateDir {
+    /// Opens (creating if needed) the state dir at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        for sub in ["networks", "endpoints", "ipam"] {
+            let d = root.join(sub);
+            fs::create_dir_all(&d).map_err(|e| Error::state("create dir", &d, e))?;
+        }
+        Ok(StateDir { root })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the exclusive lock (waits for other tasks and processes), off the executor.
+    pub async fn lock(&self) -> Result<StateLock> {
+        let path = self.root.join("lock");
+        tokio::task::spawn_blocking(move || lock_file(&path))
+            .await
+            .map_err(|e| Error::state("lock", "lock", io::Error::other(e)))?
+    }
+
+    fn network_path(&self, name: &str) -> PathBuf {
+        self.root.join("networks").join(format!("{name}.json"))
+    }
+
+    fn endpoint_dir(&self, network: &str) -> PathBuf {
+        self.root.join("endpoints").join(network)
+    }
+
+    fn endpoint_path(&self, network: &str, container: &str) -> PathBuf {
+        self.endpoint_dir(network).join(format!("{container}.json"))
+    }
+
+    /// The record of network `name`, if any.
+    pub fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
+        read_json(&self.network_path(name))
+    }
+
+    /// Every network record, sorted by name.
+    pub fn networks(&self) -> Result<Vec<NetworkInfo>> {
+        let mut v: Vec<NetworkInfo> = read_dir_json(&self.root.join("networks"))?;
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// Writes a network record.
+    pub fn put_network(&self, n: &NetworkInfo) -> Result<()> {
+        write_json(&self.network_path(&n.name), n)
+    }
+
+    /// Removes a network record and its (empty) endpoint directory.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        let _ = fs::remove_dir(self.endpoint_dir(name));
+        remove(&self.network_path(name))
+    }
+
+    /// The attachment of `container` to `network`, if any.
+    pub fn endpoint(&self, network: &str, container: &str) -> Result<Option<Attachment>> {
+        read_json(&self.endpoint_path(network, container))
+    }
+
+    /// Every attachment on `network`, sorted by container.
+    pub fn endpoints(&self, network: &str) -> Result<Vec<Attachment>> {
+        let mut v: Vec<Attachment> = read_dir_json(&self.endpoint_dir(network))?;
+        v.sort_by(|a, b| a.container.cmp(&b.container));
+        Ok(v)
+    }
+
+    /// Writes an attachment record.
+    pub fn put_endpoint(&self, a: &Attachment) -> Result<()> {
+        let dir = self.endpoint_dir(&a.network);
+        fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        write_json(&self.endpoint_path(&a.network, &a.container), a)
+    }
+
+    /// Removes an attachment record (idempotent).
+    pub fn remove_endpoint(&self, network: &str, container: &str) -> Result<()> {
+        remove(&self.endpoint_path(network, container))
+    }
+}
+
+/// Opens `path` (creating it) and takes an exclusive flock on it, blocking.
+pub(crate) fn lock_file(path: &Path) -> Result<StateLock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::state("open lock", path, e))?;
+    file.lock().map_err(|e| Error::state("flock", path, e))?;
+    Ok(StateLock { _file: file })
+}
+
+/// Reads and parses a JSON file; `None` if it does not exist.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| Error::StateCorrupt {
+                path: path.into(),
+                source,
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::state("read", path, e)),
+    }
+}
+
+fn read_dir_json<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::state("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let p = entry.map_err(|e| Error::state("list", dir, e))?.path();
+        if p.extension().is_some_and(|x| x == "json")
+            && let Some(v) = read_json(&p)?
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Serialises `value` and replaces `path` atomically (tmp + fsync + rename + fsync dir).
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).expect("records always serialise");
+    write_atomic(path, &bytes).map_err(|e| Error::state("write", path, e))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::state("remove", path, e)),
+    }
+}

@@ -1,0 +1,198 @@
+//! Bridge networks end to end, proven by traffic between sandbox namespaces.
+
+mod common;
+
+use berth::sandbox::{tcp_probe, udp_probe};
+use berth::{Endpoint, Network, Port};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_network_end_to_end() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-e2e").await;
+    let host = host(&sb).await;
+    let c1 = sb.netns("c1").await.unwrap();
+    let c2 = sb.netns("c2").await.unwrap();
+
+    let net = host
+        .create_network(Network::bridge("web").subnet("10.88.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let bridge = net.device.clone().unwrap();
+    assert!(link_names(sb.host()).await.contains(&bridge));
+
+    let a1 = host
+        .attach(
+            &net,
+            Endpoint::new("c1", c1.clone())
+                .publish(Port::tcp(8080).to(80))
+                .publish(Port::udp(5353).to(53)),
+        )
+        .await
+        .unwrap();
+    let a2 = host
+        .attach(&net, Endpoint::new("c2", c2.clone()).ifname("net0"))
+        .await
+        .unwrap();
+    assert_eq!(a1.ipv4.unwrap().to_string(), "10.88.0.2/24");
+    assert_eq!(a2.ipv4.unwrap().to_string(), "10.88.0.3/24");
+    assert_eq!(a1.gateway.unwrap().to_string(), "10.88.0.1");
+    assert!(link_names(&c2).await.contains(&"net0".to_string()));
+
+    // container <-> container, both ways
+    let seen = tcp_probe(&c2, sa("10.88.0.3:7000"), &c1, sa("10.88.0.3:7000"))
+        .await
+        .unwrap();
+    assert_eq!(seen.ip().to_string(), "10.88.0.2");
+    let seen = tcp_probe(&c1, sa("10.88.0.2:7000"), &c2, sa("10.88.0.2:7000"))
+        .await
+        .unwrap();
+    assert_eq!(seen.ip().to_string(), "10.88.0.3");
+    // container -> gateway (a listener in the host netns on the bridge address)
+    tcp_probe(sb.host(), sa("10.88.0.1:7001"), &c1, sa("10.88.0.1:7001"))
+        .await
+        .unwrap();
+    // container -> outside: masqueraded to the host's outside address
+    let seen = tcp_probe(
+        &outside,
+        sa("0.0.0.0:7002"),
+        &c1,
+        sa(&format!("{OUTSIDE}:7002")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.ip().to_string(), HOST_UP, "egress must be masqueraded");
+    // outside -> published ports (TCP and UDP)
+    let seen = tcp_probe(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seen.ip().to_string(),
+        OUTSIDE,
+        "published traffic keeps its source"
+    );
+    udp_probe(
+        &c1,
+        sa("0.0.0.0:53"),
+        &outside,
+        sa(&format!("{HOST_UP}:5353")),
+    )
+    .await
+    .unwrap();
+    // host netns -> published port on the host's own address
+    tcp_probe(
+        &c1,
+        sa("0.0.0.0:80"),
+        sb.host(),
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    // an unpublished port is not forwarded
+    assert!(
+        tcp_probe(
+            &c1,
+            sa("0.0.0.0:81"),
+            &outside,
+            sa(&format!("{HOST_UP}:8081"))
+        )
+        .await
+        .is_err()
+    );
+
+    // The ruleset is O(networks): ports are map elements.
+    assert_eq!(map_len(&sb, "pm4_any"), 2);
+    let rules = rule_count(&sb);
+
+    // Detach c1: veth, allocation, map elements and record are gone; the port is closed.
+    host.detach(&net, "c1").await.unwrap();
+    assert!(
+        !link_names(sb.host())
+            .await
+            .contains(a1.host_ifname.as_ref().unwrap())
+    );
+    assert_eq!(link_names(&c1).await, vec!["lo".to_string()]);
+    assert_eq!(map_len(&sb, "pm4_any"), 0);
+    assert_eq!(rule_count(&sb), rules);
+    let pool = berth::FileIpam::new(sb.state_dir().join("ipam"));
+    let allocs = berth::Ipam::pool(&pool, "web")
+        .await
+        .unwrap()
+        .unwrap()
+        .allocations;
+    assert_eq!(allocs.values().collect::<Vec<_>>(), vec!["c2"]);
+    assert!(
+        host.endpoints(&net)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.container != "c1")
+    );
+    assert!(
+        tcp_probe(
+            &c1,
+            sa("0.0.0.0:80"),
+            &outside,
+            sa(&format!("{HOST_UP}:8080"))
+        )
+        .await
+        .is_err()
+    );
+    // detach is idempotent
+    host.detach(&net, "c1").await.unwrap();
+
+    // Deleting a network with endpoints is refused, naming them.
+    let e = host.delete_network(&net).await.unwrap_err();
+    assert!(
+        matches!(&e, berth::Error::NetworkInUse { endpoints, .. } if endpoints == &["c2"]),
+        "{e}"
+    );
+
+    host.detach(&net, "c2").await.unwrap();
+    host.delete_network(&net).await.unwrap();
+    assert!(!link_names(sb.host()).await.contains(&bridge));
+    assert!(!chain_names(&sb).iter().any(|c| c.starts_with("nw-")));
+    assert_eq!(map_len(&sb, "post_by_iif"), 0);
+    assert!(host.networks().await.unwrap().is_empty());
+    assert!(!sb.state_dir().join("ipam/web.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn none_network_gives_only_loopback() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = berth::sandbox::Sandbox::new("bt-none").await.unwrap();
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    host.create_network(Network::none("isolated"))
+        .await
+        .unwrap();
+    let att = host
+        .attach("isolated", Endpoint::new("c", c.clone()))
+        .await
+        .unwrap();
+    assert!(att.ipv4.is_none());
+    assert_eq!(link_names(&c).await, vec!["lo".to_string()]);
+    // lo is up: a loopback connection works
+    tcp_probe(&c, sa("127.0.0.1:9000"), &c, sa("127.0.0.1:9000"))
+        .await
+        .unwrap();
+    let e = host
+        .attach(
+            "isolated",
+            Endpoint::new("d", c).publish(Port::tcp(80).to(80)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, berth::Error::DriverUnsupported { .. }), "{e}");
+    host.detach("isolated", "c").await.unwrap();
+    host.delete_network("isolated").await.unwrap();
+}

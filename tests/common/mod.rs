@@ -1,0 +1,119 @@
+//! Shared helpers for kernel tests: a sandbox with an outside world, a Host over it, and
+//! read-backs of kernel state (links through netlink, nf_tables through `nft -j` in the sandbox).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use berth::netlink::Netlink;
+use berth::sandbox::Sandbox;
+use berth::{Host, Netns};
+
+/// Host uplink address and the outside netns' address (benchmark range, sandbox only).
+pub const HOST_UP: &str = "198.18.0.1";
+pub const OUTSIDE: &str = "198.18.0.2";
+
+/// Skips (visibly) when not root: kernel tests need CAP_NET_ADMIN and CAP_SYS_ADMIN.
+pub fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("SKIPPED: kernel test needs root");
+    false
+}
+
+/// A sandbox with an outside netns joined to the host netns.
+pub async fn sandbox(label: &str) -> (Sandbox, Netns) {
+    let mut sb = Sandbox::new(label).await.expect("sandbox");
+    let outside = sb
+        .add_outside(
+            format!("{HOST_UP}/24").parse().unwrap(),
+            format!("{OUTSIDE}/24").parse().unwrap(),
+        )
+        .await
+        .expect("outside netns");
+    (sb, outside)
+}
+
+pub async fn host(sb: &Sandbox) -> Host {
+    Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .build()
+        .await
+        .expect("host")
+}
+
+pub fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Names of the links in `ns`.
+pub async fn link_names(ns: &Netns) -> Vec<String> {
+    let nl = Netlink::open(ns).await.unwrap();
+    let mut v: Vec<String> = nl
+        .links()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `nft -j list ruleset` inside the sandbox's host netns, parsed.
+pub fn nft_ruleset(sb: &Sandbox) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            sb.host_name(),
+            "nft",
+            "-j",
+            "list",
+            "ruleset",
+        ])
+        .output()
+        .expect("run nft");
+    assert!(
+        out.status.success(),
+        "nft failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("nft json")
+}
+
+/// Objects of one kind ("chain", "rule", "map", "set", "element" …) in the ruleset.
+pub fn nft_objects(sb: &Sandbox, kind: &str) -> Vec<serde_json::Value> {
+    nft_ruleset(sb)["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get(kind).cloned())
+        .collect()
+}
+
+/// Number of elements in map `name` of table inet berth.
+pub fn map_len(sb: &Sandbox, name: &str) -> usize {
+    nft_objects(sb, "map")
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| {
+            m.get("elem")
+                .and_then(|e| e.as_array())
+                .map_or(0, |a| a.len())
+        })
+        .unwrap_or(0)
+}
+
+pub fn chain_names(sb: &Sandbox) -> Vec<String> {
+    nft_objects(sb, "chain")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn rule_count(sb: &Sandbox) -> usize {
+    nft_objects(sb, "rule").len()
+}
