@@ -51,7 +51,6 @@ impl Sandbox {
         lo_up(&sb.host).await?;
         std::fs::create_dir_all(&sb.state_dir)
             .map_err(|e| Error::state("create dir", &sb.state_dir, e))?;
-        sb.names.shrink_to_fit();
         Ok(sb)
     }
 

@@ -196,3 +196,62 @@ async fn none_network_gives_only_loopback() {
     host.detach("isolated", "c").await.unwrap();
     host.delete_network("isolated").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtu_is_explicit_or_taken_from_the_default_route_link() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, _outside) = sandbox("bt-mtu").await;
+    let ip = |args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .arg("-n")
+            .arg(sb.host_name())
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&["link", "set", "uplink", "mtu", "1400"]);
+    ip(&["route", "add", "default", "via", OUTSIDE]);
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    let nl = berth::netlink::Netlink::open(&c).await.unwrap();
+
+    let net = host
+        .create_network(Network::bridge("a").subnet("10.88.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(net.mtu, 1400, "from the default-route link");
+    host.attach(&net, Endpoint::new("c", c.clone()))
+        .await
+        .unwrap();
+    assert_eq!(nl.require_link("eth0").await.unwrap().mtu, Some(1400));
+    host.detach(&net, "c").await.unwrap();
+
+    let net2 = host
+        .create_network(
+            Network::bridge("b")
+                .subnet("10.89.0.0/24".parse().unwrap())
+                .mtu(1300)
+                .bridge_name("br-b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(net2.mtu, 1300);
+    assert_eq!(net2.device.as_deref(), Some("br-b"));
+    host.attach(&net2, Endpoint::new("c", c.clone()).ifname("e1"))
+        .await
+        .unwrap();
+    assert_eq!(nl.require_link("e1").await.unwrap().mtu, Some(1300));
+    let br = berth::netlink::Netlink::open(sb.host())
+        .await
+        .unwrap()
+        .require_link("br-b")
+        .await
+        .unwrap();
+    assert_eq!(br.mtu, Some(1300));
+    host.detach(&net2, "c").await.unwrap();
+    host.delete_network(&net).await.unwrap();
+    host.delete_network(&net2).await.unwrap();
+}

@@ -5,7 +5,7 @@ use crate::endpoint::{Attachment, EndpointSpec};
 use crate::error::{Error, Result};
 use crate::firewall::EndpointRules;
 use crate::mac::MacAddr;
-use crate::network::{DriverKind, NetworkInfo};
+use crate::network::NetworkInfo;
 
 use super::journal::{Journal, Undo};
 use super::network_ops::network_rules;
@@ -172,7 +172,7 @@ impl Host {
         {
             errors.push(e);
         }
-        if net.driver.kind() != DriverKind::None
+        if driver_for(net.driver.kind()).uses_ipam()
             && let Err(e) = self.ipam.release(network, container).await
         {
             errors.push(e);

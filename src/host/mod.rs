@@ -188,3 +188,14 @@ impl Host {
         }
     }
 }
+
+/// Compile-time check: the futures of `Host` are `Send`, so runtimes can `tokio::spawn` them.
+#[allow(dead_code)]
+fn host_futures_are_send(h: &Host, ep: crate::EndpointSpec) {
+    fn send<T: Send>(_: T) {}
+    send(h.create_network(crate::Network::none("n")));
+    send(h.attach("n", ep));
+    send(h.detach("n", "c"));
+    send(h.delete_network("n"));
+    send(h.check("n", "c"));
+}
