@@ -42,7 +42,7 @@ impl Sandbox {
         let host_name = format!("{prefix}-host");
         let host = Netns::create_named(&host_name)?;
         let state_dir = std::env::temp_dir().join(format!("berth-{prefix}"));
-        let mut sb = Sandbox {
+        let sb = Sandbox {
             prefix,
             host,
             names: vec![host_name],

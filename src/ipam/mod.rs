@@ -2,6 +2,8 @@
 //! ([`pool`]), and the default on-disk implementation [`FileIpam`].
 
 pub mod pool;
+pub mod pools;
+pub mod subnet;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -1,0 +1,536 @@
+//! `netctl`: `docker network` plus the per-container network flags of `docker run`, over berth.
+//!
+//! A thin CLI: it parses strings into the library's typed builders and prints what the library
+//! returns. The contract it follows is `shared/netctl.md`; what the library cannot do yet
+//! (IPv6, `--ip-range`, aliases, DNS, `gc`, macvlan …) is refused with
+//! `error: … is not supported yet` (exit 1), never silently ignored.
+//!
+//! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
+//! (default `/var/lib/berth`), so several invocations, also at once, see one world.
+//!
+//! ```text
+//! cargo build --example netctl
+//! ip netns add demo-host && ip netns add c1 && ip netns add c2
+//! alias netctl='ip netns exec demo-host target/debug/examples/netctl --state-dir /tmp/demo'
+//! netctl network create --subnet 10.88.0.0/24 -o com.docker.network.bridge.name=br-web web
+//! netctl connect -p 8080:80 web c1          # netns /run/netns/c1; prints the attachment JSON
+//! netctl connect --ip 10.88.0.9 --ifname net0 --mac 02:42:0a:58:00:09 web c2
+//! netctl network ls                          # web bridge 10.88.0.0/24
+//! netctl network inspect web                 # JSON with both endpoints
+//! netctl check web c1                        # exit 0: everything attach made is in place
+//! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web
+//! ```
+//!
+//! Exit status: 0 on success, 1 when the operation failed (one `error: …` line on stderr),
+//! 2 on a usage error. `RUST_LOG=berth=debug` shows the library's log on stderr.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use berth::{
+    Attachment, DriverOptions, Endpoint, Host, MacAddr, Netns, Network, NetworkInfo, NetworkSpec,
+    PortMapping,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::{IpNet, Ipv4Net};
+use serde_json::{Value, json};
+
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
+const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netctl",
+    about = "Docker-style container networking over berth"
+)]
+struct Cli {
+    /// Where berth keeps its records.
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    state_dir: PathBuf,
+    /// Settings of the predefined `bridge` network, daemon.json style (not supported yet).
+    #[arg(long, global = true, value_name = "FILE")]
+    daemon_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, remove, list and inspect networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Attach a container's netns to a network; prints the attachment as JSON.
+    Connect(ConnectArgs),
+    /// Detach a container from a network.
+    Disconnect { network: String, container: String },
+    /// Exit 0 when everything `connect` made is still in place, else list what is missing.
+    Check { network: String, container: String },
+    /// Remove everything berth made except these containers' attachments (not supported yet).
+    Gc { containers: Vec<String> },
+    /// Put back every recorded nf_tables object (not supported yet).
+    Reapply,
+    /// Write hosts, resolv.conf and hostname for a container (not supported yet).
+    Files { container: String, dir: PathBuf },
+    /// Run the embedded DNS resolver (not supported yet).
+    ServeDns,
+}
+
+#[derive(Subcommand, Debug)]
+enum NetworkCmd {
+    /// Create a network; prints its id.
+    Create(CreateArgs),
+    /// Remove networks (refused while containers are attached).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// One line per network: NAME DRIVER SUBNET[,SUBNET].
+    Ls,
+    /// A network and its endpoints as JSON.
+    Inspect { name: String },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DriverArg {
+    Bridge,
+    None,
+    Macvlan,
+    Ipvlan,
+    Overlay,
+}
+
+impl DriverArg {
+    fn name(self) -> &'static str {
+        match self {
+            DriverArg::Bridge => "bridge",
+            DriverArg::None => "none",
+            DriverArg::Macvlan => "macvlan",
+            DriverArg::Ipvlan => "ipvlan",
+            DriverArg::Overlay => "overlay",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// Network driver (only bridge and none so far).
+    #[arg(short, long, value_enum, default_value = "bridge")]
+    driver: DriverArg,
+    /// Subnet in CIDR form (one IPv4 subnet so far).
+    #[arg(long, value_name = "CIDR")]
+    subnet: Vec<String>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long, value_name = "IP")]
+    gateway: Vec<String>,
+    /// Range to allocate from (not supported yet).
+    #[arg(long, value_name = "CIDR")]
+    ip_range: Vec<String>,
+    /// Addresses never handed out (not supported yet).
+    #[arg(long, value_name = "NAME=IP")]
+    aux_address: Vec<String>,
+    /// Dual stack (not supported yet).
+    #[arg(long)]
+    ipv6: bool,
+    /// No route out and no masquerade.
+    #[arg(long)]
+    internal: bool,
+    /// Extra routes for endpoints (not supported yet).
+    #[arg(long, value_name = "DST[,via=GW][,metric=M]")]
+    route: Vec<String>,
+    /// No default route in endpoints (not supported yet).
+    #[arg(long)]
+    no_default_route: bool,
+    /// Driver option (com.docker.network.bridge.name, …driver.mtu, …bridge.enable_ip_masquerade).
+    #[arg(short, long = "opt", value_name = "KEY=VALUE", value_parser = key_value)]
+    opt: Vec<(String, String)>,
+    /// The network's name.
+    name: String,
+}
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    /// The container's netns (default /run/netns/CONTAINER).
+    #[arg(long, value_name = "PATH")]
+    netns: Option<PathBuf>,
+    /// Static IPv4 address (default: the next free one).
+    #[arg(long, value_name = "IP")]
+    ip: Option<String>,
+    /// Static IPv6 address (not supported yet).
+    #[arg(long, value_name = "IP")]
+    ip6: Option<String>,
+    /// MAC address of the container interface (default: random).
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
+    /// Interface name inside the container (default eth0).
+    #[arg(long, value_name = "NAME")]
+    ifname: Option<String>,
+    /// DNS alias (not supported yet).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
+    /// Publish a port: [HOSTIP:]HOSTPORT:PORT[/tcp|udp].
+    #[arg(short, long, value_name = "SPEC")]
+    publish: Vec<String>,
+    /// Container hostname (not supported yet).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// DNS server (not supported yet).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// DNS search domain (not supported yet).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Extra hosts entry (not supported yet).
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<String>,
+    /// Legacy link (not supported yet).
+    #[arg(long, value_name = "CONTAINER[:ALIAS]")]
+    link: Vec<String>,
+    /// Default-gateway priority (not supported yet).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    gw_priority: Option<i64>,
+    /// Extra route (not supported yet).
+    #[arg(long, value_name = "DST[,via=GW][,metric=M]")]
+    route: Vec<String>,
+    /// The network.
+    network: String,
+    /// The container id.
+    container: String,
+}
+
+/// Why a command failed; `main` prints it and exits 1.
+#[derive(Debug)]
+enum Failure {
+    /// The library refused or failed: printed as `error: <its Display>`.
+    Berth(berth::Error),
+    /// Something netctl itself refuses (a flag the library does not support yet …).
+    Msg(String),
+    /// `check` found things missing: one `missing: …` line each.
+    Missing(Vec<String>),
+}
+
+impl From<berth::Error> for Failure {
+    fn from(e: berth::Error) -> Self {
+        Failure::Berth(e)
+    }
+}
+
+fn not_yet(what: impl std::fmt::Display) -> Failure {
+    Failure::Msg(format!("{what} is not supported yet"))
+}
+
+/// Fails on the first flag of `flags` that was given.
+fn refuse_unsupported(flags: &[(&str, bool)]) -> Result<(), Failure> {
+    match flags.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(not_yet(flag)),
+        None => Ok(()),
+    }
+}
+
+fn invalid(what: &'static str, value: &str, reason: &'static str) -> Failure {
+    Failure::Berth(berth::Error::InvalidValue {
+        what,
+        value: value.to_string(),
+        reason,
+    })
+}
+
+/// clap value parser for `-o KEY=VALUE`.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors: clap prints them and exits 2
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Berth(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Msg(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Missing(things)) => {
+            for t in things {
+                eprintln!("missing: {t}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    refuse_unsupported(&[("--daemon-config", cli.daemon_config.is_some())])?;
+    let dir = &cli.state_dir;
+    // Flags are parsed and checked before the host is opened.
+    match cli.command {
+        Command::Network(NetworkCmd::Create(a)) => {
+            let spec = network_spec(a)?;
+            let net = open_host(dir).await?.create_network(spec).await?;
+            println!("{}", net.id);
+        }
+        Command::Network(NetworkCmd::Rm { names }) => {
+            let host = open_host(dir).await?;
+            let mut errors = Vec::new();
+            for name in names {
+                match host.delete_network(&name).await {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(Failure::Msg(errors.join("; ")));
+            }
+        }
+        Command::Network(NetworkCmd::Ls) => {
+            for net in open_host(dir).await?.networks().await? {
+                let subnets: Vec<String> =
+                    net.subnets.iter().map(|s| s.subnet.to_string()).collect();
+                let line = format!("{} {} {}", net.name, net.driver.kind(), subnets.join(","));
+                println!("{}", line.trim_end());
+            }
+        }
+        Command::Network(NetworkCmd::Inspect { name }) => {
+            let host = open_host(dir).await?;
+            let net = host.network(&name).await?;
+            let endpoints = host.endpoints(&name).await?;
+            println!("{}", network_json(&net, &endpoints));
+        }
+        Command::Connect(a) => {
+            let network = a.network.clone();
+            let ep = endpoint_spec(a)?;
+            let att = open_host(dir).await?.attach(&network, ep).await?;
+            println!("{}", attachment_json(&att));
+        }
+        Command::Disconnect { network, container } => {
+            open_host(dir).await?.detach(&network, &container).await?;
+        }
+        Command::Check { network, container } => {
+            let missing = open_host(dir).await?.check(&network, &container).await?;
+            if !missing.is_empty() {
+                return Err(Failure::Missing(missing));
+            }
+        }
+        Command::Gc { .. } => return Err(not_yet("netctl gc")),
+        Command::Reapply => return Err(not_yet("netctl reapply")),
+        Command::Files { .. } => return Err(not_yet("netctl files")),
+        Command::ServeDns => return Err(not_yet("netctl serve-dns")),
+    }
+    Ok(())
+}
+
+/// The host is the netns netctl runs in.
+async fn open_host(state_dir: &Path) -> Result<Host, Failure> {
+    let host = Host::builder()
+        .state_dir(state_dir)
+        .netns(Netns::current()?)
+        .build()
+        .await?;
+    Ok(host)
+}
+
+/// `network create` flags → [`NetworkSpec`].
+fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
+    refuse_unsupported(&[
+        ("--ip-range", !a.ip_range.is_empty()),
+        ("--aux-address", !a.aux_address.is_empty()),
+        ("--ipv6", a.ipv6),
+        ("--route", !a.route.is_empty()),
+        ("--no-default-route", a.no_default_route),
+        ("more than one --subnet", a.subnet.len() > 1),
+        ("more than one --gateway", a.gateway.len() > 1),
+    ])?;
+    let mut spec = match a.driver {
+        DriverArg::Bridge => Network::bridge(&a.name),
+        DriverArg::None => Network::none(&a.name),
+        other => return Err(not_yet(format_args!("driver {}", other.name()))),
+    };
+    if let Some(s) = a.subnet.first() {
+        spec = spec.subnet(parse_subnet(s)?);
+    }
+    if let Some(g) = a.gateway.first() {
+        spec = spec.gateway(parse_ipv4("gateway", g)?);
+    }
+    spec = spec.internal(a.internal);
+    for (key, value) in &a.opt {
+        let bridge = a.driver == DriverArg::Bridge;
+        spec = match key.as_str() {
+            OPT_MTU => spec.mtu(
+                value
+                    .parse()
+                    .map_err(|_| invalid("mtu", value, "not a number"))?,
+            ),
+            OPT_BRIDGE_NAME if bridge => spec.bridge_name(value),
+            OPT_MASQUERADE if bridge => spec.masquerade(parse_bool(OPT_MASQUERADE, value)?),
+            OPT_ICC | OPT_HOST_BINDING if bridge => return Err(not_yet(format!("option {key}"))),
+            _ => {
+                return Err(Failure::Msg(format!(
+                    "unknown option {key} for driver {}",
+                    a.driver.name()
+                )));
+            }
+        };
+    }
+    Ok(spec)
+}
+
+/// `connect` flags → [`berth::EndpointSpec`].
+fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
+    refuse_unsupported(&[
+        ("--ip6", a.ip6.is_some()),
+        ("--alias", !a.alias.is_empty()),
+        ("--hostname", a.hostname.is_some()),
+        ("--dns", !a.dns.is_empty()),
+        ("--dns-search", !a.dns_search.is_empty()),
+        ("--add-host", !a.add_host.is_empty()),
+        ("--link", !a.link.is_empty()),
+        ("--gw-priority", a.gw_priority.is_some()),
+        ("--route", !a.route.is_empty()),
+        (
+            "sharing a netns (container:OTHER)",
+            a.network.starts_with("container:"),
+        ),
+    ])?;
+    let ip =
+        a.ip.as_deref()
+            .map(|s| parse_ipv4("ip address", s))
+            .transpose()?;
+    let mac = a.mac.as_deref().map(MacAddr::from_str).transpose()?;
+    let ports = a
+        .publish
+        .iter()
+        .map(|s| PortMapping::from_str(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The netns is opened last, once every flag has parsed.
+    let path = a
+        .netns
+        .unwrap_or_else(|| PathBuf::from(berth::netns::NETNS_RUN_DIR).join(&a.container));
+    let mut ep = Endpoint::new(&a.container, Netns::from_path(&path)?);
+    if let Some(ip) = ip {
+        ep = ep.ip(ip);
+    }
+    if let Some(mac) = mac {
+        ep = ep.mac(mac);
+    }
+    if let Some(ifname) = a.ifname {
+        ep = ep.ifname(ifname);
+    }
+    for port in ports {
+        ep = ep.publish(port);
+    }
+    Ok(ep)
+}
+
+fn parse_subnet(s: &str) -> Result<Ipv4Net, Failure> {
+    match IpNet::from_str(s) {
+        Ok(IpNet::V4(n)) => Ok(n),
+        Ok(IpNet::V6(_)) => Err(not_yet(format!("IPv6 subnet {s}"))),
+        Err(_) => Err(Failure::Berth(berth::Error::InvalidSubnet {
+            subnet: s.to_string(),
+            reason: "expected an IPv4 CIDR such as 10.88.0.0/24",
+        })),
+    }
+}
+
+fn parse_ipv4(what: &'static str, s: &str) -> Result<Ipv4Addr, Failure> {
+    match IpAddr::from_str(s) {
+        Ok(IpAddr::V4(a)) => Ok(a),
+        Ok(IpAddr::V6(_)) => Err(not_yet(format!("IPv6 {what} {s}"))),
+        Err(_) => Err(invalid(what, s, "not an IPv4 address")),
+    }
+}
+
+fn parse_bool(what: &'static str, s: &str) -> Result<bool, Failure> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(what, s, "expected true or false")),
+    }
+}
+
+fn opt_str<T: ToString>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+fn attachment_json(att: &Attachment) -> Value {
+    let ports: Vec<Value> = att
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "proto": p.proto.to_string(),
+                "host_ip": p.host_ip.to_string(),
+                "host_port": p.host_port,
+                "container_port": p.container_port,
+            })
+        })
+        .collect();
+    json!({
+        "network": att.network,
+        "container": att.container,
+        "ifname": att.ifname,
+        "mac": opt_str(att.mac),
+        "ipv4": opt_str(att.ipv4),
+        "ipv6": null,
+        "gateway": opt_str(att.gateway),
+        "gateway6": null,
+        "netns": opt_str(att.netns.as_ref().map(|p| p.display())),
+        "ports": ports,
+    })
+}
+
+fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
+    let subnets: Vec<Value> = net
+        .subnets
+        .iter()
+        .map(|s| json!({"subnet": s.subnet.to_string(), "gateway": s.gateway.to_string(), "ip_range": null}))
+        .collect();
+    // The options in effect, under Docker's keys (values as strings, as Docker shows them).
+    let mut options = serde_json::Map::new();
+    if let DriverOptions::Bridge(o) = &net.driver {
+        let name = o.bridge_name.clone().or_else(|| net.device.clone());
+        options.insert(OPT_BRIDGE_NAME.into(), opt_str(name));
+        options.insert(OPT_MASQUERADE.into(), o.masquerade.to_string().into());
+        options.insert(OPT_MTU.into(), net.mtu.to_string().into());
+    }
+    let endpoints: serde_json::Map<String, Value> = endpoints
+        .iter()
+        .map(|a| {
+            let v = json!({
+                "ifname": a.ifname,
+                "mac": opt_str(a.mac),
+                "ipv4": opt_str(a.ipv4),
+                "ipv6": null,
+            });
+            (a.container.clone(), v)
+        })
+        .collect();
+    json!({
+        "name": net.name,
+        "driver": net.driver.kind().name(),
+        "subnets": subnets,
+        "options": options,
+        "internal": net.internal,
+        "ipv6": false,
+        "endpoints": endpoints,
+    })
+}
