@@ -4,13 +4,17 @@
 use std::hint::black_box;
 
 use berth::firewall::ruleset::{self, EndpointRules};
-use berth::ipam::PoolState;
+use std::collections::BTreeMap;
+
+use berth::ipam::SubnetState;
+use berth::ipam::pools::{self, default_ipv4_pools};
 use berth::{Port, PortMapping};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn ipam(c: &mut Criterion) {
     // A /16 with 60,000 addresses taken: the next free one is found past `last`.
-    let mut full = PoolState::new("10.0.0.0/16".parse().unwrap(), None).unwrap();
+    let mut full =
+        SubnetState::new("10.0.0.0/16".parse().unwrap(), None, None, BTreeMap::new()).unwrap();
     for i in 0..60_000 {
         full.allocate("n", &format!("c{i}"), None).unwrap();
     }
@@ -20,6 +24,22 @@ fn ipam(c: &mut Criterion) {
             full.release("bench");
             black_box(ip)
         })
+    });
+}
+
+fn pool_choice(c: &mut Criterion) {
+    // 200 networks already hold 192.168.x.0/20s and every 172.x /16 is taken.
+    let mut used: Vec<ipnet::IpNet> = (16..32)
+        .map(|b| format!("172.{b}.0.0/16").parse().unwrap())
+        .collect();
+    used.extend((0..15).map(|i| {
+        format!("192.168.{}.0/20", i * 16)
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+    }));
+    let pools = default_ipv4_pools();
+    c.bench_function("choose a subnet past 31 used prefixes", |b| {
+        b.iter(|| black_box(pools::choose(&pools, black_box(&used))))
     });
 }
 
@@ -46,5 +66,5 @@ fn parse(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ipam, render, parse);
+criterion_group!(benches, ipam, pool_choice, render, parse);
 criterion_main!(benches);

@@ -365,10 +365,10 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
         other => return Err(not_yet(format_args!("driver {}", other.name()))),
     };
     if let Some(s) = a.subnet.first() {
-        spec = spec.subnet(parse_subnet(s)?);
+        spec = spec.subnet(IpNet::V4(parse_subnet(s)?));
     }
     if let Some(g) = a.gateway.first() {
-        spec = spec.gateway(parse_ipv4("gateway", g)?);
+        spec = spec.gateway(IpAddr::V4(parse_ipv4("gateway", g)?));
     }
     spec = spec.internal(a.internal);
     for (key, value) in &a.opt {

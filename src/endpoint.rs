@@ -1,10 +1,10 @@
 //! Endpoints: what a runtime asks for when attaching a container ([`Endpoint`] →
 //! [`EndpointSpec`]) and what it gets back, which is also what berth records ([`Attachment`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -26,7 +26,9 @@ impl Endpoint {
             netns,
             ifname: "eth0".into(),
             ip: None,
+            ip6: None,
             mac: None,
+            mac_from_ipv4: false,
             ports: Vec::new(),
         }
     }
@@ -39,7 +41,9 @@ pub struct EndpointSpec {
     pub(crate) netns: Netns,
     pub(crate) ifname: String,
     pub(crate) ip: Option<Ipv4Addr>,
+    pub(crate) ip6: Option<Ipv6Addr>,
     pub(crate) mac: Option<MacAddr>,
+    pub(crate) mac_from_ipv4: bool,
     pub(crate) ports: Vec<PortMapping>,
 }
 
@@ -56,9 +60,21 @@ impl EndpointSpec {
         self
     }
 
+    /// A static IPv6 address (`--ip6`); default: the next free one on dual-stack networks.
+    pub fn ip6(mut self, ip: Ipv6Addr) -> Self {
+        self.ip6 = Some(ip);
+        self
+    }
+
     /// A fixed MAC (`--mac-address`); default: random, locally administered.
     pub fn mac(mut self, mac: MacAddr) -> Self {
         self.mac = Some(mac);
+        self
+    }
+
+    /// Derive the MAC from the IPv4 address, as Docker did: `02:42` + its four bytes.
+    pub fn mac_from_ipv4(mut self, on: bool) -> Self {
+        self.mac_from_ipv4 = on;
         self
     }
 
@@ -79,6 +95,13 @@ impl EndpointSpec {
         validate_ifname("interface", &self.ifname)?;
         if let Some(mac) = &self.mac {
             mac.validate()?;
+            if self.mac_from_ipv4 {
+                return Err(Error::invalid(
+                    "mac address",
+                    mac,
+                    "given together with mac_from_ipv4",
+                ));
+            }
         }
         for (i, p) in self.ports.iter().enumerate() {
             p.validate()?;
@@ -112,8 +135,14 @@ pub struct Attachment {
     pub mac: Option<MacAddr>,
     /// IPv4 address with the subnet's prefix length.
     pub ipv4: Option<Ipv4Net>,
-    /// Default gateway inside the container.
+    /// IPv6 address with the subnet's prefix length.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Net>,
+    /// IPv4 default gateway inside the container.
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 default gateway inside the container.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
     /// The container netns path, when it was opened by path.
     pub netns: Option<PathBuf>,
     /// Published ports.
@@ -126,5 +155,10 @@ impl Attachment {
     /// The container's IPv4 address without prefix.
     pub fn ip(&self) -> Option<IpAddr> {
         self.ipv4.map(|n| IpAddr::V4(n.addr()))
+    }
+
+    /// The container's IPv6 address without prefix.
+    pub fn ip6(&self) -> Option<IpAddr> {
+        self.ipv6.map(|n| IpAddr::V6(n.addr()))
     }
 }

@@ -70,6 +70,14 @@ pub enum Error {
         /// The network.
         network: String,
     },
+    /// No subnet of the pools is free.
+    #[error("no free {} subnet left in the address pools for network {network}", if *ipv6 { "IPv6" } else { "IPv4" })]
+    NoFreeSubnet {
+        /// The network.
+        network: String,
+        /// Which family was asked for.
+        ipv6: bool,
+    },
     /// A value other than names and subnets is invalid (MTU, MAC, port …).
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidValue {

@@ -19,6 +19,12 @@ impl MacAddr {
         MacAddr(b)
     }
 
+    /// Docker's derived MAC: `02:42` followed by the four bytes of the IPv4 address.
+    pub fn from_ipv4(ip: std::net::Ipv4Addr) -> Self {
+        let o = ip.octets();
+        MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+
     /// The six bytes.
     pub fn octets(&self) -> [u8; 6] {
         self.0
@@ -97,6 +103,13 @@ mod tests {
             assert_eq!(m.0[0] & 3, 2);
             m.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn derived_from_ipv4_like_docker() {
+        let m = MacAddr::from_ipv4("172.17.0.2".parse().unwrap());
+        assert_eq!(m.to_string(), "02:42:ac:11:00:02");
+        m.validate().unwrap();
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! Options are typed here, once: `com.docker.network.bridge.name=…` and friends are parsed by the
 //! caller (see `examples/netctl.rs`) into [`BridgeOptions`]; drivers never see strings.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -95,14 +96,35 @@ impl Network {
 
 /// What a runtime asks for when creating a network. Built with [`Network`], checked by
 /// [`NetworkSpec::validate`] before anything is touched.
+///
+/// Subnets: each [`NetworkSpec::subnet`] adds one (IPv4 or IPv6); gateways and ip-ranges attach
+/// to the subnet that contains them. With no IPv4 subnet, one is chosen from the host's address
+/// pools; with [`NetworkSpec::ipv6`] and no IPv6 subnet, a ULA /64 is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkSpec {
     pub(crate) name: String,
     pub(crate) driver: DriverOptions,
-    pub(crate) subnet: Option<Ipv4Net>,
-    pub(crate) gateway: Option<Ipv4Addr>,
+    pub(crate) subnets: Vec<IpNet>,
+    pub(crate) gateways: Vec<IpAddr>,
+    pub(crate) ip_ranges: Vec<IpNet>,
+    pub(crate) aux: BTreeMap<String, IpAddr>,
+    pub(crate) ipv6: bool,
     pub(crate) internal: bool,
     pub(crate) mtu: Option<u32>,
+}
+
+/// One subnet as asked for: the subnet (or `None`: choose one of this family from the pools),
+/// its gateway and its ip-range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubnetRequest {
+    /// The subnet, or `None` for an automatic one.
+    pub subnet: Option<IpNet>,
+    /// IPv6 (for automatic subnets).
+    pub ipv6: bool,
+    /// The gateway; default: the first host address.
+    pub gateway: Option<IpAddr>,
+    /// Allocate only from this range.
+    pub ip_range: Option<IpNet>,
 }
 
 impl NetworkSpec {
@@ -110,22 +132,43 @@ impl NetworkSpec {
         NetworkSpec {
             name,
             driver,
-            subnet: None,
-            gateway: None,
+            subnets: Vec::new(),
+            gateways: Vec::new(),
+            ip_ranges: Vec::new(),
+            aux: BTreeMap::new(),
+            ipv6: false,
             internal: false,
             mtu: None,
         }
     }
 
-    /// The subnet (`--subnet`). Bridge networks need one for now.
-    pub fn subnet(mut self, subnet: Ipv4Net) -> Self {
-        self.subnet = Some(subnet);
+    /// Adds a subnet (`--subnet`, repeatable: one IPv4 and one IPv6 for dual stack).
+    pub fn subnet(mut self, subnet: IpNet) -> Self {
+        self.subnets.push(subnet);
         self
     }
 
-    /// The gateway (`--gateway`); default: the first address of the subnet.
-    pub fn gateway(mut self, gateway: Ipv4Addr) -> Self {
-        self.gateway = Some(gateway);
+    /// A gateway (`--gateway`, repeatable); it belongs to the subnet that contains it.
+    pub fn gateway(mut self, gateway: IpAddr) -> Self {
+        self.gateways.push(gateway);
+        self
+    }
+
+    /// Allocate only from this range (`--ip-range`, repeatable), inside one of the subnets.
+    pub fn ip_range(mut self, range: IpNet) -> Self {
+        self.ip_ranges.push(range);
+        self
+    }
+
+    /// A named address that is never handed out (`--aux-address NAME=IP`).
+    pub fn aux_address(mut self, name: impl Into<String>, ip: IpAddr) -> Self {
+        self.aux.insert(name.into(), ip);
+        self
+    }
+
+    /// Enables IPv6 (`--ipv6`): with no IPv6 subnet given, a ULA /64 is chosen.
+    pub fn ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
         self
     }
 
@@ -164,6 +207,43 @@ impl NetworkSpec {
         &self.name
     }
 
+    /// The driver and its options.
+    pub fn driver(&self) -> &DriverOptions {
+        &self.driver
+    }
+
+    /// The subnets to reserve, in order: those given (with the gateway and ip-range inside
+    /// each), then an automatic IPv4 one if none was given, then an automatic IPv6 one if IPv6
+    /// is on and none was given. Empty for drivers without addresses.
+    pub fn subnet_requests(&self) -> Vec<SubnetRequest> {
+        if self.driver == DriverOptions::None {
+            return Vec::new();
+        }
+        let mut v: Vec<SubnetRequest> = self
+            .subnets
+            .iter()
+            .map(|s| SubnetRequest {
+                subnet: Some(*s),
+                ipv6: s.addr().is_ipv6(),
+                gateway: self.gateways.iter().copied().find(|g| s.contains(g)),
+                ip_range: self.ip_ranges.iter().copied().find(|r| s.contains(r)),
+            })
+            .collect();
+        let auto = |ipv6| SubnetRequest {
+            subnet: None,
+            ipv6,
+            gateway: None,
+            ip_range: None,
+        };
+        if !v.iter().any(|r| !r.ipv6) {
+            v.insert(0, auto(false));
+        }
+        if self.ipv6 && !v.iter().any(|r| r.ipv6) {
+            v.push(auto(true));
+        }
+        v
+    }
+
     /// Checks everything that can be checked without the kernel or the state dir.
     pub fn validate(&self) -> Result<()> {
         validate_network_name(&self.name)?;
@@ -172,40 +252,85 @@ impl NetworkSpec {
         {
             return Err(Error::invalid("mtu", mtu, "must be 68-65535"));
         }
-        match &self.driver {
-            DriverOptions::Bridge(o) => {
-                if let Some(b) = &o.bridge_name {
-                    validate_ifname("bridge", b)?;
-                }
-                let subnet = self.subnet.ok_or_else(|| Error::InvalidSubnet {
-                    subnet: String::new(),
-                    reason: "bridge networks need --subnet (automatic subnets come with the IPAM issue)",
-                })?;
-                validate_subnet(&subnet)?;
-                if let Some(gw) = self.gateway {
-                    validate_host_address(&subnet, gw)?;
-                }
+        if let DriverOptions::Bridge(o) = &self.driver
+            && let Some(b) = &o.bridge_name
+        {
+            validate_ifname("bridge", b)?;
+        }
+        if self.driver == DriverOptions::None {
+            if !(self.subnets.is_empty()
+                && self.gateways.is_empty()
+                && self.ip_ranges.is_empty()
+                && self.aux.is_empty())
+            {
+                return Err(Error::DriverUnsupported {
+                    driver: "none",
+                    what: "subnets",
+                });
             }
-            DriverOptions::None => {
-                if self.subnet.is_some() || self.gateway.is_some() {
-                    return Err(Error::DriverUnsupported {
-                        driver: "none",
-                        what: "subnets",
-                    });
-                }
+            return Ok(());
+        }
+        for (i, s) in self.subnets.iter().enumerate() {
+            crate::ipam::subnet::validate_subnet(s)?;
+            if let Some(o) = self.subnets[..i]
+                .iter()
+                .find(|o| o.contains(&s.network()) || s.contains(&o.network()))
+            {
+                return Err(Error::SubnetOverlap {
+                    subnet: s.to_string(),
+                    other: o.to_string(),
+                    network: self.name.clone(),
+                });
+            }
+            if s.addr().is_ipv6() && !self.ipv6 {
+                return Err(Error::InvalidSubnet {
+                    subnet: s.to_string(),
+                    reason: "an IPv6 subnet needs IPv6 enabled (--ipv6)",
+                });
+            }
+        }
+        let outside = |address: IpAddr| Error::OutsideSubnet {
+            address,
+            subnet: self
+                .subnets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        for g in &self.gateways {
+            if !self.subnets.iter().any(|s| s.contains(g)) {
+                return Err(outside(*g));
+            }
+        }
+        for r in &self.ip_ranges {
+            if !self.subnets.iter().any(|s| s.contains(r)) {
+                return Err(Error::InvalidSubnet {
+                    subnet: r.to_string(),
+                    reason: "ip-range is not inside any --subnet",
+                });
+            }
+        }
+        for (name, a) in &self.aux {
+            validate_id("aux address", name)?;
+            if !self.subnets.iter().any(|s| s.contains(a)) {
+                return Err(outside(*a));
             }
         }
         Ok(())
     }
 }
 
-/// One subnet of a network and its gateway.
+/// One subnet of a network, its gateway and ip-range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubnetInfo {
     /// The subnet.
-    pub subnet: Ipv4Net,
+    pub subnet: IpNet,
     /// The gateway address (on the bridge).
-    pub gateway: Ipv4Addr,
+    pub gateway: IpAddr,
+    /// The range addresses are allocated from, if narrowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<IpNet>,
 }
 
 /// A created network, as recorded in the state dir (`networks/NAME.json`).
@@ -219,6 +344,12 @@ pub struct NetworkInfo {
     pub driver: DriverOptions,
     /// Subnets with their gateways (empty for `none`).
     pub subnets: Vec<SubnetInfo>,
+    /// Named addresses never handed out.
+    #[serde(default)]
+    pub aux: BTreeMap<String, IpAddr>,
+    /// IPv6 enabled.
+    #[serde(default)]
+    pub ipv6: bool,
     /// No route out, no masquerade.
     pub internal: bool,
     /// MTU in use.
@@ -234,6 +365,16 @@ impl NetworkInfo {
             DriverOptions::Bridge(o) => o.masquerade && !self.internal,
             DriverOptions::None => false,
         }
+    }
+
+    /// The first IPv4 subnet.
+    pub fn subnet4(&self) -> Option<&SubnetInfo> {
+        self.subnets.iter().find(|s| s.subnet.addr().is_ipv4())
+    }
+
+    /// The first IPv6 subnet.
+    pub fn subnet6(&self) -> Option<&SubnetInfo> {
+        self.subnets.iter().find(|s| s.subnet.addr().is_ipv6())
     }
 }
 
@@ -292,41 +433,6 @@ pub fn validate_ifname(kind: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A subnet needs zero host bits and room for a gateway and at least one endpoint.
-pub fn validate_subnet(subnet: &Ipv4Net) -> Result<()> {
-    if subnet.trunc() != *subnet {
-        return Err(Error::InvalidSubnet {
-            subnet: subnet.to_string(),
-            reason: "host bits are set",
-        });
-    }
-    if subnet.prefix_len() > 30 {
-        return Err(Error::InvalidSubnet {
-            subnet: subnet.to_string(),
-            reason: "prefix must be /30 or shorter",
-        });
-    }
-    Ok(())
-}
-
-/// An address usable by a host on `subnet`: inside it, neither network nor broadcast address.
-pub fn validate_host_address(subnet: &Ipv4Net, addr: Ipv4Addr) -> Result<()> {
-    if !subnet.contains(&addr) {
-        return Err(Error::OutsideSubnet {
-            address: IpAddr::V4(addr),
-            subnet: subnet.to_string(),
-        });
-    }
-    if addr == subnet.network() || addr == subnet.broadcast() {
-        return Err(Error::InvalidValue {
-            what: "address",
-            value: addr.to_string(),
-            reason: "is the network or broadcast address of its subnet",
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,12 +446,32 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(matches!(e, Error::InvalidSubnet { .. }), "{e}");
+        let gw: IpAddr = "10.89.0.1".parse().unwrap();
+        let e = ok.clone().gateway(gw).validate().unwrap_err();
+        assert!(matches!(e, Error::OutsideSubnet { .. }), "{e}");
         let e = ok
             .clone()
-            .gateway("10.89.0.1".parse().unwrap())
+            .ip_range("10.89.0.0/28".parse().unwrap())
             .validate()
             .unwrap_err();
+        assert!(matches!(e, Error::InvalidSubnet { .. }), "{e}");
+        let e = ok.clone().aux_address("router", gw).validate().unwrap_err();
         assert!(matches!(e, Error::OutsideSubnet { .. }), "{e}");
+        let e = ok
+            .clone()
+            .subnet("10.88.0.0/16".parse().unwrap())
+            .validate()
+            .unwrap_err();
+        assert!(matches!(e, Error::SubnetOverlap { .. }), "{e}");
+        let e = ok
+            .clone()
+            .subnet("fd00::/64".parse().unwrap())
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidSubnet { .. }),
+            "IPv6 needs --ipv6: {e}"
+        );
         let e = ok
             .clone()
             .bridge_name("a-very-long-bridge")
@@ -374,6 +500,21 @@ mod tests {
                 .validate()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn subnet_requests_pair_gateways_and_add_automatic_ones() {
+        let s = Network::bridge("n")
+            .subnet("fd00:1::/64".parse().unwrap())
+            .gateway("fd00:1::fe".parse().unwrap())
+            .ipv6(true);
+        let r = s.subnet_requests();
+        assert_eq!(r.len(), 2);
+        assert!(r[0].subnet.is_none() && !r[0].ipv6, "automatic IPv4 first");
+        assert_eq!(r[1].gateway, Some("fd00:1::fe".parse().unwrap()));
+        let r = Network::bridge("n").ipv6(true).subnet_requests();
+        assert_eq!((r.len(), r[1].ipv6, r[1].subnet), (2, true, None));
+        assert!(Network::none("n").subnet_requests().is_empty());
     }
 
     #[test]

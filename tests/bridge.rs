@@ -126,7 +126,7 @@ async fn bridge_network_end_to_end() {
         .await
         .unwrap()
         .unwrap()
-        .allocations;
+        .allocations();
     assert_eq!(allocs.values().collect::<Vec<_>>(), vec!["c2"]);
     assert!(
         host.endpoints(&net)

@@ -19,7 +19,7 @@ async fn snapshot(sb: &berth::sandbox::Sandbox, host: &Host, c: &berth::Netns) -
     let mut allocs = Vec::new();
     for n in host.networks().await.unwrap() {
         if let Some(p) = ipam.pool(&n.name).await.unwrap() {
-            allocs.push(format!("{}:{:?}", n.name, p.allocations));
+            allocs.push(format!("{}:{:?}", n.name, p.allocations()));
         }
         for a in host.endpoints(&n.name).await.unwrap() {
             allocs.push(format!("ep {}/{}", n.name, a.container));
@@ -314,7 +314,7 @@ async fn detach_works_when_the_container_netns_is_gone() {
             .await
             .unwrap()
             .unwrap()
-            .allocations
+            .allocations()
             .is_empty()
     );
     host.delete_network(&net).await.unwrap();

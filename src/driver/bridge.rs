@@ -79,14 +79,25 @@ impl NetworkDriver for BridgeDriver {
         };
         let link = ctx.host.add_bridge(&name, MacAddr::random(), mtu).await?;
         let configured = async {
+            if net.subnet6().is_some() {
+                // The bridge's own link-local and gateway addresses skip DAD too.
+                sysctl::write(
+                    ctx.host_netns,
+                    &format!("net/ipv6/conf/{name}/accept_dad"),
+                    "0",
+                )
+                .await?;
+            }
             for s in &net.subnets {
-                let gw = std::net::IpAddr::V4(s.gateway);
                 ctx.host
-                    .add_address(link.index, &name, gw, s.subnet.prefix_len())
+                    .add_address(link.index, &name, s.gateway, s.subnet.prefix_len())
                     .await?;
             }
             if !net.internal {
                 sysctl::write(ctx.host_netns, "net/ipv4/ip_forward", "1").await?;
+                if net.subnet6().is_some() {
+                    sysctl::write(ctx.host_netns, "net/ipv6/conf/all/forwarding", "1").await?;
+                }
             }
             Ok::<_, Error>(())
         }
@@ -121,7 +132,13 @@ impl NetworkDriver for BridgeDriver {
             ctx.host.set_hairpin(link.index, &host_if, true).await?;
             let nl = Netlink::open(ep.netns).await?;
             container::loopback_up(&nl).await?;
-            container::configure_interface(&nl, ep.ifname, ep.ipv4, ep.gateway).await
+            let cfg = container::InterfaceConfig {
+                ipv4: ep.ipv4,
+                ipv6: ep.ipv6,
+                gateway: ep.gateway,
+                gateway6: ep.gateway6,
+            };
+            container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }
         .await;
         if let Err(e) = inside {

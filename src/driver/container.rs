@@ -1,12 +1,14 @@
 //! What every driver does inside the container netns once its interface exists there:
-//! `lo` up, the address, the interface up, the default route.
+//! `lo` up, addresses, the interface up, default routes.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::Result;
 use crate::netlink::Netlink;
+use crate::netns::Netns;
+use crate::sysctl;
 
 /// `ip link set lo up` in the container netns.
 pub async fn loopback_up(nl: &Netlink) -> Result<()> {
@@ -17,21 +19,46 @@ pub async fn loopback_up(nl: &Netlink) -> Result<()> {
     Ok(())
 }
 
-/// `ip addr add ADDR dev IF && ip link set IF up && ip route add default via GW`.
+/// Addresses and routes of one container interface.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InterfaceConfig {
+    /// IPv4 address.
+    pub ipv4: Option<Ipv4Net>,
+    /// IPv6 address.
+    pub ipv6: Option<Ipv6Net>,
+    /// IPv4 default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// IPv6 default gateway.
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// `ip addr add …; ip link set IF up; ip route add default via …` for both families.
+/// With IPv6, duplicate-address detection is switched off on the interface first (it would
+/// delay the link-local and global addresses by seconds) and the address is added `nodad`.
 pub async fn configure_interface(
     nl: &Netlink,
+    netns: &Netns,
     ifname: &str,
-    ipv4: Option<Ipv4Net>,
-    gateway: Option<Ipv4Addr>,
+    cfg: InterfaceConfig,
 ) -> Result<()> {
     let link = nl.require_link(ifname).await?;
-    if let Some(net) = ipv4 {
+    if cfg.ipv6.is_some() {
+        sysctl::write(netns, &format!("net/ipv6/conf/{ifname}/accept_dad"), "0").await?;
+    }
+    if let Some(net) = cfg.ipv4 {
         nl.add_address(link.index, ifname, IpAddr::V4(net.addr()), net.prefix_len())
             .await?;
     }
+    if let Some(net) = cfg.ipv6 {
+        nl.add_address(link.index, ifname, IpAddr::V6(net.addr()), net.prefix_len())
+            .await?;
+    }
     nl.set_up(link.index, ifname).await?;
-    if let Some(gw) = gateway {
+    if let Some(gw) = cfg.gateway {
         nl.add_default_route_v4(gw).await?;
+    }
+    if let Some(gw) = cfg.gateway6 {
+        nl.add_default_route_v6(gw, link.index).await?;
     }
     Ok(())
 }

@@ -11,10 +11,10 @@ pub mod container;
 pub mod none;
 pub mod veth;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::endpoint::Attachment;
 use crate::error::Result;
@@ -52,10 +52,14 @@ pub struct EndpointPlan<'a> {
     pub ifname: &'a str,
     /// MAC of the container interface.
     pub mac: MacAddr,
-    /// Address allocated by IPAM.
+    /// IPv4 address allocated by IPAM.
     pub ipv4: Option<Ipv4Net>,
-    /// Default gateway (none on internal networks).
+    /// IPv6 address allocated by IPAM.
+    pub ipv6: Option<Ipv6Net>,
+    /// IPv4 default gateway (none on internal networks).
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 default gateway (none on internal networks).
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// What a driver made for an endpoint.

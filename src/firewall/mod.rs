@@ -23,6 +23,8 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     /// Removes what [`Firewall::add_endpoint`] added; succeeds when it is already gone.
     async fn remove_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules)
     -> Result<()>;
+    /// Makes the endpoint state exactly `endpoints` (drops what a dead attach left); used by gc.
+    async fn sync_endpoints(&self, endpoints: &[EndpointRules]) -> Result<()>;
 }
 
 /// A firewall that does nothing: no NAT, no published ports. For hosts whose firewall is managed
@@ -42,6 +44,9 @@ impl Firewall for NoFirewall {
         Ok(())
     }
     async fn remove_endpoint(&self, _: &NetworkRules, _: &EndpointRules) -> Result<()> {
+        Ok(())
+    }
+    async fn sync_endpoints(&self, _: &[EndpointRules]) -> Result<()> {
         Ok(())
     }
 }

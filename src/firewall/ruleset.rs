@@ -21,7 +21,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::port::PortMapping;
 
@@ -239,6 +239,11 @@ pub enum Op {
         /// Expressions.
         exprs: Vec<Expr>,
     },
+    /// Delete every element of a map.
+    FlushMap {
+        /// Map.
+        map: &'static str,
+    },
     /// Delete every rule of a chain.
     FlushChain {
         /// Chain.
@@ -258,8 +263,8 @@ pub struct NetworkRules {
     pub name: String,
     /// The bridge device.
     pub bridge: String,
-    /// IPv4 subnets.
-    pub subnets: Vec<Ipv4Net>,
+    /// Subnets, both families.
+    pub subnets: Vec<IpNet>,
     /// Masquerade egress.
     pub masquerade: bool,
 }
@@ -470,8 +475,22 @@ pub fn network_remove(n: &NetworkRules) -> Vec<Op> {
     ]
 }
 
-/// `meta nfproto ipv4 oifname != BRIDGE ip saddr SUBNET masquerade`.
-fn masquerade_rule(bridge: &str, subnet: &Ipv4Net) -> Vec<Expr> {
+/// `meta nfproto ipv4 oifname != BRIDGE ip saddr SUBNET masquerade` (or `ip6 saddr`).
+fn masquerade_rule(bridge: &str, subnet: &IpNet) -> Vec<Expr> {
+    let (proto, offset, mask, net) = match subnet {
+        IpNet::V4(n) => (
+            libc::NFPROTO_IPV4,
+            12,
+            n.netmask().octets().to_vec(),
+            n.network().octets().to_vec(),
+        ),
+        IpNet::V6(n) => (
+            libc::NFPROTO_IPV6,
+            8,
+            n.netmask().octets().to_vec(),
+            n.network().octets().to_vec(),
+        ),
+    };
     vec![
         Expr::Meta {
             key: MetaKey::NfProto,
@@ -480,7 +499,7 @@ fn masquerade_rule(bridge: &str, subnet: &Ipv4Net) -> Vec<Expr> {
         Expr::Cmp {
             sreg: REG_1,
             op: CmpOp::Eq,
-            data: vec![libc::NFPROTO_IPV4 as u8],
+            data: vec![proto as u8],
         },
         Expr::Meta {
             key: MetaKey::OifName,
@@ -493,18 +512,15 @@ fn masquerade_rule(bridge: &str, subnet: &Ipv4Net) -> Vec<Expr> {
         },
         Expr::Payload {
             base: PayloadBase::Network,
-            offset: 12,
-            len: 4,
+            offset,
+            len: mask.len() as u32,
             dreg: REG_1,
         },
-        Expr::Mask {
-            reg: REG_1,
-            mask: subnet.netmask().octets().to_vec(),
-        },
+        Expr::Mask { reg: REG_1, mask },
         Expr::Cmp {
             sreg: REG_1,
             op: CmpOp::Eq,
-            data: subnet.network().octets().to_vec(),
+            data: net,
         },
         Expr::Masquerade,
     ]
@@ -548,6 +564,17 @@ pub fn endpoint_remove(e: &EndpointRules) -> Vec<Op> {
             _ => None,
         })
         .collect()
+}
+
+/// Replaces the published-port elements with exactly those of `endpoints` (one transaction):
+/// what `gc` uses to drop elements a dead attach left behind.
+pub fn endpoints_sync(endpoints: &[EndpointRules]) -> Vec<Op> {
+    let mut ops = vec![
+        Op::FlushMap { map: MAP_PORTS_IP },
+        Op::FlushMap { map: MAP_PORTS_ANY },
+    ];
+    ops.extend(endpoints.iter().flat_map(endpoint_add));
+    ops
 }
 
 /// An interface name as nft compares it: 16 bytes, zero padded.
@@ -672,6 +699,7 @@ impl fmt::Display for Op {
                 }
                 Ok(())
             }
+            Op::FlushMap { map } => write!(f, "flush map inet {TABLE} {map}"),
             Op::FlushChain { chain } => write!(f, "flush chain inet {TABLE} {chain}"),
             Op::DelChain { chain } => write!(f, "delete chain inet {TABLE} {chain}"),
         }
@@ -709,7 +737,10 @@ mod tests {
         NetworkRules {
             name: "web".into(),
             bridge: "br-web".into(),
-            subnets: vec!["10.88.0.0/24".parse().unwrap()],
+            subnets: vec![
+                "10.88.0.0/24".parse().unwrap(),
+                "fd00:88::/64".parse().unwrap(),
+            ],
             masquerade: true,
         }
     }
@@ -730,6 +761,11 @@ mod tests {
             2,
             "no masquerade rule without masquerade"
         );
+        let e = EndpointRules {
+            ip: "10.88.0.2".parse().unwrap(),
+            ports: vec![Port::tcp(80).to(8080)],
+        };
+        golden("endpoints_sync", &endpoints_sync(&[e]));
     }
 
     #[test]
@@ -765,6 +801,10 @@ mod tests {
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);
-        assert_eq!(rules(&network_add(&web())), 1);
+        assert_eq!(
+            rules(&network_add(&web())),
+            2,
+            "one masquerade rule per subnet"
+        );
     }
 }

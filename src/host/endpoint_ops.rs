@@ -1,9 +1,14 @@
 //! `Host::attach`, `detach`, `check` and the endpoint queries.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
 use crate::driver::{EndpointPlan, driver_for};
 use crate::endpoint::{Attachment, EndpointSpec};
 use crate::error::{Error, Result};
 use crate::firewall::EndpointRules;
+use crate::ipam::AddressRequest;
 use crate::mac::MacAddr;
 use crate::network::NetworkInfo;
 
@@ -11,7 +16,7 @@ use super::journal::{Journal, Undo};
 use super::network_ops::network_rules;
 use super::{Host, Step};
 
-fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
+pub(super) fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
     let ip = att.ipv4?.addr();
     (!att.ports.is_empty()).then(|| EndpointRules {
         ip,
@@ -45,7 +50,7 @@ impl Host {
                 what: "published ports",
             });
         }
-        if ep.ip.is_some() && !driver.uses_ipam() {
+        if (ep.ip.is_some() || ep.ip6.is_some()) && !driver.uses_ipam() {
             return Err(Error::DriverUnsupported {
                 driver: net.driver.kind().name(),
                 what: "static addresses",
@@ -71,27 +76,51 @@ impl Host {
         journal: &mut Journal,
     ) -> Result<Attachment> {
         let driver = driver_for(net.driver.kind());
-        let mut ipv4 = None;
+        let (mut ipv4, mut ipv6) = (None, None);
         if driver.uses_ipam() && !net.subnets.is_empty() {
-            ipv4 = Some(self.ipam.allocate(&net.name, &ep.container, ep.ip).await?);
+            let req = AddressRequest {
+                v4: ep.ip,
+                v6: ep.ip6,
+            };
+            let got = self.ipam.allocate(&net.name, &ep.container, req).await?;
             journal.push(Undo::IpamAddress {
                 network: net.name.clone(),
                 container: ep.container.clone(),
             });
+            for a in got {
+                match a {
+                    IpNet::V4(a) => ipv4 = Some(a),
+                    IpNet::V6(a) => ipv6 = Some(a),
+                }
+            }
             self.after(Step::IpamAllocate)?;
         }
-        let gateway = if net.internal {
-            None
-        } else {
-            net.subnets.first().map(|s| s.gateway)
+        let gw = |v6: bool| {
+            let s = if v6 { net.subnet6() } else { net.subnet4() };
+            s.filter(|_| !net.internal).map(|s| s.gateway)
+        };
+        let gateway = gw(false).and_then(|g| match g {
+            IpAddr::V4(g) if ipv4.is_some() => Some(g),
+            _ => None,
+        });
+        let gateway6 = gw(true).and_then(|g| match g {
+            IpAddr::V6(g) if ipv6.is_some() => Some(g),
+            _ => None,
+        });
+        let mac = match (ep.mac, ipv4) {
+            (Some(m), _) => m,
+            (None, Some(v4)) if ep.mac_from_ipv4 => MacAddr::from_ipv4(v4.addr()),
+            _ => MacAddr::random(),
         };
         let plan = EndpointPlan {
             container: &ep.container,
             netns: &ep.netns,
             ifname: &ep.ifname,
-            mac: ep.mac.unwrap_or_else(MacAddr::random),
+            mac,
             ipv4,
+            ipv6,
             gateway,
+            gateway6,
         };
         let res = driver.attach(self.ctx(), net, &plan).await?;
         let att = Attachment {
@@ -100,7 +129,9 @@ impl Host {
             ifname: ep.ifname.clone(),
             mac: res.mac,
             ipv4,
+            ipv6,
             gateway,
+            gateway6,
             netns: ep.netns.path().map(Into::into),
             ports: ep.ports.clone(),
             host_ifname: res.host_ifname,
@@ -160,14 +191,20 @@ impl Host {
         let Some(att) = self.state.endpoint(network, container)? else {
             return Ok(());
         };
+        self.detach_locked(&net, &att).await
+    }
+
+    /// The steps of detach; the caller holds the state lock.
+    pub(super) async fn detach_locked(&self, net: &NetworkInfo, att: &Attachment) -> Result<()> {
+        let (network, container) = (net.name.as_str(), att.container.as_str());
         let mut errors = Vec::new();
-        if let (Some(n), Some(e)) = (network_rules(&net), endpoint_rules(&att))
+        if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(att))
             && let Err(e) = self.firewall.remove_endpoint(&n, &e).await
         {
             errors.push(e);
         }
         if let Err(e) = driver_for(net.driver.kind())
-            .detach(self.ctx(), &net, &att)
+            .detach(self.ctx(), net, att)
             .await
         {
             errors.push(e);

@@ -6,8 +6,11 @@
 //! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
 
 mod endpoint_ops;
+mod gc;
 mod journal;
 mod network_ops;
+
+pub use gc::GcReport;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use crate::driver::DriverContext;
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NftFirewall};
-use crate::ipam::{FileIpam, Ipam};
+use crate::ipam::{AddressPool, FileIpam, Ipam};
 use crate::netlink::Netlink;
 use crate::netns::Netns;
 use crate::state::StateDir;
@@ -69,6 +72,9 @@ pub struct HostBuilder {
     netns: Option<Netns>,
     firewall: Option<Arc<dyn Firewall>>,
     ipam: Option<Arc<dyn Ipam>>,
+    pools4: Option<Vec<AddressPool>>,
+    pools6: Option<Vec<AddressPool>>,
+    resolv_conf: Option<PathBuf>,
     fault: Option<FaultHook>,
 }
 
@@ -107,6 +113,27 @@ impl HostBuilder {
         self
     }
 
+    /// IPv4 pools automatic subnets come from (Docker's `default-address-pools`; default
+    /// 172.17-31.0.0/16 as /16s, then 192.168.0.0/16 as /20s). For the default IPAM only.
+    pub fn address_pools(mut self, pools: Vec<AddressPool>) -> Self {
+        self.pools4 = Some(pools);
+        self
+    }
+
+    /// IPv6 pools (default: /64s of a ULA /48 derived from `/etc/machine-id`). For the default
+    /// IPAM only.
+    pub fn ipv6_pools(mut self, pools: Vec<AddressPool>) -> Self {
+        self.pools6 = Some(pools);
+        self
+    }
+
+    /// The host's resolv.conf, whose nameservers automatic subnets avoid (default
+    /// `/etc/resolv.conf`).
+    pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolv_conf = Some(path.into());
+        self
+    }
+
     /// A hook called after every step (fault injection in tests).
     pub fn fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault = Some(hook);
@@ -123,15 +150,26 @@ impl HostBuilder {
         let firewall = self
             .firewall
             .unwrap_or_else(|| Arc::new(NftFirewall::new(netns.clone())));
-        let ipam = self
-            .ipam
-            .unwrap_or_else(|| Arc::new(FileIpam::new(state.root().join("ipam"))));
+        let ipam = self.ipam.unwrap_or_else(|| {
+            let mut f = FileIpam::new(state.root().join("ipam"));
+            if let Some(p) = self.pools4 {
+                f = f.with_ipv4_pools(p);
+            }
+            if let Some(p) = self.pools6 {
+                f = f.with_ipv6_pools(p);
+            }
+            Arc::new(f)
+        });
+        let resolv_conf = self
+            .resolv_conf
+            .unwrap_or_else(|| "/etc/resolv.conf".into());
         Ok(Host {
             state,
             netns,
             nl,
             firewall,
             ipam,
+            resolv_conf,
             fault: self.fault,
         })
     }
@@ -144,6 +182,7 @@ pub struct Host {
     nl: Netlink,
     firewall: Arc<dyn Firewall>,
     ipam: Arc<dyn Ipam>,
+    resolv_conf: PathBuf,
     fault: Option<FaultHook>,
 }
 
@@ -198,4 +237,5 @@ fn host_futures_are_send(h: &Host, ep: crate::EndpointSpec) {
     send(h.detach("n", "c"));
     send(h.delete_network("n"));
     send(h.check("n", "c"));
+    send(h.gc(&["c"]));
 }

@@ -1,8 +1,11 @@
 //! `Host::create_network`, `delete_network` and the read-only network queries.
 
+use ipnet::IpNet;
+
 use crate::driver::driver_for;
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
+use crate::ipam::PoolRequest;
 use crate::network::{DriverKind, NetworkInfo, NetworkSpec};
 
 use super::journal::{Journal, Undo};
@@ -25,6 +28,29 @@ fn random_id() -> String {
 }
 
 impl Host {
+    /// Prefixes an automatic subnet must avoid: every address and on-link route of the host
+    /// netns, and the nameservers of the host's resolv.conf.
+    async fn avoid_prefixes(&self) -> Result<Vec<IpNet>> {
+        let mut v: Vec<IpNet> = self
+            .nl
+            .addresses(None)
+            .await?
+            .into_iter()
+            .filter(|(_, ip, _)| !ip.is_loopback())
+            .filter_map(|(_, ip, len)| IpNet::new(ip, len).ok().map(|n| n.trunc()))
+            .collect();
+        v.extend(self.nl.onlink_routes().await?);
+        if let Ok(text) = std::fs::read_to_string(&self.resolv_conf) {
+            v.extend(
+                text.lines()
+                    .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                    .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+                    .map(IpNet::from),
+            );
+        }
+        Ok(v)
+    }
+
     /// Creates a network (`docker network create`). All or nothing: on failure nothing of it
     /// remains (no bridge, rules, pool or record).
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo> {
@@ -34,24 +60,13 @@ impl Host {
         if others.iter().any(|n| n.name == spec.name) {
             return Err(Error::NetworkExists { name: spec.name });
         }
-        if let Some(subnet) = spec.subnet {
-            for n in &others {
-                if let Some(s) = n.subnets.iter().find(|s| {
-                    s.subnet.contains(&subnet.network()) || subnet.contains(&s.subnet.network())
-                }) {
-                    return Err(Error::SubnetOverlap {
-                        subnet: subnet.to_string(),
-                        other: s.subnet.to_string(),
-                        network: n.name.clone(),
-                    });
-                }
-            }
-        }
         let mut net = NetworkInfo {
             name: spec.name.clone(),
             id: random_id(),
             driver: spec.driver.clone(),
             subnets: Vec::new(),
+            aux: spec.aux.clone(),
+            ipv6: spec.ipv6,
             internal: spec.internal,
             mtu: spec.mtu.unwrap_or(0),
             device: None,
@@ -68,17 +83,22 @@ impl Host {
         }
         let mut journal = Journal::default();
         let r = async {
-            if driver.uses_ipam()
-                && let Some(subnet) = spec.subnet
-            {
+            let requests = spec.subnet_requests();
+            if driver.uses_ipam() && !requests.is_empty() {
+                let avoid = if requests.iter().any(|r| r.subnet.is_none()) {
+                    self.avoid_prefixes().await?
+                } else {
+                    Vec::new()
+                };
                 // No record exists (we hold the lock): a pool of this name is a crash leftover.
                 self.ipam.release_pool(&net.name).await?;
-                let s = self
-                    .ipam
-                    .reserve_pool(&net.name, subnet, spec.gateway)
-                    .await?;
+                let req = PoolRequest {
+                    subnets: requests,
+                    aux: spec.aux.clone(),
+                    avoid,
+                };
+                net.subnets = self.ipam.reserve_pool(&net.name, req).await?;
                 journal.push(Undo::IpamPool(net.name.clone()));
-                net.subnets.push(s);
                 self.after(Step::IpamReserve)?;
             }
             let res = driver.create_network(self.ctx(), &net).await?;

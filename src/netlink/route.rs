@@ -1,10 +1,11 @@
 //! Routes: `ip route add|show` as typed operations.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
+use ipnet::IpNet;
 use rtnetlink::RouteMessageBuilder;
-use rtnetlink::packet_route::route::RouteAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 
 use super::{Netlink, to_io};
 use crate::error::{Error, Result};
@@ -23,25 +24,87 @@ impl Netlink {
             .map_err(|e| Error::netlink("add default route", format!("via {gateway}"), to_io(e)))
     }
 
+    /// `ip -6 route add default via GW dev (index)`.
+    pub async fn add_default_route_v6(&self, gateway: Ipv6Addr, index: u32) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("add default route", format!("via {gateway}"), to_io(e)))
+    }
+
+    async fn routes_v4_and_v6(&self) -> Result<Vec<RouteMessage>> {
+        let mut all = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut v: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(msg)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::netlink("list routes", "", to_io(e)))?;
+            all.append(&mut v);
+        }
+        Ok(all)
+    }
+
     /// The output interface of the IPv4 default route in the main table, if there is one.
     pub async fn default_route_oif_v4(&self) -> Result<Option<u32>> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let routes: Vec<_> = self
-            .handle
-            .route()
-            .get(msg)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink("list routes", "", to_io(e)))?;
+        let routes = self.routes_v4_and_v6().await?;
         Ok(routes
             .into_iter()
             .filter(|r| r.header.destination_prefix_length == 0)
+            .filter(|r| r.header.address_family == rtnetlink::packet_route::AddressFamily::Inet)
             .find_map(|r| {
                 r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Oif(i) => Some(*i),
                     _ => None,
                 })
             }))
+    }
+
+    /// Destinations of on-link routes (no gateway, not default) in the main table, both
+    /// families (`ip route show scope link`).
+    pub async fn onlink_routes(&self) -> Result<Vec<IpNet>> {
+        let mut out = Vec::new();
+        for r in self.routes_v4_and_v6().await? {
+            let len = r.header.destination_prefix_length;
+            if len == 0
+                || r.header.table != rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN
+            {
+                continue;
+            }
+            let mut dst = None;
+            let mut via = false;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                        dst = Some(IpAddr::V4(*ip))
+                    }
+                    RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                        dst = Some(IpAddr::V6(*ip))
+                    }
+                    RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => via = true,
+                    _ => {}
+                }
+            }
+            if let (Some(d), false) = (dst, via)
+                && let Ok(n) = IpNet::new(d, len)
+                && !d.is_loopback()
+                && !matches!(d, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 || v6.segments()[0] & 0xff00 == 0xff00)
+            {
+                out.push(n.trunc());
+            }
+        }
+        Ok(out)
     }
 }

@@ -92,4 +92,13 @@ impl Firewall for NftFirewall {
             other => other,
         }
     }
+
+    async fn sync_endpoints(&self, endpoints: &[EndpointRules]) -> Result<()> {
+        self.ensure_base().await?;
+        self.apply(
+            "sync published ports".into(),
+            ruleset::endpoints_sync(endpoints),
+        )
+        .await
+    }
 }

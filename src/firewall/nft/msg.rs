@@ -172,6 +172,13 @@ unsafe impl NlMsg for OpMsg<'_> {
                     sys::nftnl_rule_nlmsg_build_payload(nlh, r);
                     sys::nftnl_rule_free(r);
                 }
+                Op::FlushMap { map } => {
+                    // DELSETELEM without elements flushes the set.
+                    let nlh = hdr(libc::NFT_MSG_DELSETELEM, ack);
+                    let s = elem_set(&table, map);
+                    sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
+                    sys::nftnl_set_free(s);
+                }
                 Op::FlushChain { chain } => {
                     let nlh = hdr(libc::NFT_MSG_DELRULE, ack);
                     let chain = cstr(chain);
