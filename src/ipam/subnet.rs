@@ -1,7 +1,9 @@
 //! Address arithmetic of one subnet, IPv4 or IPv6: pure, no I/O, property-tested.
 //!
 //! Never handed out: the subnet's network address, its broadcast address (IPv4), the gateway,
-//! and reserved (aux) addresses; with an ip-range, only addresses inside it. The next free address
+//! and reserved (aux) addresses; with an ip-range, only addresses inside it. The range's own
+//! first and last addresses are ordinary host addresses of the subnet and are handed out, as
+//! Docker's allocator does. The next free address
 //! is searched from just after the last one handed out (round robin), so an address released a
 //! moment ago is not reused at once (stale ARP/NDP and conntrack entries would hit the new
 //! container). The search costs O(addresses in use), never O(subnet size), so a /64 is as cheap
