@@ -2,7 +2,7 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `shared/netctl.md`; what the library cannot do yet
-//! (IPv6, `--ip-range`, aliases, DNS, `gc`, macvlan …) is refused with
+//! (aliases, DNS, routes, `files`, `reapply`, macvlan …) is refused with
 //! `error: … is not supported yet` (exit 1), never silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
@@ -10,31 +10,37 @@
 //!
 //! ```text
 //! cargo build --example netctl
-//! ip netns add demo-host && ip netns add c1 && ip netns add c2
+//! ip netns add demo-host && ip netns add c1 && ip netns add c2 && ip netns add c3
 //! alias netctl='ip netns exec demo-host target/debug/examples/netctl --state-dir /tmp/demo'
 //! netctl network create --subnet 10.88.0.0/24 -o com.docker.network.bridge.name=br-web web
 //! netctl connect -p 8080:80 web c1          # netns /run/netns/c1; prints the attachment JSON
 //! netctl connect --ip 10.88.0.9 --ifname net0 --mac 02:42:0a:58:00:09 web c2
-//! netctl network ls                          # web bridge 10.88.0.0/24
-//! netctl network inspect web                 # JSON with both endpoints
+//! netctl network create --ipv6 --subnet 10.89.0.0/16 --ip-range 10.89.5.0/24 \
+//!     --aux-address router=10.89.5.1 --subnet fd00:89::/64 --gateway fd00:89::fe dual
+//! netctl connect --ip6 fd00:89::9 dual c3    # dual stack: 10.89.5.0/16 and fd00:89::9/64
+//! netctl network create auto                 # no --subnet: a free one, 172.17.0.0/16 onward
+//! netctl network ls                          # auto bridge 172.17.0.0/16, dual … , web …
+//! netctl network inspect dual                # JSON: subnets, range, aux address, endpoints
 //! netctl check web c1                        # exit 0: everything attach made is in place
-//! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web
+//! netctl gc c1 c2                            # keep c1's and c2's attachments: detaches c3
+//! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web dual auto
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the operation failed (one `error: …` line on stderr),
 //! 2 on a usage error. `RUST_LOG=berth=debug` shows the library's log on stderr.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 
+use berth::host::GcReport;
 use berth::{
     Attachment, DriverOptions, Endpoint, Host, MacAddr, Netns, Network, NetworkInfo, NetworkSpec,
     PortMapping,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use serde_json::{Value, json};
 
 const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
@@ -70,7 +76,8 @@ enum Command {
     Disconnect { network: String, container: String },
     /// Exit 0 when everything `connect` made is still in place, else list what is missing.
     Check { network: String, container: String },
-    /// Remove everything berth made except these containers' attachments (not supported yet).
+    /// Remove everything berth made except these containers' attachments; prints what it
+    /// removed as JSON.
     Gc { containers: Vec<String> },
     /// Put back every recorded nf_tables object (not supported yet).
     Reapply,
@@ -121,19 +128,19 @@ struct CreateArgs {
     /// Network driver (only bridge and none so far).
     #[arg(short, long, value_enum, default_value = "bridge")]
     driver: DriverArg,
-    /// Subnet in CIDR form (one IPv4 subnet so far).
+    /// Subnet in CIDR form, IPv4 or IPv6 (repeatable; default: a free one from the pools).
     #[arg(long, value_name = "CIDR")]
     subnet: Vec<String>,
-    /// Gateway address (default: the subnet's first address).
+    /// Gateway address, of the subnet that contains it (default: the subnet's first address).
     #[arg(long, value_name = "IP")]
     gateway: Vec<String>,
-    /// Range to allocate from (not supported yet).
+    /// Range to allocate from, inside the subnet that contains it.
     #[arg(long, value_name = "CIDR")]
     ip_range: Vec<String>,
-    /// Addresses never handed out (not supported yet).
+    /// A named address never handed out (repeatable).
     #[arg(long, value_name = "NAME=IP")]
     aux_address: Vec<String>,
-    /// Dual stack (not supported yet).
+    /// Dual stack: an IPv6 subnet too (given with --subnet, else a ULA /64 is chosen).
     #[arg(long)]
     ipv6: bool,
     /// No route out and no masquerade.
@@ -160,7 +167,7 @@ struct ConnectArgs {
     /// Static IPv4 address (default: the next free one).
     #[arg(long, value_name = "IP")]
     ip: Option<String>,
-    /// Static IPv6 address (not supported yet).
+    /// Static IPv6 address (default: the next free one on dual-stack networks).
     #[arg(long, value_name = "IP")]
     ip6: Option<String>,
     /// MAC address of the container interface (default: random).
@@ -330,7 +337,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(Failure::Missing(missing));
             }
         }
-        Command::Gc { .. } => return Err(not_yet("netctl gc")),
+        Command::Gc { containers } => {
+            let report = open_host(dir).await?.gc(&containers).await?;
+            println!("{}", gc_json(&report));
+        }
         Command::Reapply => return Err(not_yet("netctl reapply")),
         Command::Files { .. } => return Err(not_yet("netctl files")),
         Command::ServeDns => return Err(not_yet("netctl serve-dns")),
@@ -351,26 +361,35 @@ async fn open_host(state_dir: &Path) -> Result<Host, Failure> {
 /// `network create` flags → [`NetworkSpec`].
 fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
     refuse_unsupported(&[
-        ("--ip-range", !a.ip_range.is_empty()),
-        ("--aux-address", !a.aux_address.is_empty()),
-        ("--ipv6", a.ipv6),
         ("--route", !a.route.is_empty()),
         ("--no-default-route", a.no_default_route),
-        ("more than one --subnet", a.subnet.len() > 1),
-        ("more than one --gateway", a.gateway.len() > 1),
     ])?;
     let mut spec = match a.driver {
         DriverArg::Bridge => Network::bridge(&a.name),
         DriverArg::None => Network::none(&a.name),
         other => return Err(not_yet(format_args!("driver {}", other.name()))),
     };
-    if let Some(s) = a.subnet.first() {
-        spec = spec.subnet(IpNet::V4(parse_subnet(s)?));
+    // The library pairs each gateway and ip-range with the subnet that contains it.
+    for s in &a.subnet {
+        spec = spec.subnet(parse_cidr("subnet", s)?);
     }
-    if let Some(g) = a.gateway.first() {
-        spec = spec.gateway(IpAddr::V4(parse_ipv4("gateway", g)?));
+    for g in &a.gateway {
+        spec = spec.gateway(parse_ip("gateway", g)?);
     }
-    spec = spec.internal(a.internal);
+    for r in &a.ip_range {
+        spec = spec.ip_range(parse_cidr("ip-range", r)?);
+    }
+    let mut aux_names = std::collections::HashSet::new();
+    for x in &a.aux_address {
+        let (name, ip) = x
+            .split_once('=')
+            .ok_or_else(|| invalid("aux address", x, "expected NAME=IP"))?;
+        if !aux_names.insert(name) {
+            return Err(invalid("aux address", x, "its name is given twice"));
+        }
+        spec = spec.aux_address(name, parse_ip("aux address", ip)?);
+    }
+    spec = spec.ipv6(a.ipv6).internal(a.internal);
     for (key, value) in &a.opt {
         let bridge = a.driver == DriverArg::Bridge;
         spec = match key.as_str() {
@@ -396,7 +415,6 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
 /// `connect` flags → [`berth::EndpointSpec`].
 fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     refuse_unsupported(&[
-        ("--ip6", a.ip6.is_some()),
         ("--alias", !a.alias.is_empty()),
         ("--hostname", a.hostname.is_some()),
         ("--dns", !a.dns.is_empty()),
@@ -414,6 +432,11 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         a.ip.as_deref()
             .map(|s| parse_ipv4("ip address", s))
             .transpose()?;
+    let ip6 = a
+        .ip6
+        .as_deref()
+        .map(|s| parse_ipv6("ip6 address", s))
+        .transpose()?;
     let mac = a.mac.as_deref().map(MacAddr::from_str).transpose()?;
     let ports = a
         .publish
@@ -428,6 +451,9 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     if let Some(ip) = ip {
         ep = ep.ip(ip);
     }
+    if let Some(ip6) = ip6 {
+        ep = ep.ip6(ip6);
+    }
     if let Some(mac) = mac {
         ep = ep.mac(mac);
     }
@@ -440,22 +466,37 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     Ok(ep)
 }
 
-fn parse_subnet(s: &str) -> Result<Ipv4Net, Failure> {
-    match IpNet::from_str(s) {
-        Ok(IpNet::V4(n)) => Ok(n),
-        Ok(IpNet::V6(_)) => Err(not_yet(format!("IPv6 subnet {s}"))),
-        Err(_) => Err(Failure::Berth(berth::Error::InvalidSubnet {
+/// A CIDR (`--subnet`, `--ip-range`), IPv4 or IPv6; host bits are checked by the library.
+fn parse_cidr(what: &'static str, s: &str) -> Result<IpNet, Failure> {
+    IpNet::from_str(s).map_err(|_| {
+        Failure::Berth(berth::Error::InvalidSubnet {
             subnet: s.to_string(),
-            reason: "expected an IPv4 CIDR such as 10.88.0.0/24",
-        })),
-    }
+            reason: if what == "subnet" {
+                "expected a CIDR such as 10.88.0.0/24 or fd00:88::/64"
+            } else {
+                "ip-range: expected a CIDR such as 10.88.5.0/24"
+            },
+        })
+    })
+}
+
+fn parse_ip(what: &'static str, s: &str) -> Result<IpAddr, Failure> {
+    IpAddr::from_str(s).map_err(|_| invalid(what, s, "not an IP address"))
 }
 
 fn parse_ipv4(what: &'static str, s: &str) -> Result<Ipv4Addr, Failure> {
     match IpAddr::from_str(s) {
         Ok(IpAddr::V4(a)) => Ok(a),
-        Ok(IpAddr::V6(_)) => Err(not_yet(format!("IPv6 {what} {s}"))),
+        Ok(IpAddr::V6(_)) => Err(invalid(what, s, "is IPv6: use --ip6")),
         Err(_) => Err(invalid(what, s, "not an IPv4 address")),
+    }
+}
+
+fn parse_ipv6(what: &'static str, s: &str) -> Result<Ipv6Addr, Failure> {
+    match IpAddr::from_str(s) {
+        Ok(IpAddr::V6(a)) => Ok(a),
+        Ok(IpAddr::V4(_)) => Err(invalid(what, s, "is IPv4: use --ip")),
+        Err(_) => Err(invalid(what, s, "not an IPv6 address")),
     }
 }
 
@@ -490,9 +531,9 @@ fn attachment_json(att: &Attachment) -> Value {
         "ifname": att.ifname,
         "mac": opt_str(att.mac),
         "ipv4": opt_str(att.ipv4),
-        "ipv6": null,
+        "ipv6": opt_str(att.ipv6),
         "gateway": opt_str(att.gateway),
-        "gateway6": null,
+        "gateway6": opt_str(att.gateway6),
         "netns": opt_str(att.netns.as_ref().map(|p| p.display())),
         "ports": ports,
     })
@@ -502,7 +543,24 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
     let subnets: Vec<Value> = net
         .subnets
         .iter()
-        .map(|s| json!({"subnet": s.subnet.to_string(), "gateway": s.gateway.to_string(), "ip_range": null}))
+        .map(|s| {
+            let mut v = json!({
+                "subnet": s.subnet.to_string(),
+                "gateway": s.gateway.to_string(),
+                "ip_range": opt_str(s.ip_range),
+            });
+            // Docker shows AuxiliaryAddresses per IPAM config entry, only when there are some.
+            let aux: serde_json::Map<String, Value> = net
+                .aux
+                .iter()
+                .filter(|(_, ip)| s.subnet.contains(*ip))
+                .map(|(name, ip)| (name.clone(), ip.to_string().into()))
+                .collect();
+            if !aux.is_empty() {
+                v["aux_addresses"] = aux.into();
+            }
+            v
+        })
         .collect();
     // The options in effect, under Docker's keys (values as strings, as Docker shows them).
     let mut options = serde_json::Map::new();
@@ -519,7 +577,7 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
                 "ifname": a.ifname,
                 "mac": opt_str(a.mac),
                 "ipv4": opt_str(a.ipv4),
-                "ipv6": null,
+                "ipv6": opt_str(a.ipv6),
             });
             (a.container.clone(), v)
         })
@@ -530,7 +588,27 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
         "subnets": subnets,
         "options": options,
         "internal": net.internal,
-        "ipv6": false,
+        "ipv6": net.ipv6,
         "endpoints": endpoints,
+    })
+}
+
+fn gc_json(r: &GcReport) -> Value {
+    let released: Vec<Value> = r
+        .released
+        .iter()
+        .map(|x| {
+            json!({
+                "network": x.network,
+                "container": x.container,
+                "address": x.address.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "detached": r.detached,
+        "released": released,
+        "links_removed": r.links_removed,
+        "pools_removed": r.pools_removed,
     })
 }

@@ -163,13 +163,17 @@ async fn netctl_end_to_end() {
         "create",
         "--subnet",
         "10.90.0.0/24",
-        "--ipv6",
+        "--route",
+        "10.91.0.0/24,via=10.90.0.254",
         "bad",
     ]);
     assert!(
-        e.contains("--ipv6") && e.contains("not supported yet"),
+        e.contains("--route") && e.contains("not supported yet"),
         "{e}"
     );
+    // An IPv6 subnet needs --ipv6.
+    let e = nc.error(&["network", "create", "--subnet", "fd00:90::/64", "bad"]);
+    assert!(e.contains("fd00:90::/64") && e.contains("--ipv6"), "{e}");
     let e = nc.error(&[
         "network",
         "create",
