@@ -610,5 +610,6 @@ fn gc_json(r: &GcReport) -> Value {
         "released": released,
         "links_removed": r.links_removed,
         "pools_removed": r.pools_removed,
+        "tmp_files_removed": r.tmp_files_removed,
     })
 }

@@ -112,6 +112,35 @@ impl StateDir {
     }
 }
 
+/// Removes temporary files (`.NAME.PID.tmp`) that a writer killed mid-write left anywhere under
+/// `dir`, when process PID is gone. Returns how many were removed.
+pub(crate) fn remove_stale_tmp(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += remove_stale_tmp(&p);
+            continue;
+        }
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(pid) = name
+            .strip_suffix(".tmp")
+            .and_then(|s| s.rsplit('.').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if name.starts_with('.') && !alive && fs::remove_file(&p).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Opens `path` (creating it) and takes an exclusive flock on it, blocking.
 pub(crate) fn lock_file(path: &Path) -> Result<StateLock> {
     let file = OpenOptions::new()

@@ -255,3 +255,78 @@ async fn mtu_is_explicit_or_taken_from_the_default_route_link() {
     host.delete_network(&net).await.unwrap();
     host.delete_network(&net2).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_on_two_networks_keeps_one_default_route_and_reaches_both() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, _outside) = sandbox("bt-two").await;
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    let p1 = sb.netns("p1").await.unwrap();
+    let p2 = sb.netns("p2").await.unwrap();
+    let a = host
+        .create_network(Network::bridge("a").subnet("10.60.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let b = host
+        .create_network(Network::bridge("b").subnet("10.61.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    host.attach(&a, Endpoint::new("c", c.clone()))
+        .await
+        .unwrap();
+    // The interface name is taken: the error names it, and nothing is left behind.
+    let e = host
+        .attach(&b, Endpoint::new("c", c.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("eth0") && e.errno() == Some(libc::EEXIST),
+        "{e}"
+    );
+    assert_eq!(
+        link_names(&c).await,
+        vec!["eth0".to_string(), "lo".to_string()]
+    );
+    host.attach(&b, Endpoint::new("c", c.clone()).ifname("eth1"))
+        .await
+        .unwrap();
+    let ip1 = host
+        .attach(&a, Endpoint::new("p1", p1.clone()))
+        .await
+        .unwrap()
+        .ip()
+        .unwrap();
+    let ip2 = host
+        .attach(&b, Endpoint::new("p2", p2.clone()))
+        .await
+        .unwrap()
+        .ip()
+        .unwrap();
+    let to = |ip| std::net::SocketAddr::new(ip, 7000);
+    tcp_probe(&p1, to(ip1), &c, to(ip1)).await.unwrap();
+    tcp_probe(&p2, to(ip2), &c, to(ip2)).await.unwrap();
+    let routes = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &sb.netns_path("c").file_name().unwrap().to_string_lossy(),
+            "route",
+            "show",
+            "default",
+        ])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert_eq!(routes.lines().count(), 1, "{routes}");
+    assert!(
+        routes.contains("via 10.60.0.1"),
+        "the first network keeps the default route: {routes}"
+    );
+    for (n, c) in [(&a, "c"), (&b, "c"), (&a, "p1"), (&b, "p2")] {
+        host.detach(n, c).await.unwrap();
+    }
+    host.delete_network(&a).await.unwrap();
+    host.delete_network(&b).await.unwrap();
+}

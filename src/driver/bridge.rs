@@ -124,13 +124,14 @@ impl NetworkDriver for BridgeDriver {
     ) -> Result<EndpointResources> {
         let bridge = ctx.host.require_link(device(net)?).await?;
         let host_if = veth::host_ifname(&net.id, ep.container);
+        let nl = Netlink::open(ep.netns).await?;
+        container::ensure_ifname_free(&nl, ep.ifname).await?;
         let link = ctx
             .host
             .add_veth_into(&host_if, bridge.index, net.mtu, ep.ifname, ep.mac, ep.netns)
             .await?;
         let inside = async {
             ctx.host.set_hairpin(link.index, &host_if, true).await?;
-            let nl = Netlink::open(ep.netns).await?;
             container::loopback_up(&nl).await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,

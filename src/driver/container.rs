@@ -19,6 +19,19 @@ pub async fn loopback_up(nl: &Netlink) -> Result<()> {
     Ok(())
 }
 
+/// Fails, naming the interface, when `ifname` already exists in the container netns (the kernel
+/// would only say EEXIST about the veth pair).
+pub async fn ensure_ifname_free(nl: &Netlink, ifname: &str) -> Result<()> {
+    if nl.link_by_name(ifname).await?.is_some() {
+        return Err(crate::Error::netlink(
+            "add interface in container netns",
+            ifname,
+            std::io::Error::from_raw_os_error(libc::EEXIST),
+        ));
+    }
+    Ok(())
+}
+
 /// Addresses and routes of one container interface.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InterfaceConfig {
@@ -33,6 +46,8 @@ pub struct InterfaceConfig {
 }
 
 /// `ip addr add …; ip link set IF up; ip route add default via …` for both families.
+/// A container already on another network keeps the default route it has (the first network
+/// attached owns it; choosing by priority is the multi-network issue's work).
 /// With IPv6, duplicate-address detection is switched off on the interface first (it would
 /// delay the link-local and global addresses by seconds) and the address is added `nodad`.
 pub async fn configure_interface(
@@ -54,11 +69,15 @@ pub async fn configure_interface(
             .await?;
     }
     nl.set_up(link.index, ifname).await?;
+    let keep_existing = |r: Result<()>| match r {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    };
     if let Some(gw) = cfg.gateway {
-        nl.add_default_route_v4(gw).await?;
+        keep_existing(nl.add_default_route_v4(gw).await)?;
     }
     if let Some(gw) = cfg.gateway6 {
-        nl.add_default_route_v6(gw, link.index).await?;
+        keep_existing(nl.add_default_route_v6(gw, link.index).await)?;
     }
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct GcReport {
     pub links_removed: Vec<String>,
     /// Address pools of networks that have no record (dead network creates).
     pub pools_removed: Vec<String>,
+    /// Temporary files of writers killed mid-write.
+    pub tmp_files_removed: usize,
 }
 
 impl Host {
@@ -89,6 +91,7 @@ impl Host {
             }
             self.firewall.sync_endpoints(&rules).await?;
         }
+        report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
