@@ -67,6 +67,19 @@ pub struct BridgeOptions {
     pub bridge_name: Option<String>,
     /// Masquerade traffic leaving the subnet (`…enable_ip_masquerade`, default true).
     pub masquerade: bool,
+    /// Containers of the network may talk to each other (`…enable_icc`, default true). Off:
+    /// every container port of the bridge is isolated (bridge-port isolation, no
+    /// br_netfilter); egress and published ports keep working.
+    #[serde(default = "yes")]
+    pub icc: bool,
+    /// Let hosts outside reach container addresses directly on any port (default false: from
+    /// outside, only published ports get through).
+    #[serde(default)]
+    pub allow_direct_access: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for BridgeOptions {
@@ -74,6 +87,8 @@ impl Default for BridgeOptions {
         BridgeOptions {
             bridge_name: None,
             masquerade: true,
+            icc: true,
+            allow_direct_access: false,
         }
     }
 }
@@ -198,6 +213,24 @@ impl NetworkSpec {
     pub fn masquerade(mut self, on: bool) -> Self {
         if let DriverOptions::Bridge(o) = &mut self.driver {
             o.masquerade = on;
+        }
+        self
+    }
+
+    /// Inter-container communication (`com.docker.network.bridge.enable_icc`). Ignored by other
+    /// drivers.
+    pub fn icc(mut self, on: bool) -> Self {
+        if let DriverOptions::Bridge(o) = &mut self.driver {
+            o.icc = on;
+        }
+        self
+    }
+
+    /// Allow direct access to container addresses from outside (default off). Ignored by other
+    /// drivers.
+    pub fn allow_direct_access(mut self, on: bool) -> Self {
+        if let DriverOptions::Bridge(o) = &mut self.driver {
+            o.allow_direct_access = on;
         }
         self
     }
@@ -359,6 +392,19 @@ pub struct NetworkInfo {
 }
 
 impl NetworkInfo {
+    /// Whether containers of this network may talk to each other.
+    pub fn icc(&self) -> bool {
+        match &self.driver {
+            DriverOptions::Bridge(o) => o.icc,
+            DriverOptions::None => false,
+        }
+    }
+
+    /// Whether outside hosts may reach container addresses on unpublished ports.
+    pub fn allow_direct_access(&self) -> bool {
+        matches!(&self.driver, DriverOptions::Bridge(o) if o.allow_direct_access)
+    }
+
     /// Whether egress from this network is masqueraded.
     pub fn masquerade(&self) -> bool {
         match &self.driver {

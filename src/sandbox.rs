@@ -91,13 +91,26 @@ impl Sandbox {
         host_addr: Ipv4Net,
         outside_addr: Ipv4Net,
     ) -> Result<Netns> {
-        let outside = self.netns("outside").await?;
+        self.add_peer("outside", "uplink", host_addr, outside_addr)
+            .await
+    }
+
+    /// A netns `PREFIX-ROLE` joined to the host netns by a veth: `host_ifname` with `host_addr`
+    /// on the host side, `eth0` with `peer_addr` on the peer side, both up.
+    pub async fn add_peer(
+        &mut self,
+        role: &str,
+        host_ifname: &str,
+        host_addr: Ipv4Net,
+        peer_addr: Ipv4Net,
+    ) -> Result<Netns> {
+        let peer_ns = self.netns(role).await?;
         let host_nl = Netlink::open(&self.host).await?;
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name("eth0".to_string())
-            .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&outside))
+            .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&peer_ns))
             .build();
-        let msg = LinkVeth::new("uplink", "eth0")
+        let msg = LinkVeth::new(host_ifname, "eth0")
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .up()
             .build();
@@ -107,28 +120,27 @@ impl Sandbox {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink("add veth", "uplink", to_io(e)))?;
-        let up = host_nl.require_link("uplink").await?;
+            .map_err(|e| Error::netlink("add veth", host_ifname, to_io(e)))?;
+        let up = host_nl.require_link(host_ifname).await?;
         host_nl
             .add_address(
                 up.index,
-                "uplink",
+                host_ifname,
                 IpAddr::V4(host_addr.addr()),
                 host_addr.prefix_len(),
             )
             .await?;
-        let out_nl = Netlink::open(&outside).await?;
-        let eth = out_nl.require_link("eth0").await?;
-        out_nl
-            .add_address(
-                eth.index,
-                "eth0",
-                IpAddr::V4(outside_addr.addr()),
-                outside_addr.prefix_len(),
-            )
-            .await?;
-        out_nl.set_up(eth.index, "eth0").await?;
-        Ok(outside)
+        let nl = Netlink::open(&peer_ns).await?;
+        let eth = nl.require_link("eth0").await?;
+        nl.add_address(
+            eth.index,
+            "eth0",
+            IpAddr::V4(peer_addr.addr()),
+            peer_addr.prefix_len(),
+        )
+        .await?;
+        nl.set_up(eth.index, "eth0").await?;
+        Ok(peer_ns)
     }
 }
 
@@ -165,6 +177,10 @@ pub async fn tcp_probe(
     listener.set_nonblocking(true)?;
     let client = client.clone();
     tokio::task::spawn_blocking(move || {
+        // The server stops as soon as the client gives up, so its port is free again when the
+        // probe returns (a blocked probe must not leave a listener behind).
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
         let server = std::thread::spawn(move || -> io::Result<SocketAddr> {
             let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
             let (mut s, peer) = loop {
@@ -172,13 +188,15 @@ pub async fn tcp_probe(
                     Ok(x) => break x,
                     Err(e)
                         if e.kind() == io::ErrorKind::WouldBlock
-                            && std::time::Instant::now() < deadline =>
+                            && std::time::Instant::now() < deadline
+                            && !stop2.load(Ordering::Relaxed) =>
                     {
-                        std::thread::sleep(Duration::from_millis(5))
+                        std::thread::sleep(Duration::from_millis(2))
                     }
                     Err(e) => return Err(e),
                 }
             };
+            drop(listener);
             s.set_nonblocking(false)?;
             s.set_read_timeout(Some(PROBE_TIMEOUT))?;
             let mut buf = [0u8; 4];
@@ -186,20 +204,26 @@ pub async fn tcp_probe(
             s.write_all(b"pong")?;
             Ok(peer)
         });
-        let mut c = client
-            .run(move || TcpStream::connect_timeout(&target, PROBE_TIMEOUT))
-            .map_err(io::Error::other)??;
-        c.set_read_timeout(Some(PROBE_TIMEOUT))?;
-        c.write_all(b"ping")?;
-        let mut buf = [0u8; 4];
-        c.read_exact(&mut buf)?;
+        let talk = || -> io::Result<[u8; 4]> {
+            let mut c = client
+                .run(move || TcpStream::connect_timeout(&target, PROBE_TIMEOUT))
+                .map_err(io::Error::other)??;
+            c.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            c.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        let answer = talk();
+        stop.store(true, Ordering::Relaxed);
         let peer = server
             .join()
-            .map_err(|_| io::Error::other("probe server panicked"))??;
+            .map_err(|_| io::Error::other("probe server panicked"))?;
+        let buf = answer?;
         if &buf != b"pong" {
             return Err(io::Error::other("unexpected answer"));
         }
-        Ok(peer)
+        peer
     })
     .await
     .map_err(io::Error::other)?

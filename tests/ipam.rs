@@ -323,6 +323,8 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         bridge: bridge.name.clone(),
         subnets: vec![],
         masquerade: true,
+        internal: false,
+        allow_direct_access: false,
     };
     let ghost_port = berth::firewall::EndpointRules {
         ip: "10.72.0.99".parse().unwrap(),

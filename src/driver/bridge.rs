@@ -131,7 +131,9 @@ impl NetworkDriver for BridgeDriver {
             .add_veth_into(&host_if, bridge.index, net.mtu, ep.ifname, ep.mac, ep.netns)
             .await?;
         let inside = async {
-            ctx.host.set_hairpin(link.index, &host_if, true).await?;
+            ctx.host
+                .set_bridge_port(link.index, &host_if, true, !net.icc())
+                .await?;
             container::loopback_up(&nl).await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,

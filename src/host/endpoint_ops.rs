@@ -50,6 +50,13 @@ impl Host {
                 what: "published ports",
             });
         }
+        if let (Some(p), true) = (ep.ports.first(), net.internal) {
+            return Err(Error::invalid(
+                "port",
+                format!("{}:{}/{}", p.host_ip, p.host_port, p.proto),
+                "internal networks publish no ports",
+            ));
+        }
         if (ep.ip.is_some() || ep.ip6.is_some()) && !driver.uses_ipam() {
             return Err(Error::DriverUnsupported {
                 driver: net.driver.kind().name(),

@@ -19,6 +19,8 @@ pub(super) fn network_rules(net: &NetworkInfo) -> Option<NetworkRules> {
         bridge: device,
         subnets: net.subnets.iter().map(|s| s.subnet).collect(),
         masquerade: net.masquerade(),
+        internal: net.internal,
+        allow_direct_access: net.allow_direct_access(),
     })
 }
 

@@ -159,15 +159,28 @@ impl Netlink {
             .map_err(|e| Error::netlink("set link up", name, to_io(e)))
     }
 
-    /// `bridge link set dev NAME hairpin on` (a container may reach itself through a published
-    /// port, via the host).
-    pub async fn set_hairpin(&self, index: u32, name: &str, on: bool) -> Result<()> {
+    /// `bridge link set dev NAME hairpin on|off isolated on|off`. Hairpin lets a container
+    /// reach itself through a published port via the host; isolated ports cannot exchange
+    /// frames with each other, only with non-isolated ports such as the bridge itself (ICC off
+    /// without br_netfilter).
+    pub async fn set_bridge_port(
+        &self,
+        index: u32,
+        name: &str,
+        hairpin: bool,
+        isolated: bool,
+    ) -> Result<()> {
         self.handle
             .link()
-            .set_port(LinkBridgePort::new(index).hairpin(on).build())
+            .set_port(
+                LinkBridgePort::new(index)
+                    .hairpin(hairpin)
+                    .isolated(isolated)
+                    .build(),
+            )
             .execute()
             .await
-            .map_err(|e| Error::netlink("set bridge port hairpin", name, to_io(e)))
+            .map_err(|e| Error::netlink("set bridge port flags", name, to_io(e)))
     }
 
     /// `ip link del NAME`. Returns `false` when it did not exist (idempotent).

@@ -12,14 +12,16 @@ use nftnl::{MsgType, NlMsg};
 use nftnl_sys::{self as sys, libc};
 
 use crate::firewall::ruleset::{
-    CmpOp, ElemData, Expr, Hook, MAP_PORTS_ANY, MAP_PORTS_IP, MAP_POST_BY_IIF, MapData, MetaKey,
-    Op, PayloadBase, TABLE,
+    ChainKind, CmpOp, CtKey, ElemData, Expr, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
+    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_POST_BY_IIF, MapData, MetaKey, Op, PayloadBase, TABLE,
 };
 
 const FAMILY: u16 = libc::NFPROTO_INET as u16;
 // Not in libc: linux/netfilter/nf_tables.h.
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
 
 /// Set ids, so lookups can name a map created earlier in the same transaction.
 fn set_id(name: &str) -> u32 {
@@ -27,6 +29,9 @@ fn set_id(name: &str) -> u32 {
         MAP_PORTS_IP => 1,
         MAP_PORTS_ANY => 2,
         MAP_POST_BY_IIF => 3,
+        MAP_FWD_FROM => 4,
+        MAP_FWD_TO => 5,
+        MAP_ISOLATE => 6,
         _ => 0,
     }
 }
@@ -70,7 +75,6 @@ unsafe impl NlMsg for OpMsg<'_> {
                 Op::AddChain { name, base } => {
                     let nlh = hdr(libc::NFT_MSG_NEWCHAIN, create | ack);
                     let name = cstr(name);
-                    let nat = cstr("nat");
                     let c = sys::nftnl_chain_alloc();
                     sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
                     sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
@@ -79,10 +83,20 @@ unsafe impl NlMsg for OpMsg<'_> {
                             Hook::Prerouting => libc::NF_INET_PRE_ROUTING,
                             Hook::Output => libc::NF_INET_LOCAL_OUT,
                             Hook::Postrouting => libc::NF_INET_POST_ROUTING,
+                            Hook::Forward => libc::NF_INET_FORWARD,
                         };
+                        let kind = cstr(match b.kind {
+                            ChainKind::Nat => "nat",
+                            ChainKind::Filter => "filter",
+                        });
                         sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16, hook as u32);
                         sys::nftnl_chain_set_s32(c, sys::NFTNL_CHAIN_PRIO as u16, b.priority);
-                        sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TYPE as u16, nat.as_ptr());
+                        sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TYPE as u16, kind.as_ptr());
+                        sys::nftnl_chain_set_u32(
+                            c,
+                            sys::NFTNL_CHAIN_POLICY as u16,
+                            libc::NF_ACCEPT as u32,
+                        );
                     }
                     sys::nftnl_chain_nlmsg_build_payload(nlh, c);
                     sys::nftnl_chain_free(c);
@@ -144,6 +158,11 @@ unsafe impl NlMsg for OpMsg<'_> {
                                 );
                                 chains.push(c);
                             }
+                            ElemData::Drop => sys::nftnl_set_elem_set_u32(
+                                e,
+                                sys::NFTNL_SET_ELEM_VERDICT as u16,
+                                libc::NF_DROP as u32,
+                            ),
                         }
                         sys::nftnl_set_elem_add(s, e);
                     }
@@ -320,6 +339,27 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
             x
         }
         Expr::Masquerade => alloc("masq"),
+        Expr::Ct { key, dreg } => {
+            let x = alloc("ct");
+            let key = match key {
+                CtKey::State => NFT_CT_STATE,
+                CtKey::Status => NFT_CT_STATUS,
+            };
+            u32_(x, sys::NFTNL_EXPR_CT_KEY, key);
+            u32_(x, sys::NFTNL_EXPR_CT_DREG, *dreg);
+            x
+        }
+        Expr::Accept | Expr::Drop => {
+            let x = alloc("immediate");
+            let v = if *e == Expr::Accept {
+                libc::NF_ACCEPT
+            } else {
+                libc::NF_DROP
+            };
+            u32_(x, sys::NFTNL_EXPR_IMM_DREG, libc::NFT_REG_VERDICT as u32);
+            u32_(x, sys::NFTNL_EXPR_IMM_VERDICT, v as u32);
+            x
+        }
         Expr::Jump(chain) => {
             let x = alloc("immediate");
             let c = cstr(chain);

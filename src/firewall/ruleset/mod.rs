@@ -1,0 +1,411 @@
+//! The nf_tables ruleset berth wants, rendered as plain data by pure functions.
+//!
+//! Nothing here touches the kernel: every firewall operation is a list of [`Op`]s built from the
+//! network/endpoint facts, applied in one transaction by [`super::nft`]. The text form of an op
+//! (close to `nft --debug=netlink`) is what the golden files under `src/firewall/golden/` hold.
+//! [`ops`] is the vocabulary, [`nat`] and [`filter`] build the rules.
+//!
+//! Shape (table `inet berth`): O(networks) rules, never O(containers) or O(ports). Published
+//! ports are map elements; per-network behaviour is reached through verdict maps keyed by the
+//! bridge name.
+//! ```text
+//! map pm4_ip      { ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }  -p IP:P:C
+//! map pm4_any     { inet_proto . inet_service : ipv4_addr . inet_service }              -p P:C
+//! map post_by_iif { ifname : verdict }   bridge → jump nw-NAME-post
+//! map fwd_from    { ifname : verdict }   bridge → jump nw-NAME-from
+//! map fwd_to      { ifname : verdict }   bridge → jump nw-NAME-to
+//! map isolate     { ifname : verdict }   bridge → drop
+//! chain ports        dnat via @pm4_ip; fib daddr type local dnat via @pm4_any
+//! chain prerouting   (nat, dstnat)  jump ports
+//! chain output       (nat, -100)    jump ports
+//! chain postrouting  (nat, srcnat)  iifname vmap @post_by_iif
+//! chain forward      (filter, 0)    see [`filter`]
+//! chain user-forward                the admin's; never touched by berth
+//! chain nw-NAME-post oifname != BRIDGE ip saddr SUBNET masquerade   (per subnet)
+//! ```
+
+pub mod filter;
+pub mod nat;
+pub mod ops;
+
+use std::net::Ipv4Addr;
+
+use ipnet::IpNet;
+
+pub use filter::CHAIN_USER;
+pub use ops::*;
+
+use crate::port::PortMapping;
+
+/// The table berth owns (family `inet`).
+pub const TABLE: &str = "berth";
+/// Published IPv4 ports bound to one host address.
+pub const MAP_PORTS_IP: &str = "pm4_ip";
+/// Published IPv4 ports on every host address.
+pub const MAP_PORTS_ANY: &str = "pm4_any";
+/// Dispatch of forwarded traffic in postrouting, keyed by input interface.
+pub const MAP_POST_BY_IIF: &str = "post_by_iif";
+/// Forward dispatch of traffic leaving a berth network, keyed by input interface.
+pub const MAP_FWD_FROM: &str = "fwd_from";
+/// Forward dispatch of traffic entering a berth network, keyed by output interface.
+pub const MAP_FWD_TO: &str = "fwd_to";
+/// Every berth bridge → drop: isolation between networks.
+pub const MAP_ISOLATE: &str = "isolate";
+/// Regular chain holding the port-publishing rules.
+pub const CHAIN_PORTS: &str = "ports";
+const IFNAMSIZ: usize = 16;
+
+/// The firewall-relevant facts of one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    /// Network name (its chains are `nw-NAME-*`).
+    pub name: String,
+    /// The bridge device.
+    pub bridge: String,
+    /// Subnets, both families.
+    pub subnets: Vec<IpNet>,
+    /// Masquerade egress.
+    pub masquerade: bool,
+    /// No traffic out of the network.
+    pub internal: bool,
+    /// Outside hosts may reach container addresses on any port.
+    pub allow_direct_access: bool,
+}
+
+/// The firewall-relevant facts of one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRules {
+    /// Container address.
+    pub ip: Ipv4Addr,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+}
+
+/// The chains of network `name`: postrouting, forward-from, forward-to.
+pub fn network_chains(name: &str) -> [String; 3] {
+    [
+        format!("nw-{name}-post"),
+        format!("nw-{name}-from"),
+        format!("nw-{name}-to"),
+    ]
+}
+
+fn rules(chain: &str, rules: Vec<Vec<Expr>>) -> impl Iterator<Item = Op> + '_ {
+    rules.into_iter().map(move |exprs| Op::AddRule {
+        chain: chain.into(),
+        exprs,
+    })
+}
+
+/// The table, maps, chains and base rules. Sent with `exclusive` so that only the first caller
+/// adds the rules (the others get EEXIST and nothing of their batch is applied).
+pub fn base() -> Vec<Op> {
+    let base = |name: &str, kind, hook, priority| Op::AddChain {
+        name: name.into(),
+        base: Some(BaseChain {
+            kind,
+            hook,
+            priority,
+        }),
+    };
+    let vmap = |name| Op::AddMap {
+        name,
+        key: DataType {
+            id: TYPE_IFNAME,
+            len: IFNAMSIZ as u32,
+        },
+        data: MapData::Verdict,
+    };
+    let mut ops = vec![
+        Op::AddTable { exclusive: true },
+        Op::AddMap {
+            name: MAP_PORTS_IP,
+            key: DataType {
+                id: concat(concat(TYPE_IPV4_ADDR, TYPE_INET_PROTO), TYPE_INET_SERVICE),
+                len: 12,
+            },
+            data: MapData::Data(nat::TYPE_PORTS_DATA),
+        },
+        Op::AddMap {
+            name: MAP_PORTS_ANY,
+            key: DataType {
+                id: concat(TYPE_INET_PROTO, TYPE_INET_SERVICE),
+                len: 8,
+            },
+            data: MapData::Data(nat::TYPE_PORTS_DATA),
+        },
+        vmap(MAP_POST_BY_IIF),
+        vmap(MAP_FWD_FROM),
+        vmap(MAP_FWD_TO),
+        vmap(MAP_ISOLATE),
+        Op::AddChain {
+            name: CHAIN_PORTS.into(),
+            base: None,
+        },
+        Op::AddChain {
+            name: CHAIN_USER.into(),
+            base: None,
+        },
+        base("prerouting", ChainKind::Nat, Hook::Prerouting, -100),
+        base("output", ChainKind::Nat, Hook::Output, -100),
+        base("postrouting", ChainKind::Nat, Hook::Postrouting, 100),
+        base("forward", ChainKind::Filter, Hook::Forward, 0),
+    ];
+    ops.extend(rules(
+        CHAIN_PORTS,
+        vec![nat::ports_by_address(), nat::ports_on_any_address()],
+    ));
+    ops.extend(rules(
+        "prerouting",
+        vec![vec![Expr::Jump(CHAIN_PORTS.into())]],
+    ));
+    ops.extend(rules("output", vec![vec![Expr::Jump(CHAIN_PORTS.into())]]));
+    ops.extend(rules(
+        "postrouting",
+        vec![vec![
+            Expr::Meta {
+                key: MetaKey::IifName,
+                dreg: REG_1,
+            },
+            Expr::Lookup {
+                set: MAP_POST_BY_IIF,
+                sreg: REG_1,
+                dreg: REG_VERDICT,
+            },
+        ]],
+    ));
+    ops.extend(rules("forward", filter::forward_rules()));
+    ops
+}
+
+/// What a new network adds: its chains and their rules, and its elements in the dispatch maps.
+pub fn network_add(n: &NetworkRules) -> Vec<Op> {
+    let [post, from, to] = network_chains(&n.name);
+    let mut ops: Vec<Op> = [&post, &from, &to]
+        .iter()
+        .map(|c| Op::AddChain {
+            name: (*c).clone(),
+            base: None,
+        })
+        .collect();
+    if n.masquerade && !n.internal {
+        ops.extend(rules(
+            &post,
+            n.subnets
+                .iter()
+                .map(|s| nat::masquerade(&n.bridge, s))
+                .collect(),
+        ));
+    }
+    ops.extend(rules(&from, filter::from_rules(&n.bridge, n.internal)));
+    ops.extend(rules(
+        &to,
+        filter::to_rules(n.allow_direct_access && !n.internal),
+    ));
+    let key = ifname_key(&n.bridge);
+    for (map, data) in [
+        (MAP_POST_BY_IIF, ElemData::Jump(post)),
+        (MAP_FWD_FROM, ElemData::Jump(from)),
+        (MAP_FWD_TO, ElemData::Jump(to)),
+        (MAP_ISOLATE, ElemData::Drop),
+    ] {
+        ops.push(Op::AddElems {
+            map,
+            elems: vec![(key.clone(), data)],
+        });
+    }
+    ops
+}
+
+/// What deleting a network removes (the reverse of [`network_add`]).
+pub fn network_remove(n: &NetworkRules) -> Vec<Op> {
+    let key = ifname_key(&n.bridge);
+    let mut ops: Vec<Op> = [MAP_POST_BY_IIF, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE]
+        .into_iter()
+        .map(|map| Op::DelElems {
+            map,
+            keys: vec![key.clone()],
+        })
+        .collect();
+    for chain in network_chains(&n.name) {
+        ops.push(Op::FlushChain {
+            chain: chain.clone(),
+        });
+        ops.push(Op::DelChain { chain });
+    }
+    ops
+}
+
+/// The elements an endpoint's published ports add.
+pub fn endpoint_add(e: &EndpointRules) -> Vec<Op> {
+    let (mut any, mut ip) = (Vec::new(), Vec::new());
+    for p in &e.ports {
+        let data = ElemData::Data(nat::addr_port(e.ip, p.container_port));
+        match p.host_ip {
+            std::net::IpAddr::V4(h) if !h.is_unspecified() => {
+                ip.push((nat::port_key_ip(h, p), data))
+            }
+            _ => any.push((nat::port_key_any(p), data)),
+        }
+    }
+    let mut ops = Vec::new();
+    if !ip.is_empty() {
+        ops.push(Op::AddElems {
+            map: MAP_PORTS_IP,
+            elems: ip,
+        });
+    }
+    if !any.is_empty() {
+        ops.push(Op::AddElems {
+            map: MAP_PORTS_ANY,
+            elems: any,
+        });
+    }
+    ops
+}
+
+/// The reverse of [`endpoint_add`].
+pub fn endpoint_remove(e: &EndpointRules) -> Vec<Op> {
+    endpoint_add(e)
+        .into_iter()
+        .filter_map(|op| match op {
+            Op::AddElems { map, elems } => Some(Op::DelElems {
+                map,
+                keys: elems.into_iter().map(|(k, _)| k).collect(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Replaces the published-port elements with exactly those of `endpoints` (one transaction):
+/// what `gc` uses to drop elements a dead attach left behind.
+pub fn endpoints_sync(endpoints: &[EndpointRules]) -> Vec<Op> {
+    let mut ops = vec![
+        Op::FlushMap { map: MAP_PORTS_IP },
+        Op::FlushMap { map: MAP_PORTS_ANY },
+    ];
+    ops.extend(endpoints.iter().flat_map(endpoint_add));
+    ops
+}
+
+/// An interface name as nft compares it: 16 bytes, zero padded.
+pub fn ifname_key(name: &str) -> Vec<u8> {
+    let mut k = vec![0u8; IFNAMSIZ];
+    let n = name.len().min(IFNAMSIZ - 1);
+    k[..n].copy_from_slice(&name.as_bytes()[..n]);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::Port;
+
+    /// Compares with `src/firewall/golden/NAME.txt`; `BERTH_UPDATE_GOLDEN=1` rewrites it.
+    fn golden(name: &str, ops: &[Op]) {
+        let path = format!(
+            "{}/src/firewall/golden/{name}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let got = render(ops);
+        if std::env::var_os("BERTH_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            got, want,
+            "golden file {path} differs (BERTH_UPDATE_GOLDEN=1 to accept)"
+        );
+    }
+
+    fn web() -> NetworkRules {
+        NetworkRules {
+            name: "web".into(),
+            bridge: "br-web".into(),
+            subnets: vec![
+                "10.88.0.0/24".parse().unwrap(),
+                "fd00:88::/64".parse().unwrap(),
+            ],
+            masquerade: true,
+            internal: false,
+            allow_direct_access: false,
+        }
+    }
+
+    #[test]
+    fn base_ruleset() {
+        golden("base", &base());
+    }
+
+    #[test]
+    fn network_add_and_remove() {
+        golden("network_add", &network_add(&web()));
+        golden("network_remove", &network_remove(&web()));
+        let masq = |ops: &[Op]| {
+            ops.iter()
+                .filter(
+                    |o| matches!(o, Op::AddRule { exprs, .. } if exprs.contains(&Expr::Masquerade)),
+                )
+                .count()
+        };
+        let mut n = web();
+        assert_eq!(masq(&network_add(&n)), 2, "one masquerade rule per subnet");
+        n.masquerade = false;
+        assert_eq!(
+            masq(&network_add(&n)),
+            0,
+            "no masquerade rule without masquerade"
+        );
+        n.masquerade = true;
+        n.internal = true;
+        assert_eq!(
+            masq(&network_add(&n)),
+            0,
+            "internal networks are not masqueraded"
+        );
+        golden("network_add_internal", &network_add(&n));
+        let e = EndpointRules {
+            ip: "10.88.0.2".parse().unwrap(),
+            ports: vec![Port::tcp(80).to(8080)],
+        };
+        golden("endpoints_sync", &endpoints_sync(&[e]));
+    }
+
+    #[test]
+    fn endpoint_ports_are_map_elements() {
+        let e = EndpointRules {
+            ip: "10.88.0.2".parse().unwrap(),
+            ports: vec![
+                Port::tcp(8080).to(80),
+                Port::udp(5353).to(53),
+                Port::tcp(8443).on("198.18.0.1".parse().unwrap()).to(443),
+            ],
+        };
+        golden("endpoint_add", &endpoint_add(&e));
+        golden("endpoint_remove", &endpoint_remove(&e));
+        assert!(
+            endpoint_add(&EndpointRules {
+                ip: e.ip,
+                ports: vec![]
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn rule_count_is_flat_in_endpoints_and_ports() {
+        let rules = |ops: &[Op]| {
+            ops.iter()
+                .filter(|o| matches!(o, Op::AddRule { .. }))
+                .count()
+        };
+        let e = EndpointRules {
+            ip: "10.88.0.9".parse().unwrap(),
+            ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
+        };
+        assert_eq!(rules(&endpoint_add(&e)), 0);
+        // A network's rules depend on its subnets only: 2 masquerade + 3 from + 2 to.
+        assert_eq!(rules(&network_add(&web())), 7);
+    }
+}

@@ -1,0 +1,162 @@
+//! NAT rules: published ports (DNAT through maps) and masquerade.
+
+use std::net::Ipv4Addr;
+
+use ipnet::IpNet;
+
+use super::ops::*;
+use super::{MAP_PORTS_ANY, MAP_PORTS_IP, ifname_key};
+use crate::port::PortMapping;
+
+/// RTN_LOCAL, the `fib daddr type local` result.
+const RTN_LOCAL: u32 = 2;
+
+pub(super) const TYPE_PORTS_DATA: DataType = DataType {
+    id: concat(TYPE_IPV4_ADDR, TYPE_INET_SERVICE),
+    len: 8,
+};
+
+fn nfproto(proto: i32) -> [Expr; 2] {
+    [
+        Expr::Meta {
+            key: MetaKey::NfProto,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: vec![proto as u8],
+        },
+    ]
+}
+
+/// `dnat ip to ip daddr . meta l4proto . th dport map @pm4_ip`.
+pub(super) fn ports_by_address() -> Vec<Expr> {
+    let mut v = nfproto(libc::NFPROTO_IPV4).to_vec();
+    v.extend([
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 16,
+            len: 4,
+            dreg: REG32_0,
+        },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: REG32_0 + 1,
+        },
+        Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 2,
+            len: 2,
+            dreg: REG32_0 + 2,
+        },
+        Expr::Lookup {
+            set: MAP_PORTS_IP,
+            sreg: REG32_0,
+            dreg: REG32_0,
+        },
+        Expr::Dnat4 {
+            addr_reg: REG32_0,
+            port_reg: REG32_0 + 1,
+        },
+    ]);
+    v
+}
+
+/// `fib daddr type local dnat ip to meta l4proto . th dport map @pm4_any`.
+pub(super) fn ports_on_any_address() -> Vec<Expr> {
+    let mut v = nfproto(libc::NFPROTO_IPV4).to_vec();
+    v.extend([
+        Expr::FibDaddrType { dreg: REG_1 },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: RTN_LOCAL.to_ne_bytes().to_vec(),
+        },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: REG32_0,
+        },
+        Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 2,
+            len: 2,
+            dreg: REG32_0 + 1,
+        },
+        Expr::Lookup {
+            set: MAP_PORTS_ANY,
+            sreg: REG32_0,
+            dreg: REG32_0,
+        },
+        Expr::Dnat4 {
+            addr_reg: REG32_0,
+            port_reg: REG32_0 + 1,
+        },
+    ]);
+    v
+}
+
+/// `meta nfproto ipv4 oifname != BRIDGE ip saddr SUBNET masquerade` (or `ip6 saddr`).
+pub(super) fn masquerade(bridge: &str, subnet: &IpNet) -> Vec<Expr> {
+    let (proto, offset, mask, net) = match subnet {
+        IpNet::V4(n) => (
+            libc::NFPROTO_IPV4,
+            12,
+            n.netmask().octets().to_vec(),
+            n.network().octets().to_vec(),
+        ),
+        IpNet::V6(n) => (
+            libc::NFPROTO_IPV6,
+            8,
+            n.netmask().octets().to_vec(),
+            n.network().octets().to_vec(),
+        ),
+    };
+    let mut v = nfproto(proto).to_vec();
+    v.extend([
+        Expr::Meta {
+            key: MetaKey::OifName,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Neq,
+            data: ifname_key(bridge),
+        },
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset,
+            len: mask.len() as u32,
+            dreg: REG_1,
+        },
+        Expr::Mask { reg: REG_1, mask },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: net,
+        },
+        Expr::Masquerade,
+    ]);
+    v
+}
+
+/// `meta l4proto . th dport`, each in a 4-byte register.
+pub(super) fn port_key_any(p: &PortMapping) -> Vec<u8> {
+    let port = p.host_port.to_be_bytes();
+    vec![p.proto.number(), 0, 0, 0, port[0], port[1], 0, 0]
+}
+
+/// `ip daddr . meta l4proto . th dport`.
+pub(super) fn port_key_ip(host: Ipv4Addr, p: &PortMapping) -> Vec<u8> {
+    let mut k = host.octets().to_vec();
+    k.extend(port_key_any(p));
+    k
+}
+
+/// `ADDR . PORT` as DNAT reads it from two registers.
+pub(super) fn addr_port(ip: Ipv4Addr, port: u16) -> Vec<u8> {
+    let p = port.to_be_bytes();
+    let mut d = ip.octets().to_vec();
+    d.extend([p[0], p[1], 0, 0]);
+    d
+}

@@ -1,0 +1,382 @@
+//! The nf_tables firewall in the kernel: isolation between networks, ICC off, internal networks,
+//! direct-access protection and the admin's hook chain — each shown allowed and blocked by
+//! traffic.
+
+mod common;
+
+use std::process::Command;
+
+use berth::sandbox::{Sandbox, tcp_probe};
+use berth::{Endpoint, Error, Network, Port};
+use common::*;
+
+fn nft(sb: &Sandbox, args: &str) {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", sb.host_name(), "nft"])
+        .args(args.split(' '));
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ip_in(ns: &str, args: &[&str]) {
+    let st = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ip -n {ns} {args:?}");
+}
+
+fn role_name(sb: &Sandbox, role: &str) -> String {
+    sb.netns_path(role)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn net(name: &str, subnet: &str) -> berth::NetworkSpec {
+    Network::bridge(name).subnet(subnet.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_isolated_from_each_other_but_reach_the_outside() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-iso").await;
+    let host = host(&sb).await;
+    let (a1, b1) = (sb.netns("a1").await.unwrap(), sb.netns("b1").await.unwrap());
+    let a = host.create_network(net("a", "10.50.0.0/24")).await.unwrap();
+    let b = host.create_network(net("b", "10.51.0.0/24")).await.unwrap();
+    host.attach(&a, Endpoint::new("a1", a1.clone()))
+        .await
+        .unwrap();
+    host.attach(&b, Endpoint::new("b1", b1.clone()))
+        .await
+        .unwrap();
+    assert!(
+        tcp_probe(&b1, sa("10.51.0.2:7000"), &a1, sa("10.51.0.2:7000"))
+            .await
+            .is_err(),
+        "a -> b must be blocked"
+    );
+    assert!(
+        tcp_probe(&a1, sa("10.50.0.2:7000"), &b1, sa("10.50.0.2:7000"))
+            .await
+            .is_err(),
+        "b -> a must be blocked"
+    );
+    for c in [&a1, &b1] {
+        tcp_probe(
+            &outside,
+            sa("0.0.0.0:7001"),
+            c,
+            sa(&format!("{OUTSIDE}:7001")),
+        )
+        .await
+        .unwrap();
+    }
+    tcp_probe(sb.host(), sa("10.50.0.1:7002"), &a1, sa("10.50.0.1:7002"))
+        .await
+        .unwrap();
+    // Deleting a network removes its isolation element and chains; the other keeps working.
+    host.detach(&b, "b1").await.unwrap();
+    host.delete_network(&b).await.unwrap();
+    assert_eq!(map_len(&sb, "isolate"), 1);
+    assert!(!chain_names(&sb).iter().any(|c| c.starts_with("nw-b-")));
+    tcp_probe(
+        &outside,
+        sa("0.0.0.0:7003"),
+        &a1,
+        sa(&format!("{OUTSIDE}:7003")),
+    )
+    .await
+    .unwrap();
+    host.detach(&a, "a1").await.unwrap();
+    host.delete_network(&a).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn icc_off_blocks_container_to_container_but_not_egress_or_published_ports() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-icc").await;
+    let host = host(&sb).await;
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let n = host
+        .create_network(net("noicc", "10.52.0.0/24").icc(false))
+        .await
+        .unwrap();
+    host.attach(
+        &n,
+        Endpoint::new("c1", c1.clone()).publish(Port::tcp(8080).to(80)),
+    )
+    .await
+    .unwrap();
+    host.attach(&n, Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap();
+    assert!(
+        tcp_probe(&c2, sa("10.52.0.3:7000"), &c1, sa("10.52.0.3:7000"))
+            .await
+            .is_err(),
+        "c1 -> c2 blocked"
+    );
+    assert!(
+        tcp_probe(&c1, sa("10.52.0.2:7000"), &c2, sa("10.52.0.2:7000"))
+            .await
+            .is_err(),
+        "c2 -> c1 blocked"
+    );
+    tcp_probe(
+        &outside,
+        sa("0.0.0.0:7001"),
+        &c1,
+        sa(&format!("{OUTSIDE}:7001")),
+    )
+    .await
+    .unwrap();
+    tcp_probe(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    tcp_probe(sb.host(), sa("10.52.0.1:7002"), &c2, sa("10.52.0.1:7002"))
+        .await
+        .unwrap();
+    // With ICC on (the default) the same pair talks.
+    let (d1, d2) = (sb.netns("d1").await.unwrap(), sb.netns("d2").await.unwrap());
+    let m = host
+        .create_network(net("icc", "10.53.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(&m, Endpoint::new("d1", d1.clone()))
+        .await
+        .unwrap();
+    host.attach(&m, Endpoint::new("d2", d2.clone()))
+        .await
+        .unwrap();
+    tcp_probe(&d2, sa("10.53.0.3:7000"), &d1, sa("10.53.0.3:7000"))
+        .await
+        .unwrap();
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&n).await.unwrap();
+    host.delete_network(&m).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_networks_have_no_way_out_and_publish_nothing() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-int").await;
+    let host = host(&sb).await;
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let n = host
+        .create_network(net("int", "10.54.0.0/24").internal(true))
+        .await
+        .unwrap();
+    let a1 = host
+        .attach(&n, Endpoint::new("c1", c1.clone()))
+        .await
+        .unwrap();
+    assert!(
+        a1.gateway.is_none(),
+        "no default route on an internal network"
+    );
+    host.attach(&n, Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap();
+    tcp_probe(&c2, sa("10.54.0.3:7000"), &c1, sa("10.54.0.3:7000"))
+        .await
+        .unwrap();
+    // Even with a route out added by hand in the container, the host does not forward it.
+    ip_in(
+        &role_name(&sb, "c1"),
+        &["route", "add", "default", "via", "10.54.0.1"],
+    );
+    assert!(
+        tcp_probe(
+            &outside,
+            sa("0.0.0.0:7001"),
+            &c1,
+            sa(&format!("{OUTSIDE}:7001"))
+        )
+        .await
+        .is_err()
+    );
+    let e = host
+        .attach(
+            &n,
+            Endpoint::new("c3", sb.netns("c3").await.unwrap()).publish(Port::tcp(8080).to(80)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DriverUnsupported { .. } | Error::InvalidValue { .. }
+        ),
+        "{e}"
+    );
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&n).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_hosts_reach_only_published_ports_unless_direct_access_is_allowed() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-direct").await;
+    let host = host(&sb).await;
+    let out = role_name(&sb, "outside");
+    ip_in(&out, &["route", "add", "10.55.0.0/24", "via", HOST_UP]);
+    ip_in(&out, &["route", "add", "10.56.0.0/24", "via", HOST_UP]);
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let p = host
+        .create_network(net("protected", "10.55.0.0/24"))
+        .await
+        .unwrap();
+    let o = host
+        .create_network(net("open", "10.56.0.0/24").allow_direct_access(true))
+        .await
+        .unwrap();
+    host.attach(
+        &p,
+        Endpoint::new("c1", c1.clone()).publish(Port::tcp(8080).to(80)),
+    )
+    .await
+    .unwrap();
+    host.attach(&o, Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap();
+    assert!(
+        tcp_probe(&c1, sa("0.0.0.0:81"), &outside, sa("10.55.0.2:81"))
+            .await
+            .is_err(),
+        "unpublished: blocked"
+    );
+    assert!(
+        tcp_probe(&c1, sa("0.0.0.0:80"), &outside, sa("10.55.0.2:80"))
+            .await
+            .is_err(),
+        "by address: blocked"
+    );
+    tcp_probe(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    tcp_probe(&c2, sa("0.0.0.0:81"), &outside, sa("10.56.0.2:81"))
+        .await
+        .unwrap();
+    // Direct access is from outside only: the other berth network stays isolated.
+    assert!(
+        tcp_probe(&c2, sa("0.0.0.0:82"), &c1, sa("10.56.0.2:82"))
+            .await
+            .is_err()
+    );
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&p).await.unwrap();
+    host.delete_network(&o).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-user").await;
+    let allowed = sb
+        .add_peer(
+            "allowed",
+            "uplink2",
+            "192.0.2.1/24".parse().unwrap(),
+            "192.0.2.10/24".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    let d = sb.netns("d").await.unwrap();
+    let n = host
+        .create_network(net("web", "10.57.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(
+        &n,
+        Endpoint::new("c", c.clone()).publish(Port::tcp(8080).to(80)),
+    )
+    .await
+    .unwrap();
+    // The DOCKER-USER use case: only 192.0.2.0/24 may reach published ports.
+    nft(
+        &sb,
+        "add rule inet berth user-forward ct state new ip saddr != 192.0.2.0/24 ct status dnat drop",
+    );
+    let check = || async {
+        assert!(
+            tcp_probe(
+                &c,
+                sa("0.0.0.0:80"),
+                &outside,
+                sa(&format!("{HOST_UP}:8080"))
+            )
+            .await
+            .is_err(),
+            "198.18.0.2 is refused"
+        );
+        tcp_probe(&c, sa("0.0.0.0:80"), &allowed, sa("192.0.2.1:8080"))
+            .await
+            .unwrap();
+        let rules = nft_objects(&sb, "rule");
+        assert_eq!(
+            rules
+                .iter()
+                .filter(|r| r["chain"] == "user-forward")
+                .count(),
+            1,
+            "the admin's rule is still there"
+        );
+    };
+    check().await;
+    // Every berth operation leaves it alone.
+    let m = host
+        .create_network(net("other", "10.58.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(
+        &m,
+        Endpoint::new("d", d.clone()).publish(Port::tcp(9090).to(90)),
+    )
+    .await
+    .unwrap();
+    check().await;
+    host.detach(&m, "d").await.unwrap();
+    host.delete_network(&m).await.unwrap();
+    host.gc(&["c"]).await.unwrap();
+    check().await;
+    host.detach(&n, "c").await.unwrap();
+    host.delete_network(&n).await.unwrap();
+    assert_eq!(
+        nft_objects(&sb, "rule")
+            .iter()
+            .filter(|r| r["chain"] == "user-forward")
+            .count(),
+        1
+    );
+}
