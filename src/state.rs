@@ -1,25 +1,40 @@
 //! The state directory: records of networks and endpoints, written atomically, and the lock that
 //! serialises mutating operations across tasks and processes.
 //!
-//! Layout: `networks/NAME.json`, `endpoints/NETWORK/CONTAINER.json`, `ipam/NETWORK.json` (owned by
-//! [`crate::ipam::FileIpam`]), `lock`. Every write is tmp file + fsync + rename + fsync of the
+//! Layout: `networks/NAME.json`, `endpoints/NETWORK/CONTAINER.json`, `ports/PROTO-PORT.json` (an
+//! index of who publishes a host port), `ipam/NETWORK.json` (owned by [`crate::ipam::FileIpam`]),
+//! `lock`. Every write is tmp file + fsync + rename + fsync of the
 //! directory, so a reader (or a crash) sees the old or the new file, never half of one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use std::net::IpAddr;
+
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::network::NetworkInfo;
+use crate::port::Protocol;
 
 /// Handle on a state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+}
+
+/// One publisher of a host port, in the ports index (`ports/PROTO-PORT.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortOwner {
+    /// Host address it is published on (unspecified: all).
+    pub host_ip: IpAddr,
+    /// Network of the endpoint.
+    pub network: String,
+    /// Container.
+    pub container: String,
 }
 
 /// An exclusive `flock` on the state dir, released on drop.
@@ -32,7 +47,7 @@ impl StateDir {
     /// Opens (creating if needed) the state dir at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for sub in ["networks", "endpoints", "ipam"] {
+        for sub in ["networks", "endpoints", "ipam", "ports"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).map_err(|e| Error::state("create dir", &d, e))?;
         }
@@ -99,16 +114,82 @@ impl StateDir {
         Ok(v)
     }
 
-    /// Writes an attachment record.
+    /// Writes an attachment record, and its published ports into the ports index first (an
+    /// index entry without a record is ignored; see [`StateDir::port_owners`]).
     pub fn put_endpoint(&self, a: &Attachment) -> Result<()> {
         let dir = self.endpoint_dir(&a.network);
         fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        for p in &a.ports {
+            let path = self.port_path(p.proto, p.host_port);
+            let mut owners: Vec<PortOwner> = read_json(&path)?.unwrap_or_default();
+            let me = PortOwner {
+                host_ip: p.host_ip,
+                network: a.network.clone(),
+                container: a.container.clone(),
+            };
+            if !owners.contains(&me) {
+                owners.push(me);
+                write_json(&path, &owners)?;
+            }
+        }
         write_json(&self.endpoint_path(&a.network, &a.container), a)
     }
 
-    /// Removes an attachment record (idempotent).
+    /// Removes an attachment record and its ports-index entries (idempotent).
     pub fn remove_endpoint(&self, network: &str, container: &str) -> Result<()> {
-        remove(&self.endpoint_path(network, container))
+        let Some(a) = self.endpoint(network, container)? else {
+            return Ok(());
+        };
+        remove(&self.endpoint_path(network, container))?;
+        for p in &a.ports {
+            let path = self.port_path(p.proto, p.host_port);
+            let mut owners: Vec<PortOwner> = read_json(&path)?.unwrap_or_default();
+            owners.retain(|o| !(o.network == network && o.container == container));
+            if owners.is_empty() {
+                remove(&path)?
+            } else {
+                write_json(&path, &owners)?
+            }
+        }
+        Ok(())
+    }
+
+    fn port_path(&self, proto: Protocol, port: u16) -> PathBuf {
+        self.root.join("ports").join(format!("{proto}-{port}.json"))
+    }
+
+    /// Who publishes host port `port`/`proto` (on any host address): one small file read, so the
+    /// conflict check does not grow with the number of endpoints. Entries whose record is gone
+    /// (a crash between the two writes) are ignored.
+    pub fn port_owners(&self, proto: Protocol, port: u16) -> Result<Vec<PortOwner>> {
+        let owners: Vec<PortOwner> = read_json(&self.port_path(proto, port))?.unwrap_or_default();
+        let mut live = Vec::new();
+        for o in owners {
+            if self.endpoint(&o.network, &o.container)?.is_some_and(|a| {
+                a.ports
+                    .iter()
+                    .any(|p| p.proto == proto && p.host_port == port)
+            }) {
+                live.push(o);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Rebuilds the ports index from the endpoint records (gc).
+    pub fn rebuild_ports(&self) -> Result<()> {
+        let dir = self.root.join("ports");
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                remove(&e.path())?;
+            }
+        }
+        for n in self.networks()? {
+            for a in self.endpoints(&n.name)? {
+                self.put_endpoint(&a)?;
+            }
+        }
+        Ok(())
     }
 }
 

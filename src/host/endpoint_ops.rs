@@ -160,22 +160,21 @@ impl Host {
     }
 
     /// Refuses a host ip:port/proto another endpoint (of any network) already publishes.
+    /// Reads the ports index: cost independent of the number of endpoints.
     fn check_ports_free(&self, ep: &EndpointSpec) -> Result<()> {
-        if ep.ports.is_empty() {
-            return Ok(());
-        }
-        for net in self.state.networks()? {
-            for att in self.state.endpoints(&net.name)? {
-                for theirs in &att.ports {
-                    if let Some(p) = ep.ports.iter().find(|p| p.conflicts_with(theirs)) {
-                        return Err(Error::PortInUse {
-                            proto: p.proto,
-                            host_ip: theirs.host_ip,
-                            host_port: p.host_port,
-                            network: net.name.clone(),
-                            container: att.container.clone(),
-                        });
-                    }
+        for p in &ep.ports {
+            for o in self.state.port_owners(p.proto, p.host_port)? {
+                if o.host_ip == p.host_ip
+                    || o.host_ip.is_unspecified()
+                    || p.host_ip.is_unspecified()
+                {
+                    return Err(Error::PortInUse {
+                        proto: p.proto,
+                        host_ip: o.host_ip,
+                        host_port: p.host_port,
+                        network: o.network,
+                        container: o.container,
+                    });
                 }
             }
         }

@@ -62,6 +62,7 @@ impl Host {
             }
         }
         report.released = self.ipam.gc(&keep).await?;
+        self.state.rebuild_ports()?;
         let names: HashSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
         for (pool, _) in self.pool_names().await? {
             if !names.contains(pool.as_str()) {
