@@ -370,6 +370,8 @@ async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
     host.delete_network(&m).await.unwrap();
     host.gc(&["c"]).await.unwrap();
     check().await;
+    host.reapply().await.unwrap();
+    check().await;
     host.detach(&n, "c").await.unwrap();
     host.delete_network(&n).await.unwrap();
     assert_eq!(
@@ -379,4 +381,92 @@ async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
             .count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_them_before() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-reapply").await;
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    let n = host
+        .create_network(net("web", "10.59.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(
+        &n,
+        Endpoint::new("c", c.clone())
+            .publish(Port::tcp(8080).to(80))
+            .publish(Port::udp(5353).to(53)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
+    assert_eq!(host.check(&n, "c").await.unwrap(), Vec::<String>::new());
+    let rules_before = rule_count(&sb);
+
+    // Someone deletes one element: check names exactly that one.
+    nft(&sb, "delete element inet berth pm4_any { tcp . 8080 }");
+    let missing = host.check(&n, "c").await.unwrap();
+    assert_eq!(
+        missing,
+        vec!["published port tcp/0.0.0.0:8080 -> 10.59.0.2:80".to_string()],
+        "{missing:?}"
+    );
+
+    // Someone flushes the whole ruleset: traffic stops, check lists what is missing.
+    nft(&sb, "flush ruleset");
+    assert!(
+        tcp_probe(
+            &c,
+            sa("0.0.0.0:80"),
+            &outside,
+            sa(&format!("{HOST_UP}:8080"))
+        )
+        .await
+        .is_err()
+    );
+    let missing = host.check_firewall().await.unwrap();
+    assert!(
+        missing.contains(&"table inet berth".to_string()),
+        "{missing:?}"
+    );
+    assert!(
+        missing.iter().any(|m| m.contains("udp/0.0.0.0:5353")),
+        "{missing:?}"
+    );
+    assert!(!host.check(&n, "c").await.unwrap().is_empty());
+
+    host.reapply().await.unwrap();
+    assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
+    assert_eq!(rule_count(&sb), rules_before);
+    tcp_probe(
+        &c,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    berth::sandbox::udp_probe(
+        &c,
+        sa("0.0.0.0:53"),
+        &outside,
+        sa(&format!("{HOST_UP}:5353")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        tcp_probe(&c, sa("0.0.0.0:7000"), &outside, sa("10.59.0.2:7000"))
+            .await
+            .is_err(),
+        "protection is back too"
+    );
+    // reapply on an intact ruleset changes nothing.
+    host.reapply().await.unwrap();
+    assert_eq!(rule_count(&sb), rules_before);
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&n).await.unwrap();
 }

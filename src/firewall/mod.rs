@@ -23,6 +23,11 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     /// Removes what [`Firewall::add_endpoint`] added; succeeds when it is already gone.
     async fn remove_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules)
     -> Result<()>;
+    /// What of the ruleset for `nets`/`eps` is missing in the kernel, one line per object.
+    async fn check(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>>;
+    /// Puts back everything `nets`/`eps` need (after `nft flush ruleset`), in one transaction,
+    /// keeping the admin's chain.
+    async fn reapply(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<()>;
     /// Makes the endpoint state exactly `endpoints` (drops what a dead attach left); used by gc.
     async fn sync_endpoints(&self, endpoints: &[EndpointRules]) -> Result<()>;
 }
@@ -47,6 +52,12 @@ impl Firewall for NoFirewall {
         Ok(())
     }
     async fn sync_endpoints(&self, _: &[EndpointRules]) -> Result<()> {
+        Ok(())
+    }
+    async fn check(&self, _: &[NetworkRules], _: &[EndpointRules]) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    async fn reapply(&self, _: &[NetworkRules], _: &[EndpointRules]) -> Result<()> {
         Ok(())
     }
 }

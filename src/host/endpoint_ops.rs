@@ -245,8 +245,13 @@ impl Host {
         let Some(att) = self.state.endpoint(network, container)? else {
             return Ok(vec![format!("endpoint record {network}/{container}")]);
         };
-        driver_for(net.driver.kind())
+        let mut missing = driver_for(net.driver.kind())
             .check(self.ctx(), &net, &att)
-            .await
+            .await?;
+        if let Some(n) = network_rules(&net) {
+            let eps: Vec<_> = endpoint_rules(&att).into_iter().collect();
+            missing.extend(self.firewall.check(&[n], &eps).await?);
+        }
+        Ok(missing)
     }
 }

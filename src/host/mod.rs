@@ -6,6 +6,7 @@
 //! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
 
 mod endpoint_ops;
+mod firewall_ops;
 mod gc;
 mod journal;
 mod network_ops;

@@ -3,6 +3,7 @@
 //!
 //! [`ruleset`]: crate::firewall::ruleset
 
+pub mod dump;
 mod msg;
 mod transact;
 
@@ -100,5 +101,46 @@ impl Firewall for NftFirewall {
             ruleset::endpoints_sync(endpoints),
         )
         .await
+    }
+
+    async fn check(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {
+        let want = ruleset::expected(nets, eps);
+        let have = self
+            .netns
+            .spawn(dump::read)
+            .await?
+            .map_err(|source| Error::Nftables {
+                op: "read table inet berth".into(),
+                source,
+            })?;
+        let mut missing = Vec::new();
+        if !have.table {
+            missing.push(format!("table inet {}", ruleset::TABLE));
+        }
+        for (chain, rules) in &want.chains {
+            match (have.chains.get(chain), rules) {
+                (None, _) => missing.push(format!("chain {chain}")),
+                (Some(got), Some(n)) if got < n => {
+                    missing.push(format!("rules of chain {chain}: {got} of {n}"))
+                }
+                _ => {}
+            }
+        }
+        for map in &want.maps {
+            if !have.maps.contains(*map) {
+                missing.push(format!("map {map}"));
+            }
+        }
+        for (map, key, what) in &want.elements {
+            if !have.elements.get(*map).is_some_and(|k| k.contains(key)) {
+                missing.push(what.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn reapply(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<()> {
+        self.apply("reapply".into(), ruleset::reapply(nets, eps))
+            .await
     }
 }

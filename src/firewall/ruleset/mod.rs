@@ -289,6 +289,105 @@ pub fn endpoints_sync(endpoints: &[EndpointRules]) -> Vec<Op> {
     ops
 }
 
+/// Everything berth's ruleset should hold for these networks and endpoints, as `check`
+/// compares it with what the kernel holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// Chain → number of rules (`None`: any, for the admin's chain).
+    pub chains: std::collections::BTreeMap<String, Option<usize>>,
+    /// Map names.
+    pub maps: Vec<&'static str>,
+    /// (map, key, what it is) of every element.
+    pub elements: Vec<(&'static str, Vec<u8>, String)>,
+}
+
+/// What [`check`](crate::Host::check_firewall) expects for `nets` and `eps`.
+pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
+    let mut x = Expected::default();
+    let described = eps
+        .iter()
+        .flat_map(|e| endpoint_add(e).into_iter().zip(std::iter::repeat(e)));
+    let net_ops = nets
+        .iter()
+        .flat_map(|n| network_add(n).into_iter().map(move |op| (op, Some(n))));
+    for (op, net) in base().into_iter().map(|op| (op, None)).chain(net_ops) {
+        match op {
+            Op::AddChain { name, .. } => {
+                let any = name == CHAIN_USER;
+                x.chains.insert(name, if any { None } else { Some(0) });
+            }
+            Op::AddRule { chain, .. } => {
+                if let Some(Some(n)) = x.chains.get_mut(&chain) {
+                    *n += 1;
+                }
+            }
+            Op::AddMap { name, .. } => x.maps.push(name),
+            Op::AddElems { map, elems } => {
+                let what = format!(
+                    "dispatch of bridge {} in {map}",
+                    net.map_or("", |n| n.bridge.as_str())
+                );
+                x.elements
+                    .extend(elems.into_iter().map(|(k, _)| (map, k, what.clone())));
+            }
+            _ => {}
+        }
+    }
+    for (op, e) in described {
+        if let Op::AddElems { map, elems } = op {
+            for ((k, _), p) in elems.into_iter().zip(
+                e.ports
+                    .iter()
+                    .filter(|p| (map == MAP_PORTS_IP) == is_specific(p)),
+            ) {
+                let what = format!(
+                    "published port {}/{}:{} -> {}:{}",
+                    p.proto, p.host_ip, p.host_port, e.ip, p.container_port
+                );
+                x.elements.push((map, k, what));
+            }
+        }
+    }
+    x
+}
+
+fn is_specific(p: &PortMapping) -> bool {
+    matches!(p.host_ip, std::net::IpAddr::V4(h) if !h.is_unspecified())
+}
+
+/// Restores everything `nets` and `eps` need, in one transaction, whatever is left in the
+/// kernel (after `nft flush ruleset`, or a partial loss): declares every table, map and chain
+/// (idempotent), empties berth's maps and chains — never the admin's `user-forward` — and
+/// fills them again.
+pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
+    let (mut decl, mut flush, mut fill) = (Vec::new(), Vec::new(), Vec::new());
+    let all = base()
+        .into_iter()
+        .chain(nets.iter().flat_map(network_add))
+        .chain(eps.iter().flat_map(endpoint_add));
+    for op in all {
+        match op {
+            Op::AddTable { .. } => decl.push(Op::AddTable { exclusive: false }),
+            Op::AddMap { name, .. } => {
+                flush.push(Op::FlushMap { map: name });
+                decl.push(op);
+            }
+            Op::AddChain { ref name, .. } => {
+                if name != CHAIN_USER {
+                    flush.push(Op::FlushChain {
+                        chain: name.clone(),
+                    });
+                }
+                decl.push(op);
+            }
+            other => fill.push(other),
+        }
+    }
+    decl.extend(flush);
+    decl.extend(fill);
+    decl
+}
+
 /// An interface name as nft compares it: 16 bytes, zero padded.
 pub fn ifname_key(name: &str) -> Vec<u8> {
     let mut k = vec![0u8; IFNAMSIZ];
@@ -370,6 +469,33 @@ mod tests {
             ports: vec![Port::tcp(80).to(8080)],
         };
         golden("endpoints_sync", &endpoints_sync(&[e]));
+    }
+
+    #[test]
+    fn reapply_restores_everything_but_never_flushes_the_admin_chain() {
+        let e = EndpointRules {
+            ip: "10.88.0.2".parse().unwrap(),
+            ports: vec![Port::tcp(8080).to(80)],
+        };
+        let ops = reapply(&[web()], std::slice::from_ref(&e));
+        golden("reapply", &ops);
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::FlushChain { chain } if chain == CHAIN_USER))
+        );
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, Op::AddChain { name, .. } if name == CHAIN_USER))
+        );
+        let x = expected(&[web()], &[e]);
+        assert_eq!(x.chains.get(CHAIN_USER), Some(&None));
+        assert_eq!(x.chains.get("forward"), Some(&Some(4)));
+        assert!(
+            x.elements
+                .iter()
+                .any(|(m, _, w)| *m == MAP_PORTS_ANY
+                    && w.contains("tcp/0.0.0.0:8080 -> 10.88.0.2:80"))
+        );
     }
 
     #[test]

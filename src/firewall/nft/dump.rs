@@ -1,0 +1,226 @@
+//! Reads berth's table back from the kernel (netlink dumps parsed by libnftnl): which chains
+//! exist with how many rules, which maps, which elements. What `check` compares with the
+//! rendered ruleset. Must run on a thread inside the target netns.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::AsRawFd;
+
+use nftnl_sys::{self as sys, libc};
+use nix::sys::socket::{MsgFlags, recv, send};
+
+use crate::firewall::ruleset::TABLE;
+
+const FAMILY: u16 = libc::NFPROTO_INET as u16;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
+
+/// What the kernel holds of table `inet berth`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KernelState {
+    /// The table exists.
+    pub table: bool,
+    /// Chain name → number of rules.
+    pub chains: HashMap<String, usize>,
+    /// Map names.
+    pub maps: HashSet<String>,
+    /// Map name → element keys.
+    pub elements: HashMap<String, HashSet<Vec<u8>>>,
+}
+
+/// Reads the whole of table `inet berth` (a missing table reads as empty).
+pub(crate) fn read() -> io::Result<KernelState> {
+    let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
+    let table = CString::new(TABLE).expect("no NUL");
+    let mut st = KernelState::default();
+    // SAFETY (all closures below): each builds into / parses from buffers sized for a maximal
+    // message, with libnftnl objects allocated and freed within the call.
+    let found = dump(&sock, libc::NFT_MSG_GETTABLE, false, |_| {}, |_| {})?;
+    if !found {
+        return Ok(st);
+    }
+    st.table = true;
+    dump(
+        &sock,
+        libc::NFT_MSG_GETCHAIN,
+        true,
+        |nlh| unsafe {
+            let c = sys::nftnl_chain_alloc();
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+            sys::nftnl_chain_nlmsg_build_payload(nlh, c);
+            sys::nftnl_chain_free(c);
+        },
+        |nlh| unsafe {
+            let c = sys::nftnl_chain_alloc();
+            if sys::nftnl_chain_nlmsg_parse(nlh, c) >= 0
+                && is_ours(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16))
+            {
+                st.chains
+                    .entry(cstr(sys::nftnl_chain_get_str(
+                        c,
+                        sys::NFTNL_CHAIN_NAME as u16,
+                    )))
+                    .or_insert(0);
+            }
+            sys::nftnl_chain_free(c);
+        },
+    )?;
+    dump(
+        &sock,
+        libc::NFT_MSG_GETRULE,
+        true,
+        |nlh| unsafe {
+            let r = sys::nftnl_rule_alloc();
+            sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+            sys::nftnl_rule_nlmsg_build_payload(nlh, r);
+            sys::nftnl_rule_free(r);
+        },
+        |nlh| unsafe {
+            let r = sys::nftnl_rule_alloc();
+            if sys::nftnl_rule_nlmsg_parse(nlh, r) >= 0
+                && is_ours(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16))
+            {
+                *st.chains
+                    .entry(cstr(sys::nftnl_rule_get_str(
+                        r,
+                        sys::NFTNL_RULE_CHAIN as u16,
+                    )))
+                    .or_insert(0) += 1;
+            }
+            sys::nftnl_rule_free(r);
+        },
+    )?;
+    dump(
+        &sock,
+        libc::NFT_MSG_GETSET,
+        true,
+        |nlh| unsafe {
+            let s = sys::nftnl_set_alloc();
+            sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+            sys::nftnl_set_nlmsg_build_payload(nlh, s);
+            sys::nftnl_set_free(s);
+        },
+        |nlh| unsafe {
+            let s = sys::nftnl_set_alloc();
+            if sys::nftnl_set_nlmsg_parse(nlh, s) >= 0
+                && is_ours(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16))
+            {
+                st.maps
+                    .insert(cstr(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16)));
+            }
+            sys::nftnl_set_free(s);
+        },
+    )?;
+    for map in st.maps.clone() {
+        let name = CString::new(map.as_str()).expect("no NUL");
+        let keys = st.elements.entry(map).or_default();
+        dump(
+            &sock,
+            libc::NFT_MSG_GETSETELEM,
+            true,
+            |nlh| unsafe {
+                let s = sys::nftnl_set_alloc();
+                sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+                sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+                sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
+                sys::nftnl_set_free(s);
+            },
+            |nlh| unsafe {
+                let s = sys::nftnl_set_alloc();
+                if sys::nftnl_set_elems_nlmsg_parse(nlh, s) >= 0 {
+                    let it = sys::nftnl_set_elems_iter_create(s);
+                    let mut e = sys::nftnl_set_elems_iter_cur(it);
+                    while !e.is_null() {
+                        let mut len = 0u32;
+                        let p =
+                            sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
+                        if !p.is_null() {
+                            keys.insert(
+                                std::slice::from_raw_parts(p.cast::<u8>(), len as usize).to_vec(),
+                            );
+                        }
+                        e = sys::nftnl_set_elems_iter_next(it);
+                    }
+                    sys::nftnl_set_elems_iter_destroy(it);
+                }
+                sys::nftnl_set_free(s);
+            },
+        )?;
+    }
+    Ok(st)
+}
+
+fn is_ours(table: *const libc::c_char) -> bool {
+    !table.is_null() && cstr(table) == TABLE
+}
+
+fn cstr(p: *const libc::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: libnftnl returns NUL-terminated strings owned by the object, alive here.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Sends one GET request (a dump when `dump`) and feeds every answer message to `on_msg`.
+/// Returns false when the kernel answered ENOENT (no such table/set).
+fn dump(
+    sock: &mnl::Socket,
+    ty: i32,
+    dump: bool,
+    build: impl FnOnce(*mut libc::nlmsghdr),
+    mut on_msg: impl FnMut(*const libc::nlmsghdr),
+) -> io::Result<bool> {
+    let mut storage = vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8)];
+    let buf = storage.as_mut_ptr().cast::<u8>();
+    let table = CString::new(TABLE).expect("no NUL");
+    let flags = libc::NLM_F_ACK as u16 | if dump { NLM_F_DUMP } else { 0 };
+    // SAFETY: the buffer is large and aligned; the header and payload are built inside it.
+    let len = unsafe {
+        let nlh =
+            sys::nftnl_nlmsg_build_hdr(buf.cast::<libc::c_char>(), ty as u16, FAMILY, flags, 1);
+        if dump {
+            build(nlh);
+        } else {
+            let t = sys::nftnl_table_alloc();
+            sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, table.as_ptr());
+            sys::nftnl_table_nlmsg_build_payload(nlh, t);
+            sys::nftnl_table_free(t);
+        }
+        (*nlh).nlmsg_len as usize
+    };
+    // SAFETY: `len` bytes of the buffer were written above.
+    send(
+        sock.as_raw_fd(),
+        unsafe { std::slice::from_raw_parts(buf, len) },
+        MsgFlags::empty(),
+    )?;
+    loop {
+        // SAFETY: the u64 buffer is reinterpreted as bytes of the same length.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf, storage.len() * 8) };
+        let n = recv(sock.as_raw_fd(), bytes, MsgFlags::empty())?;
+        let mut off = 0;
+        while off + 16 <= n {
+            let mlen = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+            let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
+            if mlen < 16 || off + mlen > n {
+                break;
+            }
+            match mty {
+                NLMSG_DONE => return Ok(true),
+                NLMSG_ERROR => {
+                    let code = i32::from_ne_bytes(bytes[off + 16..off + 20].try_into().unwrap());
+                    return match code {
+                        0 => Ok(true),
+                        c if -c == libc::ENOENT => Ok(false),
+                        c => Err(io::Error::from_raw_os_error(-c)),
+                    };
+                }
+                _ => on_msg(bytes[off..].as_ptr().cast::<libc::nlmsghdr>()),
+            }
+            off += (mlen + 3) & !3;
+        }
+    }
+}
