@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::mac::MacAddr;
 use crate::netns::Netns;
 use crate::network::{validate_id, validate_ifname};
-use crate::port::PortMapping;
+use crate::port::{PortMapping, PortRequest};
 
 /// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ pub struct EndpointSpec {
     pub(crate) ip6: Option<Ipv6Addr>,
     pub(crate) mac: Option<MacAddr>,
     pub(crate) mac_from_ipv4: bool,
-    pub(crate) ports: Vec<PortMapping>,
+    pub(crate) ports: Vec<PortRequest>,
 }
 
 impl EndpointSpec {
@@ -78,9 +78,16 @@ impl EndpointSpec {
         self
     }
 
-    /// Publish a port (`-p`). May be called several times.
+    /// Publish a port (`-p HOSTPORT:PORT`). May be called several times.
     pub fn publish(mut self, port: PortMapping) -> Self {
-        self.ports.push(port);
+        self.ports.push(port.into());
+        self
+    }
+
+    /// Publish by a request in Docker's full `-p` syntax: ranges, no host port (a free one is
+    /// picked), a host range onto one container port (one free port of it is picked).
+    pub fn publish_request(mut self, req: PortRequest) -> Self {
+        self.ports.push(req);
         self
     }
 
@@ -103,9 +110,26 @@ impl EndpointSpec {
                 ));
             }
         }
-        for (i, p) in self.ports.iter().enumerate() {
+        for r in &self.ports {
+            r.validate()?;
+        }
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let fixed: Vec<PortMapping> = self
+            .ports
+            .iter()
+            .filter_map(|r| r.fixed(unspecified))
+            .flatten()
+            .collect();
+        check_distinct(&fixed)
+    }
+}
+
+/// Refuses two mappings of one endpoint that claim the same host port.
+pub(crate) fn check_distinct(ports: &[PortMapping]) -> Result<()> {
+    {
+        for (i, p) in ports.iter().enumerate() {
             p.validate()?;
-            if let Some(q) = self.ports[..i].iter().find(|q| q.conflicts_with(p)) {
+            if let Some(q) = ports[..i].iter().find(|q| q.conflicts_with(p)) {
                 return Err(Error::invalid(
                     "port",
                     format!("{}:{}/{}", p.host_ip, p.host_port, p.proto),

@@ -62,4 +62,4 @@ pub use netns::Netns;
 pub use network::{
     BridgeOptions, DriverKind, DriverOptions, Network, NetworkInfo, NetworkSpec, SubnetInfo,
 };
-pub use port::{Port, PortMapping, Protocol};
+pub use port::{Port, PortMapping, PortRequest, Protocol};

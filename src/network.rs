@@ -76,6 +76,10 @@ pub struct BridgeOptions {
     /// outside, only published ports get through).
     #[serde(default)]
     pub allow_direct_access: bool,
+    /// The host address `-p` publishes on when it names none
+    /// (`com.docker.network.bridge.host_binding_ipv4`; default all).
+    #[serde(default)]
+    pub host_binding_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 fn yes() -> bool {
@@ -89,6 +93,7 @@ impl Default for BridgeOptions {
             masquerade: true,
             icc: true,
             allow_direct_access: false,
+            host_binding_ipv4: None,
         }
     }
 }
@@ -231,6 +236,15 @@ impl NetworkSpec {
     pub fn allow_direct_access(mut self, on: bool) -> Self {
         if let DriverOptions::Bridge(o) = &mut self.driver {
             o.allow_direct_access = on;
+        }
+        self
+    }
+
+    /// Default host address for published ports
+    /// (`com.docker.network.bridge.host_binding_ipv4`). Ignored by other drivers.
+    pub fn host_binding_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
+        if let DriverOptions::Bridge(o) = &mut self.driver {
+            o.host_binding_ipv4 = Some(ip);
         }
         self
     }

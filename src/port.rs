@@ -17,6 +17,8 @@ pub enum Protocol {
     Tcp,
     /// UDP (IP protocol 17).
     Udp,
+    /// SCTP (IP protocol 132).
+    Sctp,
 }
 
 impl Protocol {
@@ -25,6 +27,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+            Protocol::Sctp => 132,
         }
     }
 }
@@ -34,6 +37,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         })
     }
 }
@@ -44,7 +48,8 @@ impl FromStr for Protocol {
         match s {
             "tcp" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
-            _ => Err(Error::invalid("protocol", s, "expected tcp or udp")),
+            "sctp" => Ok(Protocol::Sctp),
+            _ => Err(Error::invalid("protocol", s, "expected tcp, udp or sctp")),
         }
     }
 }
@@ -141,10 +146,112 @@ impl PortMapping {
     }
 }
 
-/// Parses Docker's `-p` syntax: `[HOSTIP:]HOSTPORT:PORT[/PROTO]`.
+/// A publish request in Docker's `-p` terms: ranges allowed, host port and address optional.
+/// Resolved into [`PortMapping`]s at attach time.
 ///
-/// A host port is required here; picking a free one is the firewall issue's work.
-impl FromStr for PortMapping {
+/// ```
+/// use berth::PortRequest;
+/// let r: PortRequest = "127.0.0.1:8000-8010:80-90/udp".parse().unwrap();
+/// assert_eq!((r.host_ports, r.container_ports), (Some((8000, 8010)), (80, 90)));
+/// let r: PortRequest = "80".parse().unwrap();       // a free host port is picked
+/// assert_eq!(r.host_ports, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortRequest {
+    /// Protocol.
+    pub proto: Protocol,
+    /// Host address; `None`: the network's default binding (`host_binding_ipv4`), else all.
+    pub host_ip: Option<IpAddr>,
+    /// Host port range; `None`: pick free ports.
+    pub host_ports: Option<(u16, u16)>,
+    /// Container port range.
+    pub container_ports: (u16, u16),
+}
+
+impl From<PortMapping> for PortRequest {
+    fn from(m: PortMapping) -> Self {
+        PortRequest {
+            proto: m.proto,
+            host_ip: Some(m.host_ip),
+            host_ports: Some((m.host_port, m.host_port)),
+            container_ports: (m.container_port, m.container_port),
+        }
+    }
+}
+
+fn range_len((a, b): (u16, u16)) -> u32 {
+    u32::from(b) - u32::from(a) + 1
+}
+
+impl PortRequest {
+    /// Checks ports and ranges: non-zero, ordered, and a host range as long as the container
+    /// range, or a host range onto one container port (one free port of it is picked).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason| Error::invalid("port spec", self, reason);
+        for (a, b) in [Some(self.container_ports), self.host_ports]
+            .into_iter()
+            .flatten()
+        {
+            if a == 0 || b == 0 {
+                return Err(bad("ports must be 1-65535"));
+            }
+            if a > b {
+                return Err(bad("a range must go up"));
+            }
+        }
+        if let Some(h) = self.host_ports
+            && range_len(h) != range_len(self.container_ports)
+            && range_len(self.container_ports) != 1
+        {
+            return Err(bad("host and container ranges differ in length"));
+        }
+        Ok(())
+    }
+
+    /// The mapping when nothing has to be picked (fixed host ports, same-length ranges).
+    pub fn fixed(&self, default_host_ip: IpAddr) -> Option<Vec<PortMapping>> {
+        let (h0, h1) = self.host_ports?;
+        let (c0, c1) = self.container_ports;
+        if range_len((h0, h1)) != range_len((c0, c1)) {
+            return None;
+        }
+        Some(
+            (0..=(c1 - c0))
+                .map(|i| PortMapping {
+                    proto: self.proto,
+                    host_ip: self.host_ip.unwrap_or(default_host_ip),
+                    host_port: h0 + i,
+                    container_port: c0 + i,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for PortRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
+        }
+        let r = |(a, b): (u16, u16)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        };
+        if let Some(h) = self.host_ports {
+            write!(f, "{}:", r(h))?;
+        }
+        write!(f, "{}/{}", r(self.container_ports), self.proto)
+    }
+}
+
+/// Parses Docker's `-p` syntax: `[HOSTIP:][HOSTPORT[-END]:]PORT[-END][/PROTO]`, IPv6 host
+/// addresses in brackets (`[::1]:8080:80`).
+impl FromStr for PortRequest {
     type Err = Error;
     fn from_str(spec: &str) -> Result<Self> {
         let bad = |reason| Error::invalid("port spec", spec, reason);
@@ -152,25 +259,63 @@ impl FromStr for PortMapping {
             Some((b, p)) => (b, p.parse()?),
             None => (spec, Protocol::Tcp),
         };
-        let parts: Vec<&str> = body.rsplitn(3, ':').collect();
-        let port = |s: &str| s.parse::<u16>().map_err(|_| bad("ports must be 1-65535"));
-        let (host_ip, host_port, container_port) = match parts.as_slice() {
-            [c, h] => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), port(h)?, port(c)?),
-            [c, h, ip] => {
-                let ip = ip.trim_start_matches('[').trim_end_matches(']');
-                let ip = ip.parse().map_err(|_| bad("host ip is not an address"))?;
-                (ip, port(h)?, port(c)?)
-            }
-            _ => return Err(bad("expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp]")),
+        let ip = |s: &str| {
+            s.parse::<IpAddr>()
+                .map_err(|_| bad("host ip is not an address"))
         };
-        let m = PortMapping {
+        let (host_ip, rest) = if let Some(r) = body.strip_prefix('[') {
+            let (addr, rest) = r.split_once("]:").ok_or_else(|| bad("expected [IPV6]:…"))?;
+            (Some(ip(addr)?), rest)
+        } else {
+            match body.split_once(':') {
+                Some((addr, rest)) if rest.contains(':') => (Some(ip(addr)?), rest),
+                _ => (None, body),
+            }
+        };
+        let range = |s: &str| -> Result<(u16, u16)> {
+            let p = |x: &str| x.parse::<u16>().map_err(|_| bad("ports must be 1-65535"));
+            match s.split_once('-') {
+                Some((a, b)) => Ok((p(a)?, p(b)?)),
+                None => p(s).map(|x| (x, x)),
+            }
+        };
+        let (host_ports, container_ports) = match rest.split(':').collect::<Vec<_>>().as_slice() {
+            [c] => (None, range(c)?),
+            ["", c] => (None, range(c)?),
+            [h, c] => (Some(range(h)?), range(c)?),
+            _ => {
+                return Err(bad(
+                    "expected [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp|sctp]",
+                ));
+            }
+        };
+        let r = PortRequest {
             proto,
             host_ip,
-            host_port,
-            container_port,
+            host_ports,
+            container_ports,
         };
-        m.validate()?;
-        Ok(m)
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+/// Parses one exact mapping: `[HOSTIP:]HOSTPORT:PORT[/PROTO]` (no ranges, host port required).
+impl FromStr for PortMapping {
+    type Err = Error;
+    fn from_str(spec: &str) -> Result<Self> {
+        let r: PortRequest = spec.parse()?;
+        match r.fixed(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).as_deref() {
+            Some([m]) => {
+                m.validate()?;
+                Ok(*m)
+            }
+            _ => Err(Error::invalid(
+                "port spec",
+                spec,
+                "expected one HOSTPORT:PORT mapping",
+            )),
+        }
     }
 }
 
@@ -188,6 +333,33 @@ mod tests {
         assert!("0:80".parse::<PortMapping>().is_err());
         assert!("8080:80/icmp".parse::<PortMapping>().is_err());
         assert!("x:80:80".parse::<PortMapping>().is_err());
+    }
+
+    #[test]
+    fn parses_ranges_ipv6_and_missing_host_ports() {
+        let r: PortRequest = "8000-8010:80-90".parse().unwrap();
+        assert_eq!(r.fixed("0.0.0.0".parse().unwrap()).unwrap().len(), 11);
+        let r: PortRequest = "8000-8010:80".parse().unwrap();
+        assert!(
+            r.fixed("0.0.0.0".parse().unwrap()).is_none(),
+            "one of the range is picked"
+        );
+        let r: PortRequest = "[::1]:8080:80/sctp".parse().unwrap();
+        assert_eq!(r.host_ip, Some("::1".parse().unwrap()));
+        assert_eq!(r.proto, Protocol::Sctp);
+        let r: PortRequest = "80-81".parse().unwrap();
+        assert_eq!((r.host_ports, r.container_ports), (None, (80, 81)));
+        assert_eq!(":80".parse::<PortRequest>().unwrap().host_ports, None);
+        assert!("8000-8002:80-81".parse::<PortRequest>().is_err());
+        assert!("90-80".parse::<PortRequest>().is_err());
+        assert!("[::1:8080:80".parse::<PortRequest>().is_err());
+        assert_eq!(
+            "10.0.0.1:8000-8001:80-81/udp"
+                .parse::<PortRequest>()
+                .unwrap()
+                .to_string(),
+            "10.0.0.1:8000-8001:80-81/udp"
+        );
     }
 
     #[test]

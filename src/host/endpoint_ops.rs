@@ -11,6 +11,7 @@ use crate::firewall::EndpointRules;
 use crate::ipam::AddressRequest;
 use crate::mac::MacAddr;
 use crate::network::NetworkInfo;
+use crate::port::PortMapping;
 
 use super::journal::{Journal, Undo};
 use super::network_ops::network_rules;
@@ -53,7 +54,7 @@ impl Host {
         if let (Some(p), true) = (ep.ports.first(), net.internal) {
             return Err(Error::invalid(
                 "port",
-                format!("{}:{}/{}", p.host_ip, p.host_port, p.proto),
+                p,
                 "internal networks publish no ports",
             ));
         }
@@ -63,10 +64,10 @@ impl Host {
                 what: "static addresses",
             });
         }
-        self.check_ports_free(&ep)?;
+        let ports = self.resolve_ports(&net, &ep.ports).await?;
 
         let mut journal = Journal::default();
-        let r = self.attach_steps(&net, &ep, &mut journal).await;
+        let r = self.attach_steps(&net, &ep, ports, &mut journal).await;
         match r {
             Ok(att) => {
                 tracing::info!(target: "berth::host", network, container = %att.container, ip = ?att.ipv4, "attached");
@@ -80,6 +81,7 @@ impl Host {
         &self,
         net: &NetworkInfo,
         ep: &EndpointSpec,
+        ports: Vec<PortMapping>,
         journal: &mut Journal,
     ) -> Result<Attachment> {
         let driver = driver_for(net.driver.kind());
@@ -140,7 +142,7 @@ impl Host {
             gateway,
             gateway6,
             netns: ep.netns.path().map(Into::into),
-            ports: ep.ports.clone(),
+            ports,
             host_ifname: res.host_ifname,
         };
         journal.push(Undo::DriverEndpoint(net.clone(), att.clone()));
@@ -157,28 +159,6 @@ impl Host {
         });
         self.after(Step::PersistEndpoint)?;
         Ok(att)
-    }
-
-    /// Refuses a host ip:port/proto another endpoint (of any network) already publishes.
-    /// Reads the ports index: cost independent of the number of endpoints.
-    fn check_ports_free(&self, ep: &EndpointSpec) -> Result<()> {
-        for p in &ep.ports {
-            for o in self.state.port_owners(p.proto, p.host_port)? {
-                if o.host_ip == p.host_ip
-                    || o.host_ip.is_unspecified()
-                    || p.host_ip.is_unspecified()
-                {
-                    return Err(Error::PortInUse {
-                        proto: p.proto,
-                        host_ip: o.host_ip,
-                        host_port: p.host_port,
-                        network: o.network,
-                        container: o.container,
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Detaches a container (`docker network disconnect`). Best-effort and idempotent: every

@@ -10,6 +10,7 @@ mod firewall_ops;
 mod gc;
 mod journal;
 mod network_ops;
+mod ports;
 
 pub use gc::GcReport;
 
