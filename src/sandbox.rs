@@ -171,8 +171,92 @@ pub async fn tcp_probe(
     client: &Netns,
     target: SocketAddr,
 ) -> io::Result<SocketAddr> {
+    stream_probe(server, bind, client, target, false).await
+}
+
+/// As [`tcp_probe`], over SCTP (one-to-one sockets). Fails with `EPROTONOSUPPORT` (or
+/// `ESOCKTNOSUPPORT`) on kernels without SCTP sockets; see [`sctp_supported`].
+pub async fn sctp_probe(
+    server: &Netns,
+    bind: SocketAddr,
+    client: &Netns,
+    target: SocketAddr,
+) -> io::Result<SocketAddr> {
+    stream_probe(server, bind, client, target, true).await
+}
+
+/// Whether this kernel offers SCTP sockets.
+pub fn sctp_supported() -> bool {
+    sctp_socket(true, false).is_ok()
+}
+
+fn sctp_socket(v4: bool, nonblocking: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    let fam = if v4 {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let flags = if nonblocking {
+        SockFlag::SOCK_NONBLOCK
+    } else {
+        SockFlag::empty()
+    };
+    Ok(socket(fam, SockType::Stream, flags, SockProtocol::Sctp)?)
+}
+
+fn sctp_listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use nix::sys::socket::{Backlog, SockaddrStorage, bind, listen, setsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    let fd = sctp_socket(addr.is_ipv4(), false)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    listen(&fd, Backlog::new(16).map_err(io::Error::other)?)?;
+    // A one-to-one SCTP socket takes accept/read/write like a TCP one.
+    Ok(TcpListener::from(fd))
+}
+
+fn sctp_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{SockaddrStorage, connect, getsockopt, sockopt};
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = sctp_socket(addr.is_ipv4(), true)?;
+    match connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let ms = PROBE_TIMEOUT.as_millis() as u16;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+    if poll(&mut fds, PollTimeout::from(ms))? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "sctp connect timed out",
+        ));
+    }
+    match getsockopt(&fd, sockopt::SocketError)? {
+        0 => {}
+        e => return Err(io::Error::from_raw_os_error(e)),
+    }
+    let s = TcpStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
+async fn stream_probe(
+    server: &Netns,
+    bind: SocketAddr,
+    client: &Netns,
+    target: SocketAddr,
+    sctp: bool,
+) -> io::Result<SocketAddr> {
     let listener = server
-        .run(move || TcpListener::bind(bind))
+        .run(move || {
+            if sctp {
+                sctp_listen(bind)
+            } else {
+                TcpListener::bind(bind)
+            }
+        })
         .map_err(io::Error::other)??;
     listener.set_nonblocking(true)?;
     let client = client.clone();
@@ -206,7 +290,13 @@ pub async fn tcp_probe(
         });
         let talk = || -> io::Result<[u8; 4]> {
             let mut c = client
-                .run(move || TcpStream::connect_timeout(&target, PROBE_TIMEOUT))
+                .run(move || {
+                    if sctp {
+                        sctp_connect(target)
+                    } else {
+                        TcpStream::connect_timeout(&target, PROBE_TIMEOUT)
+                    }
+                })
                 .map_err(io::Error::other)??;
             c.set_read_timeout(Some(PROBE_TIMEOUT))?;
             c.write_all(b"ping")?;

@@ -90,16 +90,30 @@ fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
 /// Runs `cargo test` with its output passed through, adding up its `test result:` lines and
 /// counting `SKIPPED:` lines (tests print them, with the reason, when they cannot run).
 fn cargo_test(args: &[&str], totals: &mut [u64; 3]) -> Result<(), String> {
+    cargo_test_with(args, &[], totals).map(|_| ())
+}
+
+/// As [`cargo_test`] with extra environment; returns the output lines and whether a `test
+/// result:` line was seen (the test binary ran at all).
+fn cargo_test_with(
+    args: &[&str],
+    env: &[(&str, String)],
+    totals: &mut [u64; 3],
+) -> Result<(Vec<String>, bool), String> {
     println!("xtask: cargo test {}", args.join(" "));
     let mut child = Command::new("cargo")
         .arg("test")
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cargo test: {e}"))?;
+    let (mut lines, mut ran) = (Vec::new(), false);
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line.map_err(|e| e.to_string())?;
         println!("{line}");
+        lines.push(line.clone());
+        ran |= line.starts_with("test result: ");
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split([';', '.']) {
                 let mut w = part.split_whitespace();
@@ -119,9 +133,40 @@ fn cargo_test(args: &[&str], totals: &mut [u64; 3]) -> Result<(), String> {
         }
     }
     let st = child.wait().map_err(|e| e.to_string())?;
-    st.success()
-        .then_some(())
-        .ok_or_else(|| format!("cargo test failed: {st}"))
+    if st.success() || !ran {
+        Ok((lines, ran))
+    } else {
+        Err(format!("cargo test failed: {st}"))
+    }
+}
+
+/// The VM tier: `tests/vm.rs` again, inside a throwaway VM with Debian's stock kernel
+/// (`../shared/tools/run-in-vm.sh` as the cargo runner). A machine where the VM cannot start
+/// reports the tier as skipped, loudly, with the reason; a test failing inside the VM fails.
+fn vm_tier(totals: &mut [u64; 3]) -> Result<String, String> {
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let runner = cwd.join("../shared/tools/run-in-vm.sh");
+    if !runner.exists() {
+        totals[2] += 1;
+        return Ok(format!("VM tier SKIPPED: {} not found", runner.display()));
+    }
+    let env = [(
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+        runner.display().to_string(),
+    )];
+    let (lines, ran) = cargo_test_with(&["--test", "vm", "--", "--nocapture"], &env, totals)?;
+    if ran {
+        let proven = lines.iter().filter(|l| l.contains("VM-TIER:")).count();
+        return Ok(format!(
+            "VM tier ran in the VM: {proven} proof(s) on Debian's kernel"
+        ));
+    }
+    totals[2] += 1;
+    let reason: Vec<&str> = lines.iter().rev().take(5).map(String::as_str).collect();
+    Ok(format!(
+        "VM tier SKIPPED: the VM did not start ({})",
+        reason.join(" | ")
+    ))
 }
 
 fn test() -> Result<(), String> {
@@ -139,13 +184,20 @@ fn test() -> Result<(), String> {
         &mut totals,
     )
     .and_then(|()| cargo_test(&["--doc"], &mut totals));
+    let vm = match r {
+        Ok(()) => vm_tier(&mut totals),
+        Err(_) => Ok("VM tier not run (earlier tiers failed)".into()),
+    };
     println!();
-    println!(
-        "tiers: unit + kernel ran on this kernel; VM tier: no VM tests yet (the macvlan/ipvlan issue adds them)"
-    );
+    println!("tiers: unit + kernel ran on this kernel");
+    match &vm {
+        Ok(s) if s.contains("SKIPPED") => println!("!!!!! {s} !!!!!"),
+        Ok(s) => println!("{s}"),
+        Err(e) => println!("VM tier FAILED: {e}"),
+    }
     println!(
         "tests: {} passed, {} failed, {} skipped",
         totals[0], totals[1], totals[2]
     );
-    r
+    r.and(vm.map(|_| ()))
 }
