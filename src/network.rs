@@ -80,6 +80,10 @@ pub struct BridgeOptions {
     /// (`com.docker.network.bridge.host_binding_ipv4`; default all).
     #[serde(default)]
     pub host_binding_ipv4: Option<std::net::Ipv4Addr>,
+    /// SNAT egress to this host address instead of masquerading
+    /// (`com.docker.network.host_ipv4`).
+    #[serde(default)]
+    pub outbound_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 fn yes() -> bool {
@@ -94,6 +98,7 @@ impl Default for BridgeOptions {
             icc: true,
             allow_direct_access: false,
             host_binding_ipv4: None,
+            outbound_ipv4: None,
         }
     }
 }
@@ -245,6 +250,15 @@ impl NetworkSpec {
     pub fn host_binding_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
         if let DriverOptions::Bridge(o) = &mut self.driver {
             o.host_binding_ipv4 = Some(ip);
+        }
+        self
+    }
+
+    /// SNAT egress to this host address instead of masquerading
+    /// (`com.docker.network.host_ipv4`). Ignored by other drivers.
+    pub fn outbound_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
+        if let DriverOptions::Bridge(o) = &mut self.driver {
+            o.outbound_ipv4 = Some(ip);
         }
         self
     }

@@ -470,3 +470,124 @@ async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_ports_answer_on_localhost_and_to_containers_through_the_host_address() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, _outside) = sandbox("bt-hairpin").await;
+    let host = host(&sb).await;
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let n = host
+        .create_network(net("hp", "10.43.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(
+        &n,
+        Endpoint::new("c1", c1.clone()).publish(Port::tcp(8080).to(80)),
+    )
+    .await
+    .unwrap();
+    host.attach(&n, Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap();
+    // From the host netns through 127.0.0.1 (route_localnet + masquerade).
+    let seen = tcp_probe(&c1, sa("0.0.0.0:80"), sb.host(), sa("127.0.0.1:8080"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.ip().to_string(),
+        "10.43.0.1",
+        "loopback-sourced traffic is masqueraded"
+    );
+    // Hairpin: another container, and the container itself, through the host's address.
+    // With br_netfilter on (the default in new namespaces of this kernel) the DNATed packet is
+    // bridged back and conntrack un-NATs the answer; without it the packet is routed and the
+    // hairpin masquerade rule makes the answer return through the host. Either way it works.
+    let br_nf = sb
+        .host()
+        .run(|| {
+            std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+                .unwrap_or_default()
+        })
+        .unwrap();
+    let seen = tcp_probe(&c1, sa("0.0.0.0:80"), &c2, sa(&format!("{HOST_UP}:8080")))
+        .await
+        .unwrap();
+    let expected = if br_nf.trim() == "1" {
+        ["10.43.0.3", "10.43.0.1"]
+    } else {
+        ["10.43.0.1", "10.43.0.1"]
+    };
+    assert!(expected.contains(&seen.ip().to_string().as_str()), "{seen}");
+    tcp_probe(&c1, sa("0.0.0.0:80"), &c1, sa(&format!("{HOST_UP}:8080")))
+        .await
+        .unwrap();
+    // An unpublished port stays closed on localhost.
+    assert!(
+        tcp_probe(&c1, sa("0.0.0.0:81"), sb.host(), sa("127.0.0.1:8081"))
+            .await
+            .is_err()
+    );
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&n).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_can_leave_from_a_chosen_host_address_instead_of_masquerade() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-snat").await;
+    let st = Command::new("ip")
+        .args([
+            "-n",
+            sb.host_name(),
+            "addr",
+            "add",
+            "198.18.0.3/24",
+            "dev",
+            "uplink",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let host = host(&sb).await;
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let a = host
+        .create_network(net("snat", "10.42.0.0/24").outbound_ipv4("198.18.0.3".parse().unwrap()))
+        .await
+        .unwrap();
+    let b = host
+        .create_network(net("masq", "10.41.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(&a, Endpoint::new("c1", c1.clone()))
+        .await
+        .unwrap();
+    host.attach(&b, Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap();
+    let seen = tcp_probe(
+        &outside,
+        sa("0.0.0.0:7000"),
+        &c1,
+        sa(&format!("{OUTSIDE}:7000")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.ip().to_string(), "198.18.0.3");
+    let seen = tcp_probe(
+        &outside,
+        sa("0.0.0.0:7001"),
+        &c2,
+        sa(&format!("{OUTSIDE}:7001")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.ip().to_string(), HOST_UP);
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&a).await.unwrap();
+    host.delete_network(&b).await.unwrap();
+}

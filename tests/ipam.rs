@@ -325,6 +325,7 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         masquerade: true,
         internal: false,
         allow_direct_access: false,
+        outbound_ipv4: None,
     };
     let ghost_port = berth::firewall::EndpointRules {
         ip: "10.72.0.99".parse().unwrap(),

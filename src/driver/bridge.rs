@@ -95,6 +95,14 @@ impl NetworkDriver for BridgeDriver {
             }
             if !net.internal {
                 sysctl::write(ctx.host_netns, "net/ipv4/ip_forward", "1").await?;
+                // Lets DNATed packets from 127.0.0.1 (published ports reached via localhost)
+                // leave through the bridge; they are masqueraded in postrouting.
+                sysctl::write(
+                    ctx.host_netns,
+                    &format!("net/ipv4/conf/{name}/route_localnet"),
+                    "1",
+                )
+                .await?;
                 if net.subnet6().is_some() {
                     sysctl::write(ctx.host_netns, "net/ipv6/conf/all/forwarding", "1").await?;
                 }

@@ -21,6 +21,10 @@ pub(super) fn network_rules(net: &NetworkInfo) -> Option<NetworkRules> {
         masquerade: net.masquerade(),
         internal: net.internal,
         allow_direct_access: net.allow_direct_access(),
+        outbound_ipv4: match &net.driver {
+            crate::network::DriverOptions::Bridge(o) => o.outbound_ipv4,
+            _ => None,
+        },
     })
 }
 

@@ -13,7 +13,8 @@ use nftnl_sys::{self as sys, libc};
 
 use crate::firewall::ruleset::{
     ChainKind, CmpOp, CtKey, ElemData, Expr, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
-    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_POST_BY_IIF, MapData, MetaKey, Op, PayloadBase, TABLE,
+    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF, MapData, MetaKey, Op,
+    PayloadBase, TABLE,
 };
 
 const FAMILY: u16 = libc::NFPROTO_INET as u16;
@@ -32,6 +33,7 @@ fn set_id(name: &str) -> u32 {
         MAP_FWD_FROM => 4,
         MAP_FWD_TO => 5,
         MAP_ISOLATE => 6,
+        MAP_POST_BY_OIF => 7,
         _ => 0,
     }
 }
@@ -339,6 +341,19 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
             x
         }
         Expr::Masquerade => alloc("masq"),
+        Expr::Snat4 { addr_reg } => {
+            let x = alloc("nat");
+            u32_(x, sys::NFTNL_EXPR_NAT_TYPE, libc::NFT_NAT_SNAT as u32);
+            u32_(x, sys::NFTNL_EXPR_NAT_FAMILY, libc::NFPROTO_IPV4 as u32);
+            u32_(x, sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, *addr_reg);
+            x
+        }
+        Expr::Load { dreg, data: d } => {
+            let x = alloc("immediate");
+            u32_(x, sys::NFTNL_EXPR_IMM_DREG, *dreg);
+            data(x, sys::NFTNL_EXPR_IMM_DATA, d);
+            x
+        }
         Expr::Ct { key, dreg } => {
             let x = alloc("ct");
             let key = match key {

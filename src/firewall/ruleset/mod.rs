@@ -45,6 +45,9 @@ pub const MAP_PORTS_IP: &str = "pm4_ip";
 pub const MAP_PORTS_ANY: &str = "pm4_any";
 /// Dispatch of forwarded traffic in postrouting, keyed by input interface.
 pub const MAP_POST_BY_IIF: &str = "post_by_iif";
+/// Dispatch in postrouting keyed by output interface: reaches the hairpin rule also when
+/// br_netfilter bridges a DNATed packet back (no input interface in postrouting then).
+pub const MAP_POST_BY_OIF: &str = "post_by_oif";
 /// Forward dispatch of traffic leaving a berth network, keyed by input interface.
 pub const MAP_FWD_FROM: &str = "fwd_from";
 /// Forward dispatch of traffic entering a berth network, keyed by output interface.
@@ -70,6 +73,8 @@ pub struct NetworkRules {
     pub internal: bool,
     /// Outside hosts may reach container addresses on any port.
     pub allow_direct_access: bool,
+    /// SNAT IPv4 egress to this host address instead of masquerading.
+    pub outbound_ipv4: Option<Ipv4Addr>,
 }
 
 /// The firewall-relevant facts of one endpoint.
@@ -135,6 +140,7 @@ pub fn base() -> Vec<Op> {
             data: MapData::Data(nat::TYPE_PORTS_DATA),
         },
         vmap(MAP_POST_BY_IIF),
+        vmap(MAP_POST_BY_OIF),
         vmap(MAP_FWD_FROM),
         vmap(MAP_FWD_TO),
         vmap(MAP_ISOLATE),
@@ -162,17 +168,31 @@ pub fn base() -> Vec<Op> {
     ops.extend(rules("output", vec![vec![Expr::Jump(CHAIN_PORTS.into())]]));
     ops.extend(rules(
         "postrouting",
-        vec![vec![
-            Expr::Meta {
-                key: MetaKey::IifName,
-                dreg: REG_1,
-            },
-            Expr::Lookup {
-                set: MAP_POST_BY_IIF,
-                sreg: REG_1,
-                dreg: REG_VERDICT,
-            },
-        ]],
+        vec![
+            nat::localhost(),
+            vec![
+                Expr::Meta {
+                    key: MetaKey::IifName,
+                    dreg: REG_1,
+                },
+                Expr::Lookup {
+                    set: MAP_POST_BY_IIF,
+                    sreg: REG_1,
+                    dreg: REG_VERDICT,
+                },
+            ],
+            vec![
+                Expr::Meta {
+                    key: MetaKey::OifName,
+                    dreg: REG_1,
+                },
+                Expr::Lookup {
+                    set: MAP_POST_BY_OIF,
+                    sreg: REG_1,
+                    dreg: REG_VERDICT,
+                },
+            ],
+        ],
     ));
     ops.extend(rules("forward", filter::forward_rules()));
     ops
@@ -188,14 +208,15 @@ pub fn network_add(n: &NetworkRules) -> Vec<Op> {
             base: None,
         })
         .collect();
+    if !n.internal {
+        ops.extend(rules(&post, vec![nat::hairpin(&n.bridge)]));
+    }
     if n.masquerade && !n.internal {
-        ops.extend(rules(
-            &post,
-            n.subnets
-                .iter()
-                .map(|s| nat::masquerade(&n.bridge, s))
-                .collect(),
-        ));
+        let egress = |s: &IpNet| match (s, n.outbound_ipv4) {
+            (IpNet::V4(_), Some(to)) => nat::snat(&n.bridge, s, to),
+            _ => nat::masquerade(&n.bridge, s),
+        };
+        ops.extend(rules(&post, n.subnets.iter().map(egress).collect()));
     }
     ops.extend(rules(&from, filter::from_rules(&n.bridge, n.internal)));
     ops.extend(rules(
@@ -204,7 +225,8 @@ pub fn network_add(n: &NetworkRules) -> Vec<Op> {
     ));
     let key = ifname_key(&n.bridge);
     for (map, data) in [
-        (MAP_POST_BY_IIF, ElemData::Jump(post)),
+        (MAP_POST_BY_IIF, ElemData::Jump(post.clone())),
+        (MAP_POST_BY_OIF, ElemData::Jump(post)),
         (MAP_FWD_FROM, ElemData::Jump(from)),
         (MAP_FWD_TO, ElemData::Jump(to)),
         (MAP_ISOLATE, ElemData::Drop),
@@ -220,13 +242,19 @@ pub fn network_add(n: &NetworkRules) -> Vec<Op> {
 /// What deleting a network removes (the reverse of [`network_add`]).
 pub fn network_remove(n: &NetworkRules) -> Vec<Op> {
     let key = ifname_key(&n.bridge);
-    let mut ops: Vec<Op> = [MAP_POST_BY_IIF, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE]
-        .into_iter()
-        .map(|map| Op::DelElems {
-            map,
-            keys: vec![key.clone()],
-        })
-        .collect();
+    let mut ops: Vec<Op> = [
+        MAP_POST_BY_IIF,
+        MAP_POST_BY_OIF,
+        MAP_FWD_FROM,
+        MAP_FWD_TO,
+        MAP_ISOLATE,
+    ]
+    .into_iter()
+    .map(|map| Op::DelElems {
+        map,
+        keys: vec![key.clone()],
+    })
+    .collect();
     for chain in network_chains(&n.name) {
         ops.push(Op::FlushChain {
             chain: chain.clone(),
@@ -429,6 +457,7 @@ mod tests {
             masquerade: true,
             internal: false,
             allow_direct_access: false,
+            outbound_ipv4: None,
         }
     }
 
@@ -449,13 +478,13 @@ mod tests {
                 .count()
         };
         let mut n = web();
-        assert_eq!(masq(&network_add(&n)), 2, "one masquerade rule per subnet");
-        n.masquerade = false;
         assert_eq!(
             masq(&network_add(&n)),
-            0,
-            "no masquerade rule without masquerade"
+            3,
+            "hairpin + one masquerade rule per subnet"
         );
+        n.masquerade = false;
+        assert_eq!(masq(&network_add(&n)), 1, "only hairpin without masquerade");
         n.masquerade = true;
         n.internal = true;
         assert_eq!(
@@ -531,7 +560,7 @@ mod tests {
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);
-        // A network's rules depend on its subnets only: 2 masquerade + 3 from + 2 to.
-        assert_eq!(rules(&network_add(&web())), 7);
+        // A network's rules depend on its subnets only: hairpin + 2 masquerade + 3 from + 2 to.
+        assert_eq!(rules(&network_add(&web())), 8);
     }
 }

@@ -96,6 +96,81 @@ pub(super) fn ports_on_any_address() -> Vec<Expr> {
     v
 }
 
+/// `ct status dnat` as three expressions.
+fn ct_dnat() -> [Expr; 3] {
+    [
+        Expr::Ct {
+            key: CtKey::Status,
+            dreg: REG_1,
+        },
+        Expr::Mask {
+            reg: REG_1,
+            mask: 0x20u32.to_ne_bytes().to_vec(),
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Neq,
+            data: vec![0; 4],
+        },
+    ]
+}
+
+/// Hairpin: `oifname BRIDGE ct status dnat masquerade`. A container reaching a published port
+/// of its own network through a host address is DNATed back into the bridge; without this the
+/// answer would go straight back and not through the host's NAT.
+pub(super) fn hairpin(bridge: &str) -> Vec<Expr> {
+    let mut v = vec![
+        Expr::Meta {
+            key: MetaKey::OifName,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: ifname_key(bridge),
+        },
+    ];
+    v.extend(ct_dnat());
+    v.push(Expr::Masquerade);
+    v
+}
+
+/// Published ports reached through `127.0.0.1` from the host: `ip saddr 127.0.0.0/8 ct status
+/// dnat masquerade` (the bridges have `route_localnet` on so such packets may leave at all).
+pub(super) fn localhost() -> Vec<Expr> {
+    let mut v = nfproto(libc::NFPROTO_IPV4).to_vec();
+    v.extend([
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 12,
+            len: 1,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: vec![127],
+        },
+    ]);
+    v.extend(ct_dnat());
+    v.push(Expr::Masquerade);
+    v
+}
+
+/// Egress of an IPv4 subnet SNATed to a fixed host address instead of masqueraded.
+pub(super) fn snat(bridge: &str, subnet: &IpNet, to: Ipv4Addr) -> Vec<Expr> {
+    let mut v = masquerade(bridge, subnet);
+    v.pop();
+    v.extend([
+        Expr::Load {
+            dreg: REG_1,
+            data: to.octets().to_vec(),
+        },
+        Expr::Snat4 { addr_reg: REG_1 },
+    ]);
+    v
+}
+
 /// `meta nfproto ipv4 oifname != BRIDGE ip saddr SUBNET masquerade` (or `ip6 saddr`).
 pub(super) fn masquerade(bridge: &str, subnet: &IpNet) -> Vec<Expr> {
     let (proto, offset, mask, net) = match subnet {

@@ -181,6 +181,18 @@ pub enum Expr {
         /// Port register.
         port_reg: u32,
     },
+    /// IPv4 SNAT to the address in `addr_reg`.
+    Snat4 {
+        /// Address register.
+        addr_reg: u32,
+    },
+    /// Load constant data into a register (`immediate`).
+    Load {
+        /// Destination register.
+        dreg: u32,
+        /// The bytes.
+        data: Vec<u8>,
+    },
     /// Load a conntrack key into a register.
     Ct {
         /// Key.
@@ -294,6 +306,8 @@ impl fmt::Display for Expr {
                 )
             }
             Expr::Masquerade => write!(f, "[ masq ]"),
+            Expr::Snat4 { addr_reg } => write!(f, "[ nat snat ip addr_min reg {addr_reg} ]"),
+            Expr::Load { dreg, data } => write!(f, "[ immediate reg {dreg} 0x{} ]", hex(data)),
             Expr::Ct { key, dreg } => write!(f, "[ ct load {key:?} => reg {dreg} ]"),
             Expr::Accept => write!(f, "[ immediate reg 0 accept ]"),
             Expr::Drop => write!(f, "[ immediate reg 0 drop ]"),
