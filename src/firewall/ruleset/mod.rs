@@ -209,7 +209,13 @@ pub fn network_add(n: &NetworkRules) -> Vec<Op> {
         })
         .collect();
     if !n.internal {
-        ops.extend(rules(&post, vec![nat::hairpin(&n.bridge)]));
+        ops.extend(rules(
+            &post,
+            n.subnets
+                .iter()
+                .map(|s| nat::hairpin(&n.bridge, s))
+                .collect(),
+        ));
     }
     if n.masquerade && !n.internal {
         let egress = |s: &IpNet| match (s, n.outbound_ipv4) {
@@ -480,11 +486,15 @@ mod tests {
         let mut n = web();
         assert_eq!(
             masq(&network_add(&n)),
-            3,
-            "hairpin + one masquerade rule per subnet"
+            4,
+            "a hairpin and a masquerade rule per subnet"
         );
         n.masquerade = false;
-        assert_eq!(masq(&network_add(&n)), 1, "only hairpin without masquerade");
+        assert_eq!(
+            masq(&network_add(&n)),
+            2,
+            "only hairpin rules without masquerade"
+        );
         n.masquerade = true;
         n.internal = true;
         assert_eq!(
@@ -560,7 +570,7 @@ mod tests {
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);
-        // A network's rules depend on its subnets only: hairpin + 2 masquerade + 3 from + 2 to.
-        assert_eq!(rules(&network_add(&web())), 8);
+        // A network's rules depend on its subnets only: 2 hairpin + 2 masquerade + 3 from + 2 to.
+        assert_eq!(rules(&network_add(&web())), 9);
     }
 }

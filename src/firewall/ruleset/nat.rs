@@ -115,21 +115,21 @@ fn ct_dnat() -> [Expr; 3] {
     ]
 }
 
-/// Hairpin: `oifname BRIDGE ct status dnat masquerade`. A container reaching a published port
-/// of its own network through a host address is DNATed back into the bridge; without this the
-/// answer would go straight back and not through the host's NAT.
-pub(super) fn hairpin(bridge: &str) -> Vec<Expr> {
-    let mut v = vec![
-        Expr::Meta {
-            key: MetaKey::OifName,
-            dreg: REG_1,
-        },
-        Expr::Cmp {
-            sreg: REG_1,
-            op: CmpOp::Eq,
-            data: ifname_key(bridge),
-        },
-    ];
+/// Hairpin: `oifname BRIDGE ip saddr SUBNET ct status dnat masquerade`. A container reaching
+/// a published port of its own network through a host address is DNATed back into the bridge;
+/// without this the answer would not return through the host's NAT (and a container reaching
+/// itself would answer itself). The source must be of this network: DNATed traffic from
+/// outside keeps its source.
+pub(super) fn hairpin(bridge: &str, subnet: &IpNet) -> Vec<Expr> {
+    let mut v = masquerade(bridge, subnet);
+    v.pop();
+    for e in &mut v {
+        if let Expr::Cmp { op, data, .. } = e
+            && *data == ifname_key(bridge)
+        {
+            *op = CmpOp::Eq;
+        }
+    }
     v.extend(ct_dnat());
     v.push(Expr::Masquerade);
     v
