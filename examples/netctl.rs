@@ -2,7 +2,7 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `shared/netctl.md`; what the library cannot do yet
-//! (aliases, DNS, routes, `files`, `reapply`, macvlan …) is refused with
+//! (aliases, DNS, routes, `files`, `serve-dns`, macvlan …) is refused with
 //! `error: … is not supported yet` (exit 1), never silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
@@ -13,7 +13,9 @@
 //! ip netns add demo-host && ip netns add c1 && ip netns add c2 && ip netns add c3
 //! alias netctl='ip netns exec demo-host target/debug/examples/netctl --state-dir /tmp/demo'
 //! netctl network create --subnet 10.88.0.0/24 -o com.docker.network.bridge.name=br-web web
-//! netctl connect -p 8080:80 web c1          # netns /run/netns/c1; prints the attachment JSON
+//! netctl connect -p 8080:80 -p 9000-9001:90-91 -p 53/udp web c1
+//!                                            # netns /run/netns/c1; prints the attachment JSON,
+//!                                            # with the host port picked for 53/udp
 //! netctl connect --ip 10.88.0.9 --ifname net0 --mac 02:42:0a:58:00:09 web c2
 //! netctl network create --ipv6 --subnet 10.89.0.0/16 --ip-range 10.89.5.0/24 \
 //!     --aux-address router=10.89.5.1 --subnet fd00:89::/64 --gateway fd00:89::fe dual
@@ -21,7 +23,11 @@
 //! netctl network create auto                 # no --subnet: a free one, 172.17.0.0/16 onward
 //! netctl network ls                          # auto bridge 172.17.0.0/16, dual … , web …
 //! netctl network inspect dual                # JSON: subnets, range, aux address, endpoints
+//! netctl network create -o com.docker.network.bridge.enable_icc=false \
+//!     -o com.docker.network.bridge.host_binding_ipv4=192.0.2.10 locked
+//! netctl network create --internal backend   # no way out, no published ports
 //! netctl check web c1                        # exit 0: everything attach made is in place
+//! netctl reapply                             # after `nft flush ruleset`: berth's rules are back
 //! netctl gc c1 c2                            # keep c1's and c2's attachments: detaches c3
 //! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web dual auto
 //! ```
@@ -37,7 +43,7 @@ use std::str::FromStr;
 use berth::host::GcReport;
 use berth::{
     Attachment, DriverOptions, Endpoint, Host, MacAddr, Netns, Network, NetworkInfo, NetworkSpec,
-    PortMapping,
+    PortRequest,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -79,7 +85,7 @@ enum Command {
     /// Remove everything berth made except these containers' attachments; prints what it
     /// removed as JSON.
     Gc { containers: Vec<String> },
-    /// Put back every recorded nf_tables object (not supported yet).
+    /// Put back every nf_tables object berth recorded (after a ruleset flush).
     Reapply,
     /// Write hosts, resolv.conf and hostname for a container (not supported yet).
     Files { container: String, dir: PathBuf },
@@ -152,7 +158,8 @@ struct CreateArgs {
     /// No default route in endpoints (not supported yet).
     #[arg(long)]
     no_default_route: bool,
-    /// Driver option (com.docker.network.bridge.name, …driver.mtu, …bridge.enable_ip_masquerade).
+    /// Driver option (com.docker.network.bridge.name, …bridge.enable_icc,
+    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu).
     #[arg(short, long = "opt", value_name = "KEY=VALUE", value_parser = key_value)]
     opt: Vec<(String, String)>,
     /// The network's name.
@@ -179,7 +186,8 @@ struct ConnectArgs {
     /// DNS alias (not supported yet).
     #[arg(long, value_name = "NAME")]
     alias: Vec<String>,
-    /// Publish a port: [HOSTIP:]HOSTPORT:PORT[/tcp|udp].
+    /// Publish ports: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp|sctp]; IPv6 host addresses
+    /// in brackets. No HOSTPORT: a free one is picked (and reported).
     #[arg(short, long, value_name = "SPEC")]
     publish: Vec<String>,
     /// Container hostname (not supported yet).
@@ -341,7 +349,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let report = open_host(dir).await?.gc(&containers).await?;
             println!("{}", gc_json(&report));
         }
-        Command::Reapply => return Err(not_yet("netctl reapply")),
+        Command::Reapply => open_host(dir).await?.reapply().await?,
         Command::Files { .. } => return Err(not_yet("netctl files")),
         Command::ServeDns => return Err(not_yet("netctl serve-dns")),
     }
@@ -400,7 +408,14 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
             ),
             OPT_BRIDGE_NAME if bridge => spec.bridge_name(value),
             OPT_MASQUERADE if bridge => spec.masquerade(parse_bool(OPT_MASQUERADE, value)?),
-            OPT_ICC | OPT_HOST_BINDING if bridge => return Err(not_yet(format!("option {key}"))),
+            OPT_ICC if bridge => spec.icc(parse_bool(OPT_ICC, value)?),
+            OPT_HOST_BINDING if bridge => match IpAddr::from_str(value) {
+                Ok(IpAddr::V4(ip)) => spec.host_binding_ipv4(ip),
+                Ok(IpAddr::V6(_)) => {
+                    return Err(invalid(OPT_HOST_BINDING, value, "must be an IPv4 address"));
+                }
+                Err(_) => return Err(invalid(OPT_HOST_BINDING, value, "not an IPv4 address")),
+            },
             _ => {
                 return Err(Failure::Msg(format!(
                     "unknown option {key} for driver {}",
@@ -441,7 +456,7 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     let ports = a
         .publish
         .iter()
-        .map(|s| PortMapping::from_str(s))
+        .map(|s| PortRequest::from_str(s))
         .collect::<Result<Vec<_>, _>>()?;
     // The netns is opened last, once every flag has parsed.
     let path = a
@@ -461,7 +476,7 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         ep = ep.ifname(ifname);
     }
     for port in ports {
-        ep = ep.publish(port);
+        ep = ep.publish_request(port);
     }
     Ok(ep)
 }
@@ -568,6 +583,10 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
         let name = o.bridge_name.clone().or_else(|| net.device.clone());
         options.insert(OPT_BRIDGE_NAME.into(), opt_str(name));
         options.insert(OPT_MASQUERADE.into(), o.masquerade.to_string().into());
+        options.insert(OPT_ICC.into(), o.icc.to_string().into());
+        if let Some(ip) = o.host_binding_ipv4 {
+            options.insert(OPT_HOST_BINDING.into(), ip.to_string().into());
+        }
         options.insert(OPT_MTU.into(), net.mtu.to_string().into());
     }
     let endpoints: serde_json::Map<String, Value> = endpoints

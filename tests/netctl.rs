@@ -318,6 +318,16 @@ async fn netctl_end_to_end() {
         "true"
     );
     assert_eq!(
+        net["options"]["com.docker.network.bridge.enable_icc"],
+        "true"
+    );
+    assert!(
+        net["options"]
+            .get("com.docker.network.bridge.host_binding_ipv4")
+            .is_none(),
+        "no binding was set: {net}"
+    );
+    assert_eq!(
         (&net["internal"], &net["ipv6"]),
         (&json!(false), &json!(false))
     );
@@ -340,7 +350,10 @@ async fn netctl_end_to_end() {
     assert!(del.success());
     let missing = nc.fails(1, &["check", "web", "c2"]);
     assert!(
-        !missing.is_empty() && missing.lines().all(|l| l.contains("veth")),
+        !missing.is_empty()
+            && missing
+                .lines()
+                .all(|l| l.starts_with("missing: ") && l.contains("veth")),
         "{missing}"
     );
     nc.ok(&["check", "web", "c1"]);
