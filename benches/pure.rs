@@ -49,6 +49,7 @@ fn pool_choice(c: &mut Criterion) {
 fn render(c: &mut Criterion) {
     let e = EndpointRules {
         ip: "10.88.0.2".parse().unwrap(),
+        ip6: None,
         ports: (0..8).map(|p| Port::tcp(8000 + p).to(80 + p)).collect(),
     };
     c.bench_function("render endpoint with 8 ports", |b| {

@@ -119,12 +119,11 @@ impl Port {
 
 impl PortMapping {
     /// Whether two mappings claim the same host socket (wildcard overlaps every address).
+    /// `0.0.0.0` stands for every address of both families, `::` for every IPv6 address.
     pub fn conflicts_with(&self, other: &PortMapping) -> bool {
         self.proto == other.proto
             && self.host_port == other.host_port
-            && (self.host_ip == other.host_ip
-                || self.host_ip.is_unspecified()
-                || other.host_ip.is_unspecified())
+            && (covers(self.host_ip, other.host_ip) || covers(other.host_ip, self.host_ip))
     }
 
     /// Checks the mapping is one berth can publish.
@@ -135,15 +134,13 @@ impl PortMapping {
         if self.container_port == 0 {
             return Err(Error::invalid("container port", 0, "must be 1-65535"));
         }
-        if !self.host_ip.is_ipv4() {
-            return Err(Error::invalid(
-                "host ip",
-                self.host_ip,
-                "only IPv4 host addresses are supported so far",
-            ));
-        }
         Ok(())
     }
+}
+
+/// Whether publishing on `a` takes address `b` too.
+pub fn covers(a: IpAddr, b: IpAddr) -> bool {
+    a == b || (a.is_unspecified() && (a.is_ipv4() || b.is_ipv6()))
 }
 
 /// A publish request in Docker's `-p` terms: ranges allowed, host port and address optional.
@@ -370,5 +367,12 @@ mod tests {
         assert!(any.conflicts_with(&one));
         assert!(!one.conflicts_with(&two));
         assert!(!Port::udp(80).to(80).conflicts_with(&any));
+        let any6 = Port::tcp(80).on("::".parse().unwrap()).to(80);
+        let one6 = Port::tcp(80).on("2001:db8::1".parse().unwrap()).to(80);
+        assert!(any.conflicts_with(&any6) && any6.conflicts_with(&one6));
+        assert!(
+            !any6.conflicts_with(&one),
+            "IPv6 wildcard leaves IPv4 addresses free"
+        );
     }
 }

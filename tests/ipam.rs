@@ -329,6 +329,7 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
     };
     let ghost_port = berth::firewall::EndpointRules {
         ip: "10.72.0.99".parse().unwrap(),
+        ip6: None,
         ports: vec![berth::Port::tcp(9999).to(80)],
     };
     berth::Firewall::add_endpoint(&fw, &rules, &ghost_port)

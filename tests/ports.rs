@@ -167,3 +167,118 @@ async fn ranges_picked_ports_and_default_host_address() {
     host.delete_network(&b).await.unwrap();
     assert_eq!(map_len(&sb, "pm4_any") + map_len(&sb, "pm4_ip"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_published_ports() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-ports6").await;
+    let run = |ns: &str, args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .arg("-n")
+            .arg(ns)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+    };
+    run(
+        sb.host_name(),
+        &["addr", "add", "2001:db8:1::1/64", "dev", "uplink", "nodad"],
+    );
+    let out_name = sb
+        .netns_path("outside")
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    run(
+        &out_name,
+        &["addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"],
+    );
+    let host = host(&sb).await;
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let n = host
+        .create_network(
+            Network::bridge("d")
+                .subnet("10.47.0.0/24".parse().unwrap())
+                .ipv6(true)
+                .subnet("fd00:47::/64".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    // -p 8080:80 publishes on both families; [addr]:9090:90 only on that IPv6 address.
+    host.attach(
+        &n,
+        Endpoint::new("c1", c1.clone())
+            .publish_request(req("8080:80"))
+            .publish_request(req("[2001:db8:1::1]:9090:90")),
+    )
+    .await
+    .unwrap();
+    let retry = || async {
+        for _ in 0..10 {
+            if tcp_probe(&c1, sa("[::]:80"), &outside, sa("[2001:db8:1::1]:8080"))
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        false
+    };
+    assert!(retry().await, "IPv6 wildcard publication");
+    tcp_probe(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    let seen = tcp_probe(&c1, sa("[::]:90"), &outside, sa("[2001:db8:1::1]:9090"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.ip().to_string(),
+        "2001:db8:1::2",
+        "published traffic keeps its source"
+    );
+    assert!(
+        tcp_probe(
+            &c1,
+            sa("0.0.0.0:90"),
+            &outside,
+            sa(&format!("{HOST_UP}:9090"))
+        )
+        .await
+        .is_err(),
+        "IPv4 not published"
+    );
+    assert!(
+        tcp_probe(&c1, sa("[::]:91"), &outside, sa("[2001:db8:1::1]:9091"))
+            .await
+            .is_err(),
+        "unpublished"
+    );
+    assert_eq!((map_len(&sb, "pm6_any"), map_len(&sb, "pm6_ip")), (1, 1));
+    // IPv6-only publication on an IPv4-only network is refused.
+    let v4 = host
+        .create_network(Network::bridge("v4").subnet("10.48.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let e = host
+        .attach(
+            &v4,
+            Endpoint::new("c2", c2.clone()).publish_request(req("[::]:7070:70")),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("IPv6"), "{e}");
+    host.detach(&n, "c1").await.unwrap();
+    assert_eq!((map_len(&sb, "pm6_any"), map_len(&sb, "pm6_ip")), (0, 0));
+    host.delete_network(&n).await.unwrap();
+    host.delete_network(&v4).await.unwrap();
+}

@@ -21,6 +21,7 @@ pub(super) fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
     let ip = att.ipv4?.addr();
     (!att.ports.is_empty()).then(|| EndpointRules {
         ip,
+        ip6: att.ipv6.map(|n| n.addr()),
         ports: att.ports.clone(),
     })
 }

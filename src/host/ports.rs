@@ -31,6 +31,13 @@ impl Host {
         };
         let mut out: Vec<PortMapping> = Vec::new();
         for r in reqs {
+            if r.host_ip.is_some_and(|ip| ip.is_ipv6()) && net.subnet6().is_none() {
+                return Err(Error::invalid(
+                    "port spec",
+                    r,
+                    "an IPv6 host address needs a network with IPv6",
+                ));
+            }
             if let Some(fixed) = r.fixed(default_ip) {
                 for m in fixed {
                     self.check_port_free(&m)?;
@@ -53,7 +60,9 @@ impl Host {
     /// Refuses a host ip:port/proto another endpoint (of any network) already publishes.
     fn check_port_free(&self, p: &PortMapping) -> Result<()> {
         for o in self.state.port_owners(p.proto, p.host_port)? {
-            if o.host_ip == p.host_ip || o.host_ip.is_unspecified() || p.host_ip.is_unspecified() {
+            if crate::port::covers(o.host_ip, p.host_ip)
+                || crate::port::covers(p.host_ip, o.host_ip)
+            {
                 return Err(Error::PortInUse {
                     proto: p.proto,
                     host_ip: o.host_ip,

@@ -13,8 +13,8 @@ use nftnl_sys::{self as sys, libc};
 
 use crate::firewall::ruleset::{
     ChainKind, CmpOp, CtKey, ElemData, Expr, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
-    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF, MapData, MetaKey, Op,
-    PayloadBase, TABLE,
+    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF,
+    MapData, MetaKey, Op, PayloadBase, TABLE,
 };
 
 const FAMILY: u16 = libc::NFPROTO_INET as u16;
@@ -34,6 +34,8 @@ fn set_id(name: &str) -> u32 {
         MAP_FWD_TO => 5,
         MAP_ISOLATE => 6,
         MAP_POST_BY_OIF => 7,
+        MAP_PORTS6_IP => 8,
+        MAP_PORTS6_ANY => 9,
         _ => 0,
     }
 }
@@ -336,6 +338,14 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
             let x = alloc("nat");
             u32_(x, sys::NFTNL_EXPR_NAT_TYPE, libc::NFT_NAT_DNAT as u32);
             u32_(x, sys::NFTNL_EXPR_NAT_FAMILY, libc::NFPROTO_IPV4 as u32);
+            u32_(x, sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, *addr_reg);
+            u32_(x, sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, *port_reg);
+            x
+        }
+        Expr::Dnat6 { addr_reg, port_reg } => {
+            let x = alloc("nat");
+            u32_(x, sys::NFTNL_EXPR_NAT_TYPE, libc::NFT_NAT_DNAT as u32);
+            u32_(x, sys::NFTNL_EXPR_NAT_FAMILY, libc::NFPROTO_IPV6 as u32);
             u32_(x, sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, *addr_reg);
             u32_(x, sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, *port_reg);
             x

@@ -28,7 +28,7 @@ pub mod filter;
 pub mod nat;
 pub mod ops;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -43,6 +43,10 @@ pub const TABLE: &str = "berth";
 pub const MAP_PORTS_IP: &str = "pm4_ip";
 /// Published IPv4 ports on every host address.
 pub const MAP_PORTS_ANY: &str = "pm4_any";
+/// Published IPv6 ports bound to one host address.
+pub const MAP_PORTS6_IP: &str = "pm6_ip";
+/// Published IPv6 ports on every host address.
+pub const MAP_PORTS6_ANY: &str = "pm6_any";
 /// Dispatch of forwarded traffic in postrouting, keyed by input interface.
 pub const MAP_POST_BY_IIF: &str = "post_by_iif";
 /// Dispatch in postrouting keyed by output interface: reaches the hairpin rule also when
@@ -80,8 +84,10 @@ pub struct NetworkRules {
 /// The firewall-relevant facts of one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRules {
-    /// Container address.
+    /// Container IPv4 address.
     pub ip: Ipv4Addr,
+    /// Container IPv6 address, on dual-stack networks.
+    pub ip6: Option<Ipv6Addr>,
     /// Published ports.
     pub ports: Vec<PortMapping>,
 }
@@ -139,6 +145,22 @@ pub fn base() -> Vec<Op> {
             },
             data: MapData::Data(nat::TYPE_PORTS_DATA),
         },
+        Op::AddMap {
+            name: MAP_PORTS6_IP,
+            key: DataType {
+                id: concat(concat(TYPE_IPV6_ADDR, TYPE_INET_PROTO), TYPE_INET_SERVICE),
+                len: 24,
+            },
+            data: MapData::Data(nat::TYPE_PORTS6_DATA),
+        },
+        Op::AddMap {
+            name: MAP_PORTS6_ANY,
+            key: DataType {
+                id: concat(TYPE_INET_PROTO, TYPE_INET_SERVICE),
+                len: 8,
+            },
+            data: MapData::Data(nat::TYPE_PORTS6_DATA),
+        },
         vmap(MAP_POST_BY_IIF),
         vmap(MAP_POST_BY_OIF),
         vmap(MAP_FWD_FROM),
@@ -159,7 +181,12 @@ pub fn base() -> Vec<Op> {
     ];
     ops.extend(rules(
         CHAIN_PORTS,
-        vec![nat::ports_by_address(), nat::ports_on_any_address()],
+        vec![
+            nat::ports_by_address(),
+            nat::ports_on_any_address(),
+            nat::ports6_by_address(),
+            nat::ports6_on_any_address(),
+        ],
     ));
     ops.extend(rules(
         "prerouting",
@@ -270,30 +297,52 @@ pub fn network_remove(n: &NetworkRules) -> Vec<Op> {
     ops
 }
 
-/// The elements an endpoint's published ports add.
-pub fn endpoint_add(e: &EndpointRules) -> Vec<Op> {
-    let (mut any, mut ip) = (Vec::new(), Vec::new());
+/// Every element an endpoint's published ports need: (map, key, data, the mapping). A port on
+/// a specific address goes to that family's `*_ip` map; on `0.0.0.0` it is published on every
+/// address of both families (IPv6 only if the container has an IPv6 address), on `::` on every
+/// IPv6 address.
+pub fn endpoint_elements(e: &EndpointRules) -> Vec<(&'static str, Vec<u8>, Vec<u8>, PortMapping)> {
+    let mut v = Vec::new();
     for p in &e.ports {
-        let data = ElemData::Data(nat::addr_port(e.ip, p.container_port));
+        let d4 = nat::addr_port(e.ip, p.container_port);
+        let d6 = e.ip6.map(|ip6| nat::addr6_port(ip6, p.container_port));
         match p.host_ip {
-            std::net::IpAddr::V4(h) if !h.is_unspecified() => {
-                ip.push((nat::port_key_ip(h, p), data))
+            IpAddr::V4(h) if !h.is_unspecified() => {
+                v.push((MAP_PORTS_IP, nat::port_key_ip(h, p), d4, *p))
             }
-            _ => any.push((nat::port_key_any(p), data)),
+            IpAddr::V6(h) if !h.is_unspecified() => {
+                if let Some(d6) = d6 {
+                    v.push((MAP_PORTS6_IP, nat::port_key_ip6(h, p), d6, *p));
+                }
+            }
+            IpAddr::V4(_) => {
+                v.push((MAP_PORTS_ANY, nat::port_key_any(p), d4, *p));
+                if let Some(d6) = d6 {
+                    v.push((MAP_PORTS6_ANY, nat::port_key_any(p), d6, *p));
+                }
+            }
+            IpAddr::V6(_) => {
+                if let Some(d6) = d6 {
+                    v.push((MAP_PORTS6_ANY, nat::port_key_any(p), d6, *p));
+                }
+            }
         }
     }
-    let mut ops = Vec::new();
-    if !ip.is_empty() {
-        ops.push(Op::AddElems {
-            map: MAP_PORTS_IP,
-            elems: ip,
-        });
-    }
-    if !any.is_empty() {
-        ops.push(Op::AddElems {
-            map: MAP_PORTS_ANY,
-            elems: any,
-        });
+    v
+}
+
+/// The elements an endpoint's published ports add, one op per map.
+pub fn endpoint_add(e: &EndpointRules) -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for map in [MAP_PORTS_IP, MAP_PORTS_ANY, MAP_PORTS6_IP, MAP_PORTS6_ANY] {
+        let elems: Vec<(Vec<u8>, ElemData)> = endpoint_elements(e)
+            .into_iter()
+            .filter(|(m, ..)| *m == map)
+            .map(|(_, k, d, _)| (k, ElemData::Data(d)))
+            .collect();
+        if !elems.is_empty() {
+            ops.push(Op::AddElems { map, elems });
+        }
     }
     ops
 }
@@ -315,10 +364,10 @@ pub fn endpoint_remove(e: &EndpointRules) -> Vec<Op> {
 /// Replaces the published-port elements with exactly those of `endpoints` (one transaction):
 /// what `gc` uses to drop elements a dead attach left behind.
 pub fn endpoints_sync(endpoints: &[EndpointRules]) -> Vec<Op> {
-    let mut ops = vec![
-        Op::FlushMap { map: MAP_PORTS_IP },
-        Op::FlushMap { map: MAP_PORTS_ANY },
-    ];
+    let mut ops: Vec<Op> = [MAP_PORTS_IP, MAP_PORTS_ANY, MAP_PORTS6_IP, MAP_PORTS6_ANY]
+        .into_iter()
+        .map(|map| Op::FlushMap { map })
+        .collect();
     ops.extend(endpoints.iter().flat_map(endpoint_add));
     ops
 }
@@ -338,9 +387,6 @@ pub struct Expected {
 /// What [`check`](crate::Host::check_firewall) expects for `nets` and `eps`.
 pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
     let mut x = Expected::default();
-    let described = eps
-        .iter()
-        .flat_map(|e| endpoint_add(e).into_iter().zip(std::iter::repeat(e)));
     let net_ops = nets
         .iter()
         .flat_map(|n| network_add(n).into_iter().map(move |op| (op, Some(n))));
@@ -367,26 +413,21 @@ pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
             _ => {}
         }
     }
-    for (op, e) in described {
-        if let Op::AddElems { map, elems } = op {
-            for ((k, _), p) in elems.into_iter().zip(
-                e.ports
-                    .iter()
-                    .filter(|p| (map == MAP_PORTS_IP) == is_specific(p)),
-            ) {
-                let what = format!(
-                    "published port {}/{}:{} -> {}:{}",
-                    p.proto, p.host_ip, p.host_port, e.ip, p.container_port
-                );
-                x.elements.push((map, k, what));
-            }
+    for e in eps {
+        for (map, k, _, p) in endpoint_elements(e) {
+            let to = if map == MAP_PORTS6_IP || map == MAP_PORTS6_ANY {
+                e.ip6.map_or(String::new(), |ip| format!("[{ip}]"))
+            } else {
+                e.ip.to_string()
+            };
+            let what = format!(
+                "published port {}/{}:{} -> {to}:{}",
+                p.proto, p.host_ip, p.host_port, p.container_port
+            );
+            x.elements.push((map, k, what));
         }
     }
     x
-}
-
-fn is_specific(p: &PortMapping) -> bool {
-    matches!(p.host_ip, std::net::IpAddr::V4(h) if !h.is_unspecified())
 }
 
 /// Restores everything `nets` and `eps` need, in one transaction, whatever is left in the
@@ -505,6 +546,7 @@ mod tests {
         golden("network_add_internal", &network_add(&n));
         let e = EndpointRules {
             ip: "10.88.0.2".parse().unwrap(),
+            ip6: None,
             ports: vec![Port::tcp(80).to(8080)],
         };
         golden("endpoints_sync", &endpoints_sync(&[e]));
@@ -514,6 +556,7 @@ mod tests {
     fn reapply_restores_everything_but_never_flushes_the_admin_chain() {
         let e = EndpointRules {
             ip: "10.88.0.2".parse().unwrap(),
+            ip6: None,
             ports: vec![Port::tcp(8080).to(80)],
         };
         let ops = reapply(&[web()], std::slice::from_ref(&e));
@@ -541,6 +584,7 @@ mod tests {
     fn endpoint_ports_are_map_elements() {
         let e = EndpointRules {
             ip: "10.88.0.2".parse().unwrap(),
+            ip6: Some("fd00:88::2".parse().unwrap()),
             ports: vec![
                 Port::tcp(8080).to(80),
                 Port::udp(5353).to(53),
@@ -552,6 +596,7 @@ mod tests {
         assert!(
             endpoint_add(&EndpointRules {
                 ip: e.ip,
+                ip6: None,
                 ports: vec![]
             })
             .is_empty()
@@ -567,6 +612,7 @@ mod tests {
         };
         let e = EndpointRules {
             ip: "10.88.0.9".parse().unwrap(),
+            ip6: None,
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);

@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 
 use super::ops::*;
-use super::{MAP_PORTS_ANY, MAP_PORTS_IP, ifname_key};
+use std::net::Ipv6Addr;
+
+use super::{MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, ifname_key};
 use crate::port::PortMapping;
 
 /// RTN_LOCAL, the `fib daddr type local` result.
@@ -169,6 +171,92 @@ pub(super) fn snat(bridge: &str, subnet: &IpNet, to: Ipv4Addr) -> Vec<Expr> {
         Expr::Snat4 { addr_reg: REG_1 },
     ]);
     v
+}
+
+pub(super) const TYPE_PORTS6_DATA: DataType = DataType {
+    id: concat(TYPE_IPV6_ADDR, TYPE_INET_SERVICE),
+    len: 20,
+};
+
+/// `dnat ip6 to ip6 daddr . meta l4proto . th dport map @pm6_ip` (address in registers 8-11).
+pub(super) fn ports6_by_address() -> Vec<Expr> {
+    let mut v = nfproto(libc::NFPROTO_IPV6).to_vec();
+    v.extend([
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 24,
+            len: 16,
+            dreg: REG32_0,
+        },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: REG32_0 + 4,
+        },
+        Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 2,
+            len: 2,
+            dreg: REG32_0 + 5,
+        },
+        Expr::Lookup {
+            set: MAP_PORTS6_IP,
+            sreg: REG32_0,
+            dreg: REG32_0,
+        },
+        Expr::Dnat6 {
+            addr_reg: REG32_0,
+            port_reg: REG32_0 + 4,
+        },
+    ]);
+    v
+}
+
+/// `fib daddr type local dnat ip6 to meta l4proto . th dport map @pm6_any`.
+pub(super) fn ports6_on_any_address() -> Vec<Expr> {
+    let mut v = nfproto(libc::NFPROTO_IPV6).to_vec();
+    v.extend([
+        Expr::FibDaddrType { dreg: REG_1 },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: RTN_LOCAL.to_ne_bytes().to_vec(),
+        },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: REG32_0,
+        },
+        Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 2,
+            len: 2,
+            dreg: REG32_0 + 1,
+        },
+        Expr::Lookup {
+            set: MAP_PORTS6_ANY,
+            sreg: REG32_0,
+            dreg: REG32_0,
+        },
+        Expr::Dnat6 {
+            addr_reg: REG32_0,
+            port_reg: REG32_0 + 4,
+        },
+    ]);
+    v
+}
+
+/// `ip6 daddr . meta l4proto . th dport`.
+pub(super) fn port_key_ip6(host: Ipv6Addr, p: &PortMapping) -> Vec<u8> {
+    let mut k = host.octets().to_vec();
+    k.extend(port_key_any(p));
+    k
+}
+
+/// `ADDR6 . PORT` as DNAT reads it from five registers.
+pub(super) fn addr6_port(ip: Ipv6Addr, port: u16) -> Vec<u8> {
+    let p = port.to_be_bytes();
+    let mut d = ip.octets().to_vec();
+    d.extend([p[0], p[1], 0, 0]);
+    d
 }
 
 /// `meta nfproto ipv4 oifname != BRIDGE ip saddr SUBNET masquerade` (or `ip6 saddr`).

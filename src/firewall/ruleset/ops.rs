@@ -7,6 +7,7 @@ use super::TABLE;
 
 // nft's datatype ids, and concatenations of them (6 bits per component).
 pub(super) const TYPE_IPV4_ADDR: u32 = 7;
+pub(super) const TYPE_IPV6_ADDR: u32 = 8;
 pub(super) const TYPE_INET_PROTO: u32 = 12;
 pub(super) const TYPE_INET_SERVICE: u32 = 13;
 pub(super) const TYPE_IFNAME: u32 = 41;
@@ -181,6 +182,13 @@ pub enum Expr {
         /// Port register.
         port_reg: u32,
     },
+    /// IPv6 DNAT to the address in `addr_reg` (4 registers) and port in `port_reg`.
+    Dnat6 {
+        /// First address register.
+        addr_reg: u32,
+        /// Port register.
+        port_reg: u32,
+    },
     /// IPv4 SNAT to the address in `addr_reg`.
     Snat4 {
         /// Address register.
@@ -303,6 +311,12 @@ impl fmt::Display for Expr {
                 write!(
                     f,
                     "[ nat dnat ip addr_min reg {addr_reg} proto_min reg {port_reg} ]"
+                )
+            }
+            Expr::Dnat6 { addr_reg, port_reg } => {
+                write!(
+                    f,
+                    "[ nat dnat ip6 addr_min reg {addr_reg} proto_min reg {port_reg} ]"
                 )
             }
             Expr::Masquerade => write!(f, "[ masq ]"),
