@@ -282,7 +282,7 @@ async fn netctl_publish_full_syntax() {
         "c2",
     ]);
     assert!(e.contains("8001") && e.contains("c1"), "{e}");
-    // The library's refusals pass through: IPv6 host addresses, bad specs.
+    // The library's refusals pass through: an IPv6 host address on an IPv4-only network, bad specs.
     let e = nc.error(&[
         "connect",
         "--netns",
