@@ -292,7 +292,10 @@ async fn netctl_publish_full_syntax() {
         "web",
         "c2",
     ]);
-    assert!(e.contains("::1") && e.contains("IPv4"), "{e}");
+    assert!(
+        e.contains("::1") && e.contains("needs a network with IPv6"),
+        "{e}"
+    );
     for bad in [
         "8000-8002:80-81",
         "90-80",
