@@ -591,3 +591,63 @@ async fn egress_can_leave_from_a_chosen_host_address_instead_of_masquerade() {
     host.delete_network(&a).await.unwrap();
     host.delete_network(&b).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_udp_flow_does_not_reach_a_new_container_with_the_old_address() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-ct").await;
+    let host = host(&sb).await;
+    let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
+    let n = host
+        .create_network(net("ct", "10.39.0.0/24"))
+        .await
+        .unwrap();
+    let ip: std::net::Ipv4Addr = "10.39.0.7".parse().unwrap();
+    host.attach(
+        &n,
+        Endpoint::new("c1", c1.clone())
+            .ip(ip)
+            .publish(Port::udp(5353).to(53)),
+    )
+    .await
+    .unwrap();
+    // One UDP "stream" from a fixed source port, as a DNS client or a game would keep.
+    let client = outside
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:40404"))
+        .unwrap()
+        .unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let target = sa(&format!("{HOST_UP}:5353"));
+    let s1 = c1
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:53"))
+        .unwrap()
+        .unwrap();
+    s1.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    client.send_to(b"one", target).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(s1.recv(&mut buf).unwrap(), 3, "the published port works");
+
+    // c1 goes away; c2 gets the same address but publishes nothing.
+    host.detach(&n, "c1").await.unwrap();
+    host.attach(&n, Endpoint::new("c2", c2.clone()).ip(ip))
+        .await
+        .unwrap();
+    let s2 = c2
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:53"))
+        .unwrap()
+        .unwrap();
+    s2.set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+        .unwrap();
+    client.send_to(b"two", target).unwrap();
+    assert!(
+        s2.recv(&mut buf).is_err(),
+        "the old flow must not reach the new container"
+    );
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&n).await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! Firewall policy: the [`Firewall`] trait `Host` calls, the pure [`ruleset`] renderer, the
 //! nf_tables backend [`NftFirewall`], and [`NoFirewall`] for hosts that manage their own.
 
+pub mod conntrack;
 pub mod nft;
 pub mod ruleset;
 
@@ -28,6 +29,9 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     /// Puts back everything `nets`/`eps` need (after `nft flush ruleset`), in one transaction,
     /// keeping the admin's chain.
     async fn reapply(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<()>;
+    /// Deletes the connection-tracking entries of these (detached) addresses, so a container
+    /// that gets one of them next inherits no stale flow. Returns how many were deleted.
+    async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize>;
     /// Makes the endpoint state exactly `endpoints` (drops what a dead attach left); used by gc.
     async fn sync_endpoints(&self, endpoints: &[EndpointRules]) -> Result<()>;
 }
@@ -59,5 +63,8 @@ impl Firewall for NoFirewall {
     }
     async fn reapply(&self, _: &[NetworkRules], _: &[EndpointRules]) -> Result<()> {
         Ok(())
+    }
+    async fn forget_flows(&self, _: &[std::net::IpAddr]) -> Result<usize> {
+        Ok(0)
     }
 }

@@ -196,6 +196,14 @@ impl Host {
         {
             errors.push(e);
         }
+        // After the links are gone (no new flows) and before the address can be handed out
+        // again: forget the container's connection-tracking entries.
+        let ips: Vec<std::net::IpAddr> = att.ip().into_iter().chain(att.ip6()).collect();
+        if network_rules(net).is_some()
+            && let Err(e) = self.firewall.forget_flows(&ips).await
+        {
+            errors.push(e);
+        }
         if driver_for(net.driver.kind()).uses_ipam()
             && let Err(e) = self.ipam.release(network, container).await
         {

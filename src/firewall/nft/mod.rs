@@ -143,4 +143,15 @@ impl Firewall for NftFirewall {
         self.apply("reapply".into(), ruleset::reapply(nets, eps))
             .await
     }
+
+    async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize> {
+        let ips = ips.to_vec();
+        self.netns
+            .spawn(move || crate::firewall::conntrack::forget(&ips))
+            .await?
+            .map_err(|source| Error::Nftables {
+                op: "delete conntrack entries".into(),
+                source,
+            })
+    }
 }
