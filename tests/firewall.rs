@@ -651,3 +651,53 @@ async fn a_stale_udp_flow_does_not_reach_a_new_container_with_the_old_address() 
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_nft_save_and_restore_keeps_berths_ruleset_working() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-save").await;
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    let n = host
+        .create_network(net("web", "10.38.0.0/24").bridge_name("br-save"))
+        .await
+        .unwrap();
+    host.attach(
+        &n,
+        Endpoint::new("c", c.clone()).publish(Port::tcp(8080).to(80)),
+    )
+    .await
+    .unwrap();
+    let file = sb.state_dir().join("ruleset.nft");
+    let script = format!(
+        "nft list ruleset > {f} && nft flush ruleset && nft -f {f}",
+        f = file.display()
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", sb.host_name(), "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "save/restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("\"br-save\" : jump nw-web-from"),
+        "interface keys are readable:\n{saved}"
+    );
+    assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
+    tcp_probe(
+        &c,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&n).await.unwrap();
+}

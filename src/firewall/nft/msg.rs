@@ -22,6 +22,10 @@ const FAMILY: u16 = libc::NFPROTO_INET as u16;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFT_CT_STATE: u32 = 0;
+/// nftables' `enum byteorder`: BYTEORDER_HOST_ENDIAN.
+const BYTEORDER_HOST_ENDIAN: u32 = 1;
+/// nft's `ifname` datatype.
+const TYPE_IFNAME: u32 = 41;
 const NFT_CT_STATUS: u32 = 2;
 
 /// Set ids, so lookups can name a map created earlier in the same transaction.
@@ -113,6 +117,24 @@ unsafe impl NlMsg for OpMsg<'_> {
                     sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, cname.as_ptr());
                     sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, FAMILY as u32);
                     sys::nftnl_set_set_u32(s, sys::NFTNL_SET_ID as u16, set_id(name));
+                    if key.id == TYPE_IFNAME {
+                        // nft reads a key's byte order from the set's userdata; interface
+                        // names are host-endian strings. Without it `nft list` prints the
+                        // keys as "" and a saved ruleset cannot be loaded back.
+                        let ud = sys::nftnl_udata_buf_alloc(16);
+                        sys::nftnl_udata_put_u32(
+                            ud,
+                            sys::NFTNL_UDATA_SET_KEYBYTEORDER as u8,
+                            BYTEORDER_HOST_ENDIAN,
+                        );
+                        sys::nftnl_set_set_data(
+                            s,
+                            sys::NFTNL_SET_USERDATA as u16,
+                            sys::nftnl_udata_buf_data(ud),
+                            sys::nftnl_udata_buf_len(ud),
+                        );
+                        sys::nftnl_udata_buf_free(ud);
+                    }
                     sys::nftnl_set_set_u32(
                         s,
                         sys::NFTNL_SET_FLAGS as u16,
