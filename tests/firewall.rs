@@ -701,3 +701,54 @@ async fn an_admins_nft_save_and_restore_keeps_berths_ruleset_working() {
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_the_firewall_objects_and_bridge_of_a_network_berth_no_longer_knows() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-fwgc").await;
+    let host = host(&sb).await;
+    let c = sb.netns("c").await.unwrap();
+    let keep = host
+        .create_network(net("keep", "10.36.0.0/24"))
+        .await
+        .unwrap();
+    host.attach(
+        &keep,
+        Endpoint::new("c", c.clone()).publish(Port::tcp(8080).to(80)),
+    )
+    .await
+    .unwrap();
+    let lost = host
+        .create_network(net("lost", "10.35.0.0/24").bridge_name("br-lost"))
+        .await
+        .unwrap();
+    // A crash lost the record (and pool) of "lost"; the kernel still holds its objects.
+    std::fs::remove_file(sb.state_dir().join("networks/lost.json")).unwrap();
+    assert!(chain_names(&sb).iter().any(|c| c.starts_with("nw-lost-")));
+    let report = host.gc(&["c"]).await.unwrap();
+    assert!(
+        report.links_removed.contains(&"br-lost".to_string()),
+        "{report:?}"
+    );
+    assert!(
+        report.pools_removed.contains(&"lost".to_string()),
+        "{report:?}"
+    );
+    assert!(!chain_names(&sb).iter().any(|c| c.starts_with("nw-lost-")));
+    assert!(!link_names(sb.host()).await.contains(&"br-lost".to_string()));
+    assert_eq!(map_len(&sb, "fwd_from"), 1);
+    assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
+    tcp_probe(
+        &c,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8080")),
+    )
+    .await
+    .unwrap();
+    let _ = lost;
+    host.detach(&keep, "c").await.unwrap();
+    host.delete_network(&keep).await.unwrap();
+}

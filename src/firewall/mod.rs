@@ -32,8 +32,10 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     /// Deletes the connection-tracking entries of these (detached) addresses, so a container
     /// that gets one of them next inherits no stale flow. Returns how many were deleted.
     async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize>;
-    /// Makes the endpoint state exactly `endpoints` (drops what a dead attach left); used by gc.
-    async fn sync_endpoints(&self, endpoints: &[EndpointRules]) -> Result<()>;
+    /// Makes the kernel hold exactly what `nets`/`eps` need (one transaction, as
+    /// [`Firewall::reapply`]) and removes the objects of networks berth no longer knows.
+    /// Returns the interface names of those unknown networks' bridges (for the caller to remove).
+    async fn gc(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>>;
 }
 
 /// A firewall that does nothing: no NAT, no published ports. For hosts whose firewall is managed
@@ -55,8 +57,8 @@ impl Firewall for NoFirewall {
     async fn remove_endpoint(&self, _: &NetworkRules, _: &EndpointRules) -> Result<()> {
         Ok(())
     }
-    async fn sync_endpoints(&self, _: &[EndpointRules]) -> Result<()> {
-        Ok(())
+    async fn gc(&self, _: &[NetworkRules], _: &[EndpointRules]) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
     async fn check(&self, _: &[NetworkRules], _: &[EndpointRules]) -> Result<Vec<String>> {
         Ok(Vec::new())

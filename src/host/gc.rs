@@ -8,7 +8,6 @@ use crate::ipam::Released;
 use crate::network::DriverKind;
 
 use super::Host;
-use super::endpoint_ops::endpoint_rules;
 
 /// What [`Host::gc`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -53,12 +52,10 @@ impl Host {
         // Reconcile with what the records say now.
         let mut keep = valid;
         let mut recorded_links = HashSet::new();
-        let mut rules = Vec::new();
         for net in &networks {
             for att in self.state.endpoints(&net.name)? {
                 keep.insert(att.container.clone());
                 recorded_links.extend(att.host_ifname.clone());
-                rules.extend(endpoint_rules(&att));
             }
         }
         report.released = self.ipam.gc(&keep).await?;
@@ -90,7 +87,15 @@ impl Host {
                     report.links_removed.push(l.name);
                 }
             }
-            self.firewall.sync_endpoints(&rules).await?;
+        }
+        // The firewall from the records: also drops what a dead attach left (port elements) and
+        // the chains of networks no record knows; their bridges (named in berth's dispatch
+        // maps, so berth made them) go too.
+        let (nets, eps) = self.recorded_rules()?;
+        for bridge in self.firewall.gc(&nets, &eps).await? {
+            if self.nl.delete_link(&bridge).await? {
+                report.links_removed.push(bridge);
+            }
         }
         report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());
         if let Some(e) = errors.into_iter().next() {

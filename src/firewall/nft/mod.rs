@@ -94,13 +94,49 @@ impl Firewall for NftFirewall {
         }
     }
 
-    async fn sync_endpoints(&self, endpoints: &[EndpointRules]) -> Result<()> {
-        self.ensure_base().await?;
-        self.apply(
-            "sync published ports".into(),
-            ruleset::endpoints_sync(endpoints),
-        )
-        .await
+    async fn gc(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {
+        let have = self
+            .netns
+            .spawn(dump::read)
+            .await?
+            .map_err(|source| Error::Nftables {
+                op: "read table inet berth".into(),
+                source,
+            })?;
+        if !have.table {
+            return Ok(Vec::new());
+        }
+        let chains: std::collections::HashSet<String> = nets
+            .iter()
+            .flat_map(|n| ruleset::network_chains(&n.name))
+            .collect();
+        let bridges: std::collections::HashSet<Vec<u8>> = nets
+            .iter()
+            .map(|n| ruleset::ifname_key(&n.bridge))
+            .collect();
+        let mut ops = ruleset::reapply(nets, eps);
+        for c in have
+            .chains
+            .keys()
+            .filter(|c| c.starts_with("nw-") && !chains.contains(*c))
+        {
+            ops.push(Op::FlushChain { chain: c.clone() });
+            ops.push(Op::DelChain { chain: c.clone() });
+        }
+        let stale_bridges = have
+            .elements
+            .get(ruleset::MAP_FWD_FROM)
+            .into_iter()
+            .flatten()
+            .filter(|k| !bridges.contains(*k))
+            .map(|k| {
+                String::from_utf8_lossy(k)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .collect();
+        self.apply("gc".into(), ops).await?;
+        Ok(stale_bridges)
     }
 
     async fn check(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {

@@ -361,17 +361,6 @@ pub fn endpoint_remove(e: &EndpointRules) -> Vec<Op> {
         .collect()
 }
 
-/// Replaces the published-port elements with exactly those of `endpoints` (one transaction):
-/// what `gc` uses to drop elements a dead attach left behind.
-pub fn endpoints_sync(endpoints: &[EndpointRules]) -> Vec<Op> {
-    let mut ops: Vec<Op> = [MAP_PORTS_IP, MAP_PORTS_ANY, MAP_PORTS6_IP, MAP_PORTS6_ANY]
-        .into_iter()
-        .map(|map| Op::FlushMap { map })
-        .collect();
-    ops.extend(endpoints.iter().flat_map(endpoint_add));
-    ops
-}
-
 /// Everything berth's ruleset should hold for these networks and endpoints, as `check`
 /// compares it with what the kernel holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -544,12 +533,6 @@ mod tests {
             "internal networks are not masqueraded"
         );
         golden("network_add_internal", &network_add(&n));
-        let e = EndpointRules {
-            ip: "10.88.0.2".parse().unwrap(),
-            ip6: None,
-            ports: vec![Port::tcp(80).to(8080)],
-        };
-        golden("endpoints_sync", &endpoints_sync(&[e]));
     }
 
     #[test]
