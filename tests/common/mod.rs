@@ -18,7 +18,7 @@ pub fn require_root() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("SKIPPED: kernel test needs root");
+    println!("SKIPPED: kernel test needs root");
     false
 }
 
