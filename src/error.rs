@@ -126,6 +126,12 @@ pub enum Error {
         /// The network using it.
         network: String,
     },
+    /// The parent link of a macvlan/ipvlan network does not exist (and cannot be created).
+    #[error("parent link {parent} does not exist")]
+    ParentNotFound {
+        /// The name.
+        parent: String,
+    },
     /// The container is already attached to the network.
     #[error("container {container} is already attached to network {network}")]
     EndpointExists {

@@ -47,6 +47,7 @@ pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod network;
+pub mod options;
 pub mod port;
 pub mod sandbox;
 pub mod state;
@@ -62,4 +63,5 @@ pub use netns::Netns;
 pub use network::{
     BridgeOptions, DriverKind, DriverOptions, Network, NetworkInfo, NetworkSpec, SubnetInfo,
 };
+pub use options::{IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions};
 pub use port::{Port, PortMapping, PortRequest, Protocol};

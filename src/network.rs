@@ -11,6 +11,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::options::{
+    IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions, ParentSpec,
+};
 
 /// The driver a network uses, with its typed options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +24,10 @@ pub enum DriverOptions {
     Bridge(BridgeOptions),
     /// No interface but `lo` (`--network none`).
     None,
+    /// A macvlan per endpoint on a host link (`docker network create -d macvlan`).
+    Macvlan(MacvlanOptions),
+    /// An ipvlan per endpoint on a host link (`docker network create -d ipvlan`).
+    Ipvlan(IpvlanOptions),
 }
 
 impl DriverOptions {
@@ -29,6 +36,8 @@ impl DriverOptions {
         match self {
             DriverOptions::Bridge(_) => DriverKind::Bridge,
             DriverOptions::None => DriverKind::None,
+            DriverOptions::Macvlan(_) => DriverKind::Macvlan,
+            DriverOptions::Ipvlan(_) => DriverKind::Ipvlan,
         }
     }
 }
@@ -42,6 +51,10 @@ pub enum DriverKind {
     Bridge,
     /// See [`DriverOptions::None`].
     None,
+    /// See [`DriverOptions::Macvlan`].
+    Macvlan,
+    /// See [`DriverOptions::Ipvlan`].
+    Ipvlan,
 }
 
 impl DriverKind {
@@ -50,6 +63,8 @@ impl DriverKind {
         match self {
             DriverKind::Bridge => "bridge",
             DriverKind::None => "none",
+            DriverKind::Macvlan => "macvlan",
+            DriverKind::Ipvlan => "ipvlan",
         }
     }
 }
@@ -116,6 +131,20 @@ impl Network {
     /// A network whose endpoints get only `lo` (`--network none`).
     pub fn none(name: impl Into<String>) -> NetworkSpec {
         NetworkSpec::new(name.into(), DriverOptions::None)
+    }
+
+    /// A macvlan network (`docker network create -d macvlan`); set the parent with
+    /// [`NetworkSpec::parent`] (none: an internal network on a dummy link).
+    pub fn macvlan(name: impl Into<String>) -> NetworkSpec {
+        NetworkSpec::new(
+            name.into(),
+            DriverOptions::Macvlan(MacvlanOptions::default()),
+        )
+    }
+
+    /// An ipvlan network (`docker network create -d ipvlan`).
+    pub fn ipvlan(name: impl Into<String>) -> NetworkSpec {
+        NetworkSpec::new(name.into(), DriverOptions::Ipvlan(IpvlanOptions::default()))
     }
 }
 
@@ -263,6 +292,52 @@ impl NetworkSpec {
         self
     }
 
+    /// Parent link of a macvlan/ipvlan network (`-o parent=`): an existing link, or `BASE.ID`
+    /// (the 802.1q sub-interface is created if missing and removed with the last network using
+    /// it, if berth created it). Ignored by other drivers.
+    pub fn parent(mut self, parent: impl Into<String>) -> Self {
+        match &mut self.driver {
+            DriverOptions::Macvlan(o) => o.parent = Some(parent.into()),
+            DriverOptions::Ipvlan(o) => o.parent = Some(parent.into()),
+            _ => {}
+        }
+        self
+    }
+
+    /// macvlan mode (`-o macvlan_mode=`). Ignored by other drivers.
+    pub fn macvlan_mode(mut self, mode: MacvlanMode) -> Self {
+        if let DriverOptions::Macvlan(o) = &mut self.driver {
+            o.mode = mode;
+        }
+        self
+    }
+
+    /// A host-side macvlan shim with this address, so the host can reach the containers (the
+    /// address is reserved as the aux address `host-shim`). Ignored by other drivers.
+    pub fn host_shim(mut self, ip: IpAddr) -> Self {
+        if let DriverOptions::Macvlan(o) = &mut self.driver {
+            o.host_shim = Some(ip);
+            self.aux.insert("host-shim".into(), ip);
+        }
+        self
+    }
+
+    /// ipvlan mode (`-o ipvlan_mode=`). Ignored by other drivers.
+    pub fn ipvlan_mode(mut self, mode: IpvlanMode) -> Self {
+        if let DriverOptions::Ipvlan(o) = &mut self.driver {
+            o.mode = mode;
+        }
+        self
+    }
+
+    /// ipvlan flag (`-o ipvlan_flag=`). Ignored by other drivers.
+    pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
+        if let DriverOptions::Ipvlan(o) = &mut self.driver {
+            o.flag = flag;
+        }
+        self
+    }
+
     /// The network's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -313,10 +388,19 @@ impl NetworkSpec {
         {
             return Err(Error::invalid("mtu", mtu, "must be 68-65535"));
         }
-        if let DriverOptions::Bridge(o) = &self.driver
-            && let Some(b) = &o.bridge_name
-        {
-            validate_ifname("bridge", b)?;
+        match &self.driver {
+            DriverOptions::Bridge(o) => {
+                if let Some(b) = &o.bridge_name {
+                    validate_ifname("bridge", b)?;
+                }
+            }
+            DriverOptions::Macvlan(o) => {
+                ParentSpec::parse(o.parent.as_deref())?;
+            }
+            DriverOptions::Ipvlan(o) => {
+                ParentSpec::parse(o.parent.as_deref())?;
+            }
+            DriverOptions::None => {}
         }
         if self.driver == DriverOptions::None {
             if !(self.subnets.is_empty()
@@ -424,7 +508,7 @@ impl NetworkInfo {
     pub fn icc(&self) -> bool {
         match &self.driver {
             DriverOptions::Bridge(o) => o.icc,
-            DriverOptions::None => false,
+            _ => true,
         }
     }
 
@@ -437,7 +521,7 @@ impl NetworkInfo {
     pub fn masquerade(&self) -> bool {
         match &self.driver {
             DriverOptions::Bridge(o) => o.masquerade && !self.internal,
-            DriverOptions::None => false,
+            _ => false,
         }
     }
 

@@ -148,6 +148,7 @@ impl NetworkDriver for BridgeDriver {
                 ipv6: ep.ipv6,
                 gateway: ep.gateway,
                 gateway6: ep.gateway6,
+                default_dev: false,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

@@ -43,6 +43,8 @@ pub struct InterfaceConfig {
     pub gateway: Option<Ipv4Addr>,
     /// IPv6 default gateway.
     pub gateway6: Option<Ipv6Addr>,
+    /// Default routes through the device itself, no gateway (ipvlan L3).
+    pub default_dev: bool,
 }
 
 /// `ip addr add …; ip link set IF up; ip route add default via …` for both families.
@@ -78,6 +80,14 @@ pub async fn configure_interface(
     }
     if let Some(gw) = cfg.gateway6 {
         keep_existing(nl.add_default_route_v6(gw, link.index).await)?;
+    }
+    if cfg.default_dev {
+        if cfg.ipv4.is_some() {
+            keep_existing(nl.add_default_route_dev(link.index, false).await)?;
+        }
+        if cfg.ipv6.is_some() {
+            keep_existing(nl.add_default_route_dev(link.index, true).await)?;
+        }
     }
     Ok(())
 }

@@ -8,6 +8,9 @@
 
 pub mod bridge;
 pub mod container;
+pub mod ipvlan;
+pub mod lower;
+pub mod macvlan;
 pub mod none;
 pub mod veth;
 
@@ -30,6 +33,9 @@ pub struct DriverContext<'a> {
     pub host: &'a Netlink,
     /// The host netns.
     pub host_netns: &'a Netns,
+    /// The other networks (filled where a driver needs them: deleting a network, to tell
+    /// whether a parent link is still used).
+    pub networks: &'a [NetworkInfo],
 }
 
 /// What a driver made for a network.
@@ -114,5 +120,7 @@ pub fn driver_for(kind: DriverKind) -> &'static dyn NetworkDriver {
     match kind {
         DriverKind::Bridge => &bridge::BridgeDriver,
         DriverKind::None => &none::NoneDriver,
+        DriverKind::Macvlan => &macvlan::MacvlanDriver,
+        DriverKind::Ipvlan => &ipvlan::IpvlanDriver,
     }
 }

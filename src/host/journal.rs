@@ -42,11 +42,14 @@ impl Host {
                 Undo::IpamAddress { network, container } => {
                     self.ipam.release(network, container).await
                 }
-                Undo::DriverNetwork(net) => {
-                    crate::driver::driver_for(net.driver.kind())
-                        .delete_network(self.ctx(), net)
-                        .await
-                }
+                Undo::DriverNetwork(net) => match self.state.networks() {
+                    Ok(others) => {
+                        crate::driver::driver_for(net.driver.kind())
+                            .delete_network(self.ctx_with(&others), net)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
                 Undo::DriverEndpoint(net, att) => {
                     crate::driver::driver_for(net.driver.kind())
                         .detach(self.ctx(), net, att)

@@ -219,6 +219,15 @@ impl Host {
         DriverContext {
             host: &self.nl,
             host_netns: &self.netns,
+            networks: &[],
+        }
+    }
+
+    /// A driver context that lists `networks` (for deleting a network: shared parents).
+    fn ctx_with<'a>(&'a self, networks: &'a [crate::network::NetworkInfo]) -> DriverContext<'a> {
+        DriverContext {
+            networks,
+            ..self.ctx()
         }
     }
 

@@ -6,7 +6,7 @@ use crate::driver::driver_for;
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
 use crate::ipam::PoolRequest;
-use crate::network::{DriverKind, NetworkInfo, NetworkSpec};
+use crate::network::{DriverKind, DriverOptions, NetworkInfo, NetworkSpec};
 
 use super::journal::{Journal, Undo};
 use super::{Host, Step};
@@ -73,7 +73,11 @@ impl Host {
             subnets: Vec::new(),
             aux: spec.aux.clone(),
             ipv6: spec.ipv6,
-            internal: spec.internal,
+            // Without a parent a macvlan/ipvlan network lives on a dummy link: internal, as in
+            // Docker.
+            internal: spec.internal
+                || matches!(&spec.driver, DriverOptions::Macvlan(o) if o.parent.is_none())
+                || matches!(&spec.driver, DriverOptions::Ipvlan(o) if o.parent.is_none()),
             mtu: spec.mtu.unwrap_or(0),
             device: None,
         };
@@ -150,8 +154,9 @@ impl Host {
         if let Some(rules) = network_rules(&net) {
             self.firewall.remove_network(&rules).await?;
         }
+        let others = self.state.networks()?;
         driver_for(net.driver.kind())
-            .delete_network(self.ctx(), &net)
+            .delete_network(self.ctx_with(&others), &net)
             .await?;
         self.ipam.release_pool(name).await?;
         self.state.remove_network(name)?;

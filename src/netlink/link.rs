@@ -2,7 +2,11 @@
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
-use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::packet_route::link::{IpVlanFlags, IpVlanMode, MacVlanMode};
+use rtnetlink::{
+    LinkBridge, LinkBridgePort, LinkDummy, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec,
+    LinkVeth, LinkVlan,
+};
 
 use super::{Netlink, is_errno, to_io};
 use crate::error::{Error, Result};
@@ -25,6 +29,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// Hardware address.
     pub mac: Option<Vec<u8>>,
+    /// `ifalias` (berth marks the links it creates for others to share).
+    pub alias: Option<String>,
 }
 
 fn info(msg: LinkMessage) -> LinkInfo {
@@ -38,6 +44,7 @@ fn info(msg: LinkMessage) -> LinkInfo {
             .flags
             .contains(rtnetlink::packet_route::link::LinkFlags::Up),
         mac: None,
+        alias: None,
     };
     for a in msg.attributes {
         match a {
@@ -45,6 +52,7 @@ fn info(msg: LinkMessage) -> LinkInfo {
             LinkAttribute::Mtu(m) => l.mtu = Some(m),
             LinkAttribute::Controller(c) => l.controller = Some(c),
             LinkAttribute::Address(a) => l.mac = Some(a),
+            LinkAttribute::IfAlias(a) => l.alias = Some(a),
             _ => {}
         }
     }
@@ -147,6 +155,80 @@ impl Netlink {
             .await
             .map_err(|e| add_err("veth", host, e))?;
         self.require_link(host).await
+    }
+
+    /// A link of `kind` created in this netns, or — with `into` — born inside another netns,
+    /// then returned as seen from where it lives.
+    async fn add_link(&self, kind: &'static str, msg: LinkMessage, name: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| add_err(kind, name, e))
+    }
+
+    /// `ip link add NAME link PARENT netns NS address MAC type macvlan mode MODE`: the macvlan
+    /// is born inside `netns` (no move afterwards).
+    pub async fn add_macvlan_into(
+        &self,
+        name: &str,
+        parent: u32,
+        mode: MacVlanMode,
+        mac: MacAddr,
+        netns: &Netns,
+    ) -> Result<()> {
+        let msg = LinkMacVlan::new(name, parent, mode)
+            .address(mac.octets().to_vec())
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        self.add_link("macvlan", msg, name).await
+    }
+
+    /// `ip link add NAME link PARENT netns NS type ipvlan mode MODE FLAG`.
+    pub async fn add_ipvlan_into(
+        &self,
+        name: &str,
+        parent: u32,
+        mode: IpVlanMode,
+        flags: IpVlanFlags,
+        netns: &Netns,
+    ) -> Result<()> {
+        let msg = LinkIpVlan::new(name, parent, mode)
+            .flag(flags)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        self.add_link("ipvlan", msg, name).await
+    }
+
+    /// `ip link add NAME link PARENT type macvlan mode MODE && ip link set NAME up` here.
+    pub async fn add_macvlan(
+        &self,
+        name: &str,
+        parent: u32,
+        mode: MacVlanMode,
+        alias: &str,
+    ) -> Result<LinkInfo> {
+        let msg = LinkMacVlan::new(name, parent, mode)
+            .alias(alias)
+            .up()
+            .build();
+        self.add_link("macvlan", msg, name).await?;
+        self.require_link(name).await
+    }
+
+    /// `ip link add NAME link BASE type vlan id ID && ip link set NAME up`, marked with `alias`.
+    pub async fn add_vlan(&self, name: &str, base: u32, id: u16, alias: &str) -> Result<LinkInfo> {
+        let msg = LinkVlan::new(name, base, id).alias(alias).up().build();
+        self.add_link("vlan (802.1q)", msg, name).await?;
+        self.require_link(name).await
+    }
+
+    /// `ip link add NAME type dummy && ip link set NAME up`, marked with `alias`.
+    pub async fn add_dummy(&self, name: &str, alias: &str) -> Result<LinkInfo> {
+        let msg = LinkDummy::new(name).alias(alias).up().build();
+        self.add_link("dummy", msg, name).await?;
+        self.require_link(name).await
     }
 
     /// `ip link set dev (index) up`.

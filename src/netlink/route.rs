@@ -10,6 +10,20 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage}
 use super::{Netlink, to_io};
 use crate::error::{Error, Result};
 
+fn host_route(addr: IpAddr, index: u32) -> RouteMessage {
+    match addr {
+        IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(a, 32)
+            .output_interface(index)
+            .scope(rtnetlink::packet_route::route::RouteScope::Link)
+            .build(),
+        IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(a, 128)
+            .output_interface(index)
+            .build(),
+    }
+}
+
 impl Netlink {
     /// `ip route add default via GW`.
     pub async fn add_default_route_v4(&self, gateway: Ipv4Addr) -> Result<()> {
@@ -36,6 +50,56 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| Error::netlink("add default route", format!("via {gateway}"), to_io(e)))
+    }
+
+    /// `ip route add default dev (index)` for one family (ipvlan L3: no gateway).
+    pub async fn add_default_route_dev(&self, index: u32, v6: bool) -> Result<()> {
+        let msg = if v6 {
+            RouteMessageBuilder::<Ipv6Addr>::new()
+                .output_interface(index)
+                .build()
+        } else {
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .output_interface(index)
+                .build()
+        };
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("add default route", format!("dev {index}"), to_io(e)))
+    }
+
+    /// `ip route add ADDR/32 dev (index)` (or /128): a host route through one link.
+    pub async fn add_host_route(&self, addr: IpAddr, index: u32) -> Result<()> {
+        self.handle
+            .route()
+            .add(host_route(addr, index))
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("add route", format!("{addr} dev {index}"), to_io(e)))
+    }
+
+    /// `ip route del ADDR/32 dev (index)`; a route already gone is fine.
+    pub async fn del_host_route(&self, addr: IpAddr, index: u32) -> Result<()> {
+        match self
+            .handle
+            .route()
+            .del(host_route(addr, index))
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if super::is_errno(&e, libc::ESRCH) || super::is_errno(&e, libc::ENOENT) => {
+                Ok(())
+            }
+            Err(e) => Err(Error::netlink(
+                "delete route",
+                format!("{addr} dev {index}"),
+                to_io(e),
+            )),
+        }
     }
 
     async fn routes_v4_and_v6(&self) -> Result<Vec<RouteMessage>> {

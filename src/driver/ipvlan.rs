@@ -1,0 +1,121 @@
+//! The `ipvlan` driver (`docker network create -d ipvlan -o ipvlan_mode=l2|l3|l3s`): each
+//! endpoint is an ipvlan of the parent, born inside the container netns, sharing the parent's
+//! MAC. In L3 and L3S modes the parent routes: the container's default route is the device
+//! itself, no gateway needed.
+
+use async_trait::async_trait;
+use rtnetlink::packet_route::link::{IpVlanFlags, IpVlanMode};
+
+use super::{
+    DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, container,
+    lower,
+};
+use crate::endpoint::Attachment;
+use crate::error::{Error, Result};
+use crate::netlink::Netlink;
+use crate::network::{DriverKind, DriverOptions, NetworkInfo};
+use crate::options::{IpvlanFlag, IpvlanMode, IpvlanOptions};
+
+/// See the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct IpvlanDriver;
+
+fn options(net: &NetworkInfo) -> Result<&IpvlanOptions> {
+    match &net.driver {
+        DriverOptions::Ipvlan(o) => Ok(o),
+        _ => Err(Error::invalid(
+            "network record",
+            &net.name,
+            "not an ipvlan network",
+        )),
+    }
+}
+
+#[async_trait]
+impl NetworkDriver for IpvlanDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Ipvlan
+    }
+
+    fn uses_ipam(&self) -> bool {
+        true
+    }
+
+    async fn create_network(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+    ) -> Result<NetworkResources> {
+        let parent = lower::ensure_parent(ctx, net, options(net)?.parent.as_deref()).await?;
+        Ok(NetworkResources {
+            mtu: lower::mtu(net, &parent),
+            device: Some(parent.name),
+        })
+    }
+
+    async fn delete_network(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<()> {
+        lower::release_parent(ctx, net).await
+    }
+
+    async fn attach(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        ep: &EndpointPlan<'_>,
+    ) -> Result<EndpointResources> {
+        let o = options(net)?;
+        let parent = ctx
+            .host
+            .require_link(net.device.as_deref().unwrap_or_default())
+            .await?;
+        let nl = Netlink::open(ep.netns).await?;
+        container::ensure_ifname_free(&nl, ep.ifname).await?;
+        let mode = match o.mode {
+            IpvlanMode::L2 => IpVlanMode::L2,
+            IpvlanMode::L3 => IpVlanMode::L3,
+            IpvlanMode::L3s => IpVlanMode::L3S,
+        };
+        let flags = match o.flag {
+            IpvlanFlag::Bridge => IpVlanFlags::empty(),
+            IpvlanFlag::Private => IpVlanFlags::Private,
+            IpvlanFlag::Vepa => IpVlanFlags::Vepa,
+        };
+        ctx.host
+            .add_ipvlan_into(ep.ifname, parent.index, mode, flags, ep.netns)
+            .await?;
+        let routed = o.mode != IpvlanMode::L2;
+        let inside = async {
+            container::loopback_up(&nl).await?;
+            let cfg = container::InterfaceConfig {
+                ipv4: ep.ipv4,
+                ipv6: ep.ipv6,
+                gateway: ep.gateway.filter(|_| !routed),
+                gateway6: ep.gateway6.filter(|_| !routed),
+                default_dev: routed && !net.internal,
+            };
+            container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
+        }
+        .await;
+        if let Err(e) = inside {
+            let _ = nl.delete_link(ep.ifname).await;
+            return Err(e);
+        }
+        Ok(EndpointResources {
+            host_ifname: None,
+            mac: None,
+        })
+    }
+
+    async fn detach(&self, _: DriverContext<'_>, _: &NetworkInfo, att: &Attachment) -> Result<()> {
+        lower::delete_in_container(att).await
+    }
+
+    async fn check(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        att: &Attachment,
+    ) -> Result<Vec<String>> {
+        lower::check_endpoint(ctx, net, att).await
+    }
+}

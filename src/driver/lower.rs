@@ -1,0 +1,128 @@
+//! The "lower device" of macvlan and ipvlan networks: finding or making the parent link, and
+//! removing it with the last network that uses it — only if berth made it.
+//!
+//! Links berth makes for this (802.1q sub-interfaces for `BASE.ID` parents, dummies for networks
+//! without a parent, macvlan shims) carry the `ifalias` [`OWNED_ALIAS`]: ownership lives on the
+//! link itself, so any process over any state dir can tell a link berth made from one the admin
+//! made, and nothing else needs recording.
+
+use crate::endpoint::Attachment;
+use crate::error::{Error, Result};
+use crate::netlink::Netlink;
+use crate::netlink::link::LinkInfo;
+use crate::netns::Netns;
+use crate::network::NetworkInfo;
+use crate::options::ParentSpec;
+
+use super::DriverContext;
+
+/// `ifalias` of links berth created and may delete.
+pub const OWNED_ALIAS: &str = "berth-owned";
+
+/// The dummy parent of a network without one: `dm-` + 8 hex digits of the network id.
+pub fn dummy_name(net: &NetworkInfo) -> String {
+    format!("dm-{}", &net.id[..8])
+}
+
+/// The parent link of `net` (named, `BASE.ID`, or the network's dummy), created when missing
+/// and creatable, and up.
+pub async fn ensure_parent(
+    ctx: DriverContext<'_>,
+    net: &NetworkInfo,
+    parent: Option<&str>,
+) -> Result<LinkInfo> {
+    match ParentSpec::parse(parent)? {
+        ParentSpec::Dummy => {
+            let name = dummy_name(net);
+            match ctx.host.link_by_name(&name).await? {
+                Some(l) => Ok(l),
+                None => ctx.host.add_dummy(&name, OWNED_ALIAS).await,
+            }
+        }
+        ParentSpec::Link { name, vlan } => {
+            if let Some(l) = ctx.host.link_by_name(&name).await? {
+                if !l.up {
+                    ctx.host.set_up(l.index, &name).await?;
+                }
+                return Ok(l);
+            }
+            let Some((base, id)) = vlan else {
+                return Err(Error::ParentNotFound { parent: name });
+            };
+            let b = ctx
+                .host
+                .link_by_name(&base)
+                .await?
+                .ok_or_else(|| Error::ParentNotFound {
+                    parent: base.clone(),
+                })?;
+            ctx.host.add_vlan(&name, b.index, id, OWNED_ALIAS).await
+        }
+    }
+}
+
+/// Deletes the network's parent if berth made it and no other network uses it. `ctx.networks`
+/// must list the other networks.
+pub async fn release_parent(ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<()> {
+    let Some(parent) = net.device.as_deref() else {
+        return Ok(());
+    };
+    let shared = ctx
+        .networks
+        .iter()
+        .any(|n| n.name != net.name && n.device.as_deref() == Some(parent));
+    match ctx.host.link_by_name(parent).await? {
+        Some(l) if l.alias.as_deref() == Some(OWNED_ALIAS) && !shared => {
+            ctx.host.delete_link(parent).await.map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// MTU of a lower-device network: explicit, else the parent's.
+pub fn mtu(net: &NetworkInfo, parent: &LinkInfo) -> u32 {
+    match net.mtu {
+        0 => parent.mtu.unwrap_or(1500),
+        m => m,
+    }
+}
+
+/// Removes an endpoint's interface inside its container netns, if that netns still exists (the
+/// interface dies with the netns otherwise). Needs the netns path the attach recorded.
+pub async fn delete_in_container(att: &Attachment) -> Result<()> {
+    let Some(path) = &att.netns else {
+        return Ok(());
+    };
+    let Ok(ns) = Netns::from_path(path) else {
+        return Ok(());
+    };
+    Netlink::open(&ns)
+        .await?
+        .delete_link(&att.ifname)
+        .await
+        .map(|_| ())
+}
+
+/// What of a lower-device endpoint is missing: the parent, the interface in the container.
+pub async fn check_endpoint(
+    ctx: DriverContext<'_>,
+    net: &NetworkInfo,
+    att: &Attachment,
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    let parent = net.device.as_deref().unwrap_or_default();
+    if ctx.host.link_by_name(parent).await?.is_none() {
+        missing.push(format!("parent {parent}"));
+    }
+    if let Some(path) = &att.netns
+        && let Ok(ns) = Netns::from_path(path)
+        && Netlink::open(&ns)
+            .await?
+            .link_by_name(&att.ifname)
+            .await?
+            .is_none()
+    {
+        missing.push(format!("{} in {}", att.ifname, path.display()));
+    }
+    Ok(missing)
+}
