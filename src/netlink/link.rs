@@ -209,25 +209,39 @@ impl Netlink {
         mode: MacVlanMode,
         alias: &str,
     ) -> Result<LinkInfo> {
-        let msg = LinkMacVlan::new(name, parent, mode)
-            .alias(alias)
-            .up()
-            .build();
+        let msg = LinkMacVlan::new(name, parent, mode).up().build();
         self.add_link("macvlan", msg, name).await?;
-        self.require_link(name).await
+        self.set_alias(name, alias).await
     }
 
     /// `ip link add NAME link BASE type vlan id ID && ip link set NAME up`, marked with `alias`.
     pub async fn add_vlan(&self, name: &str, base: u32, id: u16, alias: &str) -> Result<LinkInfo> {
-        let msg = LinkVlan::new(name, base, id).alias(alias).up().build();
+        let msg = LinkVlan::new(name, base, id).up().build();
         self.add_link("vlan (802.1q)", msg, name).await?;
-        self.require_link(name).await
+        self.set_alias(name, alias).await
     }
 
     /// `ip link add NAME type dummy && ip link set NAME up`, marked with `alias`.
     pub async fn add_dummy(&self, name: &str, alias: &str) -> Result<LinkInfo> {
-        let msg = LinkDummy::new(name).alias(alias).up().build();
+        let msg = LinkDummy::new(name).up().build();
         self.add_link("dummy", msg, name).await?;
+        self.set_alias(name, alias).await
+    }
+
+    /// `ip link set dev NAME alias ALIAS` (the kernel ignores IFLA_IFALIAS in a create request);
+    /// on failure the new link is deleted again. Returns the link.
+    async fn set_alias(&self, name: &str, alias: &str) -> Result<LinkInfo> {
+        let l = self.require_link(name).await?;
+        let set = self
+            .handle
+            .link()
+            .set(LinkUnspec::new_with_index(l.index).alias(alias).build())
+            .execute()
+            .await;
+        if let Err(e) = set {
+            let _ = self.delete_link(name).await;
+            return Err(Error::netlink("set alias", name, to_io(e)));
+        }
         self.require_link(name).await
     }
 
