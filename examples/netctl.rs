@@ -2,7 +2,7 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `shared/netctl.md`; what the library cannot do yet
-//! (aliases, DNS, routes, `files`, `serve-dns`, macvlan …) is refused with
+//! (aliases, DNS, routes, `files`, `serve-dns`, overlay …) is refused with
 //! `error: … is not supported yet` (exit 1), never silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
@@ -54,6 +54,10 @@ const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 const OPT_MTU: &str = "com.docker.network.driver.mtu";
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+const OPT_PARENT: &str = "parent";
+const OPT_MACVLAN_MODE: &str = "macvlan_mode";
+const OPT_IPVLAN_MODE: &str = "ipvlan_mode";
+const OPT_IPVLAN_FLAG: &str = "ipvlan_flag";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -375,6 +379,8 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
     let mut spec = match a.driver {
         DriverArg::Bridge => Network::bridge(&a.name),
         DriverArg::None => Network::none(&a.name),
+        DriverArg::Macvlan => Network::macvlan(&a.name),
+        DriverArg::Ipvlan => Network::ipvlan(&a.name),
         other => return Err(not_yet(format_args!("driver {}", other.name()))),
     };
     // The library pairs each gateway and ip-range with the subnet that contains it.
@@ -400,7 +406,17 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
     spec = spec.ipv6(a.ipv6).internal(a.internal);
     for (key, value) in &a.opt {
         let bridge = a.driver == DriverArg::Bridge;
+        let (macvlan, ipvlan) = (
+            a.driver == DriverArg::Macvlan,
+            a.driver == DriverArg::Ipvlan,
+        );
         spec = match key.as_str() {
+            OPT_PARENT if macvlan || ipvlan => spec.parent(value),
+            OPT_MACVLAN_MODE if macvlan => {
+                spec.macvlan_mode(value.parse().map_err(Failure::Berth)?)
+            }
+            OPT_IPVLAN_MODE if ipvlan => spec.ipvlan_mode(value.parse().map_err(Failure::Berth)?),
+            OPT_IPVLAN_FLAG if ipvlan => spec.ipvlan_flag(value.parse().map_err(Failure::Berth)?),
             OPT_MTU => spec.mtu(
                 value
                     .parse()
@@ -588,6 +604,15 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
             options.insert(OPT_HOST_BINDING.into(), ip.to_string().into());
         }
         options.insert(OPT_MTU.into(), net.mtu.to_string().into());
+    }
+    if let DriverOptions::Macvlan(o) = &net.driver {
+        options.insert(OPT_PARENT.into(), opt_str(net.device.clone()));
+        options.insert(OPT_MACVLAN_MODE.into(), o.mode.to_string().into());
+    }
+    if let DriverOptions::Ipvlan(o) = &net.driver {
+        options.insert(OPT_PARENT.into(), opt_str(net.device.clone()));
+        options.insert(OPT_IPVLAN_MODE.into(), o.mode.to_string().into());
+        options.insert(OPT_IPVLAN_FLAG.into(), o.flag.to_string().into());
     }
     let endpoints: serde_json::Map<String, Value> = endpoints
         .iter()

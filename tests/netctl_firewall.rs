@@ -7,124 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use berth::sandbox::{Sandbox, tcp_probe, udp_probe};
+use berth::sandbox::{tcp_probe, udp_probe};
+use common::netctl::*;
 use common::*;
 use serde_json::{Value, json};
-
-/// `target/debug/examples/netctl`, next to the `deps/` dir this test binary lives in.
-fn netctl_exe() -> PathBuf {
-    let me = std::env::current_exe().expect("current exe");
-    let exe = me
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary in target/PROFILE/deps")
-        .join("examples/netctl");
-    assert!(
-        exe.exists(),
-        "{} does not exist: run `cargo build --examples` before `cargo test --test netctl_firewall`",
-        exe.display()
-    );
-    exe
-}
-
-/// Runs netctl in one sandbox's host netns with its state dir.
-struct Netctl {
-    exe: PathBuf,
-    host: String,
-    state_dir: PathBuf,
-}
-
-impl Netctl {
-    fn new(sb: &Sandbox) -> Self {
-        Netctl {
-            exe: netctl_exe(),
-            host: sb.host_name().to_string(),
-            state_dir: sb.state_dir().to_path_buf(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.host])
-            .arg(&self.exe)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(args)
-            .output()
-            .expect("run netctl")
-    }
-
-    /// Runs and asserts exit 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "netctl {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that prints JSON, asserts exit 0, returns the parsed value.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("netctl {args:?}: {e}: {out}"))
-    }
-
-    /// Runs, asserts exit `code` and nothing on stdout; returns stderr.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "netctl {args:?}: expected exit {code}; stderr: {stderr}"
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "netctl {args:?} printed on failure: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stderr
-    }
-
-    /// Runs an operation that must fail with exit 1 and one `error: …` line; returns that line.
-    fn error(&self, args: &[&str]) -> String {
-        let stderr = self.fails(1, args);
-        assert!(
-            stderr.starts_with("error: ") && stderr.lines().count() == 1,
-            "netctl {args:?}: want one `error: ` line, got: {stderr:?}"
-        );
-        stderr.trim_end().to_string()
-    }
-
-    /// `connect --netns PATH [extra…] NETWORK CONTAINER`, asserting success; the JSON.
-    fn connect(&self, sb: &Sandbox, network: &str, role: &str, extra: &[&str]) -> Value {
-        let path = sb.netns_path(role);
-        let mut args = vec!["connect", "--netns", path_str(&path)];
-        args.extend_from_slice(extra);
-        args.extend([network, role]);
-        self.json(&args)
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The `/run/netns` name of a sandbox netns (for `ip -n NAME …`).
-fn ns_name(sb: &Sandbox, role: &str) -> String {
-    sb.netns_path(role)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
-}
 
 /// Runs `ip ARGS…`, asserting success.
 fn ip(args: &[&str]) {

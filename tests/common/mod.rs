@@ -2,6 +2,8 @@
 //! read-backs of kernel state (links through netlink, nf_tables through `nft -j` in the sandbox).
 #![allow(dead_code)]
 
+pub mod netctl;
+
 use std::net::SocketAddr;
 use std::process::Command;
 
