@@ -84,11 +84,11 @@ async fn netctl_end_to_end() {
         "--subnet",
         "10.90.0.0/24",
         "-d",
-        "macvlan",
+        "overlay",
         "bad",
     ]);
     assert!(
-        e.contains("macvlan") && e.contains("not supported yet"),
+        e.contains("overlay") && e.contains("not supported yet"),
         "{e}"
     );
     let e = nc.fails(2, &["network", "create", "--bogus", "bad"]);
