@@ -12,6 +12,7 @@ use crate::mac::MacAddr;
 use crate::netns::Netns;
 use crate::network::{validate_id, validate_ifname};
 use crate::port::{PortMapping, PortRequest};
+use crate::route::RouteSpec;
 
 /// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ impl Endpoint {
             ip6: None,
             mac: None,
             mac_from_ipv4: false,
+            gw_priority: 0,
+            routes: Vec::new(),
             ports: Vec::new(),
         }
     }
@@ -44,6 +47,8 @@ pub struct EndpointSpec {
     pub(crate) ip6: Option<Ipv6Addr>,
     pub(crate) mac: Option<MacAddr>,
     pub(crate) mac_from_ipv4: bool,
+    pub(crate) gw_priority: i32,
+    pub(crate) routes: Vec<RouteSpec>,
     pub(crate) ports: Vec<PortRequest>,
 }
 
@@ -69,6 +74,20 @@ impl EndpointSpec {
     /// A fixed MAC (`--mac-address`); default: random, locally administered.
     pub fn mac(mut self, mac: MacAddr) -> Self {
         self.mac = Some(mac);
+        self
+    }
+
+    /// Priority of this network's default route for the container (`--gw-priority`): the
+    /// attachment with the highest one holds the default route of each family; ties go to the
+    /// earliest attach. When it is detached, the next one takes over.
+    pub fn gw_priority(mut self, priority: i32) -> Self {
+        self.gw_priority = priority;
+        self
+    }
+
+    /// A static route inside the container through this endpoint (`--route`).
+    pub fn route(mut self, route: RouteSpec) -> Self {
+        self.routes.push(route);
         self
     }
 
@@ -111,6 +130,9 @@ impl EndpointSpec {
             }
         }
         for r in &self.ports {
+            r.validate()?;
+        }
+        for r in &self.routes {
             r.validate()?;
         }
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -173,6 +195,15 @@ pub struct Attachment {
     pub ports: Vec<PortMapping>,
     /// The host-side interface (the veth end on the bridge), if the driver made one.
     pub host_ifname: Option<String>,
+    /// Default-route priority among the container's attachments.
+    #[serde(default)]
+    pub gw_priority: i32,
+    /// Attach order (nanoseconds since the epoch): breaks priority ties.
+    #[serde(default)]
+    pub seq: u64,
+    /// Static routes added in the container through this endpoint (the network's and its own).
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
 }
 
 impl Attachment {

@@ -49,6 +49,7 @@ pub mod netns;
 pub mod network;
 pub mod options;
 pub mod port;
+pub mod route;
 pub mod sandbox;
 pub mod state;
 pub mod sysctl;
@@ -65,3 +66,4 @@ pub use network::{
 };
 pub use options::{IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions};
 pub use port::{Port, PortMapping, PortRequest, Protocol};
+pub use route::RouteSpec;

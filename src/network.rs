@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::options::{
     IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions, ParentSpec,
 };
+use crate::route::RouteSpec;
 
 /// The driver a network uses, with its typed options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +166,8 @@ pub struct NetworkSpec {
     pub(crate) ipv6: bool,
     pub(crate) internal: bool,
     pub(crate) mtu: Option<u32>,
+    pub(crate) routes: Vec<RouteSpec>,
+    pub(crate) no_default_route: bool,
 }
 
 /// One subnet as asked for: the subnet (or `None`: choose one of this family from the pools),
@@ -193,6 +196,8 @@ impl NetworkSpec {
             ipv6: false,
             internal: false,
             mtu: None,
+            routes: Vec::new(),
+            no_default_route: false,
         }
     }
 
@@ -335,6 +340,19 @@ impl NetworkSpec {
         if let DriverOptions::Ipvlan(o) = &mut self.driver {
             o.flag = flag;
         }
+        self
+    }
+
+    /// A static route every endpoint of the network gets (`network create --route`).
+    pub fn route(mut self, route: RouteSpec) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Endpoints get no default route from this network, only its subnet and routes
+    /// (`--no-default-route`).
+    pub fn no_default_route(mut self, on: bool) -> Self {
+        self.no_default_route = on;
         self
     }
 
@@ -501,6 +519,16 @@ pub struct NetworkInfo {
     pub mtu: u32,
     /// The host-side device (the bridge), if the driver made one.
     pub device: Option<String>,
+    /// Static routes for every endpoint.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Endpoints get no default route from this network.
+    #[serde(default)]
+    pub no_default_route: bool,
+    /// The bridge existed before (the admin's): berth leaves it in place on delete and removes
+    /// only the addresses it added, listed here.
+    #[serde(default)]
+    pub adopted: Option<Vec<(IpAddr, u8)>>,
 }
 
 impl NetworkInfo {

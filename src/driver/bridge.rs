@@ -66,18 +66,46 @@ impl NetworkDriver for BridgeDriver {
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
         let name = bridge_name(net);
-        if ctx.host.link_by_name(&name).await?.is_some() {
-            return Err(Error::netlink(
-                "add bridge",
-                &name,
-                std::io::Error::from_raw_os_error(libc::EEXIST),
-            ));
-        }
-        let mtu = match net.mtu {
-            0 => default_route_mtu(ctx.host).await?.unwrap_or(1500),
-            m => m,
+        // A bridge the admin made (`-b bridge0`): used as it is, never recreated.
+        let existing = ctx.host.link_by_name(&name).await?;
+        let adopted = match &existing {
+            Some(l) if l.is_bridge => true,
+            Some(_) => {
+                return Err(Error::netlink(
+                    "add bridge",
+                    &name,
+                    std::io::Error::from_raw_os_error(libc::EEXIST),
+                ));
+            }
+            None => false,
         };
-        let link = ctx.host.add_bridge(&name, MacAddr::random(), mtu).await?;
+        let (link, mtu) = match existing {
+            Some(l) => {
+                let mtu = l.mtu.unwrap_or(1500);
+                (l, mtu)
+            }
+            None => {
+                let mtu = match net.mtu {
+                    0 => default_route_mtu(ctx.host).await?.unwrap_or(1500),
+                    m => m,
+                };
+                (
+                    ctx.host.add_bridge(&name, MacAddr::random(), mtu).await?,
+                    mtu,
+                )
+            }
+        };
+        let present: Vec<std::net::IpAddr> = if adopted {
+            ctx.host
+                .addresses(Some(link.index))
+                .await?
+                .into_iter()
+                .map(|(_, ip, _)| ip)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut added = Vec::new();
         let configured = async {
             if net.subnet6().is_some() {
                 // The bridge's own link-local and gateway addresses skip DAD too.
@@ -89,9 +117,12 @@ impl NetworkDriver for BridgeDriver {
                 .await?;
             }
             for s in &net.subnets {
-                ctx.host
-                    .add_address(link.index, &name, s.gateway, s.subnet.prefix_len())
-                    .await?;
+                if !present.contains(&s.gateway) {
+                    ctx.host
+                        .add_address(link.index, &name, s.gateway, s.subnet.prefix_len())
+                        .await?;
+                    added.push((s.gateway, s.subnet.prefix_len()));
+                }
             }
             if !net.internal {
                 sysctl::write(ctx.host_netns, "net/ipv4/ip_forward", "1").await?;
@@ -111,17 +142,34 @@ impl NetworkDriver for BridgeDriver {
         }
         .await;
         if let Err(e) = configured {
-            let _ = ctx.host.delete_link(&name).await;
+            if adopted {
+                for (ip, len) in &added {
+                    let _ = ctx.host.del_address(link.index, &name, *ip, *len).await;
+                }
+            } else {
+                let _ = ctx.host.delete_link(&name).await;
+            }
             return Err(e);
         }
         Ok(NetworkResources {
             device: Some(name),
             mtu,
+            adopted: adopted.then_some(added),
         })
     }
 
     async fn delete_network(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<()> {
-        ctx.host.delete_link(device(net)?).await.map(|_| ())
+        let name = device(net)?;
+        let Some(added) = &net.adopted else {
+            return ctx.host.delete_link(name).await.map(|_| ());
+        };
+        // The admin's bridge stays, with what it had; only what berth added goes.
+        if let Some(l) = ctx.host.link_by_name(name).await? {
+            for (ip, len) in added {
+                ctx.host.del_address(l.index, name, *ip, *len).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn attach(
@@ -149,6 +197,7 @@ impl NetworkDriver for BridgeDriver {
                 gateway: ep.gateway,
                 gateway6: ep.gateway6,
                 default_dev: false,
+                routes: &ep.routes,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

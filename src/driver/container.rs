@@ -8,6 +8,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::error::Result;
 use crate::netlink::Netlink;
 use crate::netns::Netns;
+use crate::route::RouteSpec;
 use crate::sysctl;
 
 /// `ip link set lo up` in the container netns.
@@ -34,7 +35,7 @@ pub async fn ensure_ifname_free(nl: &Netlink, ifname: &str) -> Result<()> {
 
 /// Addresses and routes of one container interface.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct InterfaceConfig {
+pub struct InterfaceConfig<'a> {
     /// IPv4 address.
     pub ipv4: Option<Ipv4Net>,
     /// IPv6 address.
@@ -45,6 +46,8 @@ pub struct InterfaceConfig {
     pub gateway6: Option<Ipv6Addr>,
     /// Default routes through the device itself, no gateway (ipvlan L3).
     pub default_dev: bool,
+    /// Static routes through the interface.
+    pub routes: &'a [RouteSpec],
 }
 
 /// `ip addr add …; ip link set IF up; ip route add default via …` for both families.
@@ -56,11 +59,16 @@ pub async fn configure_interface(
     nl: &Netlink,
     netns: &Netns,
     ifname: &str,
-    cfg: InterfaceConfig,
+    cfg: InterfaceConfig<'_>,
 ) -> Result<()> {
     let link = nl.require_link(ifname).await?;
     if cfg.ipv6.is_some() {
         sysctl::write(netns, &format!("net/ipv6/conf/{ifname}/accept_dad"), "0").await?;
+    }
+    if cfg.ipv4.is_some() {
+        // Loose reverse-path filtering: on several networks, a packet may arrive on one
+        // interface from a peer the default route points through another.
+        sysctl::write(netns, &format!("net/ipv4/conf/{ifname}/rp_filter"), "2").await?;
     }
     if let Some(net) = cfg.ipv4 {
         nl.add_address(link.index, ifname, IpAddr::V4(net.addr()), net.prefix_len())
@@ -88,6 +96,9 @@ pub async fn configure_interface(
         if cfg.ipv6.is_some() {
             keep_existing(nl.add_default_route_dev(link.index, true).await)?;
         }
+    }
+    for r in cfg.routes {
+        nl.add_route(r, link.index).await?;
     }
     Ok(())
 }

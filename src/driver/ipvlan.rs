@@ -50,6 +50,7 @@ impl NetworkDriver for IpvlanDriver {
         Ok(NetworkResources {
             mtu: lower::mtu(net, &parent),
             device: Some(parent.name),
+            adopted: None,
         })
     }
 
@@ -91,7 +92,8 @@ impl NetworkDriver for IpvlanDriver {
                 ipv6: ep.ipv6,
                 gateway: ep.gateway.filter(|_| !routed),
                 gateway6: ep.gateway6.filter(|_| !routed),
-                default_dev: routed && !net.internal,
+                default_dev: routed && !net.internal && !net.no_default_route,
+                routes: &ep.routes,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

@@ -99,6 +99,7 @@ impl NetworkDriver for MacvlanDriver {
         Ok(NetworkResources {
             mtu: lower::mtu(net, &parent),
             device: Some(parent.name),
+            adopted: None,
         })
     }
 
@@ -137,6 +138,7 @@ impl NetworkDriver for MacvlanDriver {
                 gateway: ep.gateway,
                 gateway6: ep.gateway6,
                 default_dev: false,
+                routes: &ep.routes,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

@@ -45,6 +45,8 @@ pub struct NetworkResources {
     pub device: Option<String>,
     /// The MTU chosen.
     pub mtu: u32,
+    /// The device existed before (the admin's bridge): the addresses berth added to it.
+    pub adopted: Option<Vec<(std::net::IpAddr, u8)>>,
 }
 
 /// Everything a driver needs to plumb one endpoint.
@@ -66,6 +68,8 @@ pub struct EndpointPlan<'a> {
     pub gateway: Option<Ipv4Addr>,
     /// IPv6 default gateway (none on internal networks).
     pub gateway6: Option<Ipv6Addr>,
+    /// Static routes through this endpoint (the network's, then its own).
+    pub routes: Vec<crate::route::RouteSpec>,
 }
 
 /// What a driver made for an endpoint.

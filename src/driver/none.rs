@@ -32,6 +32,7 @@ impl NetworkDriver for NoneDriver {
         Ok(NetworkResources {
             device: None,
             mtu: 65536,
+            adopted: None,
         })
     }
 

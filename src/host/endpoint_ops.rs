@@ -71,6 +71,9 @@ impl Host {
         let r = self.attach_steps(&net, &ep, ports, &mut journal).await;
         match r {
             Ok(att) => {
+                if let Err(e) = self.sync_default_routes(&att.container).await {
+                    tracing::warn!(target: "berth::host", container = %att.container, error = %e, "default route not re-elected");
+                }
                 tracing::info!(target: "berth::host", network, container = %att.container, ip = ?att.ipv4, "attached");
                 Ok(att)
             }
@@ -107,7 +110,8 @@ impl Host {
         }
         let gw = |v6: bool| {
             let s = if v6 { net.subnet6() } else { net.subnet4() };
-            s.filter(|_| !net.internal).map(|s| s.gateway)
+            s.filter(|_| !net.internal && !net.no_default_route)
+                .map(|s| s.gateway)
         };
         let gateway = gw(false).and_then(|g| match g {
             IpAddr::V4(g) if ipv4.is_some() => Some(g),
@@ -131,6 +135,7 @@ impl Host {
             ipv6,
             gateway,
             gateway6,
+            routes: net.routes.iter().chain(&ep.routes).copied().collect(),
         };
         let res = driver.attach(self.ctx(), net, &plan).await?;
         let att = Attachment {
@@ -145,6 +150,11 @@ impl Host {
             netns: ep.netns.path().map(Into::into),
             ports,
             host_ifname: res.host_ifname,
+            gw_priority: ep.gw_priority,
+            seq: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            routes: plan.routes.clone(),
         };
         journal.push(Undo::DriverEndpoint(net.clone(), att.clone()));
         self.after(Step::DriverAttach)?;
@@ -211,6 +221,9 @@ impl Host {
         }
         if errors.is_empty() {
             self.state.remove_endpoint(network, container)?;
+            if let Err(e) = self.sync_default_routes(container).await {
+                tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
+            }
             tracing::info!(target: "berth::host", network, container, "detached");
             Ok(())
         } else {

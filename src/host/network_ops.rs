@@ -57,11 +57,35 @@ impl Host {
         Ok(v)
     }
 
+    /// A bridge the admin made keeps its addresses: one inside a subnet that names no gateway
+    /// becomes that subnet's gateway (Docker's `-b bridge0` with `bip`).
+    async fn adopt_gateways(&self, spec: &mut NetworkSpec) -> Result<()> {
+        let DriverOptions::Bridge(o) = &spec.driver else {
+            return Ok(());
+        };
+        let Some(name) = &o.bridge_name else {
+            return Ok(());
+        };
+        let Some(link) = self.nl.link_by_name(name).await?.filter(|l| l.is_bridge) else {
+            return Ok(());
+        };
+        for (_, ip, _) in self.nl.addresses(Some(link.index)).await? {
+            let Some(subnet) = spec.subnets.iter().find(|s| s.contains(&ip)).copied() else {
+                continue;
+            };
+            if !spec.gateways.iter().any(|g| subnet.contains(g)) {
+                spec.gateways.push(ip);
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a network (`docker network create`). All or nothing: on failure nothing of it
     /// remains (no bridge, rules, pool or record).
-    pub async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo> {
+    pub async fn create_network(&self, mut spec: NetworkSpec) -> Result<NetworkInfo> {
         spec.validate()?;
         let _lock = self.state.lock().await?;
+        self.adopt_gateways(&mut spec).await?;
         let others = self.state.networks()?;
         if others.iter().any(|n| n.name == spec.name) {
             return Err(Error::NetworkExists { name: spec.name });
@@ -80,6 +104,9 @@ impl Host {
                 || matches!(&spec.driver, DriverOptions::Ipvlan(o) if o.parent.is_none()),
             mtu: spec.mtu.unwrap_or(0),
             device: None,
+            routes: spec.routes.clone(),
+            no_default_route: spec.no_default_route,
+            adopted: None,
         };
         let driver = driver_for(net.driver.kind());
         if net.driver.kind() == DriverKind::Bridge {
@@ -114,6 +141,7 @@ impl Host {
             let res = driver.create_network(self.ctx(), &net).await?;
             net.device = res.device;
             net.mtu = res.mtu;
+            net.adopted = res.adopted;
             journal.push(Undo::DriverNetwork(net.clone()));
             self.after(Step::DriverCreate)?;
             if let Some(rules) = network_rules(&net) {

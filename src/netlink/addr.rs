@@ -33,6 +33,42 @@ impl Netlink {
         })
     }
 
+    /// `ip address del ADDR/PREFIX dev (index)`; an address already gone is fine.
+    pub async fn del_address(
+        &self,
+        index: u32,
+        name: &str,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<()> {
+        let mut req = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(m) = req
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink("list addresses", name, to_io(e)))?
+        {
+            let hit = m.header.prefix_len == prefix
+                && m.attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == addr));
+            if hit {
+                return self.handle.address().del(m).execute().await.map_err(|e| {
+                    Error::netlink(
+                        "delete address",
+                        format!("{addr}/{prefix} on {name}"),
+                        to_io(e),
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Addresses on link `index` (`ip address show dev …`), or on every link when `None`.
     pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>> {
         let mut req = self.handle.address().get();

@@ -31,6 +31,8 @@ pub struct LinkInfo {
     pub mac: Option<Vec<u8>>,
     /// `ifalias` (berth marks the links it creates for others to share).
     pub alias: Option<String>,
+    /// Whether it is a Linux bridge.
+    pub is_bridge: bool,
 }
 
 fn info(msg: LinkMessage) -> LinkInfo {
@@ -45,6 +47,7 @@ fn info(msg: LinkMessage) -> LinkInfo {
             .contains(rtnetlink::packet_route::link::LinkFlags::Up),
         mac: None,
         alias: None,
+        is_bridge: false,
     };
     for a in msg.attributes {
         match a {
@@ -53,6 +56,16 @@ fn info(msg: LinkMessage) -> LinkInfo {
             LinkAttribute::Controller(c) => l.controller = Some(c),
             LinkAttribute::Address(a) => l.mac = Some(a),
             LinkAttribute::IfAlias(a) => l.alias = Some(a),
+            LinkAttribute::LinkInfo(infos) => {
+                l.is_bridge |= infos.iter().any(|i| {
+                    matches!(
+                        i,
+                        rtnetlink::packet_route::link::LinkInfo::Kind(
+                            rtnetlink::packet_route::link::InfoKind::Bridge
+                        )
+                    )
+                });
+            }
             _ => {}
         }
     }

@@ -102,6 +102,62 @@ impl Netlink {
         }
     }
 
+    /// `ip route add DST [via GW] dev (index) [metric M]`.
+    pub async fn add_route(&self, r: &crate::route::RouteSpec, index: u32) -> Result<()> {
+        let mut msg = match (r.dst, r.via) {
+            (IpNet::V4(d), via) => {
+                let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(d.addr(), d.prefix_len())
+                    .output_interface(index);
+                if let Some(IpAddr::V4(g)) = via {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+            (IpNet::V6(d), via) => {
+                let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(d.addr(), d.prefix_len())
+                    .output_interface(index);
+                if let Some(IpAddr::V6(g)) = via {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+        };
+        if let Some(m) = r.metric {
+            msg.attributes.push(RouteAttribute::Priority(m));
+        }
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("add route", r.to_string(), to_io(e)))
+    }
+
+    /// `ip route replace default via GW dev (index)`: moves the default route of GW's family.
+    pub async fn replace_default_route(&self, gateway: IpAddr, index: u32) -> Result<()> {
+        let msg = match gateway {
+            IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(g)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(g)
+                .output_interface(index)
+                .build(),
+        };
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| {
+                Error::netlink("replace default route", format!("via {gateway}"), to_io(e))
+            })
+    }
+
     async fn routes_v4_and_v6(&self) -> Result<Vec<RouteMessage>> {
         let mut all = Vec::new();
         for msg in [
