@@ -156,7 +156,7 @@ impl Host {
                 .map_or(0, |d| d.as_nanos() as u64),
             routes: plan.routes.clone(),
         };
-        journal.push(Undo::DriverEndpoint(net.clone(), att.clone()));
+        journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
         self.after(Step::DriverAttach)?;
         if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(&att)) {
             self.firewall.add_endpoint(&n, &e).await?;

@@ -12,8 +12,8 @@ use super::Host;
 pub(super) enum Undo {
     IpamPool(String),
     IpamAddress { network: String, container: String },
-    DriverNetwork(NetworkInfo),
-    DriverEndpoint(NetworkInfo, Attachment),
+    DriverNetwork(Box<NetworkInfo>),
+    DriverEndpoint(Box<(NetworkInfo, Attachment)>),
     FirewallNetwork(NetworkRules),
     FirewallEndpoint(NetworkRules, EndpointRules),
     NetworkRecord(String),
@@ -50,7 +50,8 @@ impl Host {
                     }
                     Err(e) => Err(e),
                 },
-                Undo::DriverEndpoint(net, att) => {
+                Undo::DriverEndpoint(b) => {
+                    let (net, att) = &**b;
                     crate::driver::driver_for(net.driver.kind())
                         .detach(self.ctx(), net, att)
                         .await

@@ -142,7 +142,7 @@ impl Host {
             net.device = res.device;
             net.mtu = res.mtu;
             net.adopted = res.adopted;
-            journal.push(Undo::DriverNetwork(net.clone()));
+            journal.push(Undo::DriverNetwork(Box::new(net.clone())));
             self.after(Step::DriverCreate)?;
             if let Some(rules) = network_rules(&net) {
                 self.firewall.add_network(&rules).await?;
