@@ -43,7 +43,7 @@ use std::str::FromStr;
 use berth::host::GcReport;
 use berth::{
     Attachment, DriverOptions, Endpoint, Host, MacAddr, Netns, Network, NetworkInfo, NetworkSpec,
-    PortRequest,
+    PortRequest, RouteSpec,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -372,10 +372,11 @@ async fn open_host(state_dir: &Path) -> Result<Host, Failure> {
 
 /// `network create` flags → [`NetworkSpec`].
 fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
-    refuse_unsupported(&[
-        ("--route", !a.route.is_empty()),
-        ("--no-default-route", a.no_default_route),
-    ])?;
+    let routes = a
+        .route
+        .iter()
+        .map(|s| RouteSpec::from_str(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut spec = match a.driver {
         DriverArg::Bridge => Network::bridge(&a.name),
         DriverArg::None => Network::none(&a.name),
@@ -403,7 +404,13 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
         }
         spec = spec.aux_address(name, parse_ip("aux address", ip)?);
     }
-    spec = spec.ipv6(a.ipv6).internal(a.internal);
+    spec = spec
+        .ipv6(a.ipv6)
+        .internal(a.internal)
+        .no_default_route(a.no_default_route);
+    for r in routes {
+        spec = spec.route(r);
+    }
     for (key, value) in &a.opt {
         let bridge = a.driver == DriverArg::Bridge;
         let (macvlan, ipvlan) = (
@@ -452,8 +459,6 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         ("--dns-search", !a.dns_search.is_empty()),
         ("--add-host", !a.add_host.is_empty()),
         ("--link", !a.link.is_empty()),
-        ("--gw-priority", a.gw_priority.is_some()),
-        ("--route", !a.route.is_empty()),
         (
             "sharing a netns (container:OTHER)",
             a.network.starts_with("container:"),
@@ -469,6 +474,17 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         .map(|s| parse_ipv6("ip6 address", s))
         .transpose()?;
     let mac = a.mac.as_deref().map(MacAddr::from_str).transpose()?;
+    let routes = a
+        .route
+        .iter()
+        .map(|s| RouteSpec::from_str(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gw_priority = a
+        .gw_priority
+        .map(|p| {
+            i32::try_from(p).map_err(|_| invalid("gw-priority", &p.to_string(), "out of range"))
+        })
+        .transpose()?;
     let ports = a
         .publish
         .iter()
@@ -493,6 +509,12 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     }
     for port in ports {
         ep = ep.publish_request(port);
+    }
+    for r in routes {
+        ep = ep.route(r);
+    }
+    if let Some(p) = gw_priority {
+        ep = ep.gw_priority(p);
     }
     Ok(ep)
 }

@@ -68,13 +68,10 @@ async fn netctl_end_to_end() {
         "--subnet",
         "10.90.0.0/24",
         "--route",
-        "10.91.0.0/24,via=10.90.0.254",
+        "10.91.0.1/24,via=10.90.0.254",
         "bad",
     ]);
-    assert!(
-        e.contains("--route") && e.contains("not supported yet"),
-        "{e}"
-    );
+    assert!(e.contains("10.91.0.1/24") && e.contains("host bits"), "{e}");
     // An IPv6 subnet needs --ipv6.
     let e = nc.error(&["network", "create", "--subnet", "fd00:90::/64", "bad"]);
     assert!(e.contains("fd00:90::/64") && e.contains("--ipv6"), "{e}");

@@ -161,3 +161,102 @@ async fn netctl_macvlan_and_ipvlan_options() {
         "the parent stays"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netctl_several_networks_priorities_routes_and_an_admin_bridge() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = Sandbox::new("bt-ncmulti").await.unwrap();
+    let h = sb.host_name().to_string();
+    let run = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("ip")
+                .arg("-n")
+                .arg(&h)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    run(&["link", "add", "bridge0", "type", "bridge"]);
+    run(&["addr", "add", "192.168.5.1/24", "dev", "bridge0"]);
+    run(&["link", "set", "bridge0", "up"]);
+    let (c, p) = (sb.netns("c").await.unwrap(), sb.netns("p").await.unwrap());
+    let nc = Netctl::new(&sb);
+    nc.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "192.168.5.0/24",
+        "-o",
+        "com.docker.network.bridge.name=bridge0",
+        "seed",
+    ]);
+    nc.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.26.0.0/24",
+        "--no-default-route",
+        "--route",
+        "10.27.0.0/24,via=10.26.0.254",
+        "side",
+    ]);
+    let a = nc.connect(&sb, "seed", "c", &[]);
+    assert_eq!(
+        a["gateway"], "192.168.5.1",
+        "the admin bridge's address is the gateway"
+    );
+    let b = nc.connect(
+        &sb,
+        "side",
+        "c",
+        &[
+            "--ifname",
+            "eth1",
+            "--gw-priority",
+            "100",
+            "--route",
+            "10.28.0.0/24,via=10.26.0.253,metric=7",
+        ],
+    );
+    assert!(b["gateway"].is_null(), "no default route from side");
+    nc.connect(&sb, "seed", "p", &[]);
+    let routes = std::process::Command::new("ip")
+        .args(["-n", &ns_name(&sb, "c"), "route"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(
+        routes.contains("default via 192.168.5.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("10.27.0.0/24 via 10.26.0.254 dev eth1"),
+        "{routes}"
+    );
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("10.28.0.0/24 via 10.26.0.253 dev eth1")
+                && l.contains("metric 7")),
+        "{routes}"
+    );
+    tcp_probe(&c, sa("192.168.5.2:7000"), &p, sa("192.168.5.2:7000"))
+        .await
+        .unwrap();
+    for (n, id) in [("seed", "c"), ("side", "c"), ("seed", "p")] {
+        nc.ok(&["disconnect", n, id]);
+    }
+    nc.ok(&["network", "rm", "seed", "side"]);
+    let show = std::process::Command::new("ip")
+        .args(["-n", &h, "addr", "show", "dev", "bridge0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("192.168.5.1/24"),
+        "the admin bridge stays"
+    );
+}
