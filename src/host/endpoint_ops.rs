@@ -17,6 +17,11 @@ use super::journal::{Journal, Undo};
 use super::network_ops::network_rules;
 use super::{Host, Step};
 
+/// ipvlan L3/L3S endpoints have no gateway: their default route is the device itself.
+fn routes_by_device(net: &NetworkInfo) -> bool {
+    matches!(&net.driver, crate::network::DriverOptions::Ipvlan(o) if o.mode != crate::options::IpvlanMode::L2)
+}
+
 pub(super) fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
     let ip = att.ipv4?.addr();
     (!att.ports.is_empty()).then(|| EndpointRules {
@@ -110,7 +115,7 @@ impl Host {
         }
         let gw = |v6: bool| {
             let s = if v6 { net.subnet6() } else { net.subnet4() };
-            s.filter(|_| !net.internal && !net.no_default_route)
+            s.filter(|_| !net.internal && !net.no_default_route && !routes_by_device(net))
                 .map(|s| s.gateway)
         };
         let gateway = gw(false).and_then(|g| match g {
