@@ -22,24 +22,6 @@ fn nft(sb: &Sandbox, args: &str) {
     );
 }
 
-fn ip_in(ns: &str, args: &[&str]) {
-    let st = Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ip -n {ns} {args:?}");
-}
-
-fn role_name(sb: &Sandbox, role: &str) -> String {
-    sb.netns_path(role)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
 fn net(name: &str, subnet: &str) -> berth::NetworkSpec {
     Network::bridge(name).subnet(subnet.parse().unwrap())
 }
@@ -201,8 +183,8 @@ async fn internal_networks_have_no_way_out_and_publish_nothing() {
         .await
         .unwrap();
     // Even with a route out added by hand in the container, the host does not forward it.
-    ip_in(
-        &role_name(&sb, "c1"),
+    ip(
+        &ns_name(&sb, "c1"),
         &["route", "add", "default", "via", "10.54.0.1"],
     );
     assert!(
@@ -240,9 +222,9 @@ async fn outside_hosts_reach_only_published_ports_unless_direct_access_is_allowe
     }
     let (mut sb, outside) = sandbox("bt-direct").await;
     let host = host(&sb).await;
-    let out = role_name(&sb, "outside");
-    ip_in(&out, &["route", "add", "10.55.0.0/24", "via", HOST_UP]);
-    ip_in(&out, &["route", "add", "10.56.0.0/24", "via", HOST_UP]);
+    let out = ns_name(&sb, "outside");
+    ip(&out, &["route", "add", "10.55.0.0/24", "via", HOST_UP]);
+    ip(&out, &["route", "add", "10.56.0.0/24", "via", HOST_UP]);
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
     let p = host
         .create_network(net("protected", "10.55.0.0/24"))

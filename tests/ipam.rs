@@ -11,26 +11,6 @@ use berth::sandbox::tcp_probe;
 use berth::{Endpoint, Error, FileIpam, Host, Ipam, MacAddr, Network};
 use common::*;
 
-fn ip_in(sb: &berth::sandbox::Sandbox, args: &[&str]) {
-    let st = Command::new("ip")
-        .arg("-n")
-        .arg(sb.host_name())
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ip -n {} {args:?}", sb.host_name());
-}
-
-fn ip_in_ns(ns: &str, args: &[&str]) {
-    let st = Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ip -n {ns} {args:?}");
-}
-
 /// Retries a probe for up to ~2 s (an IPv6 neighbour entry may take a moment).
 async fn retry<T, F: std::future::Future<Output = std::io::Result<T>>>(
     mut f: impl FnMut() -> F,
@@ -50,8 +30,8 @@ async fn dual_stack_containers_talk_over_ipv6_and_egress_is_masqueraded() {
         return;
     }
     let (mut sb, outside) = sandbox("bt-v6").await;
-    ip_in(
-        &sb,
+    ip(
+        sb.host_name(),
         &["addr", "add", "2001:db8:1::1/64", "dev", "uplink", "nodad"],
     );
     let outside_name = sb
@@ -61,7 +41,7 @@ async fn dual_stack_containers_talk_over_ipv6_and_egress_is_masqueraded() {
         .to_str()
         .unwrap()
         .to_string();
-    ip_in_ns(
+    ip(
         &outside_name,
         &["addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"],
     );
@@ -137,8 +117,14 @@ async fn automatic_subnets_avoid_host_addresses_routes_nameservers_and_other_net
         return;
     }
     let (sb, _outside) = sandbox("bt-pool").await;
-    ip_in(&sb, &["addr", "add", "172.17.0.5/16", "dev", "uplink"]);
-    ip_in(&sb, &["route", "add", "172.18.0.0/16", "dev", "uplink"]);
+    ip(
+        sb.host_name(),
+        &["addr", "add", "172.17.0.5/16", "dev", "uplink"],
+    );
+    ip(
+        sb.host_name(),
+        &["route", "add", "172.18.0.0/16", "dev", "uplink"],
+    );
     let resolv = sb.state_dir().join("resolv.conf");
     std::fs::write(
         &resolv,

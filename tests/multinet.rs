@@ -3,34 +3,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use berth::sandbox::{Sandbox, tcp_probe};
 use berth::{Endpoint, Network, RouteSpec};
 use common::*;
-
-fn ip_out(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ip -n {ns} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn role(sb: &Sandbox, r: &str) -> String {
-    sb.netns_path(r)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
 
 fn net(name: &str, subnet: &str) -> berth::NetworkSpec {
     Network::bridge(name).subnet(subnet.parse().unwrap())
@@ -71,7 +46,7 @@ async fn the_default_route_follows_priority_and_moves_when_its_network_goes() {
         .unwrap()
         .ip()
         .unwrap();
-    let default = || ip_out(&role(&sb, "c"), &["route", "show", "default"]);
+    let default = || ip(&ns_name(&sb, "c"), &["route", "show", "default"]);
     let d = default();
     assert!(
         d.contains("via 10.21.0.1 dev eth1") && d.lines().count() == 1,
@@ -154,7 +129,7 @@ async fn a_static_route_sends_traffic_through_a_gateway_container() {
         "no default route from a no-default-route network"
     );
     assert_eq!(gw_a.ip().unwrap().to_string(), "10.22.0.254");
-    let routes = ip_out(&role(&sb, "c"), &["route"]);
+    let routes = ip(&ns_name(&sb, "c"), &["route"]);
     assert!(
         routes
             .lines()
@@ -171,7 +146,7 @@ async fn a_static_route_sends_traffic_through_a_gateway_container() {
     );
     // Removing the endpoint removes its routes.
     host.detach(&a, "c").await.unwrap();
-    assert!(!ip_out(&role(&sb, "c"), &["route"]).contains("10.23.0.0"));
+    assert!(!ip(&ns_name(&sb, "c"), &["route"]).contains("10.23.0.0"));
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&a).await.unwrap();
     host.delete_network(&far).await.unwrap();
@@ -184,9 +159,9 @@ async fn a_bridge_the_admin_made_is_used_and_left_in_place() {
     }
     let mut sb = Sandbox::new("bt-adopt").await.unwrap();
     let h = sb.host_name().to_string();
-    ip_out(&h, &["link", "add", "bridge0", "type", "bridge"]);
-    ip_out(&h, &["addr", "add", "192.168.5.1/24", "dev", "bridge0"]);
-    ip_out(&h, &["link", "set", "bridge0", "up"]);
+    ip(&h, &["link", "add", "bridge0", "type", "bridge"]);
+    ip(&h, &["addr", "add", "192.168.5.1/24", "dev", "bridge0"]);
+    ip(&h, &["link", "set", "bridge0", "up"]);
     let host = host(&sb).await;
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
     let before_rules = rule_count(&sb);
@@ -228,7 +203,7 @@ async fn a_bridge_the_admin_made_is_used_and_left_in_place() {
     host.detach(&n, "c2").await.unwrap();
     host.delete_network(&n).await.unwrap();
     // The bridge and its address stay; nothing berth added remains.
-    let show = ip_out(&h, &["addr", "show", "dev", "bridge0"]);
+    let show = ip(&h, &["addr", "show", "dev", "bridge0"]);
     assert!(show.contains("192.168.5.1/24"), "{show}");
     assert!(
         !link_names(sb.host())
@@ -244,9 +219,9 @@ async fn a_bridge_the_admin_made_is_used_and_left_in_place() {
         .create_network(net("seed2", "10.24.0.0/24").bridge_name("bridge0"))
         .await
         .unwrap();
-    assert!(ip_out(&h, &["addr", "show", "dev", "bridge0"]).contains("10.24.0.1/24"));
+    assert!(ip(&h, &["addr", "show", "dev", "bridge0"]).contains("10.24.0.1/24"));
     host.delete_network(&n).await.unwrap();
-    let show = ip_out(&h, &["addr", "show", "dev", "bridge0"]);
+    let show = ip(&h, &["addr", "show", "dev", "bridge0"]);
     assert!(
         !show.contains("10.24.0.1") && show.contains("192.168.5.1/24"),
         "{show}"

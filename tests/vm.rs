@@ -94,21 +94,6 @@ async fn segment(sb: &mut Sandbox, n: u8) -> Netns {
     .unwrap()
 }
 
-fn ip_in(ns: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ip -n {ns} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Ok(value), or prints SKIPPED and yields None when the kernel lacks a link kind.
 fn or_skip<T>(test: &str, r: berth::Result<T>) -> Option<T> {
     match r {
@@ -185,7 +170,7 @@ async fn ipvlan_l2_and_l3_carry_traffic() {
     tcp_probe(&c[3], sa("10.33.0.3:7002"), &c[2], sa("10.33.0.3:7002"))
         .await
         .unwrap();
-    let routes = ip_in(
+    let routes = ip(
         &sb.netns_path("c2").file_name().unwrap().to_string_lossy(),
         &["route", "show", "default"],
     );
@@ -231,17 +216,17 @@ async fn an_8021q_parent_is_made_when_missing_and_removed_with_its_last_network(
     };
     assert!(link_names(sb.host()).await.contains(&"lan0.50".to_string()));
     // The segment's end of VLAN 50.
-    ip_in(
+    ip(
         &lan_name,
         &[
             "link", "add", "link", "eth0", "name", "eth0.50", "type", "vlan", "id", "50",
         ],
     );
-    ip_in(
+    ip(
         &lan_name,
         &["addr", "add", "198.32.0.2/24", "dev", "eth0.50"],
     );
-    ip_in(&lan_name, &["link", "set", "eth0.50", "up"]);
+    ip(&lan_name, &["link", "set", "eth0.50", "up"]);
     let att = host
         .attach(
             &a,
@@ -274,7 +259,7 @@ async fn an_8021q_parent_is_made_when_missing_and_removed_with_its_last_network(
         "berth made it, the last user removed it"
     );
     // A parent the admin made stays.
-    ip_in(
+    ip(
         sb.host_name(),
         &[
             "link", "add", "link", "lan0", "name", "lan0.60", "type", "vlan", "id", "60",

@@ -46,6 +46,31 @@ pub async fn host(sb: &Sandbox) -> Host {
         .expect("host")
 }
 
+/// Runs `ip -n NS ARGS…` (NS a name under /run/netns), asserting success; returns stdout.
+pub fn ip(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip -n {ns} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The /run/netns name of the sandbox netns ROLE (for `ip -n`).
+pub fn ns_name(sb: &Sandbox, role: &str) -> String {
+    sb.netns_path(role)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }

@@ -113,13 +113,3 @@ impl Netctl {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
-
-/// The `/run/netns` name of a sandbox netns (for `ip -n NAME …`).
-pub fn ns_name(sb: &Sandbox, role: &str) -> String {
-    sb.netns_path(role)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
-}
