@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::mac::MacAddr;
+use crate::names::{ExtraHost, Link, NameOptions, validate_hostname};
 use crate::netns::Netns;
 use crate::network::{validate_id, validate_ifname};
-use crate::port::{PortMapping, PortRequest};
+use crate::port::{ExposedPort, PortMapping, PortRequest};
 use crate::route::RouteSpec;
 
 /// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
@@ -33,6 +34,9 @@ impl Endpoint {
             gw_priority: 0,
             routes: Vec::new(),
             ports: Vec::new(),
+            aliases: Vec::new(),
+            exposed: Vec::new(),
+            names: NameOptions::default(),
         }
     }
 }
@@ -50,6 +54,9 @@ pub struct EndpointSpec {
     pub(crate) gw_priority: i32,
     pub(crate) routes: Vec<RouteSpec>,
     pub(crate) ports: Vec<PortRequest>,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) exposed: Vec<ExposedPort>,
+    pub(crate) names: NameOptions,
 }
 
 impl EndpointSpec {
@@ -110,6 +117,69 @@ impl EndpointSpec {
         self
     }
 
+    /// A network-scoped DNS alias (`--network-alias`, repeatable): the embedded resolver
+    /// answers it, besides the container name, to containers on this network.
+    pub fn alias(mut self, name: impl Into<String>) -> Self {
+        self.aliases.push(name.into());
+        self
+    }
+
+    /// A port the container offers without publishing it (`--expose`), reachable by linked
+    /// containers on a network with ICC off.
+    pub fn expose(mut self, port: ExposedPort) -> Self {
+        self.exposed.push(port);
+        self
+    }
+
+    /// The container's hostname (`--hostname`) in `/etc/hostname` and `/etc/hosts`.
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.names.hostname = Some(name.into());
+        self
+    }
+
+    /// The container's domain name (`--domainname`): its hosts entry becomes `host.domain host`.
+    pub fn domainname(mut self, name: impl Into<String>) -> Self {
+        self.names.domainname = Some(name.into());
+        self
+    }
+
+    /// A nameserver (`--dns`, repeatable), replacing the host's in `resolv.conf`; with the
+    /// embedded resolver, where it forwards this container's outside names.
+    pub fn dns(mut self, server: IpAddr) -> Self {
+        self.names.dns.push(server);
+        self
+    }
+
+    /// A search domain (`--dns-search`, repeatable; `.` alone: none).
+    pub fn dns_search(mut self, domain: impl Into<String>) -> Self {
+        self.names.dns_search.push(domain.into());
+        self
+    }
+
+    /// A resolver option (`--dns-option`, repeatable), e.g. `ndots:2`.
+    pub fn dns_option(mut self, option: impl Into<String>) -> Self {
+        self.names.dns_options.push(option.into());
+        self
+    }
+
+    /// An `/etc/hosts` entry (`--add-host`, repeatable).
+    pub fn add_host(mut self, entry: ExtraHost) -> Self {
+        self.names.extra_hosts.push(entry);
+        self
+    }
+
+    /// A legacy link (`--link`, repeatable).
+    pub fn link(mut self, link: Link) -> Self {
+        self.names.links.push(link);
+        self
+    }
+
+    /// All name settings at once (replacing those set before).
+    pub fn names(mut self, names: NameOptions) -> Self {
+        self.names = names;
+        self
+    }
+
     /// The container id.
     pub fn container(&self) -> &str {
         &self.container
@@ -135,6 +205,10 @@ impl EndpointSpec {
         for r in &self.routes {
             r.validate()?;
         }
+        for a in &self.aliases {
+            validate_hostname("alias", a)?;
+        }
+        self.names.validate()?;
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let fixed: Vec<PortMapping> = self
             .ports
@@ -204,6 +278,9 @@ pub struct Attachment {
     /// Static routes added in the container through this endpoint (the network's and its own).
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Network-scoped DNS aliases ([`EndpointSpec::alias`]).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl Attachment {

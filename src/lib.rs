@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod dns;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod firewall;
 pub mod host;
 pub mod ipam;
 pub mod mac;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod network;
@@ -60,10 +62,11 @@ pub use firewall::{Firewall, NftFirewall, NoFirewall};
 pub use host::{FaultHook, Host, HostBuilder, Step};
 pub use ipam::{FileIpam, Ipam};
 pub use mac::MacAddr;
+pub use names::{ExtraHost, HostAddr, Link, NameOptions, SandboxMode, SandboxRecord};
 pub use netns::Netns;
 pub use network::{
     BridgeOptions, DriverKind, DriverOptions, Network, NetworkInfo, NetworkSpec, SubnetInfo,
 };
 pub use options::{IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions};
-pub use port::{Port, PortMapping, PortRequest, Protocol};
+pub use port::{ExposedPort, Port, PortMapping, PortRequest, Protocol};
 pub use route::RouteSpec;

@@ -168,6 +168,8 @@ pub struct NetworkSpec {
     pub(crate) mtu: Option<u32>,
     pub(crate) routes: Vec<RouteSpec>,
     pub(crate) no_default_route: bool,
+    pub(crate) dns: Option<bool>,
+    pub(crate) dns_servers: Vec<IpAddr>,
 }
 
 /// One subnet as asked for: the subnet (or `None`: choose one of this family from the pools),
@@ -198,7 +200,22 @@ impl NetworkSpec {
             mtu: None,
             routes: Vec::new(),
             no_default_route: false,
+            dns: None,
+            dns_servers: Vec::new(),
         }
+    }
+
+    /// Serve this network with the embedded resolver (default: on for bridge networks, which
+    /// have a gateway on the host; off for the others).
+    pub fn dns(mut self, on: bool) -> Self {
+        self.dns = Some(on);
+        self
+    }
+
+    /// A nameserver for containers on this network that set none (repeatable).
+    pub fn dns_server(mut self, ip: IpAddr) -> Self {
+        self.dns_servers.push(ip);
+        self
     }
 
     /// Adds a subnet (`--subnet`, repeatable: one IPv4 and one IPv6 for dual stack).
@@ -420,6 +437,12 @@ impl NetworkSpec {
             }
             DriverOptions::None => {}
         }
+        if self.dns == Some(true) && self.driver.kind() != DriverKind::Bridge {
+            return Err(Error::DriverUnsupported {
+                driver: self.driver.kind().name(),
+                what: "the embedded resolver (it serves on a gateway the host owns)",
+            });
+        }
         if self.driver == DriverOptions::None {
             if !(self.subnets.is_empty()
                 && self.gateways.is_empty()
@@ -529,6 +552,13 @@ pub struct NetworkInfo {
     /// only the addresses it added, listed here.
     #[serde(default)]
     pub adopted: Option<Vec<(IpAddr, u8)>>,
+    /// The embedded resolver serves this network (on its gateway addresses).
+    #[serde(default)]
+    pub dns_enabled: bool,
+    /// Nameservers for containers on this network that set none of their own (daemon.json's
+    /// `dns` on the default bridge).
+    #[serde(default)]
+    pub dns_servers: Vec<IpAddr>,
 }
 
 impl NetworkInfo {

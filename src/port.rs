@@ -316,6 +316,38 @@ impl FromStr for PortMapping {
     }
 }
 
+/// A port a container offers on its own addresses (`docker run --expose PORT/PROTO`, and every
+/// published port's container side): what a linked container may reach when ICC is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExposedPort {
+    /// The protocol.
+    pub proto: Protocol,
+    /// The container port.
+    pub port: u16,
+}
+
+impl fmt::Display for ExposedPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto)
+    }
+}
+
+/// `PORT[/tcp|udp|sctp]` (default tcp).
+impl FromStr for ExposedPort {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let port: u16 =
+            port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                Error::invalid("exposed port", s, "expected PORT[/PROTO], 1-65535")
+            })?;
+        Ok(ExposedPort {
+            proto: proto.parse()?,
+            port,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

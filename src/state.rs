@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
+use crate::names::SandboxRecord;
 use crate::network::NetworkInfo;
 use crate::port::Protocol;
 
@@ -291,5 +292,49 @@ fn remove(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::state("remove", path, e)),
+    }
+}
+
+/// Sandbox records (`sandboxes/CONTAINER.json`): a container's name settings, its netns mode
+/// and where its files were written (see [`crate::names`]).
+impl StateDir {
+    fn sandbox_path(&self, container: &str) -> PathBuf {
+        self.root
+            .join("sandboxes")
+            .join(format!("{container}.json"))
+    }
+
+    /// The sandbox record of `container`, if any.
+    pub fn sandbox(&self, container: &str) -> Result<Option<SandboxRecord>> {
+        read_json(&self.sandbox_path(container))
+    }
+
+    /// Every sandbox record, sorted by container.
+    pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        let mut v: Vec<SandboxRecord> = read_dir_json(&self.root.join("sandboxes"))?;
+        v.sort_by(|a, b| a.container.cmp(&b.container));
+        Ok(v)
+    }
+
+    /// Writes a sandbox record.
+    pub fn put_sandbox(&self, r: &SandboxRecord) -> Result<()> {
+        let dir = self.root.join("sandboxes");
+        fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        write_json(&self.sandbox_path(&r.container), r)
+    }
+
+    /// Removes a sandbox record (idempotent).
+    pub fn remove_sandbox(&self, container: &str) -> Result<()> {
+        remove(&self.sandbox_path(container))
+    }
+
+    /// Every attachment of `container`, on any network, in attach order.
+    pub fn attachments_of(&self, container: &str) -> Result<Vec<Attachment>> {
+        let mut atts = Vec::new();
+        for n in self.networks()? {
+            atts.extend(self.endpoint(&n.name, container)?);
+        }
+        atts.sort_by_key(|a| a.seq);
+        Ok(atts)
     }
 }

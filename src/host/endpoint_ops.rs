@@ -160,6 +160,7 @@ impl Host {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
             routes: plan.routes.clone(),
+            aliases: ep.aliases.clone(),
         };
         journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
         self.after(Step::DriverAttach)?;

@@ -107,6 +107,8 @@ impl Host {
             routes: spec.routes.clone(),
             no_default_route: spec.no_default_route,
             adopted: None,
+            dns_enabled: spec.dns.unwrap_or(spec.driver.kind() == DriverKind::Bridge),
+            dns_servers: spec.dns_servers.clone(),
         };
         let driver = driver_for(net.driver.kind());
         if net.driver.kind() == DriverKind::Bridge {

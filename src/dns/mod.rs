@@ -1,0 +1,6 @@
+//! Name resolution for containers: the files a container's `/etc` gets (`hosts`, `resolv.conf`,
+//! `hostname`), rendered by pure functions from the records, and written atomically.
+//!
+//! - [`hosts`]: `/etc/hosts` (localhost, the container's own names, `--add-host`, `--link`)
+//! - [`resolv`]: `/etc/resolv.conf` (the host's minus loopback, overrides, the resolver)
+//! - [`files`]: the three files of one container together, and writing them
