@@ -1,6 +1,10 @@
 //! Name resolution for containers: the files a container's `/etc` gets (`hosts`, `resolv.conf`,
 //! `hostname`), rendered by pure functions from the records, and written atomically.
 //!
-//! - [`hosts`]: `/etc/hosts` (localhost, the container's own names, `--add-host`, `--link`)
-//! - [`resolv`]: `/etc/resolv.conf` (the host's minus loopback, overrides, the resolver)
-//! - [`files`]: the three files of one container together, and writing them
+//! - [`hosts`] — `/etc/hosts`: localhost, the container's own names, `--add-host`, `--link`
+//! - [`resolv`] — `/etc/resolv.conf`: the host's minus loopback, overrides, the resolver
+//! - [`files`] — the three files of one container together, and writing them
+//! - [`resolver`] — the embedded DNS resolver: container names and aliases per network, the
+//!   rest forwarded; served on each DNS-enabled network's gateway
+
+pub mod resolver;

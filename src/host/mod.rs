@@ -11,6 +11,7 @@ mod gc;
 mod journal;
 mod network_ops;
 mod ports;
+mod resolver_ops;
 mod routes;
 
 pub use gc::GcReport;
