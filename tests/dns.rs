@@ -1,0 +1,442 @@
+//! The embedded DNS resolver, proven with real DNS messages: queries are sent from inside
+//! container namespaces to their network's gateway, port 53; upstream servers are small
+//! responders this test runs in the sandbox (on the host netns' loopback and in the outside
+//! netns). Nothing here talks to a real DNS server.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use berth::sandbox::Sandbox;
+use berth::{Endpoint, Host, Netns, Network, SandboxRecord};
+use common::*;
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// What the loopback upstream answers for `outside.example.`, and the outside one.
+const LOOP_ANSWER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const OUT_ANSWER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// An address on the uplink where nobody answers (an upstream that times out).
+const DEAD: &str = "198.18.0.9";
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A tiny authoritative-for-everything DNS server on UDP and TCP port 53 of `ip` in a netns:
+/// `outside.example.` A → its address; `big.example.` over UDP → an empty reply with TC, over
+/// TCP → its address; anything else → NXDOMAIN. It records every name it is asked.
+struct Upstream {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(ns: &Netns, ip: IpAddr, answer: Ipv4Addr) -> Upstream {
+        let addr = SocketAddr::new(ip, 53);
+        let (udp, tcp) = ns
+            .run(move || (UdpSocket::bind(addr), TcpListener::bind(addr)))
+            .unwrap();
+        let (udp, tcp) = (udp.unwrap(), tcp.unwrap());
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s1, seen1) = (stop.clone(), seen.clone());
+        let udp_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s1.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                let reply = respond(&buf[..n], answer, false, &seen1);
+                let _ = udp.send_to(&reply, peer);
+            }
+        });
+        let (s2, seen2) = (stop.clone(), seen.clone());
+        let tcp_thread = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut len = [0u8; 2];
+                if c.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if c.read_exact(&mut q).is_err() {
+                    continue;
+                }
+                let reply = respond(&q, answer, true, &seen2);
+                let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&reply);
+                let _ = c.write_all(&out);
+            }
+        });
+        Upstream {
+            stop,
+            seen,
+            threads: vec![udp_thread, tcp_thread],
+        }
+    }
+
+    fn asked(&self, name: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|n| n == name)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn respond(bytes: &[u8], answer: Ipv4Addr, tcp: bool, seen: &Mutex<Vec<String>>) -> Vec<u8> {
+    let q = Message::from_vec(bytes).unwrap();
+    let query = q.queries[0].clone();
+    let name = query.name().to_ascii().to_ascii_lowercase();
+    seen.lock().unwrap().push(name.clone());
+    let mut r = Message::response(q.id, q.op_code);
+    r.add_query(query.clone());
+    let record = Record::from_rdata(query.name().clone(), 60, RData::A(A(answer)));
+    match name.as_str() {
+        "outside.example." => {
+            r.add_answer(record);
+        }
+        "big.example." if !tcp => r.metadata.truncation = true,
+        "big.example." => {
+            r.add_answer(record);
+        }
+        _ => r.metadata.response_code = ResponseCode::NXDomain,
+    }
+    r.to_vec().unwrap()
+}
+
+/// Sends one query from inside `ns` to `server` (UDP, or TCP when `tcp`) and returns the reply.
+async fn ask(
+    ns: &Netns,
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    tcp: bool,
+) -> std::io::Result<Message> {
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let bytes = q.to_vec().unwrap();
+    let ns = ns.clone();
+    let reply = tokio::task::spawn_blocking(move || {
+        ns.run(move || -> std::io::Result<Vec<u8>> {
+            if tcp {
+                let mut s = TcpStream::connect_timeout(&server, CLIENT_TIMEOUT)?;
+                s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+                let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&bytes);
+                s.write_all(&out)?;
+                let mut len = [0u8; 2];
+                s.read_exact(&mut len)?;
+                let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                s.read_exact(&mut r)?;
+                Ok(r)
+            } else {
+                let any: SocketAddr = if server.is_ipv4() {
+                    sa("0.0.0.0:0")
+                } else {
+                    sa("[::]:0")
+                };
+                let s = UdpSocket::bind(any)?;
+                s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+                s.connect(server)?;
+                s.send(&bytes)?;
+                let mut buf = vec![0u8; 4096];
+                let n = s.recv(&mut buf)?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+        })
+        .map_err(std::io::Error::other)?
+    })
+    .await
+    .unwrap()?;
+    let reply = Message::from_vec(&reply).map_err(std::io::Error::other)?;
+    assert_eq!(reply.id, q.id);
+    assert_eq!(reply.message_type, MessageType::Response);
+    Ok(reply)
+}
+
+/// The A (or AAAA) addresses of a NOERROR reply.
+fn addrs(m: &Message) -> Vec<IpAddr> {
+    assert_eq!(m.response_code, ResponseCode::NoError, "{m:?}");
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(A(ip)) => Some(IpAddr::V4(*ip)),
+            RData::AAAA(AAAA(ip)) => Some(IpAddr::V6(*ip)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asks until the resolver answers (it binds asynchronously); returns the reply and how long
+/// it took.
+async fn until_served(ns: &Netns, server: SocketAddr, name: &str) -> (Message, Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(m) = ask(ns, server, name, RecordType::A, false).await {
+            return (m, t0.elapsed());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{server} never served"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct World {
+    sb: Sandbox,
+    host: Host,
+    resolv: std::path::PathBuf,
+    a: Netns,
+    b: Netns,
+    c: Netns,
+    outside: Netns,
+}
+
+/// net1 (10.40.0.0/24 + fd40::/64): A, and B with alias `db`; net2 (10.41.0.0/24): C.
+async fn world(label: &str) -> World {
+    let (mut sb, outside) = sandbox(label).await;
+    let resolv = sb.state_dir().join("host-resolv.conf");
+    // The resolver's own gateway (skipped), a server that never answers, the loopback one.
+    std::fs::write(
+        &resolv,
+        format!("nameserver 10.40.0.1\nnameserver {DEAD}\nnameserver 127.0.0.1\n"),
+    )
+    .unwrap();
+    let host = Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .resolv_conf(&resolv)
+        .build()
+        .await
+        .unwrap();
+    let (a, b, c) = (
+        sb.netns("a").await.unwrap(),
+        sb.netns("b").await.unwrap(),
+        sb.netns("c").await.unwrap(),
+    );
+    let net1 = Network::bridge("net1")
+        .subnet("10.40.0.0/24".parse().unwrap())
+        .subnet("fd40::/64".parse().unwrap())
+        .ipv6(true);
+    host.create_network(net1).await.unwrap();
+    let net2 = Network::bridge("net2").subnet("10.41.0.0/24".parse().unwrap());
+    host.create_network(net2).await.unwrap();
+    host.attach("net1", Endpoint::new("a", a.clone()))
+        .await
+        .unwrap();
+    host.attach("net1", Endpoint::new("b", b.clone()).alias("db"))
+        .await
+        .unwrap();
+    let out_up: IpAddr = OUTSIDE.parse().unwrap();
+    host.attach("net2", Endpoint::new("c", c.clone()).dns(out_up))
+        .await
+        .unwrap();
+    // The sandbox record that carries `--dns` (written here too, in case attach did not).
+    let mut rec = host
+        .state()
+        .sandbox("c")
+        .unwrap()
+        .unwrap_or_else(|| SandboxRecord::new("c"));
+    rec.names.dns = vec![out_up];
+    host.state().put_sandbox(&rec).unwrap();
+    World {
+        sb,
+        host,
+        resolv,
+        a,
+        b,
+        c,
+        outside,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_resolve_names_of_shared_networks_and_follow_changes() {
+    if !require_root() {
+        return;
+    }
+    let w = world("bt-dns").await;
+    let loop_up = Upstream::start(w.sb.host(), ip("127.0.0.1"), LOOP_ANSWER);
+    let resolver = tokio::spawn(
+        w.host
+            .dns_resolver()
+            .upstream_timeout(Duration::from_millis(300))
+            .run(),
+    );
+    let gw1 = sa("10.40.0.1:53");
+    let b_ip = w.host.state().endpoint("net1", "b").unwrap().unwrap();
+    let (b4, b6) = (b_ip.ip().unwrap(), b_ip.ip6().unwrap());
+
+    // A finds B by name and by alias, over UDP and TCP, any case, and as NAME.NETWORK.
+    let (m, _) = until_served(&w.a, gw1, "b").await;
+    assert_eq!(addrs(&m), vec![b4]);
+    assert!(m.authoritative);
+    assert_eq!(m.answers[0].ttl, 600);
+    for (name, tcp) in [("db", false), ("DB.", true), ("b", true), ("b.net1", false)] {
+        let m = ask(&w.a, gw1, name, RecordType::A, tcp).await.unwrap();
+        assert_eq!(addrs(&m), vec![b4], "{name} tcp={tcp}");
+    }
+    let m = ask(&w.a, gw1, "db", RecordType::AAAA, false).await.unwrap();
+    assert_eq!(addrs(&m), vec![b6]);
+    // Over IPv6, to the IPv6 gateway: the querier is found by its IPv6 address.
+    let m = ask(&w.a, sa("[fd40::1]:53"), "b", RecordType::A, true)
+        .await
+        .unwrap();
+    assert_eq!(addrs(&m), vec![b4]);
+    // PTR of B's address.
+    let arpa = Name::from(b4).to_ascii();
+    let m = ask(&w.a, gw1, &arpa, RecordType::PTR, false).await.unwrap();
+    let ptr: Vec<_> = m.answers.iter().map(|r| r.data.clone()).collect();
+    assert_eq!(
+        ptr,
+        vec![RData::PTR(PTR(Name::from_ascii("b.net1.").unwrap()))]
+    );
+
+    // C shares no network with A: not answered from the table, forwarded, NXDOMAIN.
+    let m = ask(&w.a, gw1, "c", RecordType::A, false).await.unwrap();
+    assert_eq!(m.response_code, ResponseCode::NXDomain);
+    assert!(loop_up.asked("c."), "the query for c went upstream");
+    // C has no IPv6: AAAA is NOERROR without answers, from the table.
+    let m = ask(&w.c, sa("10.41.0.1:53"), "c", RecordType::AAAA, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.response_code, m.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+
+    // B detaches: its name stops resolving at once (no retry, no wait).
+    w.host.detach("net1", "b").await.unwrap();
+    let m = ask(&w.a, gw1, "b", RecordType::A, false).await.unwrap();
+    assert_eq!(m.response_code, ResponseCode::NXDomain);
+    let m = ask(&w.a, gw1, "db", RecordType::A, true).await.unwrap();
+    assert_eq!(m.response_code, ResponseCode::NXDomain);
+    // It comes back with a new static address, attached by another Host over the same state
+    // dir (as another process would): A gets the new address at once.
+    let other = Host::builder()
+        .state_dir(w.sb.state_dir())
+        .netns(w.sb.host().clone())
+        .resolv_conf(&w.resolv)
+        .build()
+        .await
+        .unwrap();
+    other
+        .attach(
+            "net1",
+            Endpoint::new("b", w.b.clone())
+                .ip("10.40.0.50".parse().unwrap())
+                .alias("db"),
+        )
+        .await
+        .unwrap();
+    let m = ask(&w.a, gw1, "db", RecordType::A, false).await.unwrap();
+    assert_eq!(addrs(&m), vec![ip("10.40.0.50")]);
+
+    // A network created after the resolver started is served.
+    let mut sb = w.sb;
+    let d = sb.netns("d").await.unwrap();
+    let net3 = Network::bridge("net3").subnet("10.42.0.0/24".parse().unwrap());
+    w.host.create_network(net3).await.unwrap();
+    let t0 = Instant::now();
+    let att = w
+        .host
+        .attach("net3", Endpoint::new("d", d.clone()))
+        .await
+        .unwrap();
+    let (m, _) = until_served(&d, sa("10.42.0.1:53"), "d").await;
+    println!("net3 served {:?} after its first attach", t0.elapsed());
+    assert_eq!(addrs(&m), vec![att.ip().unwrap()]);
+    w.host.detach("net3", "d").await.unwrap();
+    w.host.delete_network("net3").await.unwrap();
+
+    resolver.abort();
+    let _ = resolver.await;
+    w.host.gc::<&str>(&[]).await.unwrap();
+    drop(loop_up);
+    drop(sb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_names_are_forwarded_to_the_right_upstream() {
+    if !require_root() {
+        return;
+    }
+    let w = world("bt-dnsfw").await;
+    let loop_up = Upstream::start(w.sb.host(), ip("127.0.0.1"), LOOP_ANSWER);
+    let out_up = Upstream::start(&w.outside, ip(OUTSIDE), OUT_ANSWER);
+    let resolver = tokio::spawn(
+        w.host
+            .dns_resolver()
+            .upstream_timeout(Duration::from_millis(300))
+            .run(),
+    );
+    let gw1 = sa("10.40.0.1:53");
+    until_served(&w.a, gw1, "a").await;
+
+    // A sets no --dns: the host's resolv.conf, past the resolver's own address and a server
+    // that never answers, to the loopback one (the resolver forwards from the host netns).
+    for tcp in [false, true] {
+        let m = ask(&w.a, gw1, "Outside.Example.", RecordType::A, tcp)
+            .await
+            .unwrap();
+        assert_eq!(addrs(&m), vec![IpAddr::V4(LOOP_ANSWER)], "tcp={tcp}");
+    }
+    assert!(!out_up.asked("outside.example."));
+    // C's --dns is the outside server.
+    let m = ask(
+        &w.c,
+        sa("10.41.0.1:53"),
+        "outside.example",
+        RecordType::A,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(addrs(&m), vec![IpAddr::V4(OUT_ANSWER)]);
+    assert!(out_up.asked("outside.example."));
+    // A truncated upstream reply reaches the client with TC; over TCP the full answer.
+    let m = ask(&w.a, gw1, "big.example", RecordType::A, false)
+        .await
+        .unwrap();
+    assert!(m.truncation && m.answers.is_empty(), "{m:?}");
+    let m = ask(&w.a, gw1, "big.example", RecordType::A, true)
+        .await
+        .unwrap();
+    assert_eq!(addrs(&m), vec![IpAddr::V4(LOOP_ANSWER)]);
+    // No upstream answers (loopback one stopped): SERVFAIL.
+    drop(loop_up);
+    let m = ask(&w.a, gw1, "outside.example", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(m.response_code, ResponseCode::ServFail);
+
+    resolver.abort();
+    let _ = resolver.await;
+    w.host.gc::<&str>(&[]).await.unwrap();
+}
