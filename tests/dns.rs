@@ -420,6 +420,10 @@ async fn other_names_are_forwarded_to_the_right_upstream() {
     .unwrap();
     assert_eq!(addrs(&m), vec![IpAddr::V4(OUT_ANSWER)]);
     assert!(out_up.asked("outside.example."));
+    // C asking net1's gateway keeps its own scope: B is not answered from the table for it.
+    let m = ask(&w.c, gw1, "b", RecordType::A, false).await.unwrap();
+    assert_eq!(m.response_code, ResponseCode::NXDomain);
+    assert!(out_up.asked("b."), "forwarded to C's own upstream");
     // A truncated upstream reply reaches the client with TC; over TCP the full answer.
     let m = ask(&w.a, gw1, "big.example", RecordType::A, false)
         .await

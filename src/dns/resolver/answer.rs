@@ -53,7 +53,7 @@ pub(crate) fn decide(
     }
     Some(match table.upstreams(network, &client, host_servers) {
         Upstream::Servers(s) => Outcome::Forward(s),
-        Upstream::NoneConfigured | Upstream::Internal => {
+        Upstream::NoneConfigured | Upstream::Internal | Upstream::NotServed => {
             Outcome::Reply(reply(query, ResponseCode::Refused))
         }
     })

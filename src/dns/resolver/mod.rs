@@ -18,8 +18,11 @@
 //!
 //! # What it answers
 //! A query that arrives on network N's gateway from source address S comes from the container
-//! whose endpoint on N has address S. Its **scope** is the set of DNS-enabled networks that
-//! container is attached to (just N when S is no container's). In scope, the resolver answers:
+//! whose endpoint on N has address S — or, if none, whose endpoint on another network has it:
+//! a container that asks another network's gateway keeps its own scope, so the resolver never
+//! bridges networks the firewall isolates. Its **scope** is the set of DNS-enabled networks
+//! that container is attached to (just N when S is no container's address: a process of the
+//! host). In scope, the resolver answers:
 //! - **A / AAAA** (and ANY) for container names and their network-scoped aliases, and for
 //!   `NAME.NETWORK`: case-insensitive, with or without the trailing dot; every matching
 //!   address; a known name without an address of the asked family (or asked for another type)
@@ -44,7 +47,8 @@
 //! - no upstream configured (or only the resolver's own addresses): **REFUSED**, so the
 //!   client's stub resolver moves on to its next nameserver at once;
 //! - every network in scope is `internal`: **REFUSED** too — nothing leaves the host from an
-//!   internal network, not even a DNS query (as Docker).
+//!   internal network, not even a DNS query (as Docker);
+//! - the querier is a container on no DNS-enabled network: **REFUSED**.
 //!
 //! # Following changes
 //! The resolver reads only the state dir, so changes made by any process are seen. An inotify

@@ -61,12 +61,16 @@ pub(crate) enum Upstream {
     NoneConfigured,
     /// Every network in scope is internal: nothing leaves the host (Docker does the same).
     Internal,
+    /// The querier is a container on no DNS-enabled network: not a client of the resolver.
+    NotServed,
 }
 
 /// Every DNS-enabled network with its endpoints, and each container's `--dns`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NameTable {
     nets: BTreeMap<String, Net>,
+    /// The container of every endpoint address, on every network (DNS-enabled or not).
+    owners: HashMap<IpAddr, String>,
     dns_of: HashMap<String, Vec<IpAddr>>,
 }
 
@@ -77,7 +81,8 @@ pub(crate) fn normalize(name: &str) -> String {
 
 impl NameTable {
     /// Builds the table from records: networks (only DNS-enabled ones are kept), attachments
-    /// (those of other networks are ignored) and sandbox records (for `--dns`).
+    /// (on every network: those of other networks only say whose an address is) and sandbox
+    /// records (for `--dns`).
     pub(crate) fn from_records(
         networks: &[NetworkInfo],
         attachments: &[Attachment],
@@ -96,7 +101,11 @@ impl NameTable {
                 (n.name.clone(), net)
             })
             .collect();
+        let mut owners = HashMap::new();
         for a in attachments {
+            for ip in a.ip().into_iter().chain(a.ip6()) {
+                owners.insert(ip, a.container.clone());
+            }
             let Some(net) = nets.get_mut(&a.network) else {
                 continue;
             };
@@ -119,14 +128,18 @@ impl NameTable {
             .filter(|s| !s.names.dns.is_empty())
             .map(|s| (s.container.clone(), s.names.dns.clone()))
             .collect();
-        NameTable { nets, dns_of }
+        NameTable {
+            nets,
+            owners,
+            dns_of,
+        }
     }
 
     /// Reads every record of `state` (networks, their endpoints, sandboxes) into a table.
     pub(crate) fn load(state: &StateDir) -> Result<Self> {
         let networks = state.networks()?;
         let mut attachments = Vec::new();
-        for n in networks.iter().filter(|n| n.dns_enabled) {
+        for n in &networks {
             attachments.extend(state.endpoints(&n.name)?);
         }
         let sandboxes = state.sandboxes()?;
@@ -146,14 +159,17 @@ impl NameTable {
         self.nets.values().any(|n| n.gateways.contains(&ip))
     }
 
-    /// The client behind a query that arrived on `network`'s gateway from `src`.
+    /// The client behind a query that arrived on `network`'s gateway from `src`: the container
+    /// with that address on `network`, else on any other network (a container asking another
+    /// network's gateway gets its own scope, not that network's).
     pub(crate) fn client(&self, network: &str, src: IpAddr) -> Client {
-        let container = self.nets.get(network).and_then(|n| {
+        let on_net = self.nets.get(network).and_then(|n| {
             n.entries
                 .iter()
                 .find(|e| e.v4.map(IpAddr::V4) == Some(src) || e.v6.map(IpAddr::V6) == Some(src))
                 .map(|e| e.container.clone())
         });
+        let container = on_net.or_else(|| self.owners.get(&src).cloned());
         let scope = match &container {
             Some(c) => self
                 .nets
@@ -223,6 +239,9 @@ impl NameTable {
         client: &Client,
         host: impl FnOnce() -> Vec<IpAddr>,
     ) -> Upstream {
+        if client.scope.is_empty() {
+            return Upstream::NotServed;
+        }
         let internal = |net: &String| self.nets.get(net).is_none_or(|n| n.internal);
         if client.scope.iter().all(internal) {
             return Upstream::Internal;
@@ -369,9 +388,25 @@ pub(crate) mod tests {
         assert_eq!(a.container.as_deref(), Some("a"));
         assert_eq!(a.scope, scope(&["net1", "net2"]));
         assert_eq!(t.client("net2", ip("10.2.0.2")).scope, scope(&["net2"]));
-        // An address of another network, or an unknown one: the query's network alone.
-        let x = t.client("net2", ip("10.1.0.3"));
+        // A container asking another network's gateway keeps its own scope.
+        let b = t.client("net2", ip("10.1.0.3"));
+        assert_eq!(
+            (b.container.as_deref(), b.scope),
+            (Some("b"), scope(&["net1"]))
+        );
+        // An unknown address: the query's network alone.
+        let x = t.client("net2", ip("10.2.0.99"));
         assert_eq!((x.container, x.scope), (None, scope(&["net2"])));
+        // A container on no DNS-enabled network: no scope, and nothing is forwarded for it.
+        let d = t.client("net1", ip("10.3.0.2"));
+        assert_eq!(
+            (d.container.as_deref(), d.scope.is_empty()),
+            (Some("d"), true)
+        );
+        assert_eq!(
+            t.upstreams("net1", &d, || vec![ip("192.0.2.1")]),
+            Upstream::NotServed
+        );
     }
 
     #[test]
