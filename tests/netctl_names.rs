@@ -13,7 +13,7 @@ async fn connect_flags_files_and_modes() {
         return;
     }
     let mut sb = Sandbox::new("bt-nnames").await.unwrap();
-    for role in ["c1", "c2"] {
+    for role in ["c1", "c2", "c3"] {
         sb.netns(role).await.unwrap();
     }
     let n = Netctl::new(&sb);
@@ -93,6 +93,13 @@ async fn connect_flags_files_and_modes() {
         std::fs::read_to_string(hdir.join("hostname")).unwrap(),
         "hostmode\n"
     );
+
+    // The predefined `none` network: made on first use; only `lo`, up.
+    let none = n.connect(&sb, "none", "c3", &[]);
+    assert!(none["ipv4"].is_null(), "{none}");
+    let links = ip(&ns_name(&sb, "c3"), &["-o", "link", "show"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo:") && links.contains("UP"), "{links}");
 
     // Bad input: one clear error line, nothing changed.
     let e = n.error(&["connect", "--add-host", "nocolon", "web", "c9"]);

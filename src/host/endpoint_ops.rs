@@ -37,10 +37,7 @@ impl Host {
     pub async fn attach(&self, network: impl AsRef<str>, ep: EndpointSpec) -> Result<Attachment> {
         let network = network.as_ref();
         ep.validate()?;
-        if network == crate::daemon_config::DEFAULT_BRIDGE && self.state.network(network)?.is_none()
-        {
-            self.ensure_default_bridge().await?;
-        }
+        self.ensure_predefined(network).await?;
         let _lock = self.state.lock().await?;
         let net = self
             .state
