@@ -42,8 +42,8 @@ use std::str::FromStr;
 
 use berth::host::GcReport;
 use berth::{
-    Attachment, DriverOptions, Endpoint, Host, MacAddr, Netns, Network, NetworkInfo, NetworkSpec,
-    PortRequest, RouteSpec,
+    Attachment, DaemonConfig, DriverOptions, Endpoint, ExposedPort, ExtraHost, Host, Link, MacAddr,
+    NameOptions, Netns, Network, NetworkInfo, NetworkSpec, PortRequest, RouteSpec,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -68,7 +68,8 @@ struct Cli {
     /// Where berth keeps its records.
     #[arg(long, global = true, default_value = "/var/lib/berth")]
     state_dir: PathBuf,
-    /// Settings of the predefined `bridge` network, daemon.json style (not supported yet).
+    /// Settings of the predefined `bridge` network, Docker's daemon.json (bip, fixed-cidr,
+    /// mtu, dns, icc, ip-masq, ipv6, default-address-pools …).
     #[arg(long, global = true, value_name = "FILE")]
     daemon_config: Option<PathBuf>,
     #[command(subcommand)]
@@ -81,7 +82,7 @@ enum Command {
     #[command(subcommand)]
     Network(NetworkCmd),
     /// Attach a container's netns to a network; prints the attachment as JSON.
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Detach a container from a network.
     Disconnect { network: String, container: String },
     /// Exit 0 when everything `connect` made is still in place, else list what is missing.
@@ -91,9 +92,11 @@ enum Command {
     Gc { containers: Vec<String> },
     /// Put back every nf_tables object berth recorded (after a ruleset flush).
     Reapply,
-    /// Write hosts, resolv.conf and hostname for a container (not supported yet).
+    /// Write hosts, resolv.conf and hostname for a container into DIR (rewritten there when
+    /// they change).
     Files { container: String, dir: PathBuf },
-    /// Run the embedded DNS resolver (not supported yet).
+    /// Run the embedded DNS resolver for every DNS-enabled network, in the foreground, until
+    /// SIGINT/SIGTERM.
     ServeDns,
 }
 
@@ -187,35 +190,42 @@ struct ConnectArgs {
     /// Interface name inside the container (default eth0).
     #[arg(long, value_name = "NAME")]
     ifname: Option<String>,
-    /// DNS alias (not supported yet).
+    /// Network-scoped DNS alias (repeatable).
     #[arg(long, value_name = "NAME")]
     alias: Vec<String>,
     /// Publish ports: [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp|sctp]; IPv6 host addresses
     /// in brackets. No HOSTPORT: a free one is picked (and reported).
     #[arg(short, long, value_name = "SPEC")]
     publish: Vec<String>,
-    /// Container hostname (not supported yet).
+    /// Container hostname.
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
-    /// DNS server (not supported yet).
+    /// DNS server (repeatable).
     #[arg(long, value_name = "IP")]
     dns: Vec<String>,
-    /// DNS search domain (not supported yet).
+    /// DNS search domain (repeatable; `.` for none).
     #[arg(long, value_name = "DOMAIN")]
     dns_search: Vec<String>,
-    /// Extra hosts entry (not supported yet).
+    /// Resolver option (repeatable), e.g. ndots:2.
+    #[arg(long, value_name = "OPT")]
+    dns_option: Vec<String>,
+    /// Extra hosts entry (repeatable); IP may be host-gateway.
     #[arg(long, value_name = "NAME:IP")]
     add_host: Vec<String>,
-    /// Legacy link (not supported yet).
+    /// Legacy link (repeatable): its name in /etc/hosts; on an ICC-off network, access to its
+    /// exposed ports.
     #[arg(long, value_name = "CONTAINER[:ALIAS]")]
     link: Vec<String>,
+    /// Expose a port without publishing it (repeatable), for linked containers.
+    #[arg(long, value_name = "PORT[/PROTO]")]
+    expose: Vec<String>,
     /// Default-gateway priority (not supported yet).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     gw_priority: Option<i64>,
     /// Extra route (not supported yet).
     #[arg(long, value_name = "DST[,via=GW][,metric=M]")]
     route: Vec<String>,
-    /// The network.
+    /// The network; `host` for the host's netns, `container:OTHER` to share OTHER's sandbox.
     network: String,
     /// The container id.
     container: String,
@@ -240,14 +250,6 @@ impl From<berth::Error> for Failure {
 
 fn not_yet(what: impl std::fmt::Display) -> Failure {
     Failure::Msg(format!("{what} is not supported yet"))
-}
-
-/// Fails on the first flag of `flags` that was given.
-fn refuse_unsupported(flags: &[(&str, bool)]) -> Result<(), Failure> {
-    match flags.iter().find(|(_, given)| *given) {
-        Some((flag, _)) => Err(not_yet(flag)),
-        None => Ok(()),
-    }
 }
 
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> Failure {
@@ -298,8 +300,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    refuse_unsupported(&[("--daemon-config", cli.daemon_config.is_some())])?;
+    let daemon = cli
+        .daemon_config
+        .as_deref()
+        .map(DaemonConfig::load)
+        .transpose()?;
     let dir = &cli.state_dir;
+    let open_host = |dir: &Path| open_host(dir.to_path_buf(), daemon.clone());
     // Flags are parsed and checked before the host is opened.
     match cli.command {
         Command::Network(NetworkCmd::Create(a)) => {
@@ -334,9 +341,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let endpoints = host.endpoints(&name).await?;
             println!("{}", network_json(&net, &endpoints));
         }
+        Command::Connect(a) if a.network == "host" => {
+            let names = name_options(&a)?;
+            let host = open_host(dir).await?;
+            host.use_host_netns(&a.container, names).await?;
+            println!(
+                "{}",
+                json!({"network": "host", "container": a.container, "netns": Value::Null})
+            );
+        }
+        Command::Connect(a) if a.network.starts_with("container:") => {
+            let owner = &a.network["container:".len()..];
+            let host = open_host(dir).await?;
+            host.share_sandbox(&a.container, owner).await?;
+            let netns = host.sandbox_netns(&a.container).await?;
+            println!(
+                "{}",
+                json!({
+                    "network": a.network,
+                    "container": a.container,
+                    "netns": opt_str(netns.as_ref().map(|p| p.display())),
+                })
+            );
+        }
         Command::Connect(a) => {
             let network = a.network.clone();
-            let ep = endpoint_spec(a)?;
+            let ep = endpoint_spec(*a)?;
             let att = open_host(dir).await?.attach(&network, ep).await?;
             println!("{}", attachment_json(&att));
         }
@@ -354,20 +384,53 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", gc_json(&report));
         }
         Command::Reapply => open_host(dir).await?.reapply().await?,
-        Command::Files { .. } => return Err(not_yet("netctl files")),
+        Command::Files {
+            container,
+            dir: out,
+        } => {
+            open_host(dir).await?.write_files(&container, &out).await?;
+        }
         Command::ServeDns => return Err(not_yet("netctl serve-dns")),
     }
     Ok(())
 }
 
 /// The host is the netns netctl runs in.
-async fn open_host(state_dir: &Path) -> Result<Host, Failure> {
-    let host = Host::builder()
+async fn open_host(state_dir: PathBuf, daemon: Option<DaemonConfig>) -> Result<Host, Failure> {
+    let mut b = Host::builder()
         .state_dir(state_dir)
-        .netns(Netns::current()?)
-        .build()
-        .await?;
-    Ok(host)
+        .netns(Netns::current()?);
+    if let Some(cfg) = daemon {
+        b = b.daemon_config(cfg);
+    }
+    Ok(b.build().await?)
+}
+
+/// `--hostname --dns --dns-search --dns-option --add-host --link` → [`NameOptions`].
+fn name_options(a: &ConnectArgs) -> Result<NameOptions, Failure> {
+    let names = NameOptions {
+        hostname: a.hostname.clone(),
+        domainname: None,
+        dns: a
+            .dns
+            .iter()
+            .map(|s| parse_ip("dns server", s))
+            .collect::<Result<_, _>>()?,
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
+        extra_hosts: a
+            .add_host
+            .iter()
+            .map(|s| ExtraHost::from_str(s))
+            .collect::<Result<_, _>>()?,
+        links: a
+            .link
+            .iter()
+            .map(|s| Link::from_str(s))
+            .collect::<Result<_, _>>()?,
+    };
+    names.validate()?;
+    Ok(names)
 }
 
 /// `network create` flags → [`NetworkSpec`].
@@ -452,18 +515,12 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
 
 /// `connect` flags → [`berth::EndpointSpec`].
 fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
-    refuse_unsupported(&[
-        ("--alias", !a.alias.is_empty()),
-        ("--hostname", a.hostname.is_some()),
-        ("--dns", !a.dns.is_empty()),
-        ("--dns-search", !a.dns_search.is_empty()),
-        ("--add-host", !a.add_host.is_empty()),
-        ("--link", !a.link.is_empty()),
-        (
-            "sharing a netns (container:OTHER)",
-            a.network.starts_with("container:"),
-        ),
-    ])?;
+    let names = name_options(&a)?;
+    let exposed = a
+        .expose
+        .iter()
+        .map(|s| ExposedPort::from_str(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let ip =
         a.ip.as_deref()
             .map(|s| parse_ipv4("ip address", s))
@@ -516,7 +573,13 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     if let Some(p) = gw_priority {
         ep = ep.gw_priority(p);
     }
-    Ok(ep)
+    for alias in a.alias {
+        ep = ep.alias(alias);
+    }
+    for p in exposed {
+        ep = ep.expose(p);
+    }
+    Ok(ep.names(names))
 }
 
 /// A CIDR (`--subnet`, `--ip-range`), IPv4 or IPv6; host bits are checked by the library.

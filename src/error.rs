@@ -140,6 +140,22 @@ pub enum Error {
         /// The container.
         container: String,
     },
+    /// A configuration file (daemon.json) could not be read as one.
+    #[error("invalid {what}: {reason}")]
+    Config {
+        /// Which file.
+        what: String,
+        /// What was wrong, as the parser says it.
+        reason: String,
+    },
+    /// berth knows nothing of this container: no attachment and no sandbox record.
+    #[error(
+        "container {container} has no sandbox: attach it to a network first (or use host mode)"
+    )]
+    SandboxNotFound {
+        /// The container.
+        container: String,
+    },
     /// The host address/port/protocol is already published.
     #[error(
         "{proto} port {host_ip}:{host_port} is already published by container {container} on network {network}"

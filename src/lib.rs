@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod daemon_config;
 pub mod dns;
 pub mod driver;
 pub mod endpoint;
@@ -56,6 +57,7 @@ pub mod sandbox;
 pub mod state;
 pub mod sysctl;
 
+pub use daemon_config::DaemonConfig;
 pub use endpoint::{Attachment, Endpoint, EndpointSpec};
 pub use error::{Error, Result};
 pub use firewall::{Firewall, NftFirewall, NoFirewall};

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use berth::sandbox::Sandbox;
-use berth::{Endpoint, Host, Netns, Network, SandboxRecord};
+use berth::{Endpoint, Host, Netns, Network};
 use common::*;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
@@ -253,14 +253,13 @@ async fn world(label: &str) -> World {
     host.attach("net2", Endpoint::new("c", c.clone()).dns(out_up))
         .await
         .unwrap();
-    // The sandbox record that carries `--dns` (written here too, in case attach did not).
-    let mut rec = host
+    // Attach recorded `--dns` in C's sandbox record: that is where the resolver reads it.
+    let rec = host
         .state()
         .sandbox("c")
         .unwrap()
-        .unwrap_or_else(|| SandboxRecord::new("c"));
-    rec.names.dns = vec![out_up];
-    host.state().put_sandbox(&rec).unwrap();
+        .expect("sandbox record of c");
+    assert_eq!(rec.names.dns, vec![out_up]);
     World {
         sb,
         host,

@@ -37,6 +37,7 @@ impl Host {
     pub async fn attach(&self, network: impl AsRef<str>, ep: EndpointSpec) -> Result<Attachment> {
         let network = network.as_ref();
         ep.validate()?;
+        self.ensure_predefined(network).await?;
         let _lock = self.state.lock().await?;
         let net = self
             .state
@@ -70,6 +71,15 @@ impl Host {
                 what: "static addresses",
             });
         }
+        if let Some(rec) = self.state.sandbox(&ep.container)?
+            && rec.mode != crate::names::SandboxMode::Own
+        {
+            return Err(Error::invalid(
+                "container",
+                &ep.container,
+                "it uses another sandbox (host or container mode)",
+            ));
+        }
         let ports = self.resolve_ports(&net, &ep.ports).await?;
 
         let mut journal = Journal::default();
@@ -79,6 +89,7 @@ impl Host {
                 if let Err(e) = self.sync_default_routes(&att.container).await {
                     tracing::warn!(target: "berth::host", container = %att.container, error = %e, "default route not re-elected");
                 }
+                self.refresh_files(&att.container);
                 tracing::info!(target: "berth::host", network, container = %att.container, ip = ?att.ipv4, "attached");
                 Ok(att)
             }
@@ -174,6 +185,11 @@ impl Host {
             network: net.name.clone(),
             container: att.container.clone(),
         });
+        let prev = self.record_sandbox(ep, &att)?;
+        journal.push(Undo::SandboxRecord {
+            container: att.container.clone(),
+            prev: prev.map(Box::new),
+        });
         self.after(Step::PersistEndpoint)?;
         Ok(att)
     }
@@ -230,6 +246,7 @@ impl Host {
             if let Err(e) = self.sync_default_routes(container).await {
                 tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
             }
+            self.refresh_files(container);
             tracing::info!(target: "berth::host", network, container, "detached");
             Ok(())
         } else {

@@ -20,6 +20,8 @@ pub struct GcReport {
     pub links_removed: Vec<String>,
     /// Address pools of networks that have no record (dead network creates).
     pub pools_removed: Vec<String>,
+    /// Sandbox records (name settings, host/container mode) of containers that are gone.
+    pub sandboxes_removed: Vec<String>,
     /// Temporary files of writers killed mid-write.
     pub tmp_files_removed: usize,
 }
@@ -95,6 +97,12 @@ impl Host {
         for bridge in self.firewall.gc(&nets, &eps).await? {
             if self.nl.delete_link(&bridge).await? {
                 report.links_removed.push(bridge);
+            }
+        }
+        for rec in self.state.sandboxes()? {
+            if !keep.contains(&rec.container) {
+                self.state.remove_sandbox(&rec.container)?;
+                report.sandboxes_removed.push(rec.container);
             }
         }
         report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());

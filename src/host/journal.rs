@@ -3,6 +3,7 @@
 use crate::endpoint::Attachment;
 use crate::error::Error;
 use crate::firewall::{EndpointRules, NetworkRules};
+use crate::names::SandboxRecord;
 use crate::network::NetworkInfo;
 
 use super::Host;
@@ -11,13 +12,24 @@ use super::Host;
 #[derive(Debug)]
 pub(super) enum Undo {
     IpamPool(String),
-    IpamAddress { network: String, container: String },
+    IpamAddress {
+        network: String,
+        container: String,
+    },
     DriverNetwork(Box<NetworkInfo>),
     DriverEndpoint(Box<(NetworkInfo, Attachment)>),
     FirewallNetwork(NetworkRules),
     FirewallEndpoint(NetworkRules, EndpointRules),
     NetworkRecord(String),
-    EndpointRecord { network: String, container: String },
+    EndpointRecord {
+        network: String,
+        container: String,
+    },
+    /// The sandbox record as it was before (none: remove it).
+    SandboxRecord {
+        container: String,
+        prev: Option<Box<SandboxRecord>>,
+    },
 }
 
 /// Finished steps, in order.
@@ -62,6 +74,10 @@ impl Host {
                 Undo::EndpointRecord { network, container } => {
                     self.state.remove_endpoint(network, container)
                 }
+                Undo::SandboxRecord { container, prev } => match prev {
+                    Some(p) => self.state.put_sandbox(p),
+                    None => self.state.remove_sandbox(container),
+                },
             };
             if let Err(e) = r {
                 tracing::error!(target: "berth::host", ?undo, error = %e, "rollback step failed");

@@ -5,7 +5,9 @@
 //! Concurrency: every mutating operation holds the state dir's exclusive `flock` (see
 //! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
 
+mod default_bridge;
 mod endpoint_ops;
+mod files_ops;
 mod firewall_ops;
 mod gc;
 mod journal;
@@ -20,6 +22,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::daemon_config::DaemonConfig;
 use crate::driver::DriverContext;
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NftFirewall};
@@ -79,6 +82,8 @@ pub struct HostBuilder {
     pools4: Option<Vec<AddressPool>>,
     pools6: Option<Vec<AddressPool>>,
     resolv_conf: Option<PathBuf>,
+    hosts_file: Option<PathBuf>,
+    daemon: Option<DaemonConfig>,
     fault: Option<FaultHook>,
 }
 
@@ -131,10 +136,26 @@ impl HostBuilder {
         self
     }
 
-    /// The host's resolv.conf, whose nameservers automatic subnets avoid (default
-    /// `/etc/resolv.conf`).
+    /// The host's resolv.conf (default `/etc/resolv.conf`): automatic subnets avoid its
+    /// nameservers, containers' resolv.conf derive from it, and the embedded resolver forwards
+    /// to its nameservers.
     pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
         self.resolv_conf = Some(path.into());
+        self
+    }
+
+    /// The host's hosts file, which host-mode containers get (default `/etc/hosts`).
+    pub fn hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hosts_file = Some(path.into());
+        self
+    }
+
+    /// Docker's daemon.json settings: the predefined `bridge` network is created (or
+    /// re-created, when no container is on it) to match when the host is built, and
+    /// `default-address-pools` become the IPv4 pools unless [`HostBuilder::address_pools`]
+    /// names others.
+    pub fn daemon_config(mut self, cfg: DaemonConfig) -> Self {
+        self.daemon = Some(cfg);
         self
     }
 
@@ -154,9 +175,15 @@ impl HostBuilder {
         let firewall = self
             .firewall
             .unwrap_or_else(|| Arc::new(NftFirewall::new(netns.clone())));
+        let pools4 = self.pools4.or_else(|| {
+            self.daemon
+                .as_ref()
+                .filter(|d| !d.default_address_pools.is_empty())
+                .map(|d| d.default_address_pools.clone())
+        });
         let ipam = self.ipam.unwrap_or_else(|| {
             let mut f = FileIpam::new(state.root().join("ipam"));
-            if let Some(p) = self.pools4 {
+            if let Some(p) = pools4 {
                 f = f.with_ipv4_pools(p);
             }
             if let Some(p) = self.pools6 {
@@ -167,15 +194,21 @@ impl HostBuilder {
         let resolv_conf = self
             .resolv_conf
             .unwrap_or_else(|| "/etc/resolv.conf".into());
-        Ok(Host {
+        let host = Host {
             state,
             netns,
             nl,
             firewall,
             ipam,
             resolv_conf,
+            hosts_file: self.hosts_file.unwrap_or_else(|| "/etc/hosts".into()),
+            daemon: self.daemon,
             fault: self.fault,
-        })
+        };
+        if host.daemon.is_some() {
+            host.ensure_default_bridge().await?;
+        }
+        Ok(host)
     }
 }
 
@@ -187,6 +220,8 @@ pub struct Host {
     firewall: Arc<dyn Firewall>,
     ipam: Arc<dyn Ipam>,
     resolv_conf: PathBuf,
+    hosts_file: PathBuf,
+    daemon: Option<DaemonConfig>,
     fault: Option<FaultHook>,
 }
 

@@ -11,26 +11,18 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::debug;
 
 use super::sockets::HostSockets;
+use crate::dns::resolv::ResolvConf;
 
 /// Default time one upstream server gets to answer before the next is tried.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The `nameserver` addresses of a resolv.conf, in order. Link-local IPv6 servers with a zone
-/// (`fe80::1%eth0`) are skipped. A missing or unreadable file has none.
+/// The `nameserver` addresses of a resolv.conf, in order (parsed by [`ResolvConf::parse`]:
+/// link-local IPv6 servers with a zone, `fe80::1%eth0`, are skipped). A missing or unreadable
+/// file has none.
 pub(crate) fn nameservers(path: &Path) -> Vec<IpAddr> {
     std::fs::read_to_string(path)
-        .map(|t| parse_nameservers(&t))
+        .map(|t| ResolvConf::parse(&t).nameservers)
         .unwrap_or_default()
-}
-
-fn parse_nameservers(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next()? == "nameserver").then_some(())?;
-            words.next()?.parse().ok()
-        })
-        .collect()
 }
 
 /// Whether `reply` answers `query`: a response with its id and question.
@@ -121,10 +113,16 @@ mod tests {
 
     #[test]
     fn resolv_conf_nameservers() {
-        let t = "# comment\nnameserver 127.0.0.53\nsearch example.com\n nameserver  ::1 \n\
-                 nameserver fe80::1%eth0\nnameserver\nnameserverx 1.2.3.4\noptions ndots:2\n";
+        let path = std::env::temp_dir().join(format!("berth-resolv-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nnameserver 127.0.0.53\nsearch example.com\n nameserver  ::1 \n\
+             nameserver fe80::1%eth0\nnameserver\noptions ndots:2\n",
+        )
+        .unwrap();
         let ips: Vec<IpAddr> = vec!["127.0.0.53".parse().unwrap(), "::1".parse().unwrap()];
-        assert_eq!(parse_nameservers(t), ips);
+        assert_eq!(nameservers(&path), ips);
+        std::fs::remove_file(&path).unwrap();
         assert!(nameservers(Path::new("/nonexistent/resolv.conf")).is_empty());
     }
 

@@ -1,0 +1,265 @@
+//! A container's name-resolution files (hosts, resolv.conf, hostname) from what berth
+//! recorded, following links and shared sandboxes; host and container modes; the default bridge
+//! from a daemon.json — read back from the files and the kernel, in sandbox namespaces.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use berth::sandbox::Sandbox;
+use berth::{
+    DaemonConfig, Endpoint, Error, ExtraHost, Host, HostAddr, Link, NameOptions, Network,
+    SandboxMode,
+};
+use common::*;
+
+const HOST_RESOLV: &str = "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch corp.example\n";
+const HOST_HOSTS: &str = "127.0.0.1\tlocalhost\n192.0.2.7\tbuildbox\n";
+
+/// A host over the sandbox whose resolv.conf and hosts files are test files.
+async fn host_with_files(sb: &Sandbox, daemon: Option<DaemonConfig>) -> Host {
+    let resolv = sb.state_dir().join("host-resolv.conf");
+    let hosts = sb.state_dir().join("host-hosts");
+    std::fs::write(&resolv, HOST_RESOLV).unwrap();
+    std::fs::write(&hosts, HOST_HOSTS).unwrap();
+    let mut b = Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .resolv_conf(resolv)
+        .hosts_file(hosts);
+    if let Some(cfg) = daemon {
+        b = b.daemon_config(cfg);
+    }
+    b.build().await.expect("host")
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+fn ipa(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_say_who_is_who_and_follow_a_linked_container() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = Sandbox::new("bt-files").await.unwrap();
+    let host = host_with_files(&sb, None).await;
+    let (a, b) = (sb.netns("a").await.unwrap(), sb.netns("b").await.unwrap());
+    let web = Network::bridge("web").subnet("10.30.0.0/24".parse().unwrap());
+    let web = host.create_network(web).await.unwrap();
+    host.attach(
+        &web,
+        Endpoint::new("b", b.clone()).ip("10.30.0.20".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let ep = Endpoint::new("a", a.clone())
+        .hostname("api")
+        .domainname("corp.example")
+        .add_host(ExtraHost::new("db", HostAddr::Ip(ipa("192.0.2.10"))))
+        .add_host(ExtraHost::new("host.internal", HostAddr::HostGateway))
+        .link(Link::new("b").alias("cache"))
+        .dns_search("svc.example");
+    let att = host.attach(&web, ep).await.unwrap();
+    let dir = sb.state_dir().join("etc-a");
+    host.write_files("a", &dir).await.unwrap();
+
+    let hosts = read(&dir, "hosts");
+    let me = att.ip().unwrap();
+    for line in [
+        "127.0.0.1\tlocalhost".to_string(),
+        "::1\tlocalhost ip6-localhost ip6-loopback".into(),
+        "192.0.2.10\tdb".into(),
+        "10.30.0.1\thost.internal".into(),
+        "10.30.0.20\tcache b".into(),
+        format!("{me}\tapi.corp.example api"),
+    ] {
+        assert!(hosts.lines().any(|l| l == line), "{line:?} in:\n{hosts}");
+    }
+    let resolv = read(&dir, "resolv.conf");
+    assert!(
+        resolv.contains("nameserver 10.30.0.1\n") && !resolv.contains("192.0.2.53"),
+        "the embedded resolver's address, not the host's servers: {resolv}"
+    );
+    assert!(resolv.contains("search svc.example\n"), "{resolv}");
+    assert!(resolv.contains("options ndots:0\n"), "{resolv}");
+    assert_eq!(read(&dir, "hostname"), "api\n");
+
+    // The linked container re-attaches with a new address: a's hosts file follows.
+    host.detach(&web, "b").await.unwrap();
+    assert!(
+        !read(&dir, "hosts").contains("cache"),
+        "a detached link target has no line"
+    );
+    host.attach(
+        &web,
+        Endpoint::new("b", b.clone()).ip("10.30.0.77".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let hosts = read(&dir, "hosts");
+    assert!(
+        hosts.lines().any(|l| l == "10.30.0.77\tcache b"),
+        "rewritten with the new address:\n{hosts}"
+    );
+    assert_eq!(host.sandbox_files("a").await.unwrap().hosts, hosts);
+
+    // gc forgets the sandboxes of containers that are gone.
+    let report = host.gc(&["b"]).await.unwrap();
+    assert_eq!(report.sandboxes_removed, vec!["a".to_string()]);
+    assert!(host.sandbox("a").await.unwrap().is_none());
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&web).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mode_and_container_mode() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = Sandbox::new("bt-modes").await.unwrap();
+    let host = host_with_files(&sb, None).await;
+    let owner = sb.netns("owner").await.unwrap();
+    let net = Network::bridge("pod").subnet("10.31.0.0/24".parse().unwrap());
+    let net = host.create_network(net).await.unwrap();
+
+    // Host mode: the host's files, the container's hostname and extra hosts; nothing created.
+    let links_before = link_names(sb.host()).await;
+    let names = NameOptions {
+        hostname: Some("hm".into()),
+        extra_hosts: vec![ExtraHost::new("db", HostAddr::Ip(ipa("192.0.2.10")))],
+        ..Default::default()
+    };
+    let rec = host.use_host_netns("hm", names).await.unwrap();
+    assert_eq!(rec.mode, SandboxMode::Host);
+    assert_eq!(link_names(sb.host()).await, links_before);
+    let f = host.sandbox_files("hm").await.unwrap();
+    assert_eq!(f.hosts, format!("{HOST_HOSTS}192.0.2.10\tdb\n"));
+    assert!(
+        f.resolv_conf.contains("nameserver 127.0.0.53\n"),
+        "host mode keeps loopback"
+    );
+    assert_eq!(f.hostname, "hm\n");
+    assert!(host.sandbox_netns("hm").await.unwrap().is_none());
+    // A host-mode container cannot also be attached: refused, nothing changes.
+    let other = sb.netns("other").await.unwrap();
+    let e = host
+        .attach(&net, Endpoint::new("hm", other.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidValue { .. }), "{e}");
+    assert!(host.endpoints(&net).await.unwrap().is_empty());
+
+    // Container mode: files and netns are the owner's, and follow the owner's changes.
+    assert!(matches!(
+        host.share_sandbox("side", "nobody").await.unwrap_err(),
+        Error::SandboxNotFound { .. }
+    ));
+    host.attach(&net, Endpoint::new("owner", owner.clone()).hostname("ownr"))
+        .await
+        .unwrap();
+    host.share_sandbox("side", "owner").await.unwrap();
+    assert_eq!(
+        host.sandbox_netns("side").await.unwrap(),
+        Some(sb.netns_path("owner"))
+    );
+    let dir = sb.state_dir().join("etc-side");
+    let side = host.write_files("side", &dir).await.unwrap();
+    assert_eq!(side, host.sandbox_files("owner").await.unwrap());
+    assert_eq!(read(&dir, "hostname"), "ownr\n");
+    let net2 = Network::bridge("pod2").subnet("10.32.0.0/24".parse().unwrap());
+    let net2 = host.create_network(net2).await.unwrap();
+    let att2 = host
+        .attach(&net2, Endpoint::new("owner", owner.clone()).ifname("eth1"))
+        .await
+        .unwrap();
+    let hosts = read(&dir, "hosts");
+    assert!(
+        hosts.contains(&format!("{}\townr", att2.ip().unwrap())),
+        "the sharer's files follow the owner's new network:\n{hosts}"
+    );
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&net).await.unwrap();
+    host.delete_network(&net2).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_bridge_is_made_from_daemon_json() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = Sandbox::new("bt-djson").await.unwrap();
+    let cfg = DaemonConfig::from_json(
+        r#"{
+            "bip": "10.123.0.1/24",
+            "fixed-cidr": "10.123.0.128/25",
+            "mtu": 1400,
+            "dns": ["192.0.2.53", "192.0.2.54"],
+            "log-level": "info"
+        }"#,
+    )
+    .unwrap();
+    let host = host_with_files(&sb, Some(cfg.clone())).await;
+    let bridge = host.network("bridge").await.unwrap();
+    assert!(
+        !bridge.dns_enabled,
+        "no embedded resolver on the default bridge"
+    );
+    let dev = bridge.device.clone().unwrap();
+    let sbh = sb.host_name().to_string();
+    let addr = ip(&sbh, &["-o", "-4", "addr", "show", "dev", &dev]);
+    assert!(
+        addr.contains("inet 10.123.0.1/24"),
+        "bip on the bridge: {addr}"
+    );
+    let link = ip(&sbh, &["link", "show", "dev", &dev]);
+    assert!(link.contains("mtu 1400"), "{link}");
+
+    let c = sb.netns("c").await.unwrap();
+    let att = host
+        .attach("bridge", Endpoint::new("c", c.clone()))
+        .await
+        .unwrap();
+    let v4 = att.ipv4.unwrap();
+    assert!(
+        "10.123.0.128/25"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&v4.addr()),
+        "from fixed-cidr: {v4}"
+    );
+    assert_eq!(v4.prefix_len(), 24);
+    assert_eq!(att.gateway, Some("10.123.0.1".parse().unwrap()));
+    let cn = ns_name(&sb, "c");
+    assert!(ip(&cn, &["link", "show", "dev", "eth0"]).contains("mtu 1400"));
+    assert!(ip(&cn, &["route", "show", "default"]).contains("via 10.123.0.1"));
+    let f = host.sandbox_files("c").await.unwrap();
+    assert_eq!(
+        f.resolv_conf,
+        "# Generated by berth.\nnameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch corp.example\n"
+    );
+
+    // The same config again changes nothing; another one while a container is on the bridge
+    // is refused, and once it is empty the bridge is re-made.
+    let again = host_with_files(&sb, Some(cfg)).await;
+    assert_eq!(again.network("bridge").await.unwrap().id, bridge.id);
+    let other = DaemonConfig::from_json(r#"{"bip": "10.124.0.1/24"}"#).unwrap();
+    let b = Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .daemon_config(other.clone())
+        .build()
+        .await;
+    assert!(matches!(b.unwrap_err(), Error::NetworkInUse { .. }));
+    host.detach("bridge", "c").await.unwrap();
+    let h2 = host_with_files(&sb, Some(other)).await;
+    let addr = ip(&sbh, &["-o", "-4", "addr", "show", "dev", &dev]);
+    assert!(addr.contains("inet 10.124.0.1/24"), "re-made: {addr}");
+    h2.delete_network("bridge").await.unwrap();
+    assert!(!link_names(sb.host()).await.contains(&dev));
+}
