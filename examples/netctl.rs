@@ -2,8 +2,8 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `shared/netctl.md`; what the library cannot do yet
-//! (aliases, DNS, routes, `files`, `serve-dns`, overlay …) is refused with
-//! `error: … is not supported yet` (exit 1), never silently ignored.
+//! (the overlay driver) is refused with `error: … is not supported yet` (exit 1), never
+//! silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
 //! (default `/var/lib/berth`), so several invocations, also at once, see one world.
@@ -28,6 +28,12 @@
 //! netctl network create --internal backend   # no way out, no published ports
 //! netctl check web c1                        # exit 0: everything attach made is in place
 //! netctl reapply                             # after `nft flush ruleset`: berth's rules are back
+//! netctl connect --hostname api --alias db --add-host gw:host-gateway --dns-search corp.example \
+//!     --link c2:cache web c4                 # names: files and the embedded resolver
+//! netctl files c4 /tmp/c4-etc                # hosts, resolv.conf, hostname (kept current)
+//! netctl serve-dns &                         # the resolver on each bridge gateway, port 53
+//! netctl connect host h1                     # host mode; `connect container:c4 c5`: c4's netns
+//! netctl --daemon-config daemon.json connect bridge c6   # the default bridge, daemon.json's
 //! netctl gc c1 c2                            # keep c1's and c2's attachments: detaches c3
 //! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web dual auto
 //! ```
@@ -390,7 +396,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             open_host(dir).await?.write_files(&container, &out).await?;
         }
-        Command::ServeDns => return Err(not_yet("netctl serve-dns")),
+        Command::ServeDns => {
+            let host = open_host(dir).await?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(|e| Failure::Msg(format!("SIGTERM handler: {e}")))?;
+            let stop = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            };
+            eprintln!("serving DNS; SIGINT or SIGTERM stops");
+            host.dns_resolver().run_until(stop).await?;
+        }
     }
     Ok(())
 }

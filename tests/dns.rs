@@ -443,3 +443,47 @@ async fn other_names_are_forwarded_to_the_right_upstream() {
     let _ = resolver.await;
     w.host.gc::<&str>(&[]).await.unwrap();
 }
+
+/// `netctl serve-dns` in the foreground follows what other netctl processes do, and stops on
+/// SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netctl_serve_dns_follows_other_processes() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = Sandbox::new("bt-ndns").await.unwrap();
+    let (a, _b) = (sb.netns("a").await.unwrap(), sb.netns("b").await.unwrap());
+    let n = common::netctl::Netctl::new(&sb);
+    n.ok(&["network", "create", "--subnet", "10.42.0.0/24", "web"]);
+    let mut server = n
+        .command(&["serve-dns"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    n.connect(&sb, "web", "a", &[]);
+    n.connect(&sb, "web", "b", &["--ip", "10.42.0.30", "--alias", "store"]);
+    let gw = sa("10.42.0.1:53");
+    let (m, _) = until_served(&a, gw, "store").await;
+    assert_eq!(addrs(&m), vec![ip("10.42.0.30")]);
+    n.ok(&["disconnect", "web", "b"]);
+    let m = ask(&a, gw, "b", RecordType::A, false).await.unwrap();
+    assert_ne!(
+        m.response_code,
+        ResponseCode::NoError,
+        "gone after detach: {m:?}"
+    );
+    n.connect(&sb, "web", "b", &["--ip", "10.42.0.31"]);
+    let m = ask(&a, gw, "b", RecordType::A, true).await.unwrap();
+    assert_eq!(addrs(&m), vec![ip("10.42.0.31")]);
+    // SIGTERM to the process we started: it exits cleanly.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status}");
+    n.ok(&["gc"]);
+    n.ok(&["network", "rm", "web"]);
+}

@@ -155,14 +155,11 @@ async fn netctl_end_to_end() {
         "--netns",
         path_str(&p2),
         "--alias",
-        "db",
+        "-db",
         "web",
         "c2",
     ]);
-    assert!(
-        e.contains("--alias") && e.contains("not supported yet"),
-        "{e}"
-    );
+    assert!(e.contains("alias") && e.contains("-db"), "{e}");
     let e = nc.error(&["connect", "--netns", path_str(&p2), "web", "c1"]);
     assert!(e.contains("c1") && e.contains("already attached"), "{e}");
     let e = nc.error(&["connect", "--netns", path_str(&p2), "nosuch", "c2"]);
