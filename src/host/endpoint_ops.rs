@@ -28,6 +28,7 @@ pub(super) fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
         ip,
         ip6: att.ipv6.map(|n| n.addr()),
         ports: att.ports.clone(),
+        links: Vec::new(),
     })
 }
 
