@@ -51,6 +51,7 @@ fn render(c: &mut Criterion) {
         ip: "10.88.0.2".parse().unwrap(),
         ip6: None,
         ports: (0..8).map(|p| Port::tcp(8000 + p).to(80 + p)).collect(),
+        links: vec![],
     };
     c.bench_function("render endpoint with 8 ports", |b| {
         b.iter(|| black_box(ruleset::endpoint_add(black_box(&e))))

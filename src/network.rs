@@ -16,6 +16,11 @@ use crate::options::{
 };
 use crate::route::RouteSpec;
 
+/// The device group (`ip link set … group G`) the bridge driver gives every container port of a
+/// network with ICC off; the firewall's bridge table drops frames between two ports of this
+/// group (except link flows). 0x62657274, "bert".
+pub const ICC_OFF_PORT_GROUP: u32 = 0x6265_7274;
+
 /// The driver a network uses, with its typed options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -84,8 +89,10 @@ pub struct BridgeOptions {
     /// Masquerade traffic leaving the subnet (`…enable_ip_masquerade`, default true).
     pub masquerade: bool,
     /// Containers of the network may talk to each other (`…enable_icc`, default true). Off:
-    /// every container port of the bridge is isolated (bridge-port isolation, no
-    /// br_netfilter); egress and published ports keep working.
+    /// every container port of the bridge is marked with [`ICC_OFF_PORT_GROUP`] and the
+    /// firewall drops what they send each other, except legacy-link flows (no br_netfilter);
+    /// egress and published ports keep working. Needs a firewall backend (as Docker's
+    /// `enable_icc=false` needs its iptables rules): with `NoFirewall` it is not enforced.
     #[serde(default = "yes")]
     pub icc: bool,
     /// Let hosts outside reach container addresses directly on any port (default false: from

@@ -263,3 +263,87 @@ async fn the_default_bridge_is_made_from_daemon_json() {
     h2.delete_network("bridge").await.unwrap();
     assert!(!link_names(sb.host()).await.contains(&dev));
 }
+
+/// `--link` on a network with ICC off: the linking container reaches the linked one's exposed
+/// port, nothing else passes, and the allowance follows the linked container to a new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_open_exposed_ports_through_icc_off() {
+    if !require_root() {
+        return;
+    }
+    use berth::sandbox::tcp_probe;
+    use std::net::SocketAddr;
+    let mut sb = Sandbox::new("bt-links").await.unwrap();
+    let host = host_with_files(&sb, None).await;
+    let (x, y, z) = (
+        sb.netns("x").await.unwrap(),
+        sb.netns("y").await.unwrap(),
+        sb.netns("z").await.unwrap(),
+    );
+    let net = Network::bridge("locked")
+        .subnet("10.33.0.0/24".parse().unwrap())
+        .icc(false);
+    let net = host.create_network(net).await.unwrap();
+    let expose80 = "80/tcp".parse().unwrap();
+    host.attach(
+        &net,
+        Endpoint::new("y", y.clone())
+            .ip("10.33.0.10".parse().unwrap())
+            .expose(expose80),
+    )
+    .await
+    .unwrap();
+    host.attach(
+        &net,
+        Endpoint::new("x", x.clone()).link(Link::new("y").alias("web")),
+    )
+    .await
+    .unwrap();
+    host.attach(&net, Endpoint::new("z", z.clone()))
+        .await
+        .unwrap();
+    let to = |ip: &str, port: u16| SocketAddr::new(ipa(ip), port);
+    let any = |port: u16| SocketAddr::new(ipa("0.0.0.0"), port);
+    tcp_probe(&y, any(80), &x, to("10.33.0.10", 80))
+        .await
+        .expect("x reaches y's exposed port through the link");
+    let blocked = [
+        tcp_probe(&y, any(81), &x, to("10.33.0.10", 81)).await,
+        tcp_probe(&y, any(80), &z, to("10.33.0.10", 80)).await,
+    ];
+    for (i, r) in blocked.iter().enumerate() {
+        assert!(r.is_err(), "probe {i} must be blocked");
+    }
+    let xa = host.endpoints(&net).await.unwrap()[0].ip().unwrap();
+    assert!(
+        tcp_probe(&x, any(80), &y, SocketAddr::new(xa, 80))
+            .await
+            .is_err(),
+        "y -> x is not part of the link"
+    );
+    // y comes back with another address: the allowance follows it; the old one is gone.
+    host.detach(&net, "y").await.unwrap();
+    let gone = host.check_firewall().await.unwrap();
+    assert!(
+        gone.is_empty(),
+        "no flow towards a detached container is expected: {gone:?}"
+    );
+    host.attach(
+        &net,
+        Endpoint::new("y", y.clone()).ip("10.33.0.50".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    tcp_probe(&y, any(80), &x, to("10.33.0.50", 80))
+        .await
+        .expect("the link follows y's new address");
+    assert!(host.check_firewall().await.unwrap().is_empty());
+    // gc keeps the link flows of live containers, and removes x's with x.
+    host.gc(&["x", "y", "z"]).await.unwrap();
+    tcp_probe(&y, any(80), &x, to("10.33.0.50", 80))
+        .await
+        .expect("gc kept the link");
+    host.gc(&["y", "z"]).await.unwrap();
+    host.gc::<&str>(&[]).await.unwrap();
+    host.delete_network(&net).await.unwrap();
+}

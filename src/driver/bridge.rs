@@ -19,7 +19,7 @@ use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::mac::MacAddr;
 use crate::netlink::Netlink;
-use crate::network::{DriverKind, DriverOptions, NetworkInfo};
+use crate::network::{DriverKind, DriverOptions, ICC_OFF_PORT_GROUP, NetworkInfo};
 use crate::sysctl;
 
 /// See the module docs.
@@ -187,9 +187,16 @@ impl NetworkDriver for BridgeDriver {
             .add_veth_into(&host_if, bridge.index, net.mtu, ep.ifname, ep.mac, ep.netns)
             .await?;
         let inside = async {
+            // ICC off is the firewall's (per-pair link exceptions are impossible with port
+            // isolation): the port is only marked, see `firewall::ruleset::icc`.
             ctx.host
-                .set_bridge_port(link.index, &host_if, true, !net.icc())
+                .set_bridge_port(link.index, &host_if, true, false)
                 .await?;
+            if !net.icc() {
+                ctx.host
+                    .set_group(link.index, &host_if, ICC_OFF_PORT_GROUP)
+                    .await?;
+            }
             container::loopback_up(&nl).await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,

@@ -8,7 +8,7 @@ pub mod ruleset;
 use async_trait::async_trait;
 
 pub use nft::NftFirewall;
-pub use ruleset::{EndpointRules, NetworkRules};
+pub use ruleset::{EndpointRules, LinkRule, NetworkRules};
 
 use crate::error::Result;
 
@@ -19,7 +19,7 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     async fn add_network(&self, network: &NetworkRules) -> Result<()>;
     /// Removes what [`Firewall::add_network`] added.
     async fn remove_network(&self, network: &NetworkRules) -> Result<()>;
-    /// Endpoint rules: its published ports.
+    /// Endpoint rules: its published ports, and its link flows (on a network with ICC off).
     async fn add_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules) -> Result<()>;
     /// Removes what [`Firewall::add_endpoint`] added; succeeds when it is already gone.
     async fn remove_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules)
@@ -29,6 +29,16 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     /// Puts back everything `nets`/`eps` need (after `nft flush ruleset`), in one transaction,
     /// keeping the admin's chain.
     async fn reapply(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<()>;
+    /// Replaces link flows of `network` in one transaction: removes `remove` (absent ones are no
+    /// error), then adds `add` (present ones are no error). For a linked container that
+    /// detaches (the flows towards it go) or re-attaches with a new address. Flows on a network
+    /// with ICC on are ignored (everything passes there).
+    async fn replace_links(
+        &self,
+        network: &NetworkRules,
+        remove: &[LinkRule],
+        add: &[LinkRule],
+    ) -> Result<()>;
     /// Deletes the connection-tracking entries of these (detached) addresses, so a container
     /// that gets one of them next inherits no stale flow. Returns how many were deleted.
     async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize>;
@@ -38,8 +48,8 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     async fn gc(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>>;
 }
 
-/// A firewall that does nothing: no NAT, no published ports. For hosts whose firewall is managed
-/// elsewhere.
+/// A firewall that does nothing: no NAT, no published ports, no isolation, ICC off not enforced.
+/// For hosts whose firewall is managed elsewhere.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoFirewall;
 
@@ -64,6 +74,9 @@ impl Firewall for NoFirewall {
         Ok(Vec::new())
     }
     async fn reapply(&self, _: &[NetworkRules], _: &[EndpointRules]) -> Result<()> {
+        Ok(())
+    }
+    async fn replace_links(&self, _: &NetworkRules, _: &[LinkRule], _: &[LinkRule]) -> Result<()> {
         Ok(())
     }
     async fn forget_flows(&self, _: &[std::net::IpAddr]) -> Result<usize> {

@@ -7,7 +7,6 @@ use ipnet::IpNet;
 use crate::driver::{EndpointPlan, driver_for};
 use crate::endpoint::{Attachment, EndpointSpec};
 use crate::error::{Error, Result};
-use crate::firewall::EndpointRules;
 use crate::ipam::AddressRequest;
 use crate::mac::MacAddr;
 use crate::network::NetworkInfo;
@@ -20,15 +19,6 @@ use super::{Host, Step};
 /// ipvlan L3/L3S endpoints have no gateway: their default route is the device itself.
 fn routes_by_device(net: &NetworkInfo) -> bool {
     matches!(&net.driver, crate::network::DriverOptions::Ipvlan(o) if o.mode != crate::options::IpvlanMode::L2)
-}
-
-pub(super) fn endpoint_rules(att: &Attachment) -> Option<EndpointRules> {
-    let ip = att.ipv4?.addr();
-    (!att.ports.is_empty()).then(|| EndpointRules {
-        ip,
-        ip6: att.ipv6.map(|n| n.addr()),
-        ports: att.ports.clone(),
-    })
 }
 
 impl Host {
@@ -175,7 +165,16 @@ impl Host {
         };
         journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
         self.after(Step::DriverAttach)?;
-        if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(&att)) {
+        let names = self
+            .state
+            .sandbox(&ep.container)?
+            .map(|r| r.names)
+            .unwrap_or_default()
+            .merged(&ep.names);
+        if let (Some(n), Some(e)) = (
+            network_rules(net),
+            self.endpoint_fw(net, &att, Some(&names))?,
+        ) {
             self.firewall.add_endpoint(&n, &e).await?;
             journal.push(Undo::FirewallEndpoint(n, e));
             self.after(Step::FirewallEndpoint)?;
@@ -190,6 +189,12 @@ impl Host {
             container: att.container.clone(),
             prev: prev.map(Box::new),
         });
+        // Containers already here that link to this one may now reach its exposed ports.
+        let incoming = self.links_to(net, &att)?;
+        if let (Some(n), false) = (network_rules(net), incoming.is_empty()) {
+            self.firewall.replace_links(&n, &[], &incoming).await?;
+            journal.push(Undo::FirewallLinks(n, incoming));
+        }
         self.after(Step::PersistEndpoint)?;
         Ok(att)
     }
@@ -217,10 +222,24 @@ impl Host {
     pub(super) async fn detach_locked(&self, net: &NetworkInfo, att: &Attachment) -> Result<()> {
         let (network, container) = (net.name.as_str(), att.container.as_str());
         let mut errors = Vec::new();
-        if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(att))
-            && let Err(e) = self.firewall.remove_endpoint(&n, &e).await
-        {
-            errors.push(e);
+        match (network_rules(net), self.endpoint_fw(net, att, None)) {
+            (Some(n), Ok(Some(e))) => {
+                if let Err(e) = self.firewall.remove_endpoint(&n, &e).await {
+                    errors.push(e);
+                }
+            }
+            (_, Err(e)) => errors.push(e),
+            _ => {}
+        }
+        // The flows of containers linking to this one go with it.
+        match (network_rules(net), self.links_to(net, att)) {
+            (Some(n), Ok(incoming)) if !incoming.is_empty() => {
+                if let Err(e) = self.firewall.replace_links(&n, &incoming, &[]).await {
+                    errors.push(e);
+                }
+            }
+            (_, Err(e)) => errors.push(e),
+            _ => {}
         }
         if let Err(e) = driver_for(net.driver.kind())
             .detach(self.ctx(), net, att)
@@ -274,7 +293,7 @@ impl Host {
             .check(self.ctx(), &net, &att)
             .await?;
         if let Some(n) = network_rules(&net) {
-            let eps: Vec<_> = endpoint_rules(&att).into_iter().collect();
+            let eps: Vec<_> = self.endpoint_fw(&net, &att, None)?.into_iter().collect();
             missing.extend(self.firewall.check(&[n], &eps).await?);
         }
         Ok(missing)

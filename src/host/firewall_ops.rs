@@ -4,7 +4,6 @@ use crate::error::Result;
 use crate::firewall::{EndpointRules, NetworkRules};
 
 use super::Host;
-use super::endpoint_ops::endpoint_rules;
 use super::network_ops::network_rules;
 
 impl Host {
@@ -15,7 +14,7 @@ impl Host {
             if let Some(r) = network_rules(&n) {
                 nets.push(r);
                 for a in self.state.endpoints(&n.name)? {
-                    eps.extend(endpoint_rules(&a));
+                    eps.extend(self.endpoint_fw(&n, &a, None)?);
                 }
             }
         }

@@ -2,7 +2,7 @@
 
 use crate::endpoint::Attachment;
 use crate::error::Error;
-use crate::firewall::{EndpointRules, NetworkRules};
+use crate::firewall::{EndpointRules, LinkRule, NetworkRules};
 use crate::names::SandboxRecord;
 use crate::network::NetworkInfo;
 
@@ -20,6 +20,8 @@ pub(super) enum Undo {
     DriverEndpoint(Box<(NetworkInfo, Attachment)>),
     FirewallNetwork(NetworkRules),
     FirewallEndpoint(NetworkRules, EndpointRules),
+    /// Link flows added towards an attaching container.
+    FirewallLinks(NetworkRules, Vec<LinkRule>),
     NetworkRecord(String),
     EndpointRecord {
         network: String,
@@ -70,6 +72,7 @@ impl Host {
                 }
                 Undo::FirewallNetwork(r) => self.firewall.remove_network(r).await,
                 Undo::FirewallEndpoint(n, e) => self.firewall.remove_endpoint(n, e).await,
+                Undo::FirewallLinks(n, l) => self.firewall.replace_links(n, l, &[]).await,
                 Undo::NetworkRecord(n) => self.state.remove_network(n),
                 Undo::EndpointRecord { network, container } => {
                     self.state.remove_endpoint(network, container)

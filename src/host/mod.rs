@@ -11,6 +11,7 @@ mod files_ops;
 mod firewall_ops;
 mod gc;
 mod journal;
+mod links;
 mod network_ops;
 mod ports;
 mod resolver_ops;

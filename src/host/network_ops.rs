@@ -25,6 +25,7 @@ pub(super) fn network_rules(net: &NetworkInfo) -> Option<NetworkRules> {
             crate::network::DriverOptions::Bridge(o) => o.outbound_ipv4,
             _ => None,
         },
+        icc: net.icc(),
     })
 }
 

@@ -292,6 +292,18 @@ impl Netlink {
             .map_err(|e| Error::netlink("set bridge port flags", name, to_io(e)))
     }
 
+    /// `ip link set dev NAME group GROUP` (the device group, matched by nft's `iifgroup`).
+    pub async fn set_group(&self, index: u32, name: &str, group: u32) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("set link group", name, to_io(e)))
+    }
+
     /// `ip link del NAME`. Returns `false` when it did not exist (idempotent).
     pub async fn delete_link(&self, name: &str) -> Result<bool> {
         let Some(l) = self.link_by_name(name).await? else {

@@ -1,6 +1,6 @@
-//! Reads berth's table back from the kernel (netlink dumps parsed by libnftnl): which chains
-//! exist with how many rules, which maps, which elements. What `check` compares with the
-//! rendered ruleset. Must run on a thread inside the target netns.
+//! Reads one of berth's tables (`inet berth`, `bridge berth`) back from the kernel (netlink dumps
+//! parsed by libnftnl): which chains exist with how many rules, which maps, which elements. What
+//! `check` compares with the rendered ruleset. Must run on a thread inside the target netns.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
@@ -10,14 +10,12 @@ use std::os::fd::AsRawFd;
 use nftnl_sys::{self as sys, libc};
 use nix::sys::socket::{MsgFlags, recv, send};
 
-use crate::firewall::ruleset::TABLE;
-
-const FAMILY: u16 = libc::NFPROTO_INET as u16;
+use crate::firewall::ruleset::{Family, TABLE};
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
 
-/// What the kernel holds of table `inet berth`.
+/// What the kernel holds of one of berth's tables.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KernelState {
     /// The table exists.
@@ -30,20 +28,27 @@ pub struct KernelState {
     pub elements: HashMap<String, HashSet<Vec<u8>>>,
 }
 
-/// Reads the whole of table `inet berth` (a missing table reads as empty).
-pub(crate) fn read() -> io::Result<KernelState> {
+/// Reads both of berth's tables: `inet berth` and `bridge berth`.
+pub(crate) fn read_both() -> io::Result<(KernelState, KernelState)> {
+    Ok((read_table(Family::Inet)?, read_table(Family::Bridge)?))
+}
+
+/// Reads the whole of table `FAMILY berth` (a missing table reads as empty).
+pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
+    let family = super::msg::nfproto(family);
     let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
     let table = CString::new(TABLE).expect("no NUL");
     let mut st = KernelState::default();
     // SAFETY (all closures below): each builds into / parses from buffers sized for a maximal
     // message, with libnftnl objects allocated and freed within the call.
-    let found = dump(&sock, libc::NFT_MSG_GETTABLE, false, |_| {}, |_| {})?;
+    let found = dump(&sock, family, libc::NFT_MSG_GETTABLE, false, |_| {}, |_| {})?;
     if !found {
         return Ok(st);
     }
     st.table = true;
     dump(
         &sock,
+        family,
         libc::NFT_MSG_GETCHAIN,
         true,
         |nlh| unsafe {
@@ -69,6 +74,7 @@ pub(crate) fn read() -> io::Result<KernelState> {
     )?;
     dump(
         &sock,
+        family,
         libc::NFT_MSG_GETRULE,
         true,
         |nlh| unsafe {
@@ -94,6 +100,7 @@ pub(crate) fn read() -> io::Result<KernelState> {
     )?;
     dump(
         &sock,
+        family,
         libc::NFT_MSG_GETSET,
         true,
         |nlh| unsafe {
@@ -118,6 +125,7 @@ pub(crate) fn read() -> io::Result<KernelState> {
         let keys = st.elements.entry(map).or_default();
         dump(
             &sock,
+            family,
             libc::NFT_MSG_GETSETELEM,
             true,
             |nlh| unsafe {
@@ -168,6 +176,7 @@ fn cstr(p: *const libc::c_char) -> String {
 /// Returns false when the kernel answered ENOENT (no such table/set).
 fn dump(
     sock: &mnl::Socket,
+    family: u16,
     ty: i32,
     dump: bool,
     build: impl FnOnce(*mut libc::nlmsghdr),
@@ -180,7 +189,7 @@ fn dump(
     // SAFETY: the buffer is large and aligned; the header and payload are built inside it.
     let len = unsafe {
         let nlh =
-            sys::nftnl_nlmsg_build_hdr(buf.cast::<libc::c_char>(), ty as u16, FAMILY, flags, 1);
+            sys::nftnl_nlmsg_build_hdr(buf.cast::<libc::c_char>(), ty as u16, family, flags, 1);
         if dump {
             build(nlh);
         } else {

@@ -1,5 +1,7 @@
 //! The nf_tables backend: [`NftFirewall`] turns firewall calls into [`ruleset`] ops and applies
-//! each call as one transaction (nftnl + mnl) inside the host netns.
+//! each call as one transaction (nftnl + mnl) inside the host netns. Table `bridge berth` (ICC
+//! off, links) is created with the first network that has ICC off, and removed by `gc` when no
+//! network needs it.
 //!
 //! [`ruleset`]: crate::firewall::ruleset
 
@@ -10,11 +12,12 @@ mod transact;
 use async_trait::async_trait;
 
 use super::Firewall;
-use super::ruleset::{self, EndpointRules, NetworkRules, Op};
+use super::ruleset::{self, EndpointRules, LinkRule, NetworkRules, Op, icc};
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 
-/// nf_tables firewall in one table, `inet berth`, of the host netns it is given.
+/// nf_tables firewall in table `inet berth` (and, for ICC off, `bridge berth`) of the host
+/// netns it is given.
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
     netns: Netns,
@@ -37,13 +40,36 @@ impl NftFirewall {
 
     /// Creates table, maps, base chains and their rules unless the table exists already.
     async fn ensure_base(&self) -> Result<()> {
-        match self
-            .apply("create table inet berth".into(), ruleset::base())
+        self.ensure("create table inet berth", ruleset::base())
             .await
-        {
+    }
+
+    /// Applies the `exclusive` creation of a table; it existing already is no error.
+    async fn ensure(&self, what: &str, ops: Vec<Op>) -> Result<()> {
+        match self.apply(what.into(), ops).await {
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             other => other,
         }
+    }
+
+    /// Creates table `bridge berth` for a network with ICC off, unless it exists.
+    async fn ensure_bridge(&self, n: &NetworkRules) -> Result<()> {
+        if n.icc {
+            return Ok(());
+        }
+        self.ensure("create table bridge berth", icc::bridge_base())
+            .await
+    }
+
+    /// Reads both tables back.
+    async fn read(&self) -> Result<(dump::KernelState, dump::KernelState)> {
+        self.netns
+            .spawn(dump::read_both)
+            .await?
+            .map_err(|source| Error::Nftables {
+                op: "read tables berth".into(),
+                source,
+            })
     }
 }
 
@@ -51,6 +77,7 @@ impl NftFirewall {
 impl Firewall for NftFirewall {
     async fn add_network(&self, n: &NetworkRules) -> Result<()> {
         self.ensure_base().await?;
+        self.ensure_bridge(n).await?;
         self.apply(format!("add network {}", n.name), ruleset::network_add(n))
             .await
     }
@@ -64,18 +91,30 @@ impl Firewall for NftFirewall {
     }
 
     async fn add_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
-        self.apply(
-            format!("add endpoint {} on {}", e.ip, n.name),
-            ruleset::endpoint_add(e),
-        )
-        .await
+        let mut ops = ruleset::endpoint_add(e);
+        let links = icc::links_add(std::slice::from_ref(n), &e.links);
+        if !links.is_empty() {
+            // A network made by a berth without table `bridge berth` gets it here.
+            self.ensure_bridge(n).await?;
+        }
+        ops.extend(links);
+        self.apply(format!("add endpoint {} on {}", e.ip, n.name), ops)
+            .await
     }
 
     async fn remove_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
         let what = format!("remove endpoint {} on {}", e.ip, n.name);
-        match self.apply(what.clone(), ruleset::endpoint_remove(e)).await {
-            // Some element is already gone (a retried detach): remove the rest one by one.
+        let links = icc::links_remove(std::slice::from_ref(n), &e.links);
+        let mut ops = ruleset::endpoint_remove(e);
+        ops.extend(links.iter().cloned());
+        match self.apply(what.clone(), ops).await {
+            // Some element is already gone (a retried detach), or a table: remove the links (a
+            // missing table has none) and the rest one by one.
             Err(err) if err.errno() == Some(libc::ENOENT) => {
+                match self.apply(what.clone(), links).await {
+                    Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e),
+                    _ => {}
+                }
                 for op in ruleset::endpoint_remove(e) {
                     let Op::DelElems { map, keys } = op else {
                         continue;
@@ -95,15 +134,13 @@ impl Firewall for NftFirewall {
     }
 
     async fn gc(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {
-        let have = self
-            .netns
-            .spawn(dump::read)
-            .await?
-            .map_err(|source| Error::Nftables {
-                op: "read table inet berth".into(),
-                source,
-            })?;
+        let (have, have_bridge) = self.read().await?;
+        let drop_bridge = have_bridge.table && !icc::needed(nets);
         if !have.table {
+            if drop_bridge {
+                self.apply("gc".into(), vec![Op::bridge(Op::DelTable)])
+                    .await?;
+            }
             return Ok(Vec::new());
         }
         let chains: std::collections::HashSet<String> = nets
@@ -135,42 +172,19 @@ impl Firewall for NftFirewall {
                     .to_string()
             })
             .collect();
+        if drop_bridge {
+            ops.push(Op::bridge(Op::DelTable));
+        }
         self.apply("gc".into(), ops).await?;
         Ok(stale_bridges)
     }
 
     async fn check(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {
         let want = ruleset::expected(nets, eps);
-        let have = self
-            .netns
-            .spawn(dump::read)
-            .await?
-            .map_err(|source| Error::Nftables {
-                op: "read table inet berth".into(),
-                source,
-            })?;
-        let mut missing = Vec::new();
-        if !have.table {
-            missing.push(format!("table inet {}", ruleset::TABLE));
-        }
-        for (chain, rules) in &want.chains {
-            match (have.chains.get(chain), rules) {
-                (None, _) => missing.push(format!("chain {chain}")),
-                (Some(got), Some(n)) if got < n => {
-                    missing.push(format!("rules of chain {chain}: {got} of {n}"))
-                }
-                _ => {}
-            }
-        }
-        for map in &want.maps {
-            if !have.maps.contains(*map) {
-                missing.push(format!("map {map}"));
-            }
-        }
-        for (map, key, what) in &want.elements {
-            if !have.elements.get(*map).is_some_and(|k| k.contains(key)) {
-                missing.push(what.clone());
-            }
+        let (have, have_bridge) = self.read().await?;
+        let mut missing = compare(&want, &have, "inet", "");
+        if let Some(want) = &want.bridge {
+            missing.extend(compare(want, &have_bridge, "bridge", "bridge "));
         }
         Ok(missing)
     }
@@ -178,6 +192,29 @@ impl Firewall for NftFirewall {
     async fn reapply(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<()> {
         self.apply("reapply".into(), ruleset::reapply(nets, eps))
             .await
+    }
+
+    async fn replace_links(
+        &self,
+        n: &NetworkRules,
+        remove: &[LinkRule],
+        add: &[LinkRule],
+    ) -> Result<()> {
+        let nets = std::slice::from_ref(n);
+        let mut ops = icc::links_remove(nets, remove);
+        let adds = icc::links_add(nets, add);
+        if !adds.is_empty() {
+            self.ensure_bridge(n).await?;
+        }
+        ops.extend(adds);
+        match self
+            .apply(format!("replace links on {}", n.name), ops)
+            .await
+        {
+            // No table, so nothing to remove (after a flush; `reapply` brings the adds back).
+            Err(e) if e.errno() == Some(libc::ENOENT) && add.is_empty() => Ok(()),
+            other => other,
+        }
     }
 
     async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize> {
@@ -190,4 +227,38 @@ impl Firewall for NftFirewall {
                 source,
             })
     }
+}
+
+/// What of `want` table `FAMILY berth` (`have`) lacks, one line each; chains and maps are
+/// named with `prefix`.
+fn compare(
+    want: &ruleset::Expected,
+    have: &dump::KernelState,
+    family: &str,
+    prefix: &str,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !have.table {
+        missing.push(format!("table {family} {}", ruleset::TABLE));
+    }
+    for (chain, rules) in &want.chains {
+        match (have.chains.get(chain), rules) {
+            (None, _) => missing.push(format!("{prefix}chain {chain}")),
+            (Some(got), Some(n)) if got < n => {
+                missing.push(format!("rules of {prefix}chain {chain}: {got} of {n}"))
+            }
+            _ => {}
+        }
+    }
+    for map in &want.maps {
+        if !have.maps.contains(*map) {
+            missing.push(format!("{prefix}map {map}"));
+        }
+    }
+    for (map, key, what) in &want.elements {
+        if !have.elements.get(*map).is_some_and(|k| k.contains(key)) {
+            missing.push(what.clone());
+        }
+    }
+    missing
 }

@@ -11,13 +11,20 @@ use std::os::raw::c_char;
 use nftnl::{MsgType, NlMsg};
 use nftnl_sys::{self as sys, libc};
 
+use crate::firewall::ruleset::icc::{SET_LINKS4, SET_LINKS6};
 use crate::firewall::ruleset::{
-    ChainKind, CmpOp, CtKey, ElemData, Expr, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
+    ChainKind, CmpOp, CtKey, ElemData, Expr, Family, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
     MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF,
     MapData, MetaKey, Op, PayloadBase, TABLE,
 };
 
-const FAMILY: u16 = libc::NFPROTO_INET as u16;
+/// The nfproto number of a table family.
+pub(super) fn nfproto(family: Family) -> u16 {
+    (match family {
+        Family::Inet => libc::NFPROTO_INET,
+        Family::Bridge => libc::NFPROTO_BRIDGE,
+    }) as u16
+}
 // Not in libc: linux/netfilter/nf_tables.h.
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
@@ -40,6 +47,8 @@ fn set_id(name: &str) -> u32 {
         MAP_POST_BY_OIF => 7,
         MAP_PORTS6_IP => 8,
         MAP_PORTS6_ANY => 9,
+        SET_LINKS4 => 10,
+        SET_LINKS6 => 11,
         _ => 0,
     }
 }
@@ -48,23 +57,23 @@ fn cstr(s: &str) -> CString {
     CString::new(s).expect("names never contain NUL (validated)")
 }
 
-/// One op as an [`NlMsg`] for [`nftnl::Batch::add`] (the `MsgType` argument is unused: the op
-/// says what it is).
-pub(super) struct OpMsg<'a>(pub &'a Op);
+/// One op, unwrapped (see [`Op::in_family`]), as an [`NlMsg`] for [`nftnl::Batch::add`], sent to
+/// the table of `family` (the `MsgType` argument is unused: the op says what it is).
+pub(super) struct OpMsg<'a>(pub &'a Op, pub Family);
 
-// SAFETY: every message is one nf_tables object or a short element list, far below
-// `nft_nlmsg_maxsize()`; element lists are bounded by the callers (one endpoint's ports, one
-// bridge).
+// SAFETY: every message is one nf_tables object or an element list of at most
+// `transact::ELEMS_PER_MSG` elements, far below `nft_nlmsg_maxsize()`.
 unsafe impl NlMsg for OpMsg<'_> {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _t: MsgType) {
         let table = cstr(TABLE);
         let ack = libc::NLM_F_ACK as u16;
         let create = libc::NLM_F_CREATE as u16;
+        let family = nfproto(self.1);
         // SAFETY: `buf` has room for a maximal message (NlMsg contract); every object is
         // allocated, filled with valid C strings that outlive the build call, and freed here.
         unsafe {
             let hdr = |ty: i32, flags: u16| {
-                sys::nftnl_nlmsg_build_hdr(buf.cast::<c_char>(), ty as u16, FAMILY, flags, seq)
+                sys::nftnl_nlmsg_build_hdr(buf.cast::<c_char>(), ty as u16, family, flags, seq)
             };
             match self.0 {
                 Op::AddTable { exclusive } => {
@@ -76,7 +85,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                     let nlh = hdr(libc::NFT_MSG_NEWTABLE, create | ack | excl);
                     let t = sys::nftnl_table_alloc();
                     sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, table.as_ptr());
-                    sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FAMILY as u16, FAMILY as u32);
+                    sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FAMILY as u16, family as u32);
                     sys::nftnl_table_nlmsg_build_payload(nlh, t);
                     sys::nftnl_table_free(t);
                 }
@@ -115,7 +124,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                     let s = sys::nftnl_set_alloc();
                     sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
                     sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, cname.as_ptr());
-                    sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, FAMILY as u32);
+                    sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, family as u32);
                     sys::nftnl_set_set_u32(s, sys::NFTNL_SET_ID as u16, set_id(name));
                     if key.id == TYPE_IFNAME {
                         // nft reads a key's byte order from the set's userdata; interface
@@ -135,11 +144,12 @@ unsafe impl NlMsg for OpMsg<'_> {
                         );
                         sys::nftnl_udata_buf_free(ud);
                     }
-                    sys::nftnl_set_set_u32(
-                        s,
-                        sys::NFTNL_SET_FLAGS as u16,
-                        libc::NFT_SET_MAP as u32,
-                    );
+                    let flags = if *data == MapData::Nothing {
+                        0
+                    } else {
+                        libc::NFT_SET_MAP as u32
+                    };
+                    sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FLAGS as u16, flags);
                     sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_TYPE as u16, key.id);
                     sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_LEN as u16, key.len);
                     match data {
@@ -154,16 +164,19 @@ unsafe impl NlMsg for OpMsg<'_> {
                                 libc::NFT_DATA_VERDICT,
                             );
                         }
+                        MapData::Nothing => {}
                     }
                     sys::nftnl_set_nlmsg_build_payload(nlh, s);
                     sys::nftnl_set_free(s);
                 }
-                Op::AddElems { map, elems } => {
-                    let nlh = hdr(
-                        libc::NFT_MSG_NEWSETELEM,
-                        create | ack | libc::NLM_F_EXCL as u16,
-                    );
-                    let s = elem_set(&table, map);
+                Op::AddElems { map, elems } | Op::EnsureElems { map, elems } => {
+                    let excl = if matches!(self.0, Op::AddElems { .. }) {
+                        libc::NLM_F_EXCL as u16
+                    } else {
+                        0
+                    };
+                    let nlh = hdr(libc::NFT_MSG_NEWSETELEM, create | ack | excl);
+                    let s = elem_set(&table, map, family);
                     let mut chains = Vec::new();
                     for (k, v) in elems {
                         let e = sys::nftnl_set_elem_alloc();
@@ -189,6 +202,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                                 sys::NFTNL_SET_ELEM_VERDICT as u16,
                                 libc::NF_DROP as u32,
                             ),
+                            ElemData::None => {}
                         }
                         sys::nftnl_set_elem_add(s, e);
                     }
@@ -197,7 +211,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                 }
                 Op::DelElems { map, keys } => {
                     let nlh = hdr(libc::NFT_MSG_DELSETELEM, ack);
-                    let s = elem_set(&table, map);
+                    let s = elem_set(&table, map, family);
                     for k in keys {
                         let e = sys::nftnl_set_elem_alloc();
                         set_bytes(e, sys::NFTNL_SET_ELEM_KEY, k);
@@ -210,7 +224,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                     let flags = create | ack | libc::NLM_F_APPEND as u16;
                     let nlh = hdr(libc::NFT_MSG_NEWRULE, flags);
                     let chain = cstr(chain);
-                    let r = rule(&table, &chain);
+                    let r = rule(&table, &chain, family);
                     for e in exprs {
                         sys::nftnl_rule_add_expr(r, expr(e));
                     }
@@ -220,14 +234,14 @@ unsafe impl NlMsg for OpMsg<'_> {
                 Op::FlushMap { map } => {
                     // DELSETELEM without elements flushes the set.
                     let nlh = hdr(libc::NFT_MSG_DELSETELEM, ack);
-                    let s = elem_set(&table, map);
+                    let s = elem_set(&table, map, family);
                     sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
                     sys::nftnl_set_free(s);
                 }
                 Op::FlushChain { chain } => {
                     let nlh = hdr(libc::NFT_MSG_DELRULE, ack);
                     let chain = cstr(chain);
-                    let r = rule(&table, &chain);
+                    let r = rule(&table, &chain, family);
                     sys::nftnl_rule_nlmsg_build_payload(nlh, r);
                     sys::nftnl_rule_free(r);
                 }
@@ -240,20 +254,29 @@ unsafe impl NlMsg for OpMsg<'_> {
                     sys::nftnl_chain_nlmsg_build_payload(nlh, c);
                     sys::nftnl_chain_free(c);
                 }
+                Op::DelTable => {
+                    let nlh = hdr(libc::NFT_MSG_DELTABLE, ack);
+                    let t = sys::nftnl_table_alloc();
+                    sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, table.as_ptr());
+                    sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FAMILY as u16, family as u32);
+                    sys::nftnl_table_nlmsg_build_payload(nlh, t);
+                    sys::nftnl_table_free(t);
+                }
+                Op::Bridge(_) => unreachable!("ops are unwrapped before serialising"),
             }
         }
     }
 }
 
 /// A set object naming `map`, to carry elements.
-unsafe fn elem_set(table: &CString, map: &str) -> *mut sys::nftnl_set {
+unsafe fn elem_set(table: &CString, map: &str, family: u16) -> *mut sys::nftnl_set {
     let name = cstr(map);
     // SAFETY: fresh allocation; libnftnl copies the strings.
     unsafe {
         let s = sys::nftnl_set_alloc();
         sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
         sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, name.as_ptr());
-        sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, FAMILY as u32);
+        sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, family as u32);
         s
     }
 }
@@ -263,13 +286,13 @@ unsafe fn set_bytes(e: *mut sys::nftnl_set_elem, attr: u32, b: &[u8]) {
     unsafe { sys::nftnl_set_elem_set(e, attr as u16, b.as_ptr().cast(), b.len() as u32) };
 }
 
-unsafe fn rule(table: &CString, chain: &CString) -> *mut sys::nftnl_rule {
+unsafe fn rule(table: &CString, chain: &CString, family: u16) -> *mut sys::nftnl_rule {
     // SAFETY: fresh allocation; libnftnl copies the strings.
     unsafe {
         let r = sys::nftnl_rule_alloc();
         sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
         sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
-        sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, FAMILY as u32);
+        sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family as u32);
         r
     }
 }
@@ -294,6 +317,9 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
             let x = alloc("meta");
             let key = match key {
                 MetaKey::NfProto => libc::NFT_META_NFPROTO,
+                MetaKey::Protocol => libc::NFT_META_PROTOCOL,
+                MetaKey::IifGroup => libc::NFT_META_IIFGROUP,
+                MetaKey::OifGroup => libc::NFT_META_OIFGROUP,
                 MetaKey::L4Proto => libc::NFT_META_L4PROTO,
                 MetaKey::IifName => libc::NFT_META_IIFNAME,
                 MetaKey::OifName => libc::NFT_META_OIFNAME,
@@ -347,6 +373,15 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
             u32_(x, sys::NFTNL_EXPR_LOOKUP_SET_ID, set_id(set));
             u32_(x, sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
             u32_(x, sys::NFTNL_EXPR_LOOKUP_DREG, *dreg);
+            x
+        }
+        Expr::Member { set, sreg } => {
+            let x = alloc("lookup");
+            let name = cstr(set);
+            // SAFETY: libnftnl copies the string.
+            unsafe { sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_LOOKUP_SET as u16, name.as_ptr()) };
+            u32_(x, sys::NFTNL_EXPR_LOOKUP_SET_ID, set_id(set));
+            u32_(x, sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
             x
         }
         Expr::FibDaddrType { dreg } => {

@@ -3,17 +3,56 @@
 //! Pitfalls handled (KERNEL-NOTES.md): all batch pages go out in one `sendmsg` (page by page the
 //! kernel rejects the batch with EINVAL); on a failed batch the batch end is never acknowledged,
 //! so after the first error the remaining answers are drained without blocking; the receive
-//! buffer is aligned for `nlmsghdr`. Must run on a thread inside the target netns (the socket
+//! buffer is aligned for `nlmsghdr`; element lists are sent [`ELEMS_PER_MSG`] elements per message
+//! (one message must fit `nft_nlmsg_maxsize()`, 64 KiB + a page). Must run on a thread inside the target netns (the socket
 //! binds to the creator's namespace) — see [`crate::Netns::spawn`].
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 
 use nftnl::{Batch, MsgType};
-use nix::sys::socket::{MsgFlags, recv, sendmsg};
+use nix::sys::socket::{MsgFlags, recv, sendmsg, setsockopt, sockopt};
 
 use super::msg::OpMsg;
 use crate::firewall::ruleset::Op;
+
+/// Elements per set-element message: 512 of the largest (an IPv6 link key, or an IPv6 port key
+/// with its data, ~70 bytes with attribute headers) take ~36 KiB.
+pub(crate) const ELEMS_PER_MSG: usize = 512;
+
+/// `op` (unwrapped) with its element list split into messages of at most [`ELEMS_PER_MSG`];
+/// `None` when it fits one.
+fn split(op: &Op) -> Option<Vec<Op>> {
+    match op {
+        Op::AddElems { map, elems } if elems.len() > ELEMS_PER_MSG => Some(
+            elems
+                .chunks(ELEMS_PER_MSG)
+                .map(|c| Op::AddElems {
+                    map,
+                    elems: c.to_vec(),
+                })
+                .collect(),
+        ),
+        Op::EnsureElems { map, elems } if elems.len() > ELEMS_PER_MSG => Some(
+            elems
+                .chunks(ELEMS_PER_MSG)
+                .map(|c| Op::EnsureElems {
+                    map,
+                    elems: c.to_vec(),
+                })
+                .collect(),
+        ),
+        Op::DelElems { map, keys } if keys.len() > ELEMS_PER_MSG => Some(
+            keys.chunks(ELEMS_PER_MSG)
+                .map(|c| Op::DelElems {
+                    map,
+                    keys: c.to_vec(),
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
 
 /// Applies `ops` atomically: all of them or none. Returns the first errno the kernel reported.
 pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
@@ -22,14 +61,31 @@ pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
     }
     let mut batch = Batch::new();
     for op in ops {
-        batch.add(&OpMsg(op), MsgType::Add);
+        let (family, op) = op.in_family();
+        match split(op) {
+            None => batch.add(&OpMsg(op, family), MsgType::Add),
+            Some(parts) => {
+                for op in &parts {
+                    batch.add(&OpMsg(op, family), MsgType::Add);
+                }
+            }
+        }
     }
     let batch = batch.finalize();
     let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
     let fd = socket.as_raw_fd();
     let pages: Vec<IoSlice<'_>> = batch.iter().map(IoSlice::new).collect();
-    let sent = sendmsg::<()>(fd, &pages, &[], MsgFlags::empty(), None)?;
     let total: usize = pages.iter().map(|p| p.len()).sum();
+    if total > 128 * 1024 {
+        // A batch must go in one sendmsg, which fails with EMSGSIZE past the send buffer
+        // (~200 KiB by default; 10,000 link elements take ~600 KiB). Root may exceed wmem_max.
+        // SAFETY: `fd` is the socket's, alive for this borrow.
+        let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if setsockopt(&sock, sockopt::SndBufForce, &total).is_err() {
+            setsockopt(&sock, sockopt::SndBuf, &total)?;
+        }
+    }
+    let sent = sendmsg::<()>(fd, &pages, &[], MsgFlags::empty(), None)?;
     if sent != total {
         return Err(io::Error::other("nf_tables batch sent partially"));
     }

@@ -11,6 +11,10 @@
 //! `oifname vmap @isolate` (every berth bridge → drop); `accept`.
 //! `nw-NAME-to`: `ct status dnat accept` (published ports); then `drop`, or `accept` when direct
 //! access is allowed.
+//!
+//! Traffic between two containers of one network is bridged, not routed, so it never reaches
+//! this chain (berth needs no br_netfilter): ICC off and its link exceptions live in table
+//! `bridge berth` ([`super::icc`]).
 
 use super::ops::*;
 use super::{MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE, ifname_key};

@@ -3,11 +3,13 @@
 //! Nothing here touches the kernel: every firewall operation is a list of [`Op`]s built from the
 //! network/endpoint facts, applied in one transaction by [`super::nft`]. The text form of an op
 //! (close to `nft --debug=netlink`) is what the golden files under `src/firewall/golden/` hold.
-//! [`ops`] is the vocabulary, [`nat`] and [`filter`] build the rules.
+//! [`ops`] is the vocabulary, [`nat`] and [`filter`] build the rules, [`icc`] the table
+//! `bridge berth` for ICC off and legacy links.
 //!
 //! Shape (table `inet berth`): O(networks) rules, never O(containers) or O(ports). Published
 //! ports are map elements; per-network behaviour is reached through verdict maps keyed by the
-//! bridge name.
+//! bridge name. Table `bridge berth` (only while a network has ICC off; see [`icc`]) has a fixed
+//! number of rules; each link flow is one element of `links4`/`links6`.
 //! ```text
 //! map pm4_ip      { ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }  -p IP:P:C
 //! map pm4_any     { inet_proto . inet_service : ipv4_addr . inet_service }              -p P:C
@@ -22,9 +24,16 @@
 //! chain forward      (filter, 0)    see [`filter`]
 //! chain user-forward                the admin's; never touched by berth
 //! chain nw-NAME-post oifname != BRIDGE ip saddr SUBNET masquerade   (per subnet)
+//!
+//! table bridge berth
+//! set links4 { ipv4_addr . ipv4_addr . inet_proto . inet_service }   FROM . TO . PROTO . PORT
+//! set links6 { ipv6_addr . ipv6_addr . inet_proto . inet_service }
+//! chain forward (filter, forward, 0)  iifgroup G oifgroup G jump icc-off (both ports ICC off)
+//! chain icc-off   arp, neighbour discovery, link flows (@links4/@links6, both ways) accept; drop
 //! ```
 
 pub mod filter;
+pub mod icc;
 pub mod nat;
 pub mod ops;
 
@@ -35,7 +44,7 @@ use ipnet::IpNet;
 pub use filter::CHAIN_USER;
 pub use ops::*;
 
-use crate::port::PortMapping;
+use crate::port::{PortMapping, Protocol};
 
 /// The table berth owns (family `inet`).
 pub const TABLE: &str = "berth";
@@ -79,6 +88,24 @@ pub struct NetworkRules {
     pub allow_direct_access: bool,
     /// SNAT IPv4 egress to this host address instead of masquerading.
     pub outbound_ipv4: Option<Ipv4Addr>,
+    /// Containers may talk to each other. Off: only [`LinkRule`] flows pass between them (table
+    /// `bridge berth`, see [`icc`]); the bridge driver marks the ports.
+    pub icc: bool,
+}
+
+/// A legacy link flow (`--link`) on a network with ICC off: `from` may open connections to
+/// `to` on `port`/`proto` (an exposed port of `to`); the answers may come back. Nothing else
+/// passes between the two. Both addresses must be of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkRule {
+    /// The container that opens connections (has the `--link`).
+    pub from: IpAddr,
+    /// The linked container.
+    pub to: IpAddr,
+    /// Transport protocol of the exposed port.
+    pub proto: Protocol,
+    /// The exposed port.
+    pub port: u16,
 }
 
 /// The firewall-relevant facts of one endpoint.
@@ -90,6 +117,9 @@ pub struct EndpointRules {
     pub ip6: Option<Ipv6Addr>,
     /// Published ports.
     pub ports: Vec<PortMapping>,
+    /// The link flows this endpoint opens ([`LinkRule::from`] is one of its addresses);
+    /// enforced on networks with ICC off, ignored elsewhere.
+    pub links: Vec<LinkRule>,
 }
 
 /// The chains of network `name`: postrouting, forward-from, forward-to.
@@ -371,6 +401,28 @@ pub struct Expected {
     pub maps: Vec<&'static str>,
     /// (map, key, what it is) of every element.
     pub elements: Vec<(&'static str, Vec<u8>, String)>,
+    /// What table `bridge berth` should hold, when some network has ICC off.
+    pub bridge: Option<Box<Expected>>,
+}
+
+impl Expected {
+    /// Counts a declaration: a chain, a rule of it, a map.
+    fn declare(&mut self, op: &Op) {
+        match op {
+            Op::AddChain { name, .. } => {
+                let any = name == CHAIN_USER;
+                self.chains
+                    .insert(name.clone(), if any { None } else { Some(0) });
+            }
+            Op::AddRule { chain, .. } => {
+                if let Some(Some(n)) = self.chains.get_mut(chain) {
+                    *n += 1;
+                }
+            }
+            Op::AddMap { name, .. } => self.maps.push(name),
+            _ => {}
+        }
+    }
 }
 
 /// What [`check`](crate::Host::check_firewall) expects for `nets` and `eps`.
@@ -380,26 +432,14 @@ pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
         .iter()
         .flat_map(|n| network_add(n).into_iter().map(move |op| (op, Some(n))));
     for (op, net) in base().into_iter().map(|op| (op, None)).chain(net_ops) {
-        match op {
-            Op::AddChain { name, .. } => {
-                let any = name == CHAIN_USER;
-                x.chains.insert(name, if any { None } else { Some(0) });
-            }
-            Op::AddRule { chain, .. } => {
-                if let Some(Some(n)) = x.chains.get_mut(&chain) {
-                    *n += 1;
-                }
-            }
-            Op::AddMap { name, .. } => x.maps.push(name),
-            Op::AddElems { map, elems } => {
-                let what = format!(
-                    "dispatch of bridge {} in {map}",
-                    net.map_or("", |n| n.bridge.as_str())
-                );
-                x.elements
-                    .extend(elems.into_iter().map(|(k, _)| (map, k, what.clone())));
-            }
-            _ => {}
+        x.declare(&op);
+        if let Op::AddElems { map, elems } = op {
+            let what = format!(
+                "dispatch of bridge {} in {map}",
+                net.map_or("", |n| n.bridge.as_str())
+            );
+            x.elements
+                .extend(elems.into_iter().map(|(k, _)| (map, k, what.clone())));
         }
     }
     for e in eps {
@@ -416,35 +456,64 @@ pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
             x.elements.push((map, k, what));
         }
     }
+    if icc::needed(nets) {
+        let mut b = Expected::default();
+        for op in icc::bridge_base() {
+            b.declare(op.in_family().1);
+        }
+        for (set, k, l) in icc::link_elements(nets, eps.iter().flat_map(|e| &e.links)) {
+            b.elements.push((set, k, icc::describe(l)));
+        }
+        x.bridge = Some(Box::new(b));
+    }
     x
+}
+
+/// Every link flow of `eps` enforced on `nets`, as ops adding them.
+fn all_links(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
+    let links: Vec<LinkRule> = eps.iter().flat_map(|e| e.links.iter().copied()).collect();
+    icc::links_add(nets, &links)
 }
 
 /// Restores everything `nets` and `eps` need, in one transaction, whatever is left in the
 /// kernel (after `nft flush ruleset`, or a partial loss): declares every table, map and chain
 /// (idempotent), empties berth's maps and chains — never the admin's `user-forward` — and
-/// fills them again.
+/// fills them again. Table `bridge berth` is included when some network has ICC off.
 pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
     let (mut decl, mut flush, mut fill) = (Vec::new(), Vec::new(), Vec::new());
+    let bridge = if icc::needed(nets) {
+        let mut ops = icc::bridge_base();
+        ops.extend(all_links(nets, eps));
+        ops
+    } else {
+        Vec::new()
+    };
     let all = base()
         .into_iter()
         .chain(nets.iter().flat_map(network_add))
-        .chain(eps.iter().flat_map(endpoint_add));
+        .chain(eps.iter().flat_map(endpoint_add))
+        .chain(bridge);
     for op in all {
-        match op {
-            Op::AddTable { .. } => decl.push(Op::AddTable { exclusive: false }),
+        let (family, inner) = op.in_family();
+        let wrap = |o: Op| match family {
+            Family::Bridge => Op::bridge(o),
+            Family::Inet => o,
+        };
+        match inner {
+            Op::AddTable { .. } => decl.push(wrap(Op::AddTable { exclusive: false })),
             Op::AddMap { name, .. } => {
-                flush.push(Op::FlushMap { map: name });
+                flush.push(wrap(Op::FlushMap { map: name }));
                 decl.push(op);
             }
-            Op::AddChain { ref name, .. } => {
+            Op::AddChain { name, .. } => {
                 if name != CHAIN_USER {
-                    flush.push(Op::FlushChain {
+                    flush.push(wrap(Op::FlushChain {
                         chain: name.clone(),
-                    });
+                    }));
                 }
                 decl.push(op);
             }
-            other => fill.push(other),
+            _ => fill.push(op),
         }
     }
     decl.extend(flush);
@@ -494,6 +563,25 @@ mod tests {
             internal: false,
             allow_direct_access: false,
             outbound_ipv4: None,
+            icc: true,
+        }
+    }
+
+    fn noicc() -> NetworkRules {
+        NetworkRules {
+            name: "noicc".into(),
+            bridge: "br-noicc".into(),
+            icc: false,
+            ..web()
+        }
+    }
+
+    fn link(from: &str, to: &str, port: u16) -> LinkRule {
+        LinkRule {
+            from: from.parse().unwrap(),
+            to: to.parse().unwrap(),
+            proto: crate::port::Protocol::Tcp,
+            port,
         }
     }
 
@@ -541,6 +629,7 @@ mod tests {
             ip: "10.88.0.2".parse().unwrap(),
             ip6: None,
             ports: vec![Port::tcp(8080).to(80)],
+            links: vec![link("10.88.0.2", "10.88.0.3", 80)],
         };
         let ops = reapply(&[web()], std::slice::from_ref(&e));
         golden("reapply", &ops);
@@ -552,7 +641,12 @@ mod tests {
             ops.iter()
                 .any(|o| matches!(o, Op::AddChain { name, .. } if name == CHAIN_USER))
         );
+        assert!(
+            !ops.iter().any(|o| matches!(o, Op::Bridge(_))),
+            "no bridge table and no link elements without a network with ICC off"
+        );
         let x = expected(&[web()], &[e]);
+        assert!(x.bridge.is_none());
         assert_eq!(x.chains.get(CHAIN_USER), Some(&None));
         assert_eq!(x.chains.get("forward"), Some(&Some(4)));
         assert!(
@@ -573,6 +667,7 @@ mod tests {
                 Port::udp(5353).to(53),
                 Port::tcp(8443).on("198.18.0.1".parse().unwrap()).to(443),
             ],
+            links: vec![],
         };
         golden("endpoint_add", &endpoint_add(&e));
         golden("endpoint_remove", &endpoint_remove(&e));
@@ -580,7 +675,8 @@ mod tests {
             endpoint_add(&EndpointRules {
                 ip: e.ip,
                 ip6: None,
-                ports: vec![]
+                ports: vec![],
+                links: vec![],
             })
             .is_empty()
         );
@@ -597,9 +693,105 @@ mod tests {
             ip: "10.88.0.9".parse().unwrap(),
             ip6: None,
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
+            links: vec![],
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);
         // A network's rules depend on its subnets only: 2 hairpin + 2 masquerade + 3 from + 2 to.
         assert_eq!(rules(&network_add(&web())), 9);
+    }
+
+    #[test]
+    fn icc_off_table_and_link_elements() {
+        golden("bridge_base", &icc::bridge_base());
+        let n = noicc();
+        let links = [
+            link("10.88.0.2", "10.88.0.3", 80),
+            link("10.88.0.2", "10.88.0.3", 80),
+            LinkRule {
+                proto: crate::port::Protocol::Udp,
+                ..link("10.88.0.2", "10.88.0.3", 53)
+            },
+            link("fd00:88::2", "fd00:88::3", 443),
+            // Not enforced: mixed families, an address outside the network.
+            link("10.88.0.2", "fd00:88::3", 80),
+            link("10.88.0.2", "10.99.0.3", 80),
+        ];
+        let add = icc::links_add(std::slice::from_ref(&n), &links);
+        golden("links_add", &add);
+        golden(
+            "links_remove",
+            &icc::links_remove(std::slice::from_ref(&n), &links),
+        );
+        let elems = |ops: &[Op]| -> usize {
+            ops.iter()
+                .map(|o| match o.in_family() {
+                    (Family::Bridge, Op::EnsureElems { elems, .. }) => elems.len(),
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert_eq!(elems(&add), 3, "duplicates and unenforced links dropped");
+        assert!(
+            icc::links_add(&[web()], &links).is_empty(),
+            "nothing on a network with ICC on"
+        );
+        // Adding a network with ICC off adds nothing to the bridge table: ports are marked.
+        assert_eq!(
+            network_add(&n),
+            network_add(&NetworkRules {
+                icc: true,
+                ..n.clone()
+            })
+        );
+    }
+
+    #[test]
+    fn reapply_and_check_cover_the_bridge_table_when_icc_is_off() {
+        let e = EndpointRules {
+            ip: "10.88.0.2".parse().unwrap(),
+            ip6: None,
+            ports: vec![],
+            links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+        };
+        let ops = reapply(&[web(), noicc()], std::slice::from_ref(&e));
+        golden("reapply_icc_off", &ops);
+        let x = expected(&[web(), noicc()], &[e]);
+        let b = x.bridge.expect("bridge table expected");
+        assert_eq!(b.chains.get(icc::CHAIN_ICC_OFF), Some(&Some(8)));
+        assert_eq!(b.chains.get(icc::CHAIN_BRIDGE_FORWARD), Some(&Some(1)));
+        assert_eq!(b.maps, vec![icc::SET_LINKS4, icc::SET_LINKS6]);
+        assert_eq!(
+            b.elements
+                .iter()
+                .map(|(s, _, w)| format!("{s}: {w}"))
+                .collect::<Vec<_>>(),
+            vec!["links4: link 10.88.0.2 -> 10.88.0.3:80/tcp".to_string()]
+        );
+    }
+
+    #[test]
+    fn rule_count_is_flat_in_links() {
+        let rules = |ops: &[Op]| {
+            ops.iter()
+                .filter(|o| matches!(o.in_family().1, Op::AddRule { .. }))
+                .count()
+        };
+        let few = EndpointRules {
+            ip: "10.88.0.2".parse().unwrap(),
+            ip6: None,
+            ports: vec![],
+            links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+        };
+        let many = EndpointRules {
+            links: (1..=1000)
+                .map(|p| link("10.88.0.2", "10.88.0.3", p))
+                .collect(),
+            ..few.clone()
+        };
+        let nets = [noicc()];
+        assert_eq!(
+            rules(&reapply(&nets, &[few])),
+            rules(&reapply(&nets, &[many]))
+        );
     }
 }

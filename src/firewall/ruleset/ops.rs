@@ -1,5 +1,8 @@
 //! The vocabulary of a ruleset: nf_tables objects ([`Op`]) and expressions ([`Expr`]) as plain
 //! data, and their text form (close to `nft --debug=netlink`) used by the golden files.
+//!
+//! An op addresses table `inet berth` unless wrapped in [`Op::Bridge`], which addresses table
+//! `bridge berth` (ICC off and links, see [`super::icc`]).
 
 use std::fmt;
 
@@ -71,6 +74,8 @@ pub enum MapData {
     Data(DataType),
     /// Verdicts (a vmap).
     Verdict,
+    /// No data: a plain set, used for membership tests ([`Expr::Member`]).
+    Nothing,
 }
 
 /// The value of one map element.
@@ -82,11 +87,19 @@ pub enum ElemData {
     Jump(String),
     /// `drop`.
     Drop,
+    /// No value: an element of a plain set.
+    None,
 }
 
 /// Meta keys used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaKey {
+    /// `meta protocol` (the EtherType, 2 bytes big endian).
+    Protocol,
+    /// `iifgroup` (device group of the input interface).
+    IifGroup,
+    /// `oifgroup`.
+    OifGroup,
     /// `meta nfproto`.
     NfProto,
     /// `meta l4proto`.
@@ -170,6 +183,13 @@ pub enum Expr {
         /// Destination register.
         dreg: u32,
     },
+    /// Is the key in `sreg` an element of the plain set `set`? No: the rule ends.
+    Member {
+        /// Set name.
+        set: &'static str,
+        /// Source register.
+        sreg: u32,
+    },
     /// `fib daddr type` into a register.
     FibDaddrType {
         /// Destination register.
@@ -249,6 +269,15 @@ pub enum Op {
         /// Key and value of each element.
         elems: Vec<(Vec<u8>, ElemData)>,
     },
+    /// Add elements unless they exist (no NLM_F_EXCL): idempotent. Followed by a
+    /// [`Op::DelElems`] of the same keys it makes a delete that succeeds when they are absent,
+    /// on every kernel (`destroy element` needs 6.3).
+    EnsureElems {
+        /// Map.
+        map: &'static str,
+        /// Key and value of each element.
+        elems: Vec<(Vec<u8>, ElemData)>,
+    },
     /// Delete elements by key; fails with ENOENT if one is missing.
     DelElems {
         /// Map.
@@ -278,6 +307,44 @@ pub enum Op {
         /// Chain.
         chain: String,
     },
+    /// Delete the table and everything in it.
+    DelTable,
+    /// The op addresses table `bridge berth` instead of `inet berth`.
+    Bridge(Box<Op>),
+}
+
+impl Op {
+    /// `op`, addressed to table `bridge berth`.
+    pub fn bridge(op: Op) -> Op {
+        Op::Bridge(Box::new(op))
+    }
+
+    /// The family of the table the op addresses, and the op itself without the wrapper.
+    pub fn in_family(&self) -> (Family, &Op) {
+        match self {
+            Op::Bridge(op) => (Family::Bridge, op.in_family().1),
+            op => (Family::Inet, op),
+        }
+    }
+}
+
+/// The family of one of berth's two tables (both named [`TABLE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// `inet berth`: NAT, published ports, routed filtering.
+    Inet,
+    /// `bridge berth`: frames bridged between the ports of one bridge (ICC off, links).
+    Bridge,
+}
+
+impl Family {
+    /// The family as nft names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Inet => "inet",
+            Family::Bridge => "bridge",
+        }
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -306,6 +373,7 @@ impl fmt::Display for Expr {
             Expr::Lookup { set, sreg, dreg } => {
                 write!(f, "[ lookup reg {sreg} set {set} dreg {dreg} ]")
             }
+            Expr::Member { set, sreg } => write!(f, "[ lookup reg {sreg} set {set} ]"),
             Expr::FibDaddrType { dreg } => write!(f, "[ fib daddr type => reg {dreg} ]"),
             Expr::Dnat4 { addr_reg, port_reg } => {
                 write!(
@@ -332,62 +400,84 @@ impl fmt::Display for Expr {
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (family, op) = self.in_family();
+        op.fmt_in(f, family.name())
+    }
+}
+
+impl Op {
+    /// The text form of an unwrapped op addressing table `FAMILY berth`.
+    fn fmt_in(&self, f: &mut fmt::Formatter<'_>, family: &str) -> fmt::Result {
         match self {
             Op::AddTable { exclusive } => {
                 write!(
                     f,
-                    "add table inet {TABLE}{}",
+                    "add table {family} {TABLE}{}",
                     if *exclusive { " (excl)" } else { "" }
                 )
             }
-            Op::AddChain { name, base: None } => write!(f, "add chain inet {TABLE} {name}"),
+            Op::AddChain { name, base: None } => write!(f, "add chain {family} {TABLE} {name}"),
             Op::AddChain {
                 name,
                 base: Some(b),
             } => write!(
                 f,
-                "add chain inet {TABLE} {name} {{ type {:?} hook {:?} priority {} }}",
+                "add chain {family} {TABLE} {name} {{ type {:?} hook {:?} priority {} }}",
                 b.kind, b.hook, b.priority
             ),
             Op::AddMap { name, key, data } => {
+                let kind = if *data == MapData::Nothing {
+                    "set"
+                } else {
+                    "map"
+                };
                 write!(
                     f,
-                    "add map inet {TABLE} {name} {{ key 0x{:x}/{} : ",
+                    "add {kind} {family} {TABLE} {name} {{ key 0x{:x}/{}",
                     key.id, key.len
                 )?;
                 match data {
-                    MapData::Data(d) => write!(f, "0x{:x}/{} }}", d.id, d.len),
-                    MapData::Verdict => write!(f, "verdict }}"),
+                    MapData::Data(d) => write!(f, " : 0x{:x}/{} }}", d.id, d.len),
+                    MapData::Verdict => write!(f, " : verdict }}"),
+                    MapData::Nothing => write!(f, " }}"),
                 }
             }
-            Op::AddElems { map, elems } => {
-                write!(f, "add element inet {TABLE} {map} {{")?;
+            Op::AddElems { map, elems } | Op::EnsureElems { map, elems } => {
+                let verb = if matches!(self, Op::AddElems { .. }) {
+                    "add"
+                } else {
+                    "ensure"
+                };
+                write!(f, "{verb} element {family} {TABLE} {map} {{")?;
                 for (k, v) in elems {
                     match v {
                         ElemData::Data(d) => write!(f, " {} : {}", hex(k), hex(d))?,
                         ElemData::Jump(c) => write!(f, " {} : jump {c}", hex(k))?,
                         ElemData::Drop => write!(f, " {} : drop", hex(k))?,
+                        ElemData::None => write!(f, " {}", hex(k))?,
                     }
                 }
                 write!(f, " }}")
             }
             Op::DelElems { map, keys } => {
-                write!(f, "delete element inet {TABLE} {map} {{")?;
+                write!(f, "delete element {family} {TABLE} {map} {{")?;
                 for k in keys {
                     write!(f, " {}", hex(k))?;
                 }
                 write!(f, " }}")
             }
             Op::AddRule { chain, exprs } => {
-                write!(f, "add rule inet {TABLE} {chain}")?;
+                write!(f, "add rule {family} {TABLE} {chain}")?;
                 for e in exprs {
                     write!(f, " {e}")?;
                 }
                 Ok(())
             }
-            Op::FlushMap { map } => write!(f, "flush map inet {TABLE} {map}"),
-            Op::FlushChain { chain } => write!(f, "flush chain inet {TABLE} {chain}"),
-            Op::DelChain { chain } => write!(f, "delete chain inet {TABLE} {chain}"),
+            Op::FlushMap { map } => write!(f, "flush map {family} {TABLE} {map}"),
+            Op::FlushChain { chain } => write!(f, "flush chain {family} {TABLE} {chain}"),
+            Op::DelChain { chain } => write!(f, "delete chain {family} {TABLE} {chain}"),
+            Op::DelTable => write!(f, "delete table {family} {TABLE}"),
+            Op::Bridge(op) => op.fmt_in(f, "bridge"),
         }
     }
 }
