@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::{Sandbox, dns_probe, tcp_probe};
 use berth::{Endpoint, Host, Network, Port};
 
 const HOST_UP: &str = "198.18.0.1";
@@ -73,8 +73,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let a2 = timed(
-        "attach c2",
-        host.attach(&net, Endpoint::new("c2", c2.clone())),
+        "attach c2 --alias db",
+        host.attach(&net, Endpoint::new("c2", c2.clone()).alias("db")),
+    )
+    .await?;
+    // The embedded resolver: a task on our runtime, no daemon.
+    let resolver = tokio::spawn(host.dns_resolver().run());
+    let files = timed(
+        "write_files c1 (hosts, resolv.conf, hostname)",
+        host.write_files("c1", sb.state_dir().join("c1-etc")),
     )
     .await?;
 
@@ -110,6 +117,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     )
     .await?;
+
+    let gw = net.subnets[0].gateway;
+    let mut db = Vec::new();
+    for _ in 0..50 {
+        // The resolver binds asynchronously: ask until it answers.
+        match dns_probe(&c1, SocketAddr::new(gw, 53), "db").await {
+            Ok(ips) => {
+                db = ips;
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    resolver.abort();
 
     timed("detach c1", host.detach(&net, "c1")).await?;
     timed("detach c2", host.detach(&net, "c2")).await?;
@@ -152,6 +173,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  outside -> 8080: c1 saw {} (published port, source kept)",
         published.ip()
     );
+    println!("  c1 asks {gw}:53 for db: {db:?} (c2's alias, answered by the embedded resolver)");
+    println!("\nc1's /etc/resolv.conf:\n{}", files.resolv_conf.trim_end());
     println!("\nremoved: endpoints, network, and (on exit) the sandbox namespaces.");
     Ok(())
 }

@@ -19,6 +19,8 @@
 //!     .attach(&web, Endpoint::new("c0ffee", Netns::from_pid(4242)?).publish(Port::tcp(8080).to(80)))
 //!     .await?;
 //! println!("{} has {:?}", att.container, att.ipv4);
+//! tokio::spawn(host.dns_resolver().run());         // names on DNS-enabled networks
+//! host.write_files("c0ffee", "/run/c0ffee/etc").await?;  // hosts, resolv.conf, hostname
 //! host.detach(&web, "c0ffee").await?;
 //! host.delete_network(&web).await?;
 //! # Ok(()) }
@@ -28,10 +30,10 @@
 //! | layer | modules |
 //! |---|---|
 //! | face | [`host`]: [`Host`], validate → lock → IPAM → driver → firewall → persist, with rollback |
-//! | drivers | [`driver`]: `bridge`, `none`, shared `veth` and `container` helpers |
-//! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`state`] |
+//! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container` |
+//! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
 //! | kernel | [`netns`], [`netlink`], [`sysctl`] |
-//! | model | [`network`], [`endpoint`], [`port`], [`mac`], [`error`] |
+//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`daemon_config`], [`error`] |
 //!
 //! [`sandbox`] builds throwaway namespaces and sends probe traffic, for tests and demos.
 

@@ -354,3 +354,46 @@ pub async fn udp_probe(
     .await
     .map_err(io::Error::other)?
 }
+
+/// Asks `server` (UDP) from inside `client` for the A records of `name`, as a program in a
+/// container would. Returns the addresses (empty: the name has none); an error means no answer
+/// or an error code (NXDOMAIN, SERVFAIL, REFUSED …, in the error's text).
+pub async fn dns_probe(client: &Netns, server: SocketAddr, name: &str) -> io::Result<Vec<IpAddr>> {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let qname = Name::from_ascii(name).map_err(io::Error::other)?;
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(qname, RecordType::A));
+    let bytes = q.to_vec().map_err(io::Error::other)?;
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let sock = client
+        .run(move || UdpSocket::bind(any))
+        .map_err(io::Error::other)??;
+    let reply = tokio::task::spawn_blocking(move || {
+        sock.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        sock.connect(server)?;
+        sock.send(&bytes)?;
+        let mut buf = vec![0u8; 4096];
+        let n = sock.recv(&mut buf)?;
+        buf.truncate(n);
+        Ok::<_, io::Error>(buf)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    let m = Message::from_vec(&reply).map_err(io::Error::other)?;
+    if m.response_code != ResponseCode::NoError {
+        return Err(io::Error::other(format!("{name}: {}", m.response_code)));
+    }
+    Ok(m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect())
+}
