@@ -155,11 +155,11 @@ async fn netctl_end_to_end() {
         "--netns",
         path_str(&p2),
         "--alias",
-        "-db",
+        "d b",
         "web",
         "c2",
     ]);
-    assert!(e.contains("alias") && e.contains("-db"), "{e}");
+    assert!(e.contains("alias") && e.contains("d b"), "{e}");
     let e = nc.error(&["connect", "--netns", path_str(&p2), "web", "c1"]);
     assert!(e.contains("c1") && e.contains("already attached"), "{e}");
     let e = nc.error(&["connect", "--netns", path_str(&p2), "nosuch", "c2"]);
