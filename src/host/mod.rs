@@ -1,6 +1,6 @@
 //! [`Host`]: the one object a runtime holds. It runs every operation as
 //! validate → lock → IPAM → driver → firewall → persist, records each finished step in a
-//! [`journal`], and undoes them in reverse when a later step fails.
+//! journal (`host/journal.rs`), and undoes them in reverse when a later step fails.
 //!
 //! Concurrency: every mutating operation holds the state dir's exclusive `flock` (see
 //! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
