@@ -200,32 +200,27 @@ impl Host {
     pub(super) async fn detach_locked(&self, net: &NetworkInfo, att: &Attachment) -> Result<()> {
         let (network, container) = (net.name.as_str(), att.container.as_str());
         let mut errors = Vec::new();
-        if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(att))
-            && let Err(e) = self.firewall.remove_endpoint(&n, &e).await
-        {
-            errors.push(e);
+        if let (Some(n), Some(e)) = (network_rules(net), endpoint_rules(att)) {
+            errors.extend(self.firewall.remove_endpoint(&n, &e).await.err());
+            errors.extend(self.after(Step::DetachFirewall).err());
         }
-        if let Err(e) = driver_for(net.driver.kind())
-            .detach(self.ctx(), net, att)
-            .await
-        {
-            errors.push(e);
-        }
+        let driver = driver_for(net.driver.kind());
+        errors.extend(driver.detach(self.ctx(), net, att).await.err());
+        errors.extend(self.after(Step::DetachDriver).err());
         // After the links are gone (no new flows) and before the address can be handed out
         // again: forget the container's connection-tracking entries.
         let ips: Vec<std::net::IpAddr> = att.ip().into_iter().chain(att.ip6()).collect();
-        if network_rules(net).is_some()
-            && let Err(e) = self.firewall.forget_flows(&ips).await
-        {
-            errors.push(e);
+        if network_rules(net).is_some() {
+            errors.extend(self.firewall.forget_flows(&ips).await.err());
+            errors.extend(self.after(Step::DetachConntrack).err());
         }
-        if driver_for(net.driver.kind()).uses_ipam()
-            && let Err(e) = self.ipam.release(network, container).await
-        {
-            errors.push(e);
+        if driver.uses_ipam() {
+            errors.extend(self.ipam.release(network, container).await.err());
+            errors.extend(self.after(Step::DetachIpam).err());
         }
         if errors.is_empty() {
             self.state.remove_endpoint(network, container)?;
+            self.after(Step::DetachRecord)?;
             if let Err(e) = self.sync_default_routes(container).await {
                 tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
             }
