@@ -3,11 +3,11 @@
 //! Pitfalls handled (KERNEL-NOTES.md): all batch pages go out in one `sendmsg` (page by page the
 //! kernel rejects the batch with EINVAL); on a failed batch the batch end is never acknowledged,
 //! so after the first error the remaining answers are drained without blocking; the receive
-//! buffer is aligned for `nlmsghdr`. Must run on a thread inside the target netns (the socket
-//! binds to the creator's namespace) — see [`crate::Netns::spawn`].
+//! buffer is aligned for `nlmsghdr`. The socket is the firewall's long-lived one
+//! ([`crate::firewall::socket`]): it was made inside the target netns.
 
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 use nftnl::{Batch, MsgType};
 use nix::sys::socket::{MsgFlags, recv, sendmsg};
@@ -15,8 +15,9 @@ use nix::sys::socket::{MsgFlags, recv, sendmsg};
 use super::msg::OpMsg;
 use crate::firewall::ruleset::Op;
 
-/// Applies `ops` atomically: all of them or none. Returns the first errno the kernel reported.
-pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
+/// Applies `ops` atomically over `fd`: all of them or none. Returns the first errno the kernel
+/// reported.
+pub(crate) fn transact(fd: RawFd, ops: &[Op]) -> io::Result<()> {
     if ops.is_empty() {
         return Ok(());
     }
@@ -25,8 +26,6 @@ pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
         batch.add(&OpMsg(op), MsgType::Add);
     }
     let batch = batch.finalize();
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let fd = socket.as_raw_fd();
     let pages: Vec<IoSlice<'_>> = batch.iter().map(IoSlice::new).collect();
     let sent = sendmsg::<()>(fd, &pages, &[], MsgFlags::empty(), None)?;
     let total: usize = pages.iter().map(|p| p.len()).sum();
