@@ -293,14 +293,38 @@ impl Netlink {
     }
 
     /// `ip link del NAME`. Returns `false` when it did not exist (idempotent).
+    ///
+    /// Returns as soon as the link has left the netns (its name and index are free, and so are
+    /// a veth peer's), not when the kernel acknowledges the request: unregistering a device ends
+    /// with an RCU barrier after the kernel has released the rtnl lock (~20 ms here, whatever
+    /// the API), and the acknowledgement waits for it. So the request is sent from a thread of
+    /// its own, which sits out that wait in the background, while this polls for the link to
+    /// disappear; an error the kernel reports first is returned. A process may exit meanwhile:
+    /// the kernel finishes the deletion regardless.
     pub async fn delete_link(&self, name: &str) -> Result<bool> {
         let Some(l) = self.link_by_name(name).await? else {
             return Ok(false);
         };
-        match self.handle.link().del(l.index).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
-            Err(e) => Err(Error::netlink("delete link", name, to_io(e))),
+        let index = l.index;
+        let request = self.netns.spawn(move || del_link_blocking(index));
+        tokio::pin!(request);
+        tokio::select! {
+            r = &mut request => match r? {
+                Ok(()) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+                Err(e) => Err(Error::netlink("delete link", name, e)),
+            },
+            () = self.until_gone(index) => Ok(true),
+        }
+    }
+
+    /// Resolves once no link has `index` (polled; a lookup by index takes no rtnl lock).
+    async fn until_gone(&self, index: u32) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            if let Ok(None) = self.link_by_index(index).await {
+                return;
+            }
         }
     }
 
@@ -311,5 +335,45 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(|e| Error::netlink("list links", "", to_io(e)))
+    }
+}
+
+/// Sends `RTM_DELLINK` for `index` on a new blocking socket of the calling thread's netns and
+/// waits for the kernel's answer (see [`Netlink::delete_link`] for why on a thread of its own).
+fn del_link_blocking(index: u32) -> std::io::Result<()> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelLink(link));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.header.sequence_number = 1;
+    msg.finalize();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    loop {
+        let (reply, _) = socket.recv_from_full()?;
+        let mut off = 0;
+        while off < reply.len() {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[off..])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let len = m.header.length as usize;
+            if let NetlinkPayload::Error(e) = m.payload {
+                return match e.code {
+                    None => Ok(()),
+                    Some(code) => Err(std::io::Error::from_raw_os_error(-code.get())),
+                };
+            }
+            if len == 0 {
+                break;
+            }
+            off += (len + 3) & !3;
+        }
     }
 }
