@@ -1,5 +1,5 @@
 //! berth's per-operation latency in a sandbox (root): attach + detach of one container on a warm
-//! bridge network, with 0 and 2 published ports, and where attach time goes per step (timed
+//! bridge network, with 0 and 2 published ports, and where attach and detach time goes per step (timed
 //! through the `FaultHook`, called after each step). `cargo bench --bench operations`.
 //! The side-by-side comparison with netavark and the CNI plugins is the benchmark issue's work.
 
@@ -32,16 +32,12 @@ fn world() -> Option<World> {
         .build()
         .unwrap();
     let marks: Marks = Arc::default();
-    let m = marks.clone();
     let (sb, host, c) = rt.block_on(async {
         let mut sb = Sandbox::new("bench-ops").await.unwrap();
         let host = Host::builder()
             .state_dir(sb.state_dir())
             .netns(sb.host().clone())
-            .fault_hook(Arc::new(move |step| {
-                m.lock().unwrap().push((step, Instant::now()));
-                Ok(())
-            }))
+            .fault_hook(hook(&marks))
             .build()
             .await
             .unwrap();
@@ -97,45 +93,125 @@ fn operations(cr: &mut Criterion) {
         });
     }
     profile(&w);
+    if let Ok(sizes) = std::env::var("BERTH_BENCH_SCALE") {
+        scale(&w, &sizes);
+    }
 }
 
-/// Median time of each attach step (from the previous step's end), over 20 attaches; the last
-/// line is what follows the record write (re-electing the container's default route).
+/// Median time of each attach and detach step (from the previous step's end), over 20 rounds;
+/// the last line of each is what follows the record write (re-electing the container's default
+/// route).
 fn profile(w: &World) {
-    let mut per_step: Vec<(String, Vec<Duration>)> = Vec::new();
+    let (mut attach, mut detach) = (Vec::new(), Vec::new());
     for _ in 0..20 {
-        w.marks.lock().unwrap().clear();
-        let start = Instant::now();
-        w.rt.block_on(w.host.attach("bench", spec(w, 2))).unwrap();
-        let end = Instant::now();
-        let mut marks: Vec<(String, Instant)> = w
-            .marks
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(s, t)| (s.to_string(), *t))
-            .collect();
-        marks.push(("after persist (default-route election)".into(), end));
-        let mut prev = start;
-        for (label, at) in marks {
-            let d = at.duration_since(prev);
-            prev = at;
-            match per_step.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, v)) => v.push(d),
-                None => per_step.push((label, vec![d])),
-            }
-        }
-        w.rt.block_on(w.host.detach("bench", "c")).unwrap();
+        timed(w, &mut attach, || {
+            w.rt.block_on(w.host.attach("bench", spec(w, 2))).map(drop)
+        });
+        timed(w, &mut detach, || {
+            w.rt.block_on(w.host.detach("bench", "c"))
+        });
     }
-    println!(
-        "attach profile (2 published ports, median of 20; each step from the previous one's end):"
-    );
-    for (label, mut v) in per_step {
-        v.sort();
+    for (what, per_step) in [("attach", attach), ("detach", detach)] {
         println!(
-            "  {label:<45} {:>8.3} ms",
-            v[v.len() / 2].as_secs_f64() * 1e3
+            "{what} profile (2 published ports, median of 20; each step from the previous one's end):"
         );
+        for (label, mut v) in per_step {
+            v.sort();
+            println!(
+                "  {label:<45} {:>8.3} ms",
+                v[v.len() / 2].as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+/// Attach latency as the network fills: at each size N of `sizes` (`1,100,500,1000`), N-1
+/// other containers each publishing one port are attached, then the median of 15
+/// attach+detach cycles of one more container (one published port) is printed, with its steps.
+/// Opt-in: `BERTH_BENCH_SCALE=1,100,500,1000 cargo bench --bench operations`.
+fn scale(w: &World, sizes: &str) {
+    let mut sb = w.rt.block_on(Sandbox::new("bench-scale")).unwrap();
+    let host =
+        w.rt.block_on(
+            Host::builder()
+                .state_dir(sb.state_dir())
+                .netns(sb.host().clone())
+                .fault_hook(hook(&w.marks))
+                .build(),
+        )
+        .unwrap();
+    let net = Network::bridge("scale").subnet("10.201.0.0/20".parse().unwrap());
+    w.rt.block_on(host.create_network(net)).unwrap();
+    let probe = w.rt.block_on(sb.netns("probe")).unwrap();
+    let mut filled = 0u16;
+    for n in sizes
+        .split(',')
+        .filter_map(|s| s.trim().parse::<u16>().ok())
+    {
+        while filled + 1 < n {
+            let ns = w.rt.block_on(sb.netns(&format!("f{filled}"))).unwrap();
+            let ep =
+                Endpoint::new(format!("f{filled}"), ns).publish(Port::tcp(20000 + filled).to(80));
+            w.rt.block_on(host.attach("scale", ep)).unwrap();
+            filled += 1;
+        }
+        let (mut per_step, mut total) = (PerStep::new(), Vec::new());
+        for _ in 0..15 {
+            let ep = Endpoint::new("probe", probe.clone()).publish(Port::tcp(19999).to(80));
+            let t = Instant::now();
+            timed(w, &mut per_step, || {
+                w.rt.block_on(host.attach("scale", ep)).map(drop)
+            });
+            total.push(t.elapsed());
+            w.rt.block_on(host.detach("scale", "probe")).unwrap();
+        }
+        total.sort();
+        println!(
+            "next attach at N={n} (1 published port, median of 15): {:.3} ms",
+            total[total.len() / 2].as_secs_f64() * 1e3
+        );
+        for (label, mut v) in per_step {
+            v.sort();
+            println!(
+                "  {label:<45} {:>8.3} ms",
+                v[v.len() / 2].as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+fn hook(marks: &Marks) -> berth::FaultHook {
+    let m = marks.clone();
+    Arc::new(move |step| {
+        m.lock().unwrap().push((step, Instant::now()));
+        Ok(())
+    })
+}
+
+type PerStep = Vec<(String, Vec<Duration>)>;
+
+/// Runs `op` once and adds the time of each step the `FaultHook` saw to `per_step`.
+fn timed(w: &World, per_step: &mut PerStep, op: impl FnOnce() -> berth::Result<()>) {
+    w.marks.lock().unwrap().clear();
+    let start = Instant::now();
+    op().unwrap();
+    let end = Instant::now();
+    let mut marks: Vec<(String, Instant)> = w
+        .marks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(s, t)| (s.to_string(), *t))
+        .collect();
+    marks.push(("after persist (default-route election)".into(), end));
+    let mut prev = start;
+    for (label, at) in marks {
+        let d = at.duration_since(prev);
+        prev = at;
+        match per_step.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, v)) => v.push(d),
+            None => per_step.push((label, vec![d])),
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! The state directory: records of networks and endpoints, written atomically, and the lock that
 //! serialises mutating operations across tasks and processes.
 //!
-//! Layout: `networks/NAME.json`, `endpoints/NETWORK/CONTAINER.json`, `ports/PROTO-PORT.json` (an
-//! index of who publishes a host port), `ipam/NETWORK.json` (owned by [`crate::ipam::FileIpam`]),
-//! `lock`. Every write is tmp file + fsync + rename + fsync of the
-//! directory, so a reader (or a crash) sees the old or the new file, never half of one.
+//! Layout: `networks/NAME.json`, `endpoints/NETWORK/CONTAINER.json`, `ports/PROTO-PORT/` (an
+//! index of who publishes a host port: one empty file `HOSTIP,NETWORK,CONTAINER` per publisher),
+//! `ipam/` (owned by [`crate::ipam::FileIpam`]), `lock`. Every file with content is written as
+//! tmp file + fsync + rename + fsync of the directory, so a reader (or a crash) sees the old or
+//! the new file, never half of one; index entries carry no content, so creating one is atomic
+//! and an fsync of its directory makes it durable. Nothing an attach writes grows with the
+//! number of endpoints.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -27,7 +30,7 @@ pub struct StateDir {
     root: PathBuf,
 }
 
-/// One publisher of a host port, in the ports index (`ports/PROTO-PORT.json`).
+/// One publisher of a host port, in the ports index (`ports/PROTO-PORT/`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortOwner {
     /// Host address it is published on (unspecified: all).
@@ -116,24 +119,34 @@ impl StateDir {
     }
 
     /// Writes an attachment record, and its published ports into the ports index first (an
-    /// index entry without a record is ignored; see [`StateDir::port_owners`]).
+    /// index entry without a record is ignored; see [`StateDir::port_owners`]). The index
+    /// entries are durable before the record is.
     pub fn put_endpoint(&self, a: &Attachment) -> Result<()> {
         let dir = self.endpoint_dir(&a.network);
         fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
-        for p in &a.ports {
-            let path = self.port_path(p.proto, p.host_port);
-            let mut owners: Vec<PortOwner> = read_json(&path)?.unwrap_or_default();
-            let me = PortOwner {
-                host_ip: p.host_ip,
-                network: a.network.clone(),
-                container: a.container.clone(),
-            };
-            if !owners.contains(&me) {
-                owners.push(me);
-                write_json(&path, &owners)?;
-            }
+        for d in self.index_ports(a)? {
+            sync_dir(&d)?;
         }
         write_json(&self.endpoint_path(&a.network, &a.container), a)
+    }
+
+    /// Adds the index entries of `a`'s ports; returns the directories to fsync.
+    fn index_ports(&self, a: &Attachment) -> Result<Vec<PathBuf>> {
+        let mut touched = Vec::new();
+        for p in &a.ports {
+            let dir = self.port_dir(p.proto, p.host_port);
+            match fs::create_dir(&dir) {
+                Ok(()) => touched.push(self.root.join("ports")),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::state("create dir", &dir, e)),
+            }
+            let entry = dir.join(port_entry(p.host_ip, &a.network, &a.container));
+            File::create(&entry).map_err(|e| Error::state("write", &entry, e))?;
+            touched.push(dir);
+        }
+        touched.sort();
+        touched.dedup();
+        Ok(touched)
     }
 
     /// Removes an attachment record and its ports-index entries (idempotent).
@@ -143,29 +156,34 @@ impl StateDir {
         };
         remove(&self.endpoint_path(network, container))?;
         for p in &a.ports {
-            let path = self.port_path(p.proto, p.host_port);
-            let mut owners: Vec<PortOwner> = read_json(&path)?.unwrap_or_default();
-            owners.retain(|o| !(o.network == network && o.container == container));
-            if owners.is_empty() {
-                remove(&path)?
-            } else {
-                write_json(&path, &owners)?
-            }
+            let dir = self.port_dir(p.proto, p.host_port);
+            // The directory stays (so publishing the port again need not make and fsync it
+            // anew); gc's rebuild of the index drops empty ones.
+            remove(&dir.join(port_entry(p.host_ip, network, container)))?;
         }
         Ok(())
     }
 
-    fn port_path(&self, proto: Protocol, port: u16) -> PathBuf {
-        self.root.join("ports").join(format!("{proto}-{port}.json"))
+    fn port_dir(&self, proto: Protocol, port: u16) -> PathBuf {
+        self.root.join("ports").join(format!("{proto}-{port}"))
     }
 
-    /// Who publishes host port `port`/`proto` (on any host address): one small file read, so the
-    /// conflict check does not grow with the number of endpoints. Entries whose record is gone
-    /// (a crash between the two writes) are ignored.
+    /// Who publishes host port `port`/`proto` (on any host address): one small directory read,
+    /// so the conflict check does not grow with the number of endpoints. Entries whose record
+    /// is gone (a crash between the two writes) are ignored.
     pub fn port_owners(&self, proto: Protocol, port: u16) -> Result<Vec<PortOwner>> {
-        let owners: Vec<PortOwner> = read_json(&self.port_path(proto, port))?.unwrap_or_default();
+        let dir = self.port_dir(proto, port);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::state("list", &dir, e)),
+        };
         let mut live = Vec::new();
-        for o in owners {
+        for e in entries {
+            let name = e.map_err(|e| Error::state("list", &dir, e))?.file_name();
+            let Some(o) = name.to_str().and_then(parse_port_entry) else {
+                continue;
+            };
             if self.endpoint(&o.network, &o.container)?.is_some_and(|a| {
                 a.ports
                     .iter()
@@ -182,16 +200,46 @@ impl StateDir {
         let dir = self.root.join("ports");
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
-                remove(&e.path())?;
+                let p = e.path();
+                let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+                r.map_err(|e| Error::state("remove", &p, e))?;
             }
         }
+        let mut touched = vec![dir];
         for n in self.networks()? {
             for a in self.endpoints(&n.name)? {
-                self.put_endpoint(&a)?;
+                touched.extend(self.index_ports(&a)?);
             }
         }
-        Ok(())
+        touched.sort();
+        touched.dedup();
+        touched.iter().try_for_each(|d| sync_dir(d))
     }
+}
+
+/// The name of a ports-index entry.
+fn port_entry(host_ip: IpAddr, network: &str, container: &str) -> String {
+    format!("{host_ip},{network},{container}")
+}
+
+fn parse_port_entry(name: &str) -> Option<PortOwner> {
+    let mut parts = name.splitn(3, ',');
+    Some(PortOwner {
+        host_ip: parts.next()?.parse().ok()?,
+        network: parts.next()?.to_string(),
+        container: parts.next()?.to_string(),
+    })
+}
+
+/// fsync of a directory: what was created or renamed in it is durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::state("fsync", dir, e))
 }
 
 /// Removes temporary files (`.NAME.PID.tmp`) that a writer killed mid-write left anywhere under
@@ -203,7 +251,8 @@ pub(crate) fn remove_stale_tmp(dir: &Path) -> usize {
     let mut n = 0;
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // Not following symlinks: IPAM entries are symlinks.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             n += remove_stale_tmp(&p);
             continue;
         }

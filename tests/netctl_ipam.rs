@@ -32,16 +32,14 @@ fn addr_of(cidr: &str) -> IpAddr {
         .addr()
 }
 
-/// The IPAM state of `network` as netctl left it on disk (`STATE/ipam/NETWORK.json`).
-fn ipam_pool(state_dir: &Path, network: &str) -> Option<NetworkPool> {
-    let p = state_dir.join("ipam").join(format!("{network}.json"));
-    match std::fs::read(&p) {
-        Ok(b) => {
-            Some(serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => panic!("{}: {e}", p.display()),
-    }
+/// The IPAM state of `network` as netctl left it on disk (`STATE/ipam/`), read through
+/// `FileIpam` (the pool file and one entry per allocated address).
+async fn ipam_pool(state_dir: &Path, network: &str) -> Option<NetworkPool> {
+    use berth::Ipam as _;
+    berth::FileIpam::new(state_dir.join("ipam"))
+        .pool(network)
+        .await
+        .unwrap_or_else(|e| panic!("ipam pool {network}: {e}"))
 }
 
 /// address → container, over every subnet of the pool; asserts no address is listed twice and
@@ -244,7 +242,9 @@ async fn eight_processes_fifty_cycles_never_share_an_address() {
     );
 
     // Nothing is left: no allocation, no record, no veth.
-    let pool = ipam_pool(sb.state_dir(), "net").expect("ipam pool of net");
+    let pool = ipam_pool(sb.state_dir(), "net")
+        .await
+        .expect("ipam pool of net");
     assert_eq!(allocations_checked(&pool), BTreeMap::new());
     assert_eq!(endpoint_records(sb.state_dir(), "net"), BTreeMap::new());
     assert_eq!(
@@ -257,7 +257,7 @@ async fn eight_processes_fifty_cycles_never_share_an_address() {
         assert_eq!(link_names(&ns).await, vec!["lo"], "w{w}");
     }
     nc.ok(&["network", "rm", "net"]);
-    assert!(ipam_pool(sb.state_dir(), "net").is_none());
+    assert!(ipam_pool(sb.state_dir(), "net").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,7 +333,7 @@ async fn killed_attaches_never_duplicate_and_gc_restores_the_live_set() {
 
     // Whatever the kills left: no address twice, nobody holding two.
     let state = sb.state_dir();
-    let before = allocations_checked(&ipam_pool(state, "kill").expect("pool"));
+    let before = allocations_checked(&ipam_pool(state, "kill").await.expect("pool"));
     let records = endpoint_records(state, "kill");
     for (c, att) in &records {
         let ip = att.ip().expect("recorded address");
@@ -384,7 +384,7 @@ async fn killed_attaches_never_duplicate_and_gc_restores_the_live_set() {
     eprintln!("temp files left by killed writes: {stray_tmp:?}");
 
     // The IPAM holds exactly the live set, each at the address its record says.
-    let after = allocations_checked(&ipam_pool(state, "kill").expect("pool"));
+    let after = allocations_checked(&ipam_pool(state, "kill").await.expect("pool"));
     let want: BTreeMap<IpAddr, String> = records
         .iter()
         .map(|(c, a)| (a.ip().unwrap(), c.clone()))
@@ -442,7 +442,7 @@ async fn killed_attaches_never_duplicate_and_gc_restores_the_live_set() {
         nc.ok(&["disconnect", "kill", c]);
     }
     nc.ok(&["network", "rm", "kill"]);
-    assert!(ipam_pool(state, "kill").is_none());
+    assert!(ipam_pool(state, "kill").await.is_none());
     assert_eq!(link_names(sb.host()).await, vec!["lo"]);
     for ns in &nss {
         assert_eq!(link_names(ns).await, vec!["lo"]);
@@ -751,6 +751,6 @@ async fn ipam_flags_end_to_end() {
     nc.ok(&["disconnect", "dual", "c2"]);
     nc.ok(&["network", "rm", "dual", "auto", "auto6"]);
     assert_eq!(nc.ok(&["network", "ls"]), "");
-    assert!(ipam_pool(sb.state_dir(), "dual").is_none());
+    assert!(ipam_pool(sb.state_dir(), "dual").await.is_none());
     assert_eq!(link_names(sb.host()).await, vec!["lo", "uplink"]);
 }

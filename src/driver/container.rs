@@ -65,11 +65,6 @@ pub async fn configure_interface(
     if cfg.ipv6.is_some() {
         sysctl::write(netns, &format!("net/ipv6/conf/{ifname}/accept_dad"), "0").await?;
     }
-    if cfg.ipv4.is_some() {
-        // Loose reverse-path filtering: on several networks, a packet may arrive on one
-        // interface from a peer the default route points through another.
-        sysctl::write(netns, &format!("net/ipv4/conf/{ifname}/rp_filter"), "2").await?;
-    }
     if let Some(net) = cfg.ipv4 {
         nl.add_address(link.index, ifname, IpAddr::V4(net.addr()), net.prefix_len())
             .await?;
@@ -78,7 +73,13 @@ pub async fn configure_interface(
         nl.add_address(link.index, ifname, IpAddr::V6(net.addr()), net.prefix_len())
             .await?;
     }
-    nl.set_up(link.index, ifname).await?;
+    if cfg.ipv4.is_some() {
+        // Loose reverse-path filtering: on several networks, a packet may arrive on one
+        // interface from a peer the default route points through another.
+        nl.set_up_with_rp_filter(link.index, ifname, 2).await?;
+    } else {
+        nl.set_up(link.index, ifname).await?;
+    }
     let keep_existing = |r: Result<()>| match r {
         Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
         other => other,

@@ -1,12 +1,19 @@
 //! Conntrack cleanup over ctnetlink (`conntrack -D` without the binary): after a detach, the
 //! flows of the container's addresses are deleted, so a new container that gets the same
 //! address never inherits stale flows (a DNATed UDP stream would otherwise keep reaching it).
-//! Must run on a thread inside the target netns.
+//! Runs over the firewall's netfilter socket, made inside the target netns.
+//!
+//! How: a filtered flush per address and direction (`conntrack -D -s IP` and `--reply-src IP`),
+//! done by the kernel: it returns at once when the netns tracks no flow, and otherwise walks the
+//! table without copying it out. Kernels before filtered flushes (6.4 and older) reject the
+//! filter (EINVAL): then the whole table is dumped and matching entries are deleted one by one.
+//! The dump walks every bucket of the (global) conntrack hash: ~12 ms here with 262,144
+//! buckets, even for a netns with no flow.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 use nix::sys::socket::{MsgFlags, recv, send};
 
@@ -21,6 +28,14 @@ const NLMSG_DONE: u16 = 3;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_TUPLE_IP: u16 = 1;
+const CTA_FILTER: u16 = 25;
+const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+const CTA_FILTER_REPLY_FLAGS: u16 = 2;
+/// `CTA_FILTER_F_CTA_IP_SRC` (kernel-internal, stable ABI of the filter flags).
+const FILTER_IP_SRC: u32 = 1;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V6_SRC: u16 = 3;
+const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// One conntrack entry: its family and the raw `CTA_TUPLE_ORIG` attribute (to delete it by).
@@ -30,16 +45,69 @@ struct Entry {
     addrs: Vec<IpAddr>,
 }
 
-/// Deletes every conntrack entry whose original or reply tuple holds one of `ips`. Returns how
-/// many were deleted.
-pub(crate) fn forget(ips: &[IpAddr]) -> io::Result<usize> {
-    if ips.is_empty() {
-        return Ok(0);
+/// Deletes every conntrack entry whose original or reply tuple holds one of `ips`, over the
+/// netfilter socket `fd`. Returns how many were deleted when that is known (a filtered flush
+/// does not say: 0).
+pub(crate) fn forget(fd: RawFd, ips: &[IpAddr]) -> io::Result<usize> {
+    for ip in ips {
+        for reply in [false, true] {
+            match flush_by_source(fd, *ip, reply) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return forget_by_dump(fd, ips),
+                Err(e) => return Err(e),
+            }
+        }
     }
+    Ok(0)
+}
+
+/// `conntrack -D -s IP` (or `--reply-src IP`): one filtered flush, done by the kernel.
+fn flush_by_source(fd: RawFd, ip: IpAddr, reply: bool) -> io::Result<()> {
+    let (family, addr) = match ip {
+        IpAddr::V4(a) => (libc::AF_INET as u8, nla(CTA_IP_V4_SRC, &a.octets())),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, nla(CTA_IP_V6_SRC, &a.octets())),
+    };
+    let tuple_ip = nla(CTA_TUPLE_IP | NLA_F_NESTED, &addr);
+    let tuple = if reply {
+        CTA_TUPLE_REPLY
+    } else {
+        CTA_TUPLE_ORIG
+    };
+    let (orig_flags, reply_flags) = if reply {
+        (0, FILTER_IP_SRC)
+    } else {
+        (FILTER_IP_SRC, 0)
+    };
+    let filter = [
+        nla(CTA_FILTER_ORIG_FLAGS, &orig_flags.to_ne_bytes()),
+        nla(CTA_FILTER_REPLY_FLAGS, &reply_flags.to_ne_bytes()),
+    ]
+    .concat();
+    let attrs = [
+        nla(tuple | NLA_F_NESTED, &tuple_ip),
+        nla(CTA_FILTER | NLA_F_NESTED, &filter),
+    ]
+    .concat();
+    request(fd, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family, &attrs, |_| {})
+}
+
+/// One netlink attribute, padded to 4 bytes.
+fn nla(ty: u16, value: &[u8]) -> Vec<u8> {
+    let len = 4 + value.len();
+    let mut v = Vec::with_capacity((len + 3) & !3);
+    v.extend((len as u16).to_ne_bytes());
+    v.extend(ty.to_ne_bytes());
+    v.extend(value);
+    v.resize((len + 3) & !3, 0);
+    v
+}
+
+/// The fallback for kernels without filtered flushes: dump every entry of the netns, delete
+/// those that hold one of `ips`.
+fn forget_by_dump(fd: RawFd, ips: &[IpAddr]) -> io::Result<usize> {
     let want: HashSet<IpAddr> = ips.iter().copied().collect();
-    let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
     let mut entries = Vec::new();
-    request(&sock, IPCTNL_MSG_CT_GET, NLM_F_DUMP, 0, &[], |msg| {
+    request(fd, IPCTNL_MSG_CT_GET, NLM_F_DUMP, 0, &[], |msg| {
         if let Some(e) = parse(msg) {
             entries.push(e);
         }
@@ -51,7 +119,7 @@ pub(crate) fn forget(ips: &[IpAddr]) -> io::Result<usize> {
     {
         // ENOENT: it expired meanwhile.
         match request(
-            &sock,
+            fd,
             IPCTNL_MSG_CT_DELETE,
             NLM_F_ACK,
             e.family,
@@ -126,7 +194,7 @@ fn parse(msg: &[u8]) -> Option<Entry> {
 /// Sends one ctnetlink request and feeds each answer's payload (after the nlmsghdr) to
 /// `on_msg`; returns the kernel's error, if any.
 fn request(
-    sock: &mnl::Socket,
+    fd: RawFd,
     msg: u16,
     flags: u16,
     family: u8,
@@ -143,14 +211,14 @@ fn request(
     buf.extend(0u32.to_ne_bytes()); // pid
     buf.extend([family, 0, 0, 0]); // nfgenmsg: family, version, res_id
     buf.extend(attrs);
-    send(sock.as_raw_fd(), &buf, MsgFlags::empty())?;
+    send(fd, &buf, MsgFlags::empty())?;
     let mut storage = vec![0u64; 8192];
     loop {
         // SAFETY: the u64 buffer is reinterpreted as bytes of the same length.
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), storage.len() * 8)
         };
-        let n = recv(sock.as_raw_fd(), bytes, MsgFlags::empty())?;
+        let n = recv(fd, bytes, MsgFlags::empty())?;
         let mut off = 0;
         while off + 16 <= n {
             let mlen =

@@ -4,6 +4,7 @@
 pub mod conntrack;
 pub mod nft;
 pub mod ruleset;
+mod socket;
 
 use async_trait::async_trait;
 

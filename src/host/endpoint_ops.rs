@@ -224,9 +224,8 @@ impl Host {
         let mut errors = Vec::new();
         match (network_rules(net), self.endpoint_fw(net, att, None)) {
             (Some(n), Ok(Some(e))) => {
-                if let Err(e) = self.firewall.remove_endpoint(&n, &e).await {
-                    errors.push(e);
-                }
+                errors.extend(self.firewall.remove_endpoint(&n, &e).await.err());
+                errors.extend(self.after(Step::DetachFirewall).err());
             }
             (_, Err(e)) => errors.push(e),
             _ => {}
@@ -234,34 +233,28 @@ impl Host {
         // The flows of containers linking to this one go with it.
         match (network_rules(net), self.links_to(net, att)) {
             (Some(n), Ok(incoming)) if !incoming.is_empty() => {
-                if let Err(e) = self.firewall.replace_links(&n, &incoming, &[]).await {
-                    errors.push(e);
-                }
+                errors.extend(self.firewall.replace_links(&n, &incoming, &[]).await.err());
             }
             (_, Err(e)) => errors.push(e),
             _ => {}
         }
-        if let Err(e) = driver_for(net.driver.kind())
-            .detach(self.ctx(), net, att)
-            .await
-        {
-            errors.push(e);
-        }
+        let driver = driver_for(net.driver.kind());
+        errors.extend(driver.detach(self.ctx(), net, att).await.err());
+        errors.extend(self.after(Step::DetachDriver).err());
         // After the links are gone (no new flows) and before the address can be handed out
         // again: forget the container's connection-tracking entries.
         let ips: Vec<std::net::IpAddr> = att.ip().into_iter().chain(att.ip6()).collect();
-        if network_rules(net).is_some()
-            && let Err(e) = self.firewall.forget_flows(&ips).await
-        {
-            errors.push(e);
+        if network_rules(net).is_some() {
+            errors.extend(self.firewall.forget_flows(&ips).await.err());
+            errors.extend(self.after(Step::DetachConntrack).err());
         }
-        if driver_for(net.driver.kind()).uses_ipam()
-            && let Err(e) = self.ipam.release(network, container).await
-        {
-            errors.push(e);
+        if driver.uses_ipam() {
+            errors.extend(self.ipam.release(network, container).await.err());
+            errors.extend(self.after(Step::DetachIpam).err());
         }
         if errors.is_empty() {
             self.state.remove_endpoint(network, container)?;
+            self.after(Step::DetachRecord)?;
             if let Err(e) = self.sync_default_routes(container).await {
                 tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
             }

@@ -3,6 +3,7 @@
 //! implementation [`FileIpam`].
 
 pub mod pools;
+mod store;
 pub mod subnet;
 
 use std::collections::{BTreeMap, HashSet};
@@ -14,6 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use pools::AddressPool;
+use store::Claims;
 pub use subnet::SubnetState;
 
 use crate::error::{Error, Result};
@@ -93,10 +95,12 @@ pub trait Ipam: Send + Sync + std::fmt::Debug {
     async fn gc(&self, valid: &HashSet<String>) -> Result<Vec<Released>>;
 }
 
-/// IPAM stored under `STATE/ipam/`: one JSON file per network, each change under an exclusive
-/// `flock` of `NETWORK.lock` and written atomically (tmp + fsync + rename), so tasks and
-/// processes can share it and a crash at any instant leaves the old or the new state. Choosing
-/// or checking subnets also holds `pools.lock`, so two networks never get overlapping subnets.
+/// IPAM stored under `STATE/ipam/`: per network, its subnets in `NETWORK.json` (written
+/// atomically: tmp + fsync + rename) and one directory entry per allocated address in
+/// `NETWORK.d/` (see `store`), so an allocation costs the same however many addresses are in
+/// use. Each change holds an exclusive `flock` of `NETWORK.lock`, so tasks and processes can
+/// share it, and a crash at any instant leaves the old or the new state. Choosing or checking
+/// subnets also holds `pools.lock`, so two networks never get overlapping subnets.
 #[derive(Debug, Clone)]
 pub struct FileIpam {
     dir: PathBuf,
@@ -136,6 +140,15 @@ impl FileIpam {
 
     fn file(&self, network: &str) -> PathBuf {
         self.dir.join(format!("{network}.json"))
+    }
+
+    /// The pool file, lock file and allocation entries of `network`.
+    fn paths(&self, network: &str) -> (PathBuf, PathBuf, Claims) {
+        (
+            self.file(network),
+            self.dir.join(format!("{network}.lock")),
+            Claims::new(&self.dir, network),
+        )
     }
 
     /// Runs `f` on the network's pool under its lock, off the executor, and saves the result.
@@ -201,55 +214,159 @@ fn update<T>(
     Ok(out)
 }
 
-/// Allocates in the first subnet of one family that has room (or the one holding `request`).
-fn allocate_family(
-    pool: &mut NetworkPool,
-    network: &str,
-    container: &str,
-    v6: bool,
-    request: Option<IpAddr>,
-) -> Result<Option<IpNet>> {
-    let mut fam: Vec<&mut SubnetState> = pool
+/// Reads a network's pool; the caller holds its lock. A pool written by an earlier berth with
+/// its allocations inline has them moved into entries first.
+fn load(file: &Path, claims: &Claims) -> Result<Option<NetworkPool>> {
+    let Some(mut pool) = read_json::<NetworkPool>(file)? else {
+        return Ok(None);
+    };
+    if pool
         .subnets
-        .iter_mut()
-        .filter(|s| s.subnet.addr().is_ipv6() == v6)
-        .collect();
-    if fam.is_empty() {
-        return match request {
-            Some(address) => Err(Error::OutsideSubnet {
-                address,
-                subnet: String::from("(no subnet of that family)"),
-            }),
-            None => Ok(None),
-        };
-    }
-    if let Some(ip) = request {
-        let Some(s) = fam.iter_mut().find(|s| s.subnet.contains(&ip)) else {
-            let subnets: Vec<String> = fam.iter().map(|s| s.subnet.to_string()).collect();
-            return Err(Error::OutsideSubnet {
-                address: ip,
-                subnet: subnets.join(","),
-            });
-        };
-        let a = s.allocate(network, container, Some(ip))?;
-        return Ok(Some(
-            IpNet::new(a, s.subnet.prefix_len()).expect("valid prefix"),
-        ));
-    }
-    let mut last_err = None;
-    for s in fam {
-        match s.allocate(network, container, None) {
-            Ok(a) => {
-                return Ok(Some(
-                    IpNet::new(a, s.subnet.prefix_len()).expect("valid prefix"),
-                ));
+        .iter()
+        .any(|s| !s.allocations.is_empty() || s.last.is_some())
+    {
+        claims.create()?;
+        let mut held: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        for s in &mut pool.subnets {
+            for (ip, c) in std::mem::take(&mut s.allocations) {
+                held.entry(c).or_default().push(ip);
             }
-            Err(e) => last_err = Some(e),
+            if let Some(last) = s.last.take() {
+                claims.set_cursor(&s.subnet, last)?;
+            }
         }
+        for (c, ips) in &held {
+            claims.set_held(c, ips)?;
+            for ip in ips {
+                claims.claim(*ip, c)?;
+            }
+        }
+        claims.sync()?;
+        write_json(file, &pool)?;
     }
-    Err(last_err.unwrap_or(Error::PoolExhausted {
-        network: network.into(),
-    }))
+    Ok(Some(pool))
+}
+
+/// Candidates tried next to the round-robin cursor before the entries are listed.
+const QUICK_PROBES: usize = 64;
+
+/// The next free address of `s`: the first candidates after the cursor are probed one entry
+/// each; only where they are all taken is the subnet's list of entries read.
+fn next_free(s: &SubnetState, claims: &Claims) -> Result<Option<IpAddr>> {
+    let mut probe = s.clone();
+    probe.last = claims.cursor(&s.subnet);
+    if let Some(ip) = probe
+        .candidates()
+        .take(QUICK_PROBES)
+        .find(|ip| !claims.exists(*ip))
+    {
+        return Ok(Some(ip));
+    }
+    probe.allocations = claims
+        .all()?
+        .into_iter()
+        .filter(|(ip, _)| s.subnet.contains(ip))
+        .collect();
+    Ok(probe.next_free())
+}
+
+/// One allocation in progress: what `container` held before and holds now, and the claims made
+/// (undone if the allocation fails).
+struct Taking<'a> {
+    claims: &'a Claims,
+    network: &'a str,
+    container: &'a str,
+    held: Vec<IpAddr>,
+    new: Vec<IpAddr>,
+}
+
+impl Taking<'_> {
+    /// Lists `ip` in the container's entry, then claims it.
+    fn take(&mut self, ip: IpAddr) -> Result<()> {
+        self.held.push(ip);
+        self.claims.set_held(self.container, &self.held)?;
+        if !self.claims.claim(ip, self.container)? {
+            // Only a writer that does not take the lock can get here.
+            self.held.pop();
+            return Err(Error::AddressInUse {
+                address: ip,
+                network: self.network.into(),
+                container: self.claims.owner(ip)?.unwrap_or_default(),
+            });
+        }
+        self.new.push(ip);
+        Ok(())
+    }
+
+    /// Allocates in the first subnet of one family that has room (or the one holding
+    /// `request`); an address the container holds already is given back.
+    fn family(
+        &mut self,
+        pool: &NetworkPool,
+        v6: bool,
+        request: Option<IpAddr>,
+    ) -> Result<Option<IpNet>> {
+        let fam: Vec<&SubnetState> = pool
+            .subnets
+            .iter()
+            .filter(|s| s.subnet.addr().is_ipv6() == v6)
+            .collect();
+        let net = |s: &SubnetState, a| IpNet::new(a, s.subnet.prefix_len()).expect("valid prefix");
+        if fam.is_empty() {
+            return match request {
+                Some(address) => Err(Error::OutsideSubnet {
+                    address,
+                    subnet: String::from("(no subnet of that family)"),
+                }),
+                None => Ok(None),
+            };
+        }
+        if let Some(ip) = request {
+            let Some(s) = fam.iter().find(|s| s.subnet.contains(&ip)) else {
+                let subnets: Vec<String> = fam.iter().map(|s| s.subnet.to_string()).collect();
+                return Err(Error::OutsideSubnet {
+                    address: ip,
+                    subnet: subnets.join(","),
+                });
+            };
+            if !self.held.contains(&ip) {
+                s.check_request(self.network, ip)?;
+                match self.claims.owner(ip)? {
+                    Some(o) if o == self.container => {
+                        self.held.push(ip);
+                        self.claims.set_held(self.container, &self.held)?;
+                    }
+                    Some(o) => {
+                        return Err(Error::AddressInUse {
+                            address: ip,
+                            network: self.network.into(),
+                            container: o,
+                        });
+                    }
+                    None => self.take(ip)?,
+                }
+            }
+            return Ok(Some(net(s, ip)));
+        }
+        let held = self.held.iter().find_map(|ip| {
+            fam.iter()
+                .find(|s| s.subnet.contains(ip))
+                .map(|s| (*s, *ip))
+        });
+        if let Some((s, ip)) = held {
+            return Ok(Some(net(s, ip)));
+        }
+        for s in fam {
+            if let Some(ip) = next_free(s, self.claims)? {
+                self.take(ip)?;
+                self.claims.set_cursor(&s.subnet, ip)?;
+                return Ok(Some(net(s, ip)));
+            }
+        }
+        Err(Error::PoolExhausted {
+            network: self.network.into(),
+        })
+    }
 }
 
 #[async_trait]
@@ -257,7 +374,7 @@ impl Ipam for FileIpam {
     async fn reserve_pool(&self, network: &str, req: PoolRequest) -> Result<Vec<SubnetInfo>> {
         let (dir, name) = (self.dir.clone(), network.to_string());
         let (pools4, pools6) = (self.pools4.clone(), self.pools6.clone());
-        let (file, lock) = (self.file(network), self.dir.join(format!("{network}.lock")));
+        let (file, lock, claims) = self.paths(network);
         blocking(move || {
             let _all = lock_file(&dir.join("pools.lock"))?;
             let others: Vec<(String, NetworkPool)> = FileIpam::all_pools(&dir)?
@@ -318,6 +435,8 @@ impl Ipam for FileIpam {
                 if pool.is_some() {
                     return Err(Error::NetworkExists { name });
                 }
+                // Entries a release interrupted by a crash left behind.
+                claims.remove_all()?;
                 *pool = Some(NetworkPool { subnets: states });
                 Ok(info)
             })
@@ -326,7 +445,9 @@ impl Ipam for FileIpam {
     }
 
     async fn release_pool(&self, network: &str) -> Result<()> {
-        self.with_pool(network, |pool| {
+        let claims = Claims::new(&self.dir, network);
+        self.with_pool(network, move |pool| {
+            claims.remove_all()?;
             *pool = None;
             Ok(())
         })
@@ -339,41 +460,79 @@ impl Ipam for FileIpam {
         container: &str,
         req: AddressRequest,
     ) -> Result<Vec<IpNet>> {
-        let (name, c) = (network.to_string(), container.to_string());
-        self.with_pool(network, move |pool| {
-            let p = pool
-                .as_mut()
-                .ok_or_else(|| Error::NetworkNotFound { name: name.clone() })?;
-            let mut out = Vec::new();
-            out.extend(allocate_family(
-                p,
-                &name,
-                &c,
-                false,
-                req.v4.map(IpAddr::V4),
-            )?);
-            out.extend(allocate_family(p, &name, &c, true, req.v6.map(IpAddr::V6))?);
-            Ok(out)
+        let (file, lock, claims) = self.paths(network);
+        let (network, container) = (network.to_string(), container.to_string());
+        blocking(move || {
+            let _guard = lock_file(&lock)?;
+            let pool = load(&file, &claims)?.ok_or_else(|| Error::NetworkNotFound {
+                name: network.clone(),
+            })?;
+            claims.create()?;
+            let before = claims.held(&container)?;
+            let mut t = Taking {
+                claims: &claims,
+                network: &network,
+                container: &container,
+                held: Vec::new(),
+                new: Vec::new(),
+            };
+            for ip in &before {
+                if claims.owner(*ip)?.as_deref() == Some(container.as_str()) {
+                    t.held.push(*ip);
+                }
+            }
+            let mut done = || {
+                let mut out = Vec::new();
+                out.extend(t.family(&pool, false, req.v4.map(IpAddr::V4))?);
+                out.extend(t.family(&pool, true, req.v6.map(IpAddr::V6))?);
+                if !t.new.is_empty() {
+                    claims.sync()?;
+                }
+                Ok(out)
+            };
+            let r = done();
+            if r.is_err() {
+                for ip in &t.new {
+                    let _ = claims.unclaim(*ip);
+                }
+                let _ = claims.set_held(&container, &before);
+            }
+            r
         })
         .await
     }
 
     async fn release(&self, network: &str, container: &str) -> Result<()> {
+        let (file, lock, claims) = self.paths(network);
         let c = container.to_string();
-        self.with_pool(network, move |pool| {
-            if let Some(p) = pool.as_mut() {
-                for s in &mut p.subnets {
-                    s.release(&c);
+        blocking(move || {
+            let _guard = lock_file(&lock)?;
+            load(&file, &claims)?;
+            for ip in claims.held(&c)? {
+                if claims.owner(ip)?.as_deref() == Some(c.as_str()) {
+                    claims.unclaim(ip)?;
                 }
             }
-            Ok(())
+            claims.set_held(&c, &[])
         })
         .await
     }
 
     async fn pool(&self, network: &str) -> Result<Option<NetworkPool>> {
-        let file = self.file(network);
-        blocking(move || read_json(&file)).await
+        let (file, _, claims) = self.paths(network);
+        blocking(move || {
+            let Some(mut pool) = read_json::<NetworkPool>(&file)? else {
+                return Ok(None);
+            };
+            let all = claims.all()?;
+            for s in &mut pool.subnets {
+                let mine = all.iter().filter(|(ip, _)| s.subnet.contains(*ip));
+                s.allocations.extend(mine.map(|(ip, c)| (*ip, c.clone())));
+                s.last = s.last.or_else(|| claims.cursor(&s.subnet));
+            }
+            Ok(Some(pool))
+        })
+        .await
     }
 
     async fn gc(&self, valid: &HashSet<String>) -> Result<Vec<Released>> {
@@ -382,31 +541,156 @@ impl Ipam for FileIpam {
         blocking(move || {
             let mut released = Vec::new();
             for (network, _) in FileIpam::all_pools(&dir)? {
-                let (file, lock) = (
-                    dir.join(format!("{network}.json")),
-                    dir.join(format!("{network}.lock")),
-                );
-                let mut r = update(&file, &lock, |pool| {
-                    let mut out = Vec::new();
-                    for s in pool.iter_mut().flat_map(|p| p.subnets.iter_mut()) {
-                        s.allocations.retain(|ip, c| {
-                            let keep = valid.contains(c);
-                            if !keep {
-                                out.push(Released {
-                                    network: network.clone(),
-                                    container: c.clone(),
-                                    address: *ip,
-                                });
-                            }
-                            keep
+                let claims = Claims::new(&dir, &network);
+                let _guard = lock_file(&dir.join(format!("{network}.lock")))?;
+                if load(&dir.join(format!("{network}.json")), &claims)?.is_none() {
+                    continue;
+                }
+                for (ip, c) in claims.all()? {
+                    if !valid.contains(&c) {
+                        claims.unclaim(ip)?;
+                        released.push(Released {
+                            network: network.clone(),
+                            container: c,
+                            address: ip,
                         });
                     }
-                    Ok(out)
-                })?;
-                released.append(&mut r);
+                }
+                for c in claims.holders()?.into_keys() {
+                    if !valid.contains(&c) {
+                        claims.set_held(&c, &[])?;
+                    }
+                }
             }
             Ok(released)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipam(label: &str) -> FileIpam {
+        let dir = std::env::temp_dir().join(format!("berth-ipam-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        FileIpam::new(dir)
+    }
+
+    fn subnets(s: &[&str]) -> PoolRequest {
+        PoolRequest {
+            subnets: s
+                .iter()
+                .map(|s| SubnetRequest {
+                    subnet: Some(s.parse().unwrap()),
+                    ipv6: s.contains(':'),
+                    gateway: None,
+                    ip_range: None,
+                })
+                .collect(),
+            ..PoolRequest::default()
+        }
+    }
+
+    async fn next(i: &FileIpam, c: &str) -> Result<Vec<IpNet>> {
+        i.allocate("n", c, AddressRequest::default()).await
+    }
+
+    fn v4(s: &str) -> Option<Ipv4Addr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn allocations_are_entries_round_robin_idempotent_and_all_or_nothing() {
+        let i = ipam("rr");
+        i.reserve_pool("n", subnets(&["10.9.0.0/29", "fd00:9::/64"]))
+            .await
+            .unwrap();
+        let a = next(&i, "a").await.unwrap();
+        assert_eq!(a[0].to_string(), "10.9.0.2/29");
+        assert_eq!(a[1].to_string(), "fd00:9::2/64");
+        assert_eq!(
+            next(&i, "a").await.unwrap(),
+            a,
+            "a retried attach gets its addresses"
+        );
+        i.release("n", "a").await.unwrap();
+        // Released, but round robin goes on past it.
+        assert_eq!(next(&i, "b").await.unwrap()[0].to_string(), "10.9.0.3/29");
+        let taken = i.allocate(
+            "n",
+            "c",
+            AddressRequest {
+                v4: v4("10.9.0.3"),
+                v6: None,
+            },
+        );
+        assert!(
+            matches!(taken.await, Err(Error::AddressInUse { container, .. }) if container == "b")
+        );
+        // The IPv6 request fails: the IPv4 address taken first is given back.
+        let bad = AddressRequest {
+            v4: v4("10.9.0.6"),
+            v6: Some("fd01::1".parse().unwrap()),
+        };
+        assert!(i.allocate("n", "c", bad).await.is_err());
+        let pool = i.pool("n").await.unwrap().unwrap();
+        assert_eq!(pool.allocations().len(), 2, "{pool:?}");
+        assert!(pool.allocations().values().all(|c| c == "b"));
+        // 10.9.0.2..6 usable: b holds .3, so four more, then exhaustion.
+        for c in ["c", "d", "e", "f"] {
+            next(&i, c).await.unwrap();
+        }
+        assert!(matches!(
+            next(&i, "g").await,
+            Err(Error::PoolExhausted { .. })
+        ));
+        let released = i.gc(&HashSet::from(["b".to_string()])).await.unwrap();
+        assert_eq!(released.len(), 8, "c-f, both families: {released:?}");
+        assert_eq!(i.pool("n").await.unwrap().unwrap().allocations().len(), 2);
+        i.release_pool("n").await.unwrap();
+        assert!(i.pool("n").await.unwrap().is_none());
+        assert!(!i.dir.join("n.d").exists());
+        let _ = std::fs::remove_dir_all(&i.dir);
+    }
+
+    #[tokio::test]
+    async fn a_crowded_cursor_falls_back_to_listing_and_legacy_pools_are_moved_to_entries() {
+        let i = ipam("crowd");
+        i.reserve_pool("n", subnets(&["10.8.0.0/22"]))
+            .await
+            .unwrap();
+        // 200 static addresses right where next-free starts looking.
+        for n in 0..200u32 {
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 8, 0, 2)) + n);
+            let req = AddressRequest {
+                v4: Some(ip),
+                v6: None,
+            };
+            i.allocate("n", &format!("s{n}"), req).await.unwrap();
+        }
+        assert_eq!(next(&i, "x").await.unwrap()[0].to_string(), "10.8.0.202/22");
+
+        // A pool file as an earlier berth wrote it: allocations inline.
+        let mut legacy = read_json::<NetworkPool>(&i.file("n")).unwrap().unwrap();
+        legacy.subnets[0]
+            .allocations
+            .insert("10.8.3.3".parse().unwrap(), "old".into());
+        legacy.subnets[0].last = Some("10.8.3.3".parse().unwrap());
+        write_json(&i.file("n"), &legacy).unwrap();
+        assert_eq!(next(&i, "y").await.unwrap()[0].to_string(), "10.8.3.4/22");
+        let pool = i.pool("n").await.unwrap().unwrap();
+        assert_eq!(
+            pool.allocations()
+                .get(&"10.8.3.3".parse().unwrap())
+                .unwrap(),
+            "old"
+        );
+        assert_eq!(pool.allocations().len(), 203);
+        let on_disk = read_json::<NetworkPool>(&i.file("n")).unwrap().unwrap();
+        assert!(on_disk.subnets[0].allocations.is_empty());
+        let _ = std::fs::remove_dir_all(&i.dir);
     }
 }

@@ -156,6 +156,20 @@ impl SubnetState {
         Ok(())
     }
 
+    /// Checks a static request for `ip` (in use or not): a host address of the subnet, neither
+    /// the gateway nor an aux address.
+    pub fn check_request(&self, network: &str, ip: IpAddr) -> Result<()> {
+        self.check_host_address(ip)?;
+        match self.reserved_reason(ip) {
+            Some(reason) => Err(Error::AddressReserved {
+                address: ip,
+                network: network.into(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn reserved_reason(&self, ip: IpAddr) -> Option<&'static str> {
         if ip == self.gateway {
             Some("it is the gateway")
@@ -191,14 +205,7 @@ impl SubnetState {
         }
         let ip = match request {
             Some(ip) => {
-                self.check_host_address(ip)?;
-                if let Some(reason) = self.reserved_reason(ip) {
-                    return Err(Error::AddressReserved {
-                        address: ip,
-                        network: network.into(),
-                        reason,
-                    });
-                }
+                self.check_request(network, ip)?;
                 if let Some(owner) = self.allocations.get(&ip) {
                     return Err(Error::AddressInUse {
                         address: ip,
@@ -224,41 +231,29 @@ impl SubnetState {
         before != self.allocations.len()
     }
 
-    fn taken(&self, n: u128) -> bool {
-        let ip = from_u128(self.v4(), n);
-        self.allocations.contains_key(&ip) || self.reserved_reason(ip).is_some()
-    }
-
-    fn next_free(&self) -> Option<IpAddr> {
-        let (lo, hi) = self.bounds()?;
+    /// The addresses next-free allocation tries, in order: round robin from just after `last`
+    /// to the end of the range, then from its start; never the gateway or an aux address.
+    /// Lazy: taking the first few of a /64 costs what is taken.
+    pub fn candidates(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let v4 = self.v4();
+        let (lo, hi) = self.bounds().unwrap_or((1, 0));
         let start = self
             .last
             .map(to_u128)
             .filter(|l| (lo..hi).contains(l))
             .map_or(lo, |l| l + 1);
-        // At most (used + 1) probes from `start` up, then from `lo` up to `start`.
-        let limit = self.allocations.len() as u128 + self.aux.len() as u128 + 2;
-        let scan = |from: u128, to: u128| {
-            let mut n = from;
-            let mut probes = 0;
-            while n <= to && probes <= limit {
-                if !self.taken(n) {
-                    return Some(n);
-                }
-                n += 1;
-                probes += 1;
-            }
-            None
-        };
-        scan(start, hi)
-            .or_else(|| {
-                if start > lo {
-                    scan(lo, start - 1)
-                } else {
-                    None
-                }
-            })
-            .map(|n| from_u128(self.v4(), n))
+        (start..=hi)
+            .chain(lo..start)
+            .map(move |n| from_u128(v4, n))
+            .filter(|ip| self.reserved_reason(*ip).is_none())
+    }
+
+    /// The first candidate not allocated: among `allocations.len() + 1` candidates one is free
+    /// if any is, so this costs O(addresses in use), never O(subnet size).
+    pub fn next_free(&self) -> Option<IpAddr> {
+        self.candidates()
+            .take(self.allocations.len() + 1)
+            .find(|ip| !self.allocations.contains_key(ip))
     }
 }
 
@@ -359,8 +354,7 @@ mod tests {
             // Releasing everything makes every address allocatable again.
             let owners: Vec<String> = s.allocations.values().cloned().collect();
             for o in owners { s.release(&o); }
-            let (lo, hi) = s.bounds().unwrap();
-            let usable = (lo..=hi).filter(|n| !s.taken(*n)).count();
+            let usable = s.candidates().count();
             for i in 0..usable {
                 let name = format!("z{i}");
                 prop_assert!(s.allocate("n", &name, None).is_ok());

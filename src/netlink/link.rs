@@ -1,7 +1,9 @@
 //! Links: `ip link add|del|set|show` as typed operations.
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, LinkAttribute, LinkMessage,
+};
 use rtnetlink::packet_route::link::{IpVlanFlags, IpVlanMode, MacVlanMode};
 use rtnetlink::{
     LinkBridge, LinkBridgePort, LinkDummy, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec,
@@ -139,7 +141,13 @@ impl Netlink {
     /// Creates a veth pair whose host end `host` is enslaved to `master` and up, and whose peer is
     /// born inside `peer_netns` as `peer_name` with `peer_mac` — one request, no move afterwards
     /// (moving costs ~20 ms more). Equivalent of
-    /// `ip link add HOST mtu M master BR up type veth peer name PEER address MAC netns NS`.
+    /// `ip link add HOST mtu M master BR type veth peer name PEER address MAC netns NS`, then
+    /// `sysctl net.ipv6.conf.HOST.disable_ipv6=1` and `ip link set HOST up`.
+    ///
+    /// The host end, a bridge port, needs no address: with IPv6 on, bringing it up would give it
+    /// a link-local address and routes in this netns (every later link change walks the IPv6
+    /// routing table: O(endpoints)) and send DAD, router solicitations and MLD reports that the
+    /// bridge floods to every port. So IPv6 is switched off before it comes up.
     pub async fn add_veth_into(
         &self,
         host: &str,
@@ -159,7 +167,6 @@ impl Netlink {
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .mtu(mtu)
             .controller(master)
-            .up()
             .build();
         self.handle
             .link()
@@ -167,7 +174,17 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| add_err("veth", host, e))?;
-        self.require_link(host).await
+        let link = self.require_link(host).await?;
+        let up = async {
+            let key = format!("net/ipv6/conf/{host}/disable_ipv6");
+            crate::sysctl::write(&self.netns, &key, "1").await?;
+            self.set_up(link.index, host).await
+        };
+        if let Err(e) = up.await {
+            let _ = self.delete_link(host).await;
+            return Err(e);
+        }
+        Ok(LinkInfo { up: true, ..link })
     }
 
     /// A link of `kind` created in this netns, or — with `into` — born inside another netns,
@@ -268,6 +285,27 @@ impl Netlink {
             .map_err(|e| Error::netlink("set link up", name, to_io(e)))
     }
 
+    /// `ip link set dev (index) up` with `net.ipv4.conf.NAME.rp_filter=MODE` in the same request
+    /// (`IFLA_AF_SPEC`/`IFLA_INET_CONF`: no thread entering the netns to write /proc/sys).
+    pub async fn set_up_with_rp_filter(&self, index: u32, name: &str, mode: i32) -> Result<()> {
+        let mut conf = InetDevConf::default();
+        conf.rp_filter = mode;
+        let af = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConfRequest(conf),
+        ])]);
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .up()
+                    .append_extra_attribute(af)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("set link up", name, to_io(e)))
+    }
+
     /// `bridge link set dev NAME hairpin on|off isolated on|off`. Hairpin lets a container
     /// reach itself through a published port via the host; isolated ports cannot exchange
     /// frames with each other, only with non-isolated ports such as the bridge itself (ICC off
@@ -305,14 +343,38 @@ impl Netlink {
     }
 
     /// `ip link del NAME`. Returns `false` when it did not exist (idempotent).
+    ///
+    /// Returns as soon as the link has left the netns (its name and index are free, and so are
+    /// a veth peer's), not when the kernel acknowledges the request: unregistering a device ends
+    /// with an RCU barrier after the kernel has released the rtnl lock (~20 ms here, whatever
+    /// the API), and the acknowledgement waits for it. So the request is sent from a thread of
+    /// its own, which sits out that wait in the background, while this polls for the link to
+    /// disappear; an error the kernel reports first is returned. A process may exit meanwhile:
+    /// the kernel finishes the deletion regardless.
     pub async fn delete_link(&self, name: &str) -> Result<bool> {
         let Some(l) = self.link_by_name(name).await? else {
             return Ok(false);
         };
-        match self.handle.link().del(l.index).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
-            Err(e) => Err(Error::netlink("delete link", name, to_io(e))),
+        let index = l.index;
+        let request = self.netns.spawn(move || del_link_blocking(index));
+        tokio::pin!(request);
+        tokio::select! {
+            r = &mut request => match r? {
+                Ok(()) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+                Err(e) => Err(Error::netlink("delete link", name, e)),
+            },
+            () = self.until_gone(index) => Ok(true),
+        }
+    }
+
+    /// Resolves once no link has `index` (polled; a lookup by index takes no rtnl lock).
+    async fn until_gone(&self, index: u32) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            if let Ok(None) = self.link_by_index(index).await {
+                return;
+            }
         }
     }
 
@@ -323,5 +385,45 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(|e| Error::netlink("list links", "", to_io(e)))
+    }
+}
+
+/// Sends `RTM_DELLINK` for `index` on a new blocking socket of the calling thread's netns and
+/// waits for the kernel's answer (see [`Netlink::delete_link`] for why on a thread of its own).
+fn del_link_blocking(index: u32) -> std::io::Result<()> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelLink(link));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.header.sequence_number = 1;
+    msg.finalize();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    loop {
+        let (reply, _) = socket.recv_from_full()?;
+        let mut off = 0;
+        while off < reply.len() {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[off..])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let len = m.header.length as usize;
+            if let NetlinkPayload::Error(e) = m.payload {
+                return match e.code {
+                    None => Ok(()),
+                    Some(code) => Err(std::io::Error::from_raw_os_error(-code.get())),
+                };
+            }
+            if len == 0 {
+                break;
+            }
+            off += (len + 3) & !3;
+        }
     }
 }

@@ -19,6 +19,7 @@ use crate::netns::Netns;
 #[derive(Clone, Debug)]
 pub struct Netlink {
     pub(crate) handle: rtnetlink::Handle,
+    netns: Netns,
 }
 
 impl Netlink {
@@ -33,7 +34,10 @@ impl Netlink {
             .await?
             .map_err(|e| Error::netlink("open socket", "rtnetlink", e))?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            netns: netns.clone(),
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::Firewall;
 use super::ruleset::{self, EndpointRules, LinkRule, NetworkRules, Op, icc};
+use super::socket::NfSocket;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 
@@ -21,21 +22,24 @@ use crate::netns::Netns;
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
     netns: Netns,
+    sock: NfSocket,
 }
 
 impl NftFirewall {
     /// A firewall that programs the nf_tables of `netns`.
     pub fn new(netns: Netns) -> Self {
-        NftFirewall { netns }
+        NftFirewall {
+            sock: NfSocket::new(netns.clone()),
+            netns,
+        }
     }
 
     /// Applies `ops` in one transaction inside the host netns.
     async fn apply(&self, what: String, ops: Vec<Op>) -> Result<()> {
         tracing::debug!(target: "berth::firewall", "{what}:\n{}", ruleset::render(&ops));
-        self.netns
-            .spawn(move || transact::transact(&ops))
-            .await?
-            .map_err(|source| Error::Nftables { op: what, source })
+        self.sock
+            .run(&what, move |fd| transact::transact(fd, &ops))
+            .await
     }
 
     /// Creates table, maps, base chains and their rules unless the table exists already.
@@ -219,13 +223,11 @@ impl Firewall for NftFirewall {
 
     async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize> {
         let ips = ips.to_vec();
-        self.netns
-            .spawn(move || crate::firewall::conntrack::forget(&ips))
-            .await?
-            .map_err(|source| Error::Nftables {
-                op: "delete conntrack entries".into(),
-                source,
+        self.sock
+            .run("delete conntrack entries", move |fd| {
+                crate::firewall::conntrack::forget(fd, &ips)
             })
+            .await
     }
 }
 

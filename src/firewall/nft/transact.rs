@@ -4,11 +4,11 @@
 //! kernel rejects the batch with EINVAL); on a failed batch the batch end is never acknowledged,
 //! so after the first error the remaining answers are drained without blocking; the receive
 //! buffer is aligned for `nlmsghdr`; element lists are sent [`ELEMS_PER_MSG`] elements per message
-//! (one message must fit `nft_nlmsg_maxsize()`, 64 KiB + a page). Must run on a thread inside the target netns (the socket
-//! binds to the creator's namespace) — see [`crate::Netns::spawn`].
+//! (one message must fit `nft_nlmsg_maxsize()`, 64 KiB + a page). The socket is the firewall's
+//! long-lived one ([`crate::firewall::socket`]): it was made inside the target netns.
 
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 use nftnl::{Batch, MsgType};
 use nix::sys::socket::{MsgFlags, recv, sendmsg, setsockopt, sockopt};
@@ -54,8 +54,9 @@ fn split(op: &Op) -> Option<Vec<Op>> {
     }
 }
 
-/// Applies `ops` atomically: all of them or none. Returns the first errno the kernel reported.
-pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
+/// Applies `ops` atomically over `fd`: all of them or none. Returns the first errno the kernel
+/// reported.
+pub(crate) fn transact(fd: RawFd, ops: &[Op]) -> io::Result<()> {
     if ops.is_empty() {
         return Ok(());
     }
@@ -72,8 +73,6 @@ pub(crate) fn transact(ops: &[Op]) -> io::Result<()> {
         }
     }
     let batch = batch.finalize();
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let fd = socket.as_raw_fd();
     let pages: Vec<IoSlice<'_>> = batch.iter().map(IoSlice::new).collect();
     let total: usize = pages.iter().map(|p| p.len()).sum();
     if total > 128 * 1024 {
