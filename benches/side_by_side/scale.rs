@@ -1,0 +1,162 @@
+//! Workload (b): scale. Each subject's network grows from 0 to the last checkpoint (1,000 in a
+//! full run), one container at a time, each with one published TCP port; the subjects take
+//! turns container by container, so they grow together and share the machine's noise. Every
+//! one of those attaches is timed (the curve in the plot). At each checkpoint N the next attach
+//! is sampled a few times (attach one more container, detach it again, subjects interleaved)
+//! and the host netns' nf_tables objects are counted.
+
+use std::time::{Duration, Instant};
+
+use crate::subjects::{Op, Subject};
+use crate::world::{Container, NftCounts};
+use crate::{check_stop, rt};
+
+/// Figures at one checkpoint.
+pub struct AtN {
+    /// Containers attached.
+    pub n: u32,
+    /// The sampled next attaches.
+    pub samples: Vec<Op>,
+    /// nf_tables objects in the host netns with `n` containers attached.
+    pub nft: NftCounts,
+}
+
+/// One subject's figures.
+pub struct ScaleSubject {
+    /// Subject key.
+    pub key: &'static str,
+    /// Subject label.
+    pub label: &'static str,
+    /// `(N before the attach, its time)` for every growing attach.
+    pub fill: Vec<(u32, Duration)>,
+    /// Per checkpoint.
+    pub at: Vec<AtN>,
+    /// Why it stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// Workload (b)'s results.
+pub struct Scale {
+    /// The checkpoints.
+    pub checkpoints: Vec<u32>,
+    /// Per subject.
+    pub subjects: Vec<ScaleSubject>,
+}
+
+/// Runs workload (b) up to the last of `checkpoints`, `samples` next-attaches at each.
+pub fn run(
+    subjects: &mut [Box<dyn Subject>],
+    checkpoints: &[u32],
+    samples: usize,
+) -> Result<Scale, String> {
+    let mut out: Vec<ScaleSubject> = Vec::new();
+    for s in subjects.iter_mut() {
+        s.create_network()?;
+        out.push(ScaleSubject {
+            key: s.key(),
+            label: s.label(),
+            fill: Vec::new(),
+            at: Vec::new(),
+            error: None,
+        });
+    }
+    let n_subj = subjects.len();
+    let mut held: Vec<Vec<Container>> = (0..n_subj).map(|_| Vec::new()).collect();
+    let max = checkpoints.iter().copied().max().unwrap_or(0);
+    let t0 = Instant::now();
+    for i in 0..max {
+        check_stop()?;
+        for k in 0..n_subj {
+            let si = (i as usize + k) % n_subj;
+            if out[si].error.is_some() {
+                continue;
+            }
+            let s = &subjects[si];
+            let c = rt().block_on(s.world().container(i))?;
+            match s.attach(&c, &vec![(20000 + i as u16, 80)]) {
+                Ok(op) => out[si].fill.push((i, op.elapsed)),
+                Err(e) => {
+                    eprintln!("  {} failed at N={i}: {e}", s.label());
+                    out[si].error = Some(format!("failed at N={i}: {e}"));
+                }
+            }
+            held[si].push(c);
+        }
+        let n = i + 1;
+        if n % 50 == 0 || checkpoints.contains(&n) {
+            let last: Vec<String> = out
+                .iter()
+                .map(|o| match o.fill.last() {
+                    Some((_, d)) if o.error.is_none() => {
+                        format!("{} {:.1} ms", o.key, d.as_secs_f64() * 1e3)
+                    }
+                    _ => format!("{} —", o.key),
+                })
+                .collect();
+            println!(
+                "  N={n:>5} ({:>4.0} s): last attach {}",
+                t0.elapsed().as_secs_f64(),
+                last.join(", ")
+            );
+        }
+        if let Some(ci) = checkpoints.iter().position(|&c| c == n) {
+            checkpoint(subjects, &mut out, n, ci as u32, samples)?;
+        }
+    }
+    drop(held);
+    Ok(Scale {
+        checkpoints: checkpoints.to_vec(),
+        subjects: out,
+    })
+}
+
+fn checkpoint(
+    subjects: &[Box<dyn Subject>],
+    out: &mut [ScaleSubject],
+    n: u32,
+    ci: u32,
+    samples: usize,
+) -> Result<(), String> {
+    let n_subj = subjects.len();
+    let mut at: Vec<AtN> = (0..n_subj)
+        .map(|_| AtN {
+            n,
+            samples: Vec::new(),
+            nft: NftCounts::default(),
+        })
+        .collect();
+    for (si, s) in subjects.iter().enumerate() {
+        if out[si].error.is_none() {
+            at[si].nft = s.world().nft()?;
+        }
+    }
+    for j in 0..samples as u32 {
+        check_stop()?;
+        for k in 0..n_subj {
+            let si = (j as usize + k) % n_subj;
+            if out[si].error.is_some() {
+                continue;
+            }
+            let s = &subjects[si];
+            let idx = 40_000 + ci * 100 + j;
+            let x = rt().block_on(s.world().container(idx))?;
+            let ports = vec![(30_000 + (ci * 100 + j) as u16, 80)];
+            match s
+                .attach(&x, &ports)
+                .and_then(|a| s.detach(&x, &ports).map(|_| a))
+            {
+                Ok(a) => at[si].samples.push(a),
+                Err(e) => {
+                    eprintln!("  {} failed at N={n} (sample): {e}", s.label());
+                    out[si].error = Some(format!("failed at N={n}: {e}"));
+                }
+            }
+        }
+    }
+    for (si, a) in at.into_iter().enumerate() {
+        if !a.samples.is_empty() {
+            out[si].at.push(a);
+        }
+    }
+    Ok(())
+}
