@@ -161,11 +161,13 @@ impl Results {
             s,
             "## (a) One container on a warm network\n\nms, median (min–max) of {} interleaved \
              rounds; ratios are the peer's median over berth's (how many times faster berth \
-             is). Each network already holds one container. Starting a process that does \
-             nothing, the way every process side starts (fork, enter the sandbox netns, \
-             exec): {} ms.\n",
+             is). Each network already holds one container. For scale: starting a process that \
+             does nothing, the way every process side starts (fork, enter the sandbox netns, \
+             exec), takes {} ms; deleting one veth pair through rtnetlink, the kernel's floor \
+             under any detach, takes {} ms.\n",
             w.rounds,
-            ms(Summary::of(&w.null_proc).median)
+            ms(Summary::of(&w.null_proc).median),
+            ms(Summary::of(&w.veth_delete).median)
         );
         let mut head = String::from("| operation |");
         let mut sep = String::from("|---|");
@@ -249,8 +251,15 @@ impl Results {
                     ));
                 }
             }
+            let floor = Summary::of(&w.veth_delete).median;
             for pi in [1usize, 0] {
                 let o = w.summary("lib", true, pi);
+                let note = format!(
+                    "detach has no per-step hook; deleting one veth pair alone takes {} ms here, \
+                     so {} ms of berth's detach is its own work",
+                    ms(floor),
+                    ms(o.median - floor)
+                );
                 for (p, pl) in PEERS {
                     t.push(ratio_target(
                         format!(
@@ -260,8 +269,7 @@ impl Results {
                         4.0,
                         &w.summary(p, true, pi),
                         &o,
-                        "detach has no per-step hook; deleting the veth (an RCU grace period \
-                         in the kernel) is the known floor",
+                        &note,
                     ));
                 }
             }
@@ -469,6 +477,7 @@ impl Results {
                 );
             }
             o.insert("null_process".into(), json!(Summary::of(&w.null_proc)));
+            o.insert("veth_delete".into(), json!(Summary::of(&w.veth_delete)));
             v["warm"] = o.into();
         }
         if let Some(sc) = &self.scale {

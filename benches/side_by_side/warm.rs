@@ -6,13 +6,15 @@
 //! Before measuring, each subject proves it did the work: a TCP connection from an outside
 //! netns to the published port reaches a listener in the container.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use berth::MacAddr;
+use berth::netlink::Netlink;
 use berth::sandbox::tcp_probe;
 
 use crate::exec::Proc;
 use crate::subjects::{Op, Ports, Subject};
-use crate::world::{Container, HOST_UP};
+use crate::world::{Container, HOST_UP, World};
 use crate::{check_stop, rt};
 
 /// One subject's figures.
@@ -39,6 +41,9 @@ pub struct Warm {
     pub subjects: Vec<WarmSubject>,
     /// Starting a process that does nothing (`/bin/true`) the way every process side starts.
     pub null_proc: Vec<Duration>,
+    /// Deleting one veth pair (host end on a bridge, peer in a container) through rtnetlink:
+    /// the kernel's floor under every detach.
+    pub veth_delete: Vec<Duration>,
 }
 
 /// The two port sets: none, and two TCP ports.
@@ -83,6 +88,8 @@ pub fn run(subjects: &mut [Box<dyn Subject>], rounds: usize) -> Result<Warm, Str
     }
     let null_ns = subjects[0].world().host().clone();
     let mut null_proc = Vec::new();
+    let floor = rt().block_on(VethFloor::new(subjects[0].world()))?;
+    let mut veth_delete = Vec::new();
     // Two unmeasured rounds, then the measured ones; each round runs both port sets on every
     // subject, so neither the port sets nor the subjects see different stretches of time.
     for r in 0..rounds + 2 {
@@ -116,6 +123,7 @@ pub fn run(subjects: &mut [Box<dyn Subject>], rounds: usize) -> Result<Warm, Str
                 .run()
                 .map_err(|e| format!("/bin/true: {e}"))?;
             null_proc.push(t.elapsed);
+            veth_delete.push(rt().block_on(floor.delete_one())?);
         }
     }
     println!("  {rounds} rounds done");
@@ -124,7 +132,48 @@ pub fn run(subjects: &mut [Box<dyn Subject>], rounds: usize) -> Result<Warm, Str
         rounds,
         subjects: out,
         null_proc,
+        veth_delete,
     })
+}
+
+/// A bridge of its own (`floor0`) in a sandbox host netns and a container, to time the deletion
+/// of one veth pair with nothing else around it.
+struct VethFloor {
+    nl: Netlink,
+    bridge: u32,
+    c: Container,
+}
+
+impl VethFloor {
+    async fn new(w: &World) -> Result<VethFloor, String> {
+        let nl = Netlink::open(w.host()).await.map_err(|e| e.to_string())?;
+        let mac: MacAddr = "02:00:00:00:f1:00".parse().map_err(|e| format!("{e}"))?;
+        let br = nl
+            .add_bridge("floor0", mac, 1500)
+            .await
+            .map_err(|e| e.to_string())?;
+        let c = w.container(9_999).await?;
+        Ok(VethFloor {
+            nl,
+            bridge: br.index,
+            c,
+        })
+    }
+
+    /// Creates a veth pair (untimed), then times deleting it.
+    async fn delete_one(&self) -> Result<Duration, String> {
+        let mac: MacAddr = "02:00:00:00:f1:01".parse().map_err(|e| format!("{e}"))?;
+        self.nl
+            .add_veth_into("flv0", self.bridge, 1500, "eth9", mac, &self.c.netns)
+            .await
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        self.nl
+            .delete_link("flv0")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(t.elapsed())
+    }
 }
 
 /// Attaches `c` with `ports`, connects from the outside netns to the first published port
