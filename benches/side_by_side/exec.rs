@@ -6,14 +6,20 @@
 //! namespace with a fresh `/sys` for that netns — what `ip netns exec` does, without exec'ing
 //! `ip` first (~4 ms here) — and then execs the program. Nothing runs in the machine's own netns.
 //!
-//! The peak RSS comes from `wait4`'s rusage (it covers the process and the children it reaped,
-//! e.g. `host-local` under the CNI `bridge` plugin).
+//! Peak RSS: `wait4`'s `ru_maxrss` of a child forked from the harness is useless — at `exec` the
+//! kernel keeps the high-water mark of the forked copy of the harness's memory. So, inside
+//! [`measure_rss`], programs are started through a launcher instead: the harness binary re-exec'd
+//! fresh (`--bench --launch PROGRAM ARGS…`, a few MiB), which forks and execs the program, reaps it
+//! with `wait4` and reports its `ru_maxrss` (the program and the children it reaped, e.g.
+//! `host-local` under the CNI `bridge` plugin) on its last stderr line. The launcher costs a
+//! process start, so timed operations never use it.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use berth::Netns;
@@ -29,8 +35,66 @@ pub struct Ran {
     pub stderr: Vec<u8>,
     /// From just before `fork` to `wait4` returning.
     pub elapsed: Duration,
-    /// Peak resident set size, KiB (`ru_maxrss`).
-    pub maxrss_kib: u64,
+    /// Peak resident set size, KiB, when run inside [`measure_rss`].
+    pub maxrss_kib: Option<u64>,
+}
+
+static VIA_LAUNCHER: AtomicBool = AtomicBool::new(false);
+const LAUNCH_TAG: &str = "side_by_side-launcher maxrss_kib=";
+
+/// Runs `f` with every [`Proc`] started through the launcher, so their peak RSS is measured.
+/// Not for concurrent use (one global switch).
+pub fn measure_rss<T>(f: impl FnOnce() -> T) -> T {
+    VIA_LAUNCHER.store(true, Ordering::SeqCst);
+    let r = f();
+    VIA_LAUNCHER.store(false, Ordering::SeqCst);
+    r
+}
+
+/// The launcher (`side_by_side --bench --launch PROGRAM ARGS…`): runs the program with this
+/// process's stdin/stdout/stderr, then prints its peak RSS on stderr and exits with its code.
+pub fn launcher(program: &OsStr, args: &[OsString]) -> ExitCode {
+    let child = match Command::new(program).args(args).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("launcher: {}: {e}", program.to_string_lossy());
+            return ExitCode::from(127);
+        }
+    };
+    let (code, rss) = match reap(child.id() as libc::pid_t) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("launcher: wait4: {e}");
+            return ExitCode::from(127);
+        }
+    };
+    eprintln!("\n{LAUNCH_TAG}{rss}");
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// `wait4` for `pid`: its exit code (`-1` when killed) and `ru_maxrss` (KiB).
+fn reap(pid: libc::pid_t) -> io::Result<(i32, u64)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by the kernel.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waits for our own child, which std has not reaped (`Child::wait` is never
+        // called on it).
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r >= 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok((code, ru.ru_maxrss.max(0) as u64))
 }
 
 impl Ran {
@@ -59,16 +123,20 @@ impl Ran {
 /// A program to run in a netns.
 pub struct Proc<'a> {
     netns: &'a Netns,
-    cmd: Command,
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(String, OsString)>,
     stdin: Vec<u8>,
 }
 
 impl<'a> Proc<'a> {
     /// `program` to be run inside `netns`.
-    pub fn new(netns: &'a Netns, program: impl AsRef<std::ffi::OsStr>) -> Self {
+    pub fn new(netns: &'a Netns, program: impl AsRef<OsStr>) -> Self {
         Proc {
             netns,
-            cmd: Command::new(program),
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
             stdin: Vec::new(),
         }
     }
@@ -77,15 +145,16 @@ impl<'a> Proc<'a> {
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
+        S: AsRef<OsStr>,
     {
-        self.cmd.args(args);
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     /// Sets an environment variable.
-    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.cmd.env(k, v);
+    pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
+        self.env.push((k.to_string(), v.as_ref().to_owned()));
         self
     }
 
@@ -97,18 +166,27 @@ impl<'a> Proc<'a> {
 
     /// Runs it to completion.
     pub fn run(mut self) -> io::Result<Ran> {
+        let launched = VIA_LAUNCHER.load(Ordering::SeqCst);
+        let mut cmd = if launched {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args(["--bench", "--launch"]).arg(&self.program);
+            c
+        } else {
+            Command::new(&self.program)
+        };
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let fd: RawFd = self.netns.as_raw_fd();
         let root = CString::new("/").unwrap();
         let sys = CString::new("/sys").unwrap();
         let sysfs = CString::new("sysfs").unwrap();
-        self.cmd
-            .stdin(Stdio::piped())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: the closure runs in the forked child before exec and only makes raw
         // syscalls on data prepared before the fork (no allocation, no locks).
         unsafe {
-            self.cmd.pre_exec(move || {
+            cmd.pre_exec(move || {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -142,7 +220,7 @@ impl<'a> Proc<'a> {
             });
         }
         let start = Instant::now();
-        let mut child = self.cmd.spawn()?;
+        let mut child = cmd.spawn()?;
         let pid = child.id() as libc::pid_t;
         let mut stdin = child.stdin.take().expect("piped");
         let input = std::mem::take(&mut self.stdin);
@@ -163,33 +241,23 @@ impl<'a> Proc<'a> {
             let _ = out.read_to_end(&mut v);
             (v, e.join().unwrap_or_default())
         });
-        let mut status = 0;
-        // SAFETY: rusage is plain data, filled by the kernel.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = loop {
-            // SAFETY: waits for our own child, whose pid std has not reaped (we never call
-            // `Child::wait`).
-            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break r;
-        };
+        let (code, _) = reap(pid)?;
         let elapsed = start.elapsed();
-        if r < 0 {
-            return Err(io::Error::last_os_error());
+        let mut stderr = stderr;
+        let mut maxrss_kib = None;
+        if launched {
+            let text = String::from_utf8_lossy(&stderr).into_owned();
+            if let Some(at) = text.rfind(LAUNCH_TAG) {
+                maxrss_kib = text[at + LAUNCH_TAG.len()..].trim().parse().ok();
+                stderr = text[..at].trim_end_matches('\n').as_bytes().to_vec();
+            }
         }
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        };
         Ok(Ran {
             code,
             stdout,
             stderr,
             elapsed,
-            maxrss_kib: ru.ru_maxrss.max(0) as u64,
+            maxrss_kib,
         })
     }
 }

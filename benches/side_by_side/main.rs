@@ -155,7 +155,14 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if raw.len() >= 3 && raw[0] == "--bench" && raw[1] == "--launch" {
+        return exec::launcher(&raw[2], &raw[3..]);
+    }
+    let argv: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if !argv.iter().any(|a| a == "--bench") {
         println!("side_by_side: a benchmark harness; run `cargo xtask bench` (nothing to test)");
         return ExitCode::SUCCESS;

@@ -410,23 +410,39 @@ impl Results {
         if let Some(sc) = &self.scale {
             let last = sc.checkpoints.last().copied().unwrap_or(0);
             for sub in sc.subjects.iter().filter(|s| s.key != "lib") {
-                let rss = sub
-                    .at
-                    .iter()
-                    .find(|a| a.n == last)
-                    .and_then(|a| a.samples.iter().filter_map(|o| o.maxrss_kib).max());
+                let rss = |n: u32| {
+                    sub.at
+                        .iter()
+                        .find(|a| a.n == n)
+                        .and_then(|a| a.rss_kib)
+                        .map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+                };
                 let what = match sub.key {
                     "netctl" => "one `connect` process",
                     "netavark" => "one `setup` process",
                     _ => "the largest plugin process of one ADD",
                 };
+                let by_n: Vec<String> = sc
+                    .checkpoints
+                    .iter()
+                    .map(|&n| format!("N={n}: {}", rss(n)))
+                    .collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {what} at N={last} (holds nothing between operations) | {} |",
+                    "| {} | {what} at N={last}; it holds nothing between operations ({}) | {} |",
                     sub.label,
-                    rss.map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+                    by_n.join(", "),
+                    rss(last)
                 );
             }
+            let _ = writeln!(
+                s,
+                "\nProcess sides: `ru_maxrss` of the program, started through a small launcher \
+                 (a fresh process) so the harness's own memory does not count; the launcher \
+                 reports {} for `/bin/true`, the floor of these figures.",
+                sc.launcher_floor_kib
+                    .map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+            );
         }
         let _ = writeln!(s);
     }
@@ -493,7 +509,7 @@ impl Results {
                             "attach": Summary::of(&times(&a.samples)),
                             "rules": a.nft.rules, "chains": a.nft.chains,
                             "elements": a.nft.elements,
-                            "maxrss_kib": a.samples.iter().filter_map(|o| o.maxrss_kib).max(),
+                            "maxrss_kib": a.rss_kib,
                         })).collect::<Vec<_>>(),
                         "fill_ms": sub.fill.iter().map(|(n, d)| (n, d.as_secs_f64() * 1e3))
                             .collect::<Vec<_>>(),

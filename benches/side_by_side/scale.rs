@@ -19,6 +19,9 @@ pub struct AtN {
     pub samples: Vec<Op>,
     /// nf_tables objects in the host netns with `n` containers attached.
     pub nft: NftCounts,
+    /// Peak RSS of the process(es) of one more attach (process sides; untimed, run through
+    /// the launcher), KiB.
+    pub rss_kib: Option<u64>,
 }
 
 /// One subject's figures.
@@ -41,6 +44,8 @@ pub struct Scale {
     pub checkpoints: Vec<u32>,
     /// Per subject.
     pub subjects: Vec<ScaleSubject>,
+    /// Peak RSS the launcher reports for `/bin/true`: the floor of the process sides' figures.
+    pub launcher_floor_kib: Option<u64>,
 }
 
 /// Runs workload (b) up to the last of `checkpoints`, `samples` next-attaches at each.
@@ -60,6 +65,11 @@ pub fn run(
             error: None,
         });
     }
+    let launcher_floor_kib = crate::exec::measure_rss(|| {
+        crate::exec::Proc::new(subjects[0].world().host(), "/bin/true").run()
+    })
+    .ok()
+    .and_then(|r| r.maxrss_kib);
     let n_subj = subjects.len();
     let mut held: Vec<Vec<Container>> = (0..n_subj).map(|_| Vec::new()).collect();
     let max = checkpoints.iter().copied().max().unwrap_or(0);
@@ -107,6 +117,7 @@ pub fn run(
     Ok(Scale {
         checkpoints: checkpoints.to_vec(),
         subjects: out,
+        launcher_floor_kib,
     })
 }
 
@@ -123,11 +134,26 @@ fn checkpoint(
             n,
             samples: Vec::new(),
             nft: NftCounts::default(),
+            rss_kib: None,
         })
         .collect();
     for (si, s) in subjects.iter().enumerate() {
-        if out[si].error.is_none() {
-            at[si].nft = s.world().nft()?;
+        if out[si].error.is_some() {
+            continue;
+        }
+        at[si].nft = s.world().nft()?;
+        // One more attach (and detach), untimed, for the peak RSS of its process(es).
+        let idx = 40_000 + ci * 100 + 99;
+        let x = rt().block_on(s.world().container(idx))?;
+        let ports = vec![(30_000 + (ci * 100 + 99) as u16, 80)];
+        let op = crate::exec::measure_rss(|| {
+            let a = s.attach(&x, &ports)?;
+            s.detach(&x, &ports)?;
+            Ok::<_, String>(a)
+        });
+        match op {
+            Ok(a) => at[si].rss_kib = a.maxrss_kib,
+            Err(e) => eprintln!("  {} at N={n} (RSS run): {e}", s.label()),
         }
     }
     for j in 0..samples as u32 {
@@ -154,7 +180,7 @@ fn checkpoint(
         }
     }
     for (si, a) in at.into_iter().enumerate() {
-        if !a.samples.is_empty() {
+        if !a.samples.is_empty() || a.rss_kib.is_some() {
             out[si].at.push(a);
         }
     }

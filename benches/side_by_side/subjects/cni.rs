@@ -89,7 +89,7 @@ impl Cni {
         cmd: &str,
         c: &Container,
         conf: &Value,
-    ) -> Result<(Value, u64), String> {
+    ) -> Result<(Value, Option<u64>), String> {
         let ran = Proc::new(self.world.host(), Path::new(CNI_PATH).join(plugin))
             .env("PATH", PEER_PATH)
             .env("CNI_COMMAND", cmd)
@@ -146,7 +146,7 @@ impl Subject for Cni {
         self.results.lock().unwrap().insert(c.idx, res);
         Ok(Op {
             elapsed,
-            maxrss_kib: Some(rss1.max(rss2)),
+            maxrss_kib: rss1.max(rss2),
             steps: Vec::new(),
         })
     }
@@ -179,7 +179,7 @@ impl Cni {
         let (_, rss2) = b?;
         Ok(Op {
             elapsed,
-            maxrss_kib: Some(rss1.max(rss2)),
+            maxrss_kib: rss1.max(rss2),
             steps: Vec::new(),
         })
     }

@@ -79,7 +79,7 @@ impl Netavark {
             .check(&format!("netavark {cmd} {}", c.id))?;
         Ok(Op {
             elapsed: ran.elapsed,
-            maxrss_kib: Some(ran.maxrss_kib),
+            maxrss_kib: ran.maxrss_kib,
             steps: Vec::new(),
         })
     }

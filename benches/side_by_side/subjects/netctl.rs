@@ -30,7 +30,7 @@ impl Netctl {
             .check(what)?;
         Ok(Op {
             elapsed: ran.elapsed,
-            maxrss_kib: Some(ran.maxrss_kib),
+            maxrss_kib: ran.maxrss_kib,
             steps: Vec::new(),
         })
     }
