@@ -56,6 +56,16 @@ impl Warm {
 }
 
 impl Scale {
+    /// Summary of the kernel's veth creation on berth's bridge at `n`.
+    pub fn veth_floor(&self, n: u32) -> Summary {
+        self.subjects
+            .iter()
+            .find(|s| s.key == "lib")
+            .and_then(|s| s.at.iter().find(|a| a.n == n))
+            .map(|a| Summary::of(&a.veth_floor))
+            .unwrap_or_default()
+    }
+
     /// Summary of subject `key`'s sampled next attaches at `n`.
     pub fn summary(&self, key: &str, n: u32) -> Summary {
         self.subjects
@@ -359,9 +369,19 @@ impl Results {
                 (l.clone(), v - before)
             })
             .max_by(|x, y| x.1.total_cmp(&y.1));
+        let (fa, fb) = (sc.veth_floor(first), sc.veth_floor(last));
+        let kernel = if fa.n > 0 && fb.n > 0 {
+            format!(
+                "; the kernel alone, creating one veth onto the bridge: {} → {} ms",
+                ms(fa.median),
+                ms(fb.median)
+            )
+        } else {
+            String::new()
+        };
         match grew {
-            Some((l, d)) if d > 0.0 => format!("grew most: {l}, +{} ms", ms(d)),
-            _ => String::new(),
+            Some((l, d)) if d > 0.0 => format!("grew most: {l}, +{} ms{kernel}", ms(d)),
+            _ => kernel,
         }
     }
 
@@ -510,6 +530,7 @@ impl Results {
                             "rules": a.nft.rules, "chains": a.nft.chains,
                             "elements": a.nft.elements,
                             "maxrss_kib": a.rss_kib,
+                            "veth_floor": Summary::of(&a.veth_floor),
                         })).collect::<Vec<_>>(),
                         "fill_ms": sub.fill.iter().map(|(n, d)| (n, d.as_secs_f64() * 1e3))
                             .collect::<Vec<_>>(),
@@ -639,13 +660,13 @@ fn scale_md(s: &mut String, sc: &Scale) {
         let _ = write!(head, " {} |", label(k));
         sep.push_str("---|");
     }
-    let _ = writeln!(s, "{head}\n{sep}");
+    let _ = writeln!(s, "{head} kernel: one veth onto the bridge |\n{sep}---|");
     for &n in &sc.checkpoints {
         let _ = write!(s, "| {n} |");
         for k in KEYS {
             let _ = write!(s, " {} |", sc.summary(k, n).cell());
         }
-        let _ = writeln!(s);
+        let _ = writeln!(s, " {} |", sc.veth_floor(n).cell());
     }
     if let (Some(&a), Some(&b)) = (sc.checkpoints.first(), sc.checkpoints.last()) {
         let _ = write!(s, "| N={b} ÷ N={a} |");
@@ -653,11 +674,14 @@ fn scale_md(s: &mut String, sc: &Scale) {
             let r = ratio_value(&sc.summary(k, b), &sc.summary(k, a));
             let _ = write!(s, " {} |", r.map_or("—".into(), |r| format!("{r:.2}×")));
         }
-        let _ = writeln!(s);
+        let r = ratio_value(&sc.veth_floor(b), &sc.veth_floor(a));
+        let _ = writeln!(s, " {} |", r.map_or("—".into(), |r| format!("{r:.2}×")));
     }
     let _ = writeln!(
         s,
-        "\nnf_tables objects in each host netns with N containers attached (rules; chains; set \
+        "\nThe last column times creating one veth pair with its host end on berth's bridge \
+         (holding N ports) through rtnetlink, with nothing else around it: the kernel's share \
+         of berth's netlink step at that N.\n\nnf_tables objects in each host netns with N containers attached (rules; chains; set \
          and map elements):\n"
     );
     let _ = writeln!(s, "{head}\n{sep}");

@@ -7,8 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+use berth::MacAddr;
+use berth::netlink::Netlink;
+
 use crate::subjects::{Op, Subject};
-use crate::world::{Container, NftCounts};
+use crate::world::{Container, NftCounts, World};
 use crate::{check_stop, rt};
 
 /// Figures at one checkpoint.
@@ -22,6 +25,9 @@ pub struct AtN {
     /// Peak RSS of the process(es) of one more attach (process sides; untimed, run through
     /// the launcher), KiB.
     pub rss_kib: Option<u64>,
+    /// berth (lib) only: creating one veth pair with its host end on berth's bridge (holding
+    /// `n` ports) through rtnetlink — the kernel's share of the netlink step at this N.
+    pub veth_floor: Vec<Duration>,
 }
 
 /// One subject's figures.
@@ -135,6 +141,7 @@ fn checkpoint(
             samples: Vec::new(),
             nft: NftCounts::default(),
             rss_kib: None,
+            veth_floor: Vec::new(),
         })
         .collect();
     for (si, s) in subjects.iter().enumerate() {
@@ -142,6 +149,10 @@ fn checkpoint(
             continue;
         }
         at[si].nft = s.world().nft()?;
+        if s.key() == "lib" {
+            at[si].veth_floor =
+                rt().block_on(veth_floor(s.world(), 40_000 + ci * 100 + 98, samples))?;
+        }
         // One more attach (and detach), untimed, for the peak RSS of its process(es).
         let idx = 40_000 + ci * 100 + 99;
         let x = rt().block_on(s.world().container(idx))?;
@@ -185,4 +196,28 @@ fn checkpoint(
         }
     }
     Ok(())
+}
+
+/// Times creating a veth pair whose host end joins the (only) bridge in `w`'s host netns and
+/// whose peer is born in a container netns, `k` times (each deleted again, untimed).
+async fn veth_floor(w: &World, idx: u32, k: usize) -> Result<Vec<Duration>, String> {
+    let nl = Netlink::open(w.host()).await.map_err(|e| e.to_string())?;
+    let links = nl.links().await.map_err(|e| e.to_string())?;
+    let bridge = links
+        .iter()
+        .find(|l| l.is_bridge)
+        .ok_or("no bridge in the host netns")?
+        .index;
+    let c = w.container(idx).await?;
+    let mac: MacAddr = "02:00:00:00:f1:02".parse().map_err(|e| format!("{e}"))?;
+    let mut out = Vec::new();
+    for _ in 0..k {
+        let t = Instant::now();
+        nl.add_veth_into("flr0", bridge, 1500, "eth9", mac, &c.netns)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(t.elapsed());
+        nl.delete_link("flr0").await.map_err(|e| e.to_string())?;
+    }
+    Ok(out)
 }
