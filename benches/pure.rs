@@ -1,14 +1,15 @@
 //! Micro-benchmarks of berth's pure parts: IPAM allocation in a large network, nf_tables ruleset
-//! rendering, and option parsing. `cargo bench --bench pure`.
+//! rendering, and option parsing. `cargo bench --bench pure`. (The side-by-side comparison with
+//! netavark and the CNI plugins is `benches/side_by_side/`, run by `cargo xtask bench`.)
 
 use std::hint::black_box;
 
-use berth::firewall::ruleset::{self, EndpointRules};
+use berth::firewall::ruleset::{self, EndpointRules, NetworkRules};
 use std::collections::BTreeMap;
 
 use berth::ipam::SubnetState;
 use berth::ipam::pools::{self, default_ipv4_pools};
-use berth::{Port, PortMapping};
+use berth::{MacAddr, MacvlanMode, Port, PortMapping, PortRequest, RouteSpec};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn ipam(c: &mut Criterion) {
@@ -25,6 +26,24 @@ fn ipam(c: &mut Criterion) {
         b.iter(|| {
             let ip = full.allocate("n", "bench", None).unwrap();
             full.release("bench");
+            black_box(ip)
+        })
+    });
+    // The side-by-side harness's scale: a /16 with 1,000 containers.
+    let mut k = SubnetState::new(
+        "10.201.0.0/16".parse().unwrap(),
+        None,
+        None,
+        BTreeMap::new(),
+    )
+    .unwrap();
+    for i in 0..1_000 {
+        k.allocate("n", &format!("c{i}"), None).unwrap();
+    }
+    c.bench_function("ipam allocate+release in a /16 with 1k used", |b| {
+        b.iter(|| {
+            let ip = k.allocate("n", "bench", None).unwrap();
+            k.release("bench");
             black_box(ip)
         })
     });
@@ -59,6 +78,32 @@ fn render(c: &mut Criterion) {
     c.bench_function("render base ruleset", |b| {
         b.iter(|| black_box(ruleset::base()))
     });
+    let n = NetworkRules {
+        name: "bench".into(),
+        bridge: "br-bench".into(),
+        subnets: vec!["10.201.0.0/16".parse().unwrap()],
+        masquerade: true,
+        internal: false,
+        allow_direct_access: false,
+        outbound_ipv4: None,
+    };
+    c.bench_function("render network rules", |b| {
+        b.iter(|| black_box(ruleset::network_add(black_box(&n))))
+    });
+    c.bench_function("render endpoint with 8 ports as nft text", |b| {
+        b.iter(|| black_box(ruleset::render(&ruleset::endpoint_add(black_box(&e)))))
+    });
+    // What `reapply` renders for a host with 1,000 endpoints of one port each.
+    let eps: Vec<EndpointRules> = (0..1_000u32)
+        .map(|i| EndpointRules {
+            ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 201, 0, 2)) + i),
+            ip6: None,
+            ports: vec![Port::tcp(20_000 + i as u16).to(80)],
+        })
+        .collect();
+    c.bench_function("render reapply: 1 network, 1k endpoints", |b| {
+        b.iter(|| black_box(ruleset::reapply(std::slice::from_ref(&n), black_box(&eps))))
+    });
 }
 
 fn parse(c: &mut Criterion) {
@@ -67,6 +112,27 @@ fn parse(c: &mut Criterion) {
             black_box("127.0.0.1:8080:80/udp")
                 .parse::<PortMapping>()
                 .unwrap()
+        })
+    });
+    c.bench_function("parse -p [::1]:8000-8010:80-90/tcp", |b| {
+        b.iter(|| {
+            black_box("[::1]:8000-8010:80-90/tcp")
+                .parse::<PortRequest>()
+                .unwrap()
+        })
+    });
+    c.bench_function("parse --route 10.0.0.0/8,via=10.88.0.1,metric=100", |b| {
+        b.iter(|| {
+            black_box("10.0.0.0/8,via=10.88.0.1,metric=100")
+                .parse::<RouteSpec>()
+                .unwrap()
+        })
+    });
+    c.bench_function("parse --mac and -o macvlan_mode", |b| {
+        b.iter(|| {
+            let m: MacAddr = black_box("02:42:0a:58:00:09").parse().unwrap();
+            let mode: MacvlanMode = black_box("vepa").parse().unwrap();
+            black_box((m, mode))
         })
     });
 }

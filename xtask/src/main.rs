@@ -1,12 +1,16 @@
-//! Project tasks: `cargo xtask setup | demo | test`.
+//! Project tasks: `cargo xtask setup | demo | test | bench`.
 //!
 //! - `setup`: installs the Debian packages berth needs to build and test (when missing).
 //! - `demo`:  setup, then runs `examples/quickstart.rs` (the README demo, in a sandbox).
 //! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, and ends with
 //!            one summary line `tests: N passed, N failed, N skipped`.
+//! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
+//!            the side-by-side harness (see [`bench`]); results under `target/bench/`.
 //!
 //! Must run as root: the kernel tests and the demo create network namespaces (sandboxes only;
 //! nothing is configured in the machine's own namespace).
+
+mod bench;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -26,8 +30,11 @@ fn main() -> ExitCode {
         "setup" => setup(),
         "demo" => setup().and_then(|()| run("cargo", &["run", "--example", "quickstart"])),
         "test" => setup().and_then(|()| test()),
+        "bench" => {
+            setup().and_then(|()| bench::run_bench(&std::env::args().skip(2).collect::<Vec<_>>()))
+        }
         _ => {
-            eprintln!("usage: cargo xtask setup|demo|test");
+            eprintln!("usage: cargo xtask setup|demo|test|bench [--quick] [--only a,b,c,d]");
             return ExitCode::from(2);
         }
     };
@@ -55,10 +62,15 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn setup() -> Result<(), String> {
+    install(PACKAGES)
+}
+
+/// Installs those of `packages` that are missing (Debian, `apt-get`); must run as root.
+fn install(packages: &[&str]) -> Result<(), String> {
     if !is_root() {
         return Err("must run as root (the tests and the demo create network namespaces)".into());
     }
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
