@@ -86,6 +86,7 @@ fn render(c: &mut Criterion) {
         internal: false,
         allow_direct_access: false,
         outbound_ipv4: None,
+        icc: true,
     };
     c.bench_function("render network rules", |b| {
         b.iter(|| black_box(ruleset::network_add(black_box(&n))))
@@ -99,6 +100,7 @@ fn render(c: &mut Criterion) {
             ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 201, 0, 2)) + i),
             ip6: None,
             ports: vec![Port::tcp(20_000 + i as u16).to(80)],
+            links: Vec::new(),
         })
         .collect();
     c.bench_function("render reapply: 1 network, 1k endpoints", |b| {

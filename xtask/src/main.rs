@@ -3,9 +3,9 @@
 //! - `setup`: installs the Debian packages berth needs to build and test (when missing).
 //! - `demo`:  setup, then runs `examples/quickstart.rs` (the README demo, in a sandbox).
 //! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, and ends with
-//!            one summary line `tests: N passed, N failed, N skipped`.
+//!   one summary line `tests: N passed, N failed, N skipped`.
 //! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
-//!            the side-by-side harness (see [`bench`]); results under `target/bench/`.
+//!   the side-by-side harness (see [`bench`]); results under `target/bench/`.
 //!
 //! Must run as root: the kernel tests and the demo create network namespaces (sandboxes only;
 //! nothing is configured in the machine's own namespace).
