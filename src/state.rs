@@ -372,9 +372,35 @@ impl StateDir {
         write_json(&self.sandbox_path(&r.container), r)
     }
 
-    /// Removes a sandbox record (idempotent).
+    /// Removes a sandbox record (idempotent), and its mark in the written-files index.
     pub fn remove_sandbox(&self, container: &str) -> Result<()> {
+        remove(&self.root.join("files").join(container))?;
         remove(&self.sandbox_path(container))
+    }
+
+    /// Marks `container` as having written files (`files/CONTAINER`, empty): the index that
+    /// lets an attach find the files to rewrite without reading every sandbox record.
+    pub fn mark_files_written(&self, container: &str) -> Result<()> {
+        let dir = self.root.join("files");
+        fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        let path = dir.join(container);
+        File::create(&path).map_err(|e| Error::state("create", &path, e))?;
+        Ok(())
+    }
+
+    /// The containers marked by [`StateDir::mark_files_written`].
+    pub fn files_written(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("files");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::state("list", &dir, e)),
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect())
     }
 
     /// Every attachment of `container`, on any network, in attach order.

@@ -64,6 +64,7 @@ impl Host {
             .unwrap_or_else(|| SandboxRecord::new(container));
         rec.files_dir = Some(dir.to_path_buf());
         self.state.put_sandbox(&rec)?;
+        self.state.mark_files_written(container)?;
         Ok(files)
     }
 
@@ -189,9 +190,15 @@ impl Host {
     /// (links to it, sandboxes shared from it). Best effort: a failure is logged, never fails
     /// the operation that changed the facts.
     pub(super) fn refresh_files(&self, changed: &str) {
-        let Ok(all) = self.state.sandboxes() else {
+        // Only containers whose files were written are looked at (an index, not every sandbox
+        // record: attach must not read O(containers) files).
+        let Ok(written) = self.state.files_written() else {
             return;
         };
+        let all: Vec<SandboxRecord> = written
+            .iter()
+            .filter_map(|c| self.state.sandbox(c).ok().flatten())
+            .collect();
         for rec in &all {
             let Some(dir) = &rec.files_dir else { continue };
             let affected = rec.container == changed
