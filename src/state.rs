@@ -120,14 +120,19 @@ impl StateDir {
 
     /// Writes an attachment record, and its published ports into the ports index first (an
     /// index entry without a record is ignored; see [`StateDir::port_owners`]). The index
-    /// entries are durable before the record is.
+    /// entries are durable before the record is: they and the record's new content are
+    /// fsynced together, then the record is renamed into place and its directory fsynced.
     pub fn put_endpoint(&self, a: &Attachment) -> Result<()> {
         let dir = self.endpoint_dir(&a.network);
         fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
-        for d in self.index_ports(a)? {
-            sync_dir(&d)?;
-        }
-        write_json(&self.endpoint_path(&a.network, &a.container), a)
+        let path = self.endpoint_path(&a.network, &a.container);
+        let bytes = serde_json::to_vec_pretty(a).expect("records always serialise");
+        let tmp = write_tmp(&path, &bytes).map_err(|e| Error::state("write", &path, e))?;
+        let mut durable = self.index_ports(a)?;
+        durable.push(tmp.clone());
+        sync_together(&durable)?;
+        fs::rename(&tmp, &path).map_err(|e| Error::state("write", &path, e))?;
+        sync_path(&dir)
     }
 
     /// Adds the index entries of `a`'s ports; returns the directories to fsync.
@@ -217,7 +222,7 @@ impl StateDir {
         }
         touched.sort();
         touched.dedup();
-        touched.iter().try_for_each(|d| sync_dir(d))
+        touched.iter().try_for_each(|d| sync_path(d))
     }
 }
 
@@ -235,11 +240,32 @@ fn parse_port_entry(name: &str) -> Option<PortOwner> {
     })
 }
 
-/// fsync of a directory: what was created or renamed in it is durable.
-fn sync_dir(dir: &Path) -> Result<()> {
+/// fsync of a file (its content is durable) or a directory (what was created or renamed in it
+/// is durable).
+fn sync_path(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::state("fsync", dir, e))
+}
+
+/// fsyncs files and directories all at once, one thread each: the block layer merges flushes
+/// issued together, so several cost about one (measured here under I/O load: three
+/// directories 8 ms one after the other, 1.2-4 ms together).
+fn sync_together(paths: &[PathBuf]) -> Result<()> {
+    let Some((first, rest)) = paths.split_first() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = rest.iter().map(|p| s.spawn(move || sync_path(p))).collect();
+        let mut r = sync_path(first);
+        for h in others {
+            let done = h.join().unwrap_or_else(|_| {
+                Err(Error::state("fsync", first, io::Error::other("panicked")))
+            });
+            r = r.and(done);
+        }
+        r
+    })
 }
 
 /// Removes temporary files (`.NAME.PID.tmp`) that a writer killed mid-write left anywhere under
@@ -323,17 +349,23 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = write_tmp(path, bytes)?;
+    File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path)?;
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// Writes `bytes` to the temporary file `path` is later renamed from (`.NAME.PID.tmp`), not
+/// fsynced yet.
+fn write_tmp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
         std::process::id()
     ));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    File::create(&tmp)?.write_all(bytes)?;
+    Ok(tmp)
 }
 
 fn remove(path: &Path) -> Result<()> {

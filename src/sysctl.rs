@@ -15,7 +15,7 @@ pub async fn write(netns: &Netns, key: &str, value: &str) -> Result<()> {
     let value = value.to_string();
     let k = key.to_string();
     netns
-        .spawn(move || {
+        .enter(move || {
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -30,7 +30,7 @@ pub async fn read(netns: &Netns, key: &str) -> Result<String> {
     let path = format!("/proc/sys/{key}");
     let k = key.to_string();
     netns
-        .spawn(move || std::fs::read_to_string(&path).map(|s| s.trim().to_string()))
+        .enter(move || std::fs::read_to_string(&path).map(|s| s.trim().to_string()))
         .await?
         .map_err(|source| Error::Sysctl { key: k, source })
 }

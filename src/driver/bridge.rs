@@ -205,6 +205,7 @@ impl NetworkDriver for BridgeDriver {
                 gateway6: ep.gateway6,
                 default_dev: false,
                 routes: &ep.routes,
+                take_default: ep.take_default,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

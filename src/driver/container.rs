@@ -33,6 +33,15 @@ pub async fn ensure_ifname_free(nl: &Netlink, ifname: &str) -> Result<()> {
     Ok(())
 }
 
+/// Per family, whether an interface's default route replaces the container's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TakeDefault {
+    /// IPv4.
+    pub v4: bool,
+    /// IPv6.
+    pub v6: bool,
+}
+
 /// Addresses and routes of one container interface.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InterfaceConfig<'a> {
@@ -48,11 +57,14 @@ pub struct InterfaceConfig<'a> {
     pub default_dev: bool,
     /// Static routes through the interface.
     pub routes: &'a [RouteSpec],
+    /// Default routes that replace the container's; the others are added only where it has
+    /// none.
+    pub take_default: TakeDefault,
 }
 
 /// `ip addr add …; ip link set IF up; ip route add default via …` for both families.
-/// A container already on another network keeps the default route it has (the first network
-/// attached owns it; choosing by priority is the multi-network issue's work).
+/// A container already on another network keeps the default route it has unless `take_default`
+/// says this interface takes it over (`ip route replace default …`).
 /// With IPv6, duplicate-address detection is switched off on the interface first (it would
 /// delay the link-local and global addresses by seconds) and the address is added `nodad`.
 pub async fn configure_interface(
@@ -85,10 +97,18 @@ pub async fn configure_interface(
         other => other,
     };
     if let Some(gw) = cfg.gateway {
-        keep_existing(nl.add_default_route_v4(gw).await)?;
+        if cfg.take_default.v4 {
+            nl.replace_default_route(IpAddr::V4(gw), link.index).await?;
+        } else {
+            keep_existing(nl.add_default_route_v4(gw).await)?;
+        }
     }
     if let Some(gw) = cfg.gateway6 {
-        keep_existing(nl.add_default_route_v6(gw, link.index).await)?;
+        if cfg.take_default.v6 {
+            nl.replace_default_route(IpAddr::V6(gw), link.index).await?;
+        } else {
+            keep_existing(nl.add_default_route_v6(gw, link.index).await)?;
+        }
     }
     if cfg.default_dev {
         if cfg.ipv4.is_some() {

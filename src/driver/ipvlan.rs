@@ -94,6 +94,7 @@ impl NetworkDriver for IpvlanDriver {
                 gateway6: ep.gateway6.filter(|_| !routed),
                 default_dev: routed && !net.internal && !net.no_default_route,
                 routes: &ep.routes,
+                take_default: ep.take_default,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

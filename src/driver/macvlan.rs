@@ -139,6 +139,7 @@ impl NetworkDriver for MacvlanDriver {
                 gateway6: ep.gateway6,
                 default_dev: false,
                 routes: &ep.routes,
+                take_default: ep.take_default,
             };
             container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
         }

@@ -70,6 +70,10 @@ pub struct EndpointPlan<'a> {
     pub gateway6: Option<Ipv6Addr>,
     /// Static routes through this endpoint (the network's, then its own).
     pub routes: Vec<crate::route::RouteSpec>,
+    /// Per family, whether this endpoint's default route replaces the container's (it wins the
+    /// default-route election, decided by `Host` from the records) or is added only where the
+    /// container has none.
+    pub take_default: container::TakeDefault,
 }
 
 /// What a driver made for an endpoint.

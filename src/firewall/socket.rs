@@ -52,7 +52,7 @@ impl NfSocket {
         };
         let have = self.fd.lock().expect("not poisoned").is_some();
         if !have {
-            let fd = self.netns.spawn(open).await?.map_err(err)?;
+            let fd = self.netns.enter(open).await?.map_err(err)?;
             self.fd.lock().expect("not poisoned").get_or_insert(fd);
         }
         let slot = self.fd.clone();

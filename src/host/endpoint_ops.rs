@@ -71,12 +71,20 @@ impl Host {
             ));
         }
         let ports = self.resolve_ports(&net, &ep.ports).await?;
+        let others = self.attachments_of(&ep.container)?;
 
         let mut journal = Journal::default();
-        let r = self.attach_steps(&net, &ep, ports, &mut journal).await;
+        let r = self
+            .attach_steps(&net, &ep, ports, &others, &mut journal)
+            .await;
         match r {
             Ok(att) => {
-                if let Err(e) = self.sync_default_routes(&att.container).await {
+                // The election is settled unless the new attachment lost a family it has a
+                // gateway for (its route was then only added where none existed).
+                let has = (att.gateway.is_some(), att.gateway6.is_some());
+                let took = super::routes::takes_default(&others, has, att.gw_priority);
+                let settled = (!has.0 || took.v4) && (!has.1 || took.v6);
+                if !settled && let Err(e) = self.sync_default_routes(&att.container).await {
                     tracing::warn!(target: "berth::host", container = %att.container, error = %e, "default route not re-elected");
                 }
                 self.refresh_files(&att.container);
@@ -92,6 +100,7 @@ impl Host {
         net: &NetworkInfo,
         ep: &EndpointSpec,
         ports: Vec<PortMapping>,
+        others: &[Attachment],
         journal: &mut Journal,
     ) -> Result<Attachment> {
         let driver = driver_for(net.driver.kind());
@@ -142,6 +151,11 @@ impl Host {
             gateway,
             gateway6,
             routes: net.routes.iter().chain(&ep.routes).copied().collect(),
+            take_default: super::routes::takes_default(
+                others,
+                (gateway.is_some(), gateway6.is_some()),
+                ep.gw_priority,
+            ),
         };
         let res = driver.attach(self.ctx(), net, &plan).await?;
         let att = Attachment {

@@ -27,7 +27,7 @@ impl Netlink {
     pub async fn open(netns: &Netns) -> Result<Self> {
         let rt = tokio::runtime::Handle::current();
         let (conn, handle) = netns
-            .spawn(move || {
+            .enter(move || {
                 let _enter = rt.enter();
                 rtnetlink::new_connection().map(|(conn, handle, _)| (conn, handle))
             })
