@@ -87,7 +87,8 @@ impl fmt::Display for Step {
 /// Called after each finished step; an error makes the operation fail there and roll back.
 /// Used by tests to prove that nothing leaks whatever step fails, and by benchmarks to time
 /// steps. Detach is best-effort: an error after one of its steps is reported like a failed step
-/// (the record is kept for a retry) and the remaining steps still run.
+/// (the record is kept for a retry) and the remaining steps still run; after
+/// [`Step::DetachRecord`] (the record is gone) it is only returned.
 pub type FaultHook = Arc<dyn Fn(Step) -> Result<()> + Send + Sync>;
 
 /// Builder for [`Host`]: `Host::builder().state_dir(…).netns(…).build().await`.
