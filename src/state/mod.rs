@@ -9,14 +9,21 @@
 //! and an fsync of its directory makes it durable. Nothing an attach writes grows with the
 //! number of endpoints.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+mod private;
+
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use std::net::IpAddr;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub use private::StateLock;
+pub(crate) use private::save_corrupt;
+pub(crate) use private::{create_dir, create_entry, lock_file, open_rw, read_json, write_json};
+use private::{secure_root, tmp_owner, write_tmp};
 
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
@@ -41,19 +48,22 @@ pub struct PortOwner {
     pub container: String,
 }
 
-/// An exclusive `flock` on the state dir, released on drop.
-#[derive(Debug)]
-pub struct StateLock {
-    _file: File,
-}
-
 impl StateDir {
-    /// Opens (creating if needed) the state dir at `root`.
+    /// Opens (creating if needed) the state dir at `root`. It is root's alone: `0700`, files
+    /// `0600` (see `private`); a `root` that is a symlink or another user's directory is
+    /// refused.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for sub in ["networks", "endpoints", "ipam", "ports"] {
-            let d = root.join(sub);
-            fs::create_dir_all(&d).map_err(|e| Error::state("create dir", &d, e))?;
+        secure_root(&root)?;
+        for sub in [
+            "networks",
+            "endpoints",
+            "ipam",
+            "ports",
+            "sandboxes",
+            "files",
+        ] {
+            create_dir(&root.join(sub))?;
         }
         Ok(StateDir { root })
     }
@@ -83,37 +93,143 @@ impl StateDir {
         self.endpoint_dir(network).join(format!("{container}.json"))
     }
 
-    /// The record of network `name`, if any.
-    pub fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
-        read_json(&self.network_path(name))
+    /// The copy of a network record kept beside it (`networks/NAME.json.bak`): a record found
+    /// corrupt is read from it instead, and `gc` restores the record from it.
+    fn network_backup(&self, name: &str) -> PathBuf {
+        self.root.join("networks").join(format!("{name}.json.bak"))
     }
 
-    /// Every network record, sorted by name.
+    /// Where copies of corrupt records are saved (`quarantine/`).
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Reads a record; a corrupt one is saved to `quarantine/` (once) and reported.
+    fn read_record<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
+        read_json(path).inspect_err(|e| {
+            if matches!(e, Error::StateCorrupt { .. }) {
+                let saved = save_corrupt(path, &self.quarantine_dir()).ok();
+                tracing::warn!(target: "berth::state", file = %path.display(), error = %e,
+                               saved = ?saved, "corrupt record");
+            }
+        })
+    }
+
+    /// Every readable record in `dir`: corrupt ones are saved to `quarantine/` and skipped,
+    /// so one damaged file never stops the rest from working.
+    fn read_records<T: DeserializeOwned>(&self, dir: &Path) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for p in json_files(dir)? {
+            match self.read_record(&p) {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) | Err(Error::StateCorrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record of network `name`, if any. A corrupt record is read from its backup; with
+    /// none, the error names the file (and its copy is in `quarantine/`).
+    pub fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
+        match self.read_record(&self.network_path(name)) {
+            Err(e @ Error::StateCorrupt { .. }) => match read_json(&self.network_backup(name)) {
+                Ok(Some(n)) => Ok(Some(n)),
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Every network record, sorted by name (a corrupt one is read from its backup, or
+    /// skipped).
     pub fn networks(&self) -> Result<Vec<NetworkInfo>> {
-        let mut v: Vec<NetworkInfo> = read_dir_json(&self.root.join("networks"))?;
+        let mut v = Vec::new();
+        for p in json_files(&self.root.join("networks"))? {
+            let name = p.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+            match self.network(name) {
+                Ok(Some(n)) => v.push(n),
+                Ok(None) | Err(Error::StateCorrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
 
-    /// Writes a network record.
+    /// Writes a network record (and its backup), and makes its endpoint directory.
     pub fn put_network(&self, n: &NetworkInfo) -> Result<()> {
-        write_json(&self.network_path(&n.name), n)
+        create_dir(&self.endpoint_dir(&n.name))?;
+        write_json(&self.network_path(&n.name), n)?;
+        write_json(&self.network_backup(&n.name), n)
     }
 
-    /// Removes a network record and its (empty) endpoint directory.
+    /// Removes a network record, its backup and its endpoint directory with whatever records
+    /// are left in it (idempotent).
     pub fn remove_network(&self, name: &str) -> Result<()> {
-        let _ = fs::remove_dir(self.endpoint_dir(name));
-        remove(&self.network_path(name))
+        let dir = self.endpoint_dir(name);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(Error::state("remove", &dir, e));
+            }
+            _ => {}
+        }
+        remove(&self.network_path(name))?;
+        remove(&self.network_backup(name))
     }
 
-    /// The attachment of `container` to `network`, if any.
+    /// The names under `endpoints/`: networks that have (or had) endpoint records.
+    pub fn endpoint_networks(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("endpoints");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::state("list", &dir, e)),
+        };
+        Ok(entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    /// Repairs every corrupt record (the caller holds the state lock, so no writer races it):
+    /// a network record is rewritten from its backup when that is readable; any other corrupt
+    /// record is removed — a copy of each is in `quarantine/` first. Returns the copies.
+    pub fn repair_corrupt(&self) -> Result<Vec<PathBuf>> {
+        let mut saved = Vec::new();
+        let mut dirs = vec![self.root.join("networks"), self.root.join("sandboxes")];
+        for n in self.endpoint_networks()? {
+            dirs.push(self.endpoint_dir(&n));
+        }
+        for dir in dirs {
+            for p in json_files(&dir)? {
+                let Err(Error::StateCorrupt { .. }) = read_json::<serde_json::Value>(&p) else {
+                    continue;
+                };
+                saved.push(
+                    save_corrupt(&p, &self.quarantine_dir())
+                        .map_err(|e| Error::state("save corrupt record", &p, e))?,
+                );
+                let backup = p.with_extension("json.bak");
+                match read_json::<NetworkInfo>(&backup) {
+                    Ok(Some(n)) if dir.ends_with("networks") => write_json(&p, &n)?,
+                    _ => remove(&p)?,
+                }
+            }
+        }
+        Ok(saved)
+    }
+
+    /// The attachment of `container` to `network`, if any (a corrupt record is an error naming
+    /// it; its copy is in `quarantine/`).
     pub fn endpoint(&self, network: &str, container: &str) -> Result<Option<Attachment>> {
-        read_json(&self.endpoint_path(network, container))
+        self.read_record(&self.endpoint_path(network, container))
     }
 
     /// Every attachment on `network`, sorted by container.
     pub fn endpoints(&self, network: &str) -> Result<Vec<Attachment>> {
-        let mut v: Vec<Attachment> = read_dir_json(&self.endpoint_dir(network))?;
+        let mut v: Vec<Attachment> = self.read_records(&self.endpoint_dir(network))?;
         v.sort_by(|a, b| a.container.cmp(&b.container));
         Ok(v)
     }
@@ -124,14 +240,18 @@ impl StateDir {
     /// fsynced together, then the record is renamed into place and its directory fsynced.
     pub fn put_endpoint(&self, a: &Attachment) -> Result<()> {
         let dir = self.endpoint_dir(&a.network);
-        fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        create_dir(&dir)?;
         let path = self.endpoint_path(&a.network, &a.container);
         let bytes = serde_json::to_vec_pretty(a).expect("records always serialise");
         let tmp = write_tmp(&path, &bytes).map_err(|e| Error::state("write", &path, e))?;
         let mut durable = self.index_ports(a)?;
         durable.push(tmp.clone());
-        sync_together(&durable)?;
-        fs::rename(&tmp, &path).map_err(|e| Error::state("write", &path, e))?;
+        let placed = sync_together(&durable)
+            .and_then(|()| fs::rename(&tmp, &path).map_err(|e| Error::state("write", &path, e)));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         sync_path(&dir)
     }
 
@@ -140,13 +260,11 @@ impl StateDir {
         let mut touched = Vec::new();
         for p in &a.ports {
             let dir = self.port_dir(p.proto, p.host_port);
-            match fs::create_dir(&dir) {
-                Ok(()) => touched.push(self.root.join("ports")),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::state("create dir", &dir, e)),
+            if private::make_dir(&dir).map_err(|e| Error::state("create dir", &dir, e))? {
+                touched.push(self.root.join("ports"));
             }
             let entry = dir.join(port_entry(p.host_ip, &a.network, &a.container));
-            File::create(&entry).map_err(|e| Error::state("write", &entry, e))?;
+            create_entry(&entry).map_err(|e| Error::state("write", &entry, e))?;
             touched.push(dir);
         }
         touched.sort();
@@ -162,9 +280,10 @@ impl StateDir {
         remove(&self.endpoint_path(network, container))?;
         for p in &a.ports {
             let dir = self.port_dir(p.proto, p.host_port);
-            // The directory stays (so publishing the port again need not make and fsync it
-            // anew); gc's rebuild of the index drops empty ones.
             remove(&dir.join(port_entry(p.host_ip, network, container)))?;
+            // The last publisher of the port removes its directory (another's entry in it
+            // makes this fail harmlessly: it is not empty).
+            let _ = fs::remove_dir(&dir);
         }
         Ok(())
     }
@@ -283,48 +402,19 @@ pub(crate) fn remove_stale_tmp(dir: &Path) -> usize {
             continue;
         }
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let Some(pid) = name
-            .strip_suffix(".tmp")
-            .and_then(|s| s.rsplit('.').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
-        else {
+        let Some(pid) = tmp_owner(name) else {
             continue;
         };
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if name.starts_with('.') && !alive && fs::remove_file(&p).is_ok() {
+        if !alive && fs::remove_file(&p).is_ok() {
             n += 1;
         }
     }
     n
 }
 
-/// Opens `path` (creating it) and takes an exclusive flock on it, blocking.
-pub(crate) fn lock_file(path: &Path) -> Result<StateLock> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::state("open lock", path, e))?;
-    file.lock().map_err(|e| Error::state("flock", path, e))?;
-    Ok(StateLock { _file: file })
-}
-
-/// Reads and parses a JSON file; `None` if it does not exist.
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|source| Error::StateCorrupt {
-                path: path.into(),
-                source,
-            }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::state("read", path, e)),
-    }
-}
-
-fn read_dir_json<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
+/// The `*.json` files of `dir` (none if it does not exist), sorted.
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -333,39 +423,16 @@ fn read_dir_json<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
     let mut out = Vec::new();
     for entry in entries {
         let p = entry.map_err(|e| Error::state("list", dir, e))?.path();
-        if p.extension().is_some_and(|x| x == "json")
-            && let Some(v) = read_json(&p)?
-        {
-            out.push(v);
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if p.extension().is_some_and(|x| x == "json") && !hidden {
+            out.push(p);
         }
     }
+    out.sort();
     Ok(out)
-}
-
-/// Serialises `value` and replaces `path` atomically (tmp + fsync + rename + fsync dir).
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).expect("records always serialise");
-    write_atomic(path, &bytes).map_err(|e| Error::state("write", path, e))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = write_tmp(path, bytes)?;
-    File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path)?;
-    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
-/// Writes `bytes` to the temporary file `path` is later renamed from (`.NAME.PID.tmp`), not
-/// fsynced yet.
-fn write_tmp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    File::create(&tmp)?.write_all(bytes)?;
-    Ok(tmp)
 }
 
 fn remove(path: &Path) -> Result<()> {
@@ -385,22 +452,25 @@ impl StateDir {
             .join(format!("{container}.json"))
     }
 
-    /// The sandbox record of `container`, if any.
+    /// The sandbox record of `container`, if any. A corrupt one is skipped (its copy is in
+    /// `quarantine/`): the container's name settings are lost, nothing else.
     pub fn sandbox(&self, container: &str) -> Result<Option<SandboxRecord>> {
-        read_json(&self.sandbox_path(container))
+        match self.read_record(&self.sandbox_path(container)) {
+            Err(Error::StateCorrupt { .. }) => Ok(None),
+            other => other,
+        }
     }
 
     /// Every sandbox record, sorted by container.
     pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>> {
-        let mut v: Vec<SandboxRecord> = read_dir_json(&self.root.join("sandboxes"))?;
+        let mut v: Vec<SandboxRecord> = self.read_records(&self.root.join("sandboxes"))?;
         v.sort_by(|a, b| a.container.cmp(&b.container));
         Ok(v)
     }
 
     /// Writes a sandbox record.
     pub fn put_sandbox(&self, r: &SandboxRecord) -> Result<()> {
-        let dir = self.root.join("sandboxes");
-        fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        create_dir(&self.root.join("sandboxes"))?;
         write_json(&self.sandbox_path(&r.container), r)
     }
 
@@ -414,10 +484,9 @@ impl StateDir {
     /// lets an attach find the files to rewrite without reading every sandbox record.
     pub fn mark_files_written(&self, container: &str) -> Result<()> {
         let dir = self.root.join("files");
-        fs::create_dir_all(&dir).map_err(|e| Error::state("create dir", &dir, e))?;
+        create_dir(&dir)?;
         let path = dir.join(container);
-        File::create(&path).map_err(|e| Error::state("create", &path, e))?;
-        Ok(())
+        create_entry(&path).map_err(|e| Error::state("create", &path, e))
     }
 
     /// The containers marked by [`StateDir::mark_files_written`].
