@@ -47,6 +47,7 @@ pub mod error;
 pub mod firewall;
 pub mod host;
 pub mod ipam;
+pub mod link_marks;
 pub mod mac;
 pub mod names;
 pub mod netlink;

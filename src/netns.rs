@@ -41,6 +41,49 @@ fn netns_err(op: &'static str, path: impl AsRef<Path>) -> impl FnOnce(io::Error)
     move |source| Error::Netns { op, path, source }
 }
 
+/// `NS_GET_NSTYPE` (`_IO(0xb7, 0x3)`, linux/nsfs.h): the `CLONE_NEW*` type of a namespace fd.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// What kind of namespace `fd` is: `Ok(())` for a network namespace, else an error saying what
+/// it is instead (a regular file, a directory, a device, another kind of namespace).
+fn ensure_net_namespace(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd's inode; any fd is valid
+    // input (non-namespace files answer ENOTTY).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        let st = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+        let what = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => "a directory",
+            libc::S_IFREG => "a regular file",
+            libc::S_IFCHR | libc::S_IFBLK => "a device",
+            libc::S_IFIFO => "a pipe",
+            libc::S_IFSOCK => "a socket",
+            _ => return Err(e),
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {what}, not a network namespace"),
+        ));
+    }
+    if r == libc::CLONE_NEWNET {
+        return Ok(());
+    }
+    let kind = match r {
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        _ => "another kind of",
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is a {kind} namespace, not a network namespace"),
+    ))
+}
+
 impl Netns {
     /// The namespace of the calling thread (`/proc/thread-self/ns/net`).
     pub fn current() -> Result<Self> {
@@ -52,10 +95,13 @@ impl Netns {
         })
     }
 
-    /// Opens a namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount …
+    /// Opens a namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount … Anything
+    /// else (a regular file, a directory, `/dev/null`, a mount namespace) is refused here, with
+    /// the path named, before any caller has done anything with it.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let fd = File::open(path).map_err(netns_err("open", path))?;
+        ensure_net_namespace(fd.as_fd()).map_err(netns_err("open", path))?;
         Ok(Netns {
             fd: Arc::new(fd.into()),
             path: Some(path.to_path_buf()),
@@ -67,7 +113,9 @@ impl Netns {
         Self::from_path(format!("/proc/{pid}/ns/net"))
     }
 
-    /// Wraps an fd the caller already holds (e.g. passed by a runtime).
+    /// Wraps an fd the caller already holds (e.g. passed by a runtime). Not checked here:
+    /// [`Netns::validate`] (which [`crate::Host::attach`] calls first) says whether it is a
+    /// network namespace.
     pub fn from_fd(fd: OwnedFd) -> Self {
         Netns {
             fd: Arc::new(fd),
@@ -136,6 +184,20 @@ impl Netns {
         self.path.as_deref()
     }
 
+    /// How errors name this namespace: its path, else `fd N`.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => format!("fd {}", self.fd.as_raw_fd()),
+        }
+    }
+
+    /// Checks that the handle is a network namespace (see [`Netns::from_path`]), naming it
+    /// otherwise.
+    pub fn validate(&self) -> Result<()> {
+        ensure_net_namespace(self.fd.as_fd()).map_err(netns_err("open", self.describe()))
+    }
+
     /// Runs `f` on a new thread inside this namespace and waits for it. For blocking work only
     /// (opening sockets, writing /proc/sys); see [`Netns::spawn`] from async code.
     pub fn run<F, R>(&self, f: F) -> Result<R>
@@ -144,9 +206,10 @@ impl Netns {
         R: Send + 'static,
     {
         let fd = self.fd.clone();
+        let name = self.describe();
         run_on_thread(move || {
             setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| netns_err("setns", "(handle)")(e.into()))?;
+                .map_err(|e| netns_err("setns", &name)(e.into()))?;
             Ok(f())
         })
     }
@@ -158,12 +221,13 @@ impl Netns {
         R: Send + 'static,
     {
         let fd = self.fd.clone();
+        let name = self.describe();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("berth-netns".into())
             .spawn(move || {
                 let r = setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| netns_err("setns", "(handle)")(e.into()))
+                    .map_err(|e| netns_err("setns", &name)(e.into()))
                     .map(|()| f());
                 let _ = tx.send(r);
             })
@@ -182,10 +246,11 @@ impl Netns {
         R: Send + 'static,
     {
         let fd = self.fd.clone();
+        let name = self.describe();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |home: &OwnedFd| {
             if let Err(e) = setns(fd.as_fd(), CloneFlags::CLONE_NEWNET) {
-                let _ = tx.send(Err(netns_err("setns", "(handle)")(e.into())));
+                let _ = tx.send(Err(netns_err("setns", &name)(e.into())));
                 return true;
             }
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {

@@ -157,7 +157,7 @@ impl Drop for Sandbox {
 
 async fn lo_up(ns: &Netns) -> Result<()> {
     let nl = Netlink::open(ns).await?;
-    crate::driver::container::loopback_up(&nl).await
+    crate::driver::container::loopback_up(&nl).await.map(drop)
 }
 
 /// How long a probe waits for a connection or an answer.

@@ -300,6 +300,7 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         "eth0",
         MacAddr::random(),
         &ghost_ns,
+        berth::link_marks::PORT,
     )
     .await
     .unwrap();

@@ -17,9 +17,10 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
+use crate::link_marks;
 use crate::mac::MacAddr;
 use crate::netlink::Netlink;
-use crate::network::{DriverKind, DriverOptions, ICC_OFF_PORT_GROUP, NetworkInfo};
+use crate::network::{DriverKind, DriverOptions, NetworkInfo};
 use crate::sysctl;
 
 /// See the module docs.
@@ -67,7 +68,15 @@ impl NetworkDriver for BridgeDriver {
     ) -> Result<NetworkResources> {
         let name = bridge_name(net);
         // A bridge the admin made (`-b bridge0`): used as it is, never recreated.
-        let existing = ctx.host.link_by_name(&name).await?;
+        let existing = match ctx.host.link_by_name(&name).await? {
+            // A bridge berth made for a network whose create died before its record was
+            // written (no record names it: `Host` checked): not the admin's, so not adopted.
+            Some(l) if l.is_bridge && l.group == link_marks::BRIDGE => {
+                ctx.host.delete_link(&name).await?;
+                None
+            }
+            other => other,
+        };
         let adopted = match &existing {
             Some(l) if l.is_bridge => true,
             Some(_) => {
@@ -180,24 +189,27 @@ impl NetworkDriver for BridgeDriver {
     ) -> Result<EndpointResources> {
         let bridge = ctx.host.require_link(device(net)?).await?;
         let host_if = veth::host_ifname(&net.id, ep.container);
-        let nl = Netlink::open(ep.netns).await?;
-        container::ensure_ifname_free(&nl, ep.ifname).await?;
+        let nl = ep.container_nl;
+        container::ensure_ifname_free(nl, ep.ifname).await?;
+        // The port's device group is berth's mark and, with ICC off, what the firewall's
+        // bridge table matches (per-pair link exceptions are impossible with port isolation):
+        // see `link_marks` and `firewall::ruleset::icc`.
         let link = ctx
             .host
-            .add_veth_into(&host_if, bridge.index, net.mtu, ep.ifname, ep.mac, ep.netns)
+            .add_veth_into(
+                &host_if,
+                bridge.index,
+                net.mtu,
+                ep.ifname,
+                ep.mac,
+                ep.netns,
+                link_marks::port(net.icc()),
+            )
             .await?;
         let inside = async {
-            // ICC off is the firewall's (per-pair link exceptions are impossible with port
-            // isolation): the port is only marked, see `firewall::ruleset::icc`.
             ctx.host
                 .set_bridge_port(link.index, &host_if, true, false)
                 .await?;
-            if !net.icc() {
-                ctx.host
-                    .set_group(link.index, &host_if, ICC_OFF_PORT_GROUP)
-                    .await?;
-            }
-            container::loopback_up(&nl).await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,
                 ipv6: ep.ipv6,
@@ -207,7 +219,7 @@ impl NetworkDriver for BridgeDriver {
                 routes: &ep.routes,
                 take_default: ep.take_default,
             };
-            container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
+            container::configure_interface(nl, ep.netns, ep.ifname, cfg).await
         }
         .await;
         if let Err(e) = inside {

@@ -11,11 +11,21 @@ use crate::netns::Netns;
 use crate::route::RouteSpec;
 use crate::sysctl;
 
-/// `ip link set lo up` in the container netns.
-pub async fn loopback_up(nl: &Netlink) -> Result<()> {
+/// `ip link set lo up` in the container netns; returns whether it was down (so a failed
+/// attach can put it back down: see [`loopback_down`]).
+pub async fn loopback_up(nl: &Netlink) -> Result<bool> {
     let lo = nl.require_link("lo").await?;
     if !lo.up {
         nl.set_up(lo.index, "lo").await?;
+    }
+    Ok(!lo.up)
+}
+
+/// `ip link set lo down` in the container netns (undoes [`loopback_up`]).
+pub async fn loopback_down(nl: &Netlink) -> Result<()> {
+    let lo = nl.require_link("lo").await?;
+    if lo.up {
+        nl.set_down(lo.index, "lo").await?;
     }
     Ok(())
 }

@@ -12,7 +12,6 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
-use crate::netlink::Netlink;
 use crate::network::{DriverKind, DriverOptions, NetworkInfo};
 use crate::options::{IpvlanFlag, IpvlanMode, IpvlanOptions};
 
@@ -69,8 +68,8 @@ impl NetworkDriver for IpvlanDriver {
             .host
             .require_link(net.device.as_deref().unwrap_or_default())
             .await?;
-        let nl = Netlink::open(ep.netns).await?;
-        container::ensure_ifname_free(&nl, ep.ifname).await?;
+        let nl = ep.container_nl;
+        container::ensure_ifname_free(nl, ep.ifname).await?;
         let mode = match o.mode {
             IpvlanMode::L2 => IpVlanMode::L2,
             IpvlanMode::L3 => IpVlanMode::L3,
@@ -86,7 +85,6 @@ impl NetworkDriver for IpvlanDriver {
             .await?;
         let routed = o.mode != IpvlanMode::L2;
         let inside = async {
-            container::loopback_up(&nl).await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,
                 ipv6: ep.ipv6,
@@ -96,7 +94,7 @@ impl NetworkDriver for IpvlanDriver {
                 routes: &ep.routes,
                 take_default: ep.take_default,
             };
-            container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
+            container::configure_interface(nl, ep.netns, ep.ifname, cfg).await
         }
         .await;
         if let Err(e) = inside {

@@ -12,7 +12,6 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
-use crate::netlink::Netlink;
 use crate::network::{DriverKind, DriverOptions, NetworkInfo};
 use crate::options::{MacvlanMode, MacvlanOptions};
 
@@ -53,6 +52,10 @@ impl NetworkDriver for MacvlanDriver {
 
     fn uses_ipam(&self) -> bool {
         true
+    }
+
+    fn host_links(&self, net: &NetworkInfo) -> Vec<String> {
+        net.device.iter().cloned().chain([shim_name(net)]).collect()
     }
 
     async fn create_network(
@@ -119,8 +122,8 @@ impl NetworkDriver for MacvlanDriver {
             .host
             .require_link(net.device.as_deref().unwrap_or_default())
             .await?;
-        let nl = Netlink::open(ep.netns).await?;
-        container::ensure_ifname_free(&nl, ep.ifname).await?;
+        let nl = ep.container_nl;
+        container::ensure_ifname_free(nl, ep.ifname).await?;
         ctx.host
             .add_macvlan_into(
                 ep.ifname,
@@ -131,7 +134,6 @@ impl NetworkDriver for MacvlanDriver {
             )
             .await?;
         let inside = async {
-            container::loopback_up(&nl).await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,
                 ipv6: ep.ipv6,
@@ -141,7 +143,7 @@ impl NetworkDriver for MacvlanDriver {
                 routes: &ep.routes,
                 take_default: ep.take_default,
             };
-            container::configure_interface(&nl, ep.netns, ep.ifname, cfg).await
+            container::configure_interface(nl, ep.netns, ep.ifname, cfg).await
         }
         .await;
         // With a shim, a host route to each container through it: more specific than any route

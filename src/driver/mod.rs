@@ -56,6 +56,8 @@ pub struct EndpointPlan<'a> {
     pub container: &'a str,
     /// The container's netns.
     pub netns: &'a Netns,
+    /// A netlink handle in it (opened once by `Host`; its `lo` is up already).
+    pub container_nl: &'a Netlink,
     /// Interface name inside it.
     pub ifname: &'a str,
     /// MAC of the container interface.
@@ -92,6 +94,12 @@ pub trait NetworkDriver: Send + Sync {
     fn kind(&self) -> DriverKind;
     /// Whether its endpoints get addresses from IPAM.
     fn uses_ipam(&self) -> bool;
+    /// The links of the host netns this network keeps while it exists, from its record: `gc`
+    /// removes every link marked as berth's ([`crate::link_marks`]) that no live network or
+    /// endpoint keeps. Default: the network's device.
+    fn host_links(&self, net: &NetworkInfo) -> Vec<String> {
+        net.device.iter().cloned().collect()
+    }
     /// Creates the host side of a network (all or nothing).
     async fn create_network(
         &self,

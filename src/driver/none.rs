@@ -2,12 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::{
-    DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, container,
-};
+use super::{DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources};
 use crate::endpoint::Attachment;
 use crate::error::Result;
-use crate::netlink::Netlink;
 use crate::network::{DriverKind, NetworkInfo};
 
 /// See the module docs.
@@ -44,10 +41,9 @@ impl NetworkDriver for NoneDriver {
         &self,
         _: DriverContext<'_>,
         _: &NetworkInfo,
-        ep: &EndpointPlan<'_>,
+        _: &EndpointPlan<'_>,
     ) -> Result<EndpointResources> {
-        let nl = Netlink::open(ep.netns).await?;
-        container::loopback_up(&nl).await?;
+        // `Host` has brought `lo` up: that is all a `none` endpoint is.
         Ok(EndpointResources {
             host_ifname: None,
             mac: None,
