@@ -209,6 +209,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A namespace given as a container's cannot hold one: it is the host's, the machine's own,
+    /// or one where berth keeps networks.
+    #[error("netns {path} cannot be a container's: {reason}")]
+    NotContainerNetns {
+        /// The namespace, as given (its path, or `fd N`).
+        path: String,
+        /// What it is instead.
+        reason: &'static str,
+    },
     /// Opening, creating or entering a network namespace failed.
     #[error("netns {op} {path}: {source}")]
     Netns {
@@ -262,6 +271,14 @@ pub enum Error {
         original: Box<Error>,
         /// What went wrong while undoing.
         cleanup: Vec<Error>,
+    },
+    /// An operation that tries every step (`gc`) finished with some of them failed.
+    #[error("{op} did not finish: {}", join(errors))]
+    Incomplete {
+        /// The operation.
+        op: &'static str,
+        /// Every step that failed.
+        errors: Vec<Error>,
     },
     /// Detach could not remove everything; the record is kept so a retry or gc can finish.
     #[error("detach {container} from {network}: {}", join(errors))]

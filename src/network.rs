@@ -18,8 +18,8 @@ use crate::route::RouteSpec;
 
 /// The device group (`ip link set … group G`) the bridge driver gives every container port of a
 /// network with ICC off; the firewall's bridge table drops frames between two ports of this
-/// group (except link flows). 0x62657274, "bert".
-pub const ICC_OFF_PORT_GROUP: u32 = 0x6265_7274;
+/// group (except link flows). See [`crate::link_marks`].
+pub const ICC_OFF_PORT_GROUP: u32 = crate::link_marks::PORT_ICC_OFF;
 
 /// The driver a network uses, with its typed options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -566,6 +566,11 @@ pub struct NetworkInfo {
     /// `dns` on the default bridge).
     #[serde(default)]
     pub dns_servers: Vec<IpAddr>,
+    /// A removal was started (`docker network rm`) and may not have finished: the network takes
+    /// no endpoints, is not listed, and the next `delete_network`, `create_network` of its
+    /// name or `gc` finishes removing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removing: bool,
 }
 
 impl NetworkInfo {

@@ -9,6 +9,8 @@ use crate::endpoint::{Attachment, EndpointSpec};
 use crate::error::{Error, Result};
 use crate::ipam::AddressRequest;
 use crate::mac::MacAddr;
+use crate::netlink::Netlink;
+use crate::netns::Netns;
 use crate::network::NetworkInfo;
 use crate::port::PortMapping;
 
@@ -22,16 +24,50 @@ fn routes_by_device(net: &NetworkInfo) -> bool {
 }
 
 impl Host {
+    /// Refuses a netns that cannot be a container's, naming it: not a network namespace at all,
+    /// this host's netns, the machine's own (PID 1's), or any netns holding a bridge berth made
+    /// (another berth host's). Attaching there would move the host's own default route into
+    /// the container's plumbing and take it away on detach.
+    pub(super) async fn check_container_netns(&self, ns: &Netns) -> Result<Netlink> {
+        ns.validate()?;
+        let refuse = |reason| Error::NotContainerNetns {
+            path: ns.describe(),
+            reason,
+        };
+        if ns.same_as(&self.netns) {
+            return Err(refuse("it is this berth host's own network namespace"));
+        }
+        if Netns::from_path("/proc/1/ns/net").is_ok_and(|init| ns.same_as(&init)) {
+            return Err(refuse(
+                "it is the machine's own network namespace (PID 1's)",
+            ));
+        }
+        let nl = Netlink::open(ns).await?;
+        if nl
+            .links()
+            .await?
+            .iter()
+            .any(|l| l.group == crate::link_marks::BRIDGE)
+        {
+            return Err(refuse(
+                "it holds bridges berth made: it is a berth host's network namespace",
+            ));
+        }
+        Ok(nl)
+    }
+
     /// Attaches a container to a network (`docker network connect`), all or nothing: on failure
     /// no link, address, allocation, firewall element or record of it remains.
     pub async fn attach(&self, network: impl AsRef<str>, ep: EndpointSpec) -> Result<Attachment> {
         let network = network.as_ref();
         ep.validate()?;
+        let container_nl = self.check_container_netns(&ep.netns).await?;
         self.ensure_predefined(network).await?;
         let _lock = self.state.lock().await?;
         let net = self
             .state
             .network(network)?
+            .filter(|n| !n.removing)
             .ok_or_else(|| Error::NetworkNotFound {
                 name: network.into(),
             })?;
@@ -75,7 +111,7 @@ impl Host {
 
         let mut journal = Journal::default();
         let r = self
-            .attach_steps(&net, &ep, ports, &others, &mut journal)
+            .attach_steps(&net, &ep, &container_nl, ports, &others, &mut journal)
             .await;
         match r {
             Ok(att) => {
@@ -99,6 +135,7 @@ impl Host {
         &self,
         net: &NetworkInfo,
         ep: &EndpointSpec,
+        container_nl: &Netlink,
         ports: Vec<PortMapping>,
         others: &[Attachment],
         journal: &mut Journal,
@@ -111,11 +148,13 @@ impl Host {
                 v6: ep.ip6,
             };
             let got = self.ipam.allocate(&net.name, &ep.container, req).await?;
+            let addresses = got.addresses.clone();
             journal.push(Undo::IpamAddress {
                 network: net.name.clone(),
                 container: ep.container.clone(),
+                allocation: got,
             });
-            for a in got {
+            for a in addresses {
                 match a {
                     IpNet::V4(a) => ipv4 = Some(a),
                     IpNet::V6(a) => ipv6 = Some(a),
@@ -141,9 +180,15 @@ impl Host {
             (None, Some(v4)) if ep.mac_from_ipv4 => MacAddr::from_ipv4(v4.addr()),
             _ => MacAddr::random(),
         };
+        // Every endpoint gets `lo` up in its netns, whatever the driver; a failed attach puts
+        // it back down.
+        if crate::driver::container::loopback_up(container_nl).await? {
+            journal.push(Undo::LoopbackUp(container_nl.clone()));
+        }
         let plan = EndpointPlan {
             container: &ep.container,
             netns: &ep.netns,
+            container_nl,
             ifname: &ep.ifname,
             mac,
             ipv4,

@@ -10,7 +10,7 @@ impl Host {
     /// The firewall facts of every recorded network and endpoint.
     pub(super) fn recorded_rules(&self) -> Result<(Vec<NetworkRules>, Vec<EndpointRules>)> {
         let (mut nets, mut eps) = (Vec::new(), Vec::new());
-        for n in self.state.networks()? {
+        for n in self.state.networks()?.into_iter().filter(|n| !n.removing) {
             if let Some(r) = network_rules(&n) {
                 nets.push(r);
                 for a in self.state.endpoints(&n.name)? {

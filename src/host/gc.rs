@@ -1,25 +1,50 @@
 //! `Host::gc`: remove everything berth made for containers that are gone, and whatever a dead
-//! operation (a process killed mid-attach) left behind.
+//! operation (a process killed at any instant of a create, attach, detach or delete) or a
+//! damaged state dir left behind.
+//!
+//! The order: repair corrupt records (saved to `quarantine/` first) → finish interrupted network
+//! removals → forget endpoint records of networks no record knows → detach every container not
+//! kept → rebuild each network's IPAM from the endpoint records (lost claims restored, stray
+//! ones released, duplicates reported) → drop pools of unknown networks → rebuild the ports
+//! index → remove berth's marked links no record keeps (and unrecorded veths on berth's
+//! bridges) → the firewall from the records → sandbox records and temporary files. Every step
+//! runs even when an earlier one failed; all errors are returned together.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
 
-use crate::error::Result;
-use crate::ipam::Released;
-use crate::network::DriverKind;
+use crate::driver::driver_for;
+use crate::error::{Error, Result};
+use crate::ipam::{Conflict, RecordedPool, Released};
+use crate::network::{DriverKind, NetworkInfo};
 
 use super::Host;
 
-/// What [`Host::gc`] removed.
+/// What [`Host::gc`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
     /// Attachments detached: (network, container).
     pub detached: Vec<(String, String)>,
     /// Addresses released that no attachment held (dead attaches).
     pub released: Vec<Released>,
-    /// Host-side links removed that no attachment recorded (dead attaches).
+    /// Addresses an attachment's record holds that the IPAM had lost, claimed again:
+    /// (network, container, address).
+    pub restored: Vec<(String, String, IpAddr)>,
+    /// Addresses two records hold (never resolved silently: one of the containers must go).
+    pub conflicts: Vec<Conflict>,
+    /// Host-side links removed that no record keeps (dead creates and attaches, deleted
+    /// records).
     pub links_removed: Vec<String>,
     /// Address pools of networks that have no record (dead network creates).
     pub pools_removed: Vec<String>,
+    /// Networks whose interrupted removal was finished.
+    pub removals_finished: Vec<String>,
+    /// Endpoint records of networks that have no record, forgotten: (network, container).
+    pub endpoints_forgotten: Vec<(String, String)>,
+    /// Copies of corrupt records (under `quarantine/`): a network record was restored from its
+    /// backup where it had one, any other was removed.
+    pub quarantined: Vec<PathBuf>,
     /// Sandbox records (name settings, host/container mode) of containers that are gone.
     pub sandboxes_removed: Vec<String>,
     /// Temporary files of writers killed mid-write.
@@ -28,16 +53,32 @@ pub struct GcReport {
 
 impl Host {
     /// Keeps the attachments of the `valid` containers and removes everything else berth made:
-    /// other attachments are detached; then, reconciling against the records, stray address
-    /// allocations and pools, stray veths on berth's bridges, and stray published-port elements
-    /// are removed. Holds the state lock, so it is safe while other processes attach.
-    /// Equivalent of the CNI `GC` command.
+    /// other attachments are detached; then, reconciling the kernel and the IPAM against the
+    /// records, everything no record keeps is removed (see the module docs for the steps). Holds
+    /// the state lock, so it is safe while other processes attach. Equivalent of the CNI `GC`
+    /// command. Every step is tried; if some failed, [`Error::Incomplete`] lists them all.
     pub async fn gc<S: AsRef<str>>(&self, valid: &[S]) -> Result<GcReport> {
         let valid: HashSet<String> = valid.iter().map(|s| s.as_ref().to_string()).collect();
         let _lock = self.state.lock().await?;
         let mut report = GcReport::default();
         let mut errors = Vec::new();
-        let networks = self.state.networks()?;
+        match self.state.repair_corrupt() {
+            Ok(saved) => report.quarantined = saved,
+            Err(e) => errors.push(e),
+        }
+        let mut networks = Vec::new();
+        for net in self.state.networks()? {
+            if net.removing {
+                match self.remove_network_locked(&net).await {
+                    Ok(()) => report.removals_finished.push(net.name),
+                    Err(e) => errors.push(e),
+                }
+            } else {
+                networks.push(net);
+            }
+        }
+        self.forget_unknown_endpoints(&networks, &mut report, &mut errors)
+            .await;
         for net in &networks {
             for att in self.state.endpoints(&net.name)? {
                 if valid.contains(&att.container) {
@@ -52,81 +93,187 @@ impl Host {
             }
         }
         // Reconcile with what the records say now.
-        let mut keep = valid;
+        let mut keep: HashSet<String> = HashSet::new();
         let mut recorded_links = HashSet::new();
         for net in &networks {
-            for att in self.state.endpoints(&net.name)? {
+            let eps = self.state.endpoints(&net.name)?;
+            let mut held: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+            for att in &eps {
                 keep.insert(att.container.clone());
                 recorded_links.extend(att.host_ifname.clone());
+                held.insert(
+                    att.container.clone(),
+                    att.ip().into_iter().chain(att.ip6()).collect(),
+                );
+            }
+            if !driver_for(net.driver.kind()).uses_ipam() || net.subnets.is_empty() {
+                continue;
+            }
+            let recorded = RecordedPool {
+                subnets: net.subnets.clone(),
+                aux: net.aux.clone(),
+                held,
+            };
+            match self.ipam.reconcile(&net.name, &recorded).await {
+                Ok(r) => {
+                    report.released.extend(r.released);
+                    report.restored.extend(
+                        r.restored
+                            .into_iter()
+                            .map(|(c, ip)| (net.name.clone(), c, ip)),
+                    );
+                    report.conflicts.extend(r.conflicts);
+                }
+                Err(e) => errors.push(e),
             }
         }
-        report.released = self.ipam.gc(&keep).await?;
-        self.state.rebuild_ports()?;
+        for c in &report.conflicts {
+            tracing::error!(target: "berth::host", network = %c.network, address = %c.address,
+                            recorded = %c.recorded, claimed_by = %c.claimed_by,
+                            "an address is held by two containers");
+        }
         let names: HashSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
-        for (pool, _) in self.pool_names().await? {
-            if !names.contains(pool.as_str()) {
-                self.ipam.release_pool(&pool).await?;
-                report.pools_removed.push(pool);
+        match self.ipam.pools().await {
+            Ok(pools) => {
+                for pool in pools {
+                    if names.contains(pool.as_str()) {
+                        continue;
+                    }
+                    match self.ipam.release_pool(&pool).await {
+                        Ok(()) => report.pools_removed.push(pool),
+                        Err(e) => errors.push(e),
+                    }
+                }
             }
+            Err(e) => errors.push(e),
+        }
+        errors.extend(self.state.rebuild_ports().err());
+        if let Err(e) = self
+            .sweep_links(&networks, &recorded_links, &mut report)
+            .await
+        {
+            errors.push(e);
+        }
+        // The firewall from the records: also drops what a dead attach left (port elements) and
+        // the chains of networks no record knows; their bridges (named in berth's dispatch
+        // maps, so berth made them) go too.
+        match self.recorded_rules() {
+            Ok((nets, eps)) => match self.firewall.gc(&nets, &eps).await {
+                Ok(bridges) => {
+                    for bridge in bridges {
+                        match self.nl.delete_link(&bridge).await {
+                            Ok(true) => report.links_removed.push(bridge),
+                            Ok(false) => {}
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(e),
+        }
+        match self.state.sandboxes() {
+            Ok(recs) => {
+                for rec in recs {
+                    if keep.contains(&rec.container) || valid.contains(&rec.container) {
+                        continue;
+                    }
+                    match self.state.remove_sandbox(&rec.container) {
+                        Ok(()) => report.sandboxes_removed.push(rec.container),
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+        report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());
+        tracing::info!(target: "berth::host", ?report, errors = errors.len(), "gc");
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::Incomplete { op: "gc", errors })
+        }
+    }
+
+    /// Endpoint records under a network that has no record (it was deleted, or its record was
+    /// lost): their links go with the sweep, their addresses with the pool; here their
+    /// connection-tracking entries and the records themselves go.
+    async fn forget_unknown_endpoints(
+        &self,
+        networks: &[NetworkInfo],
+        report: &mut GcReport,
+        errors: &mut Vec<Error>,
+    ) {
+        let known: HashSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+        let dirs = match self.state.endpoint_networks() {
+            Ok(d) => d,
+            Err(e) => return errors.push(e),
+        };
+        for network in dirs.into_iter().filter(|n| !known.contains(n.as_str())) {
+            let eps = self.state.endpoints(&network).unwrap_or_default();
+            let ips: Vec<IpAddr> = eps
+                .iter()
+                .flat_map(|a| a.ip().into_iter().chain(a.ip6()))
+                .collect();
+            if !ips.is_empty() {
+                errors.extend(self.firewall.forget_flows(&ips).await.err());
+            }
+            for a in &eps {
+                report
+                    .endpoints_forgotten
+                    .push((network.clone(), a.container.clone()));
+            }
+            errors.extend(self.state.remove_network(&network).err());
+        }
+    }
+
+    /// Removes every link of the host netns marked as berth's that no live network or endpoint
+    /// keeps, and unmarked veths on berth's bridges that no endpoint recorded (made by earlier
+    /// versions, which did not mark ports).
+    async fn sweep_links(
+        &self,
+        networks: &[NetworkInfo],
+        recorded: &HashSet<String>,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut keep: HashSet<String> = recorded.clone();
+        for net in networks {
+            keep.extend(driver_for(net.driver.kind()).host_links(net));
         }
         let bridges: Vec<&str> = networks
             .iter()
             .filter(|n| n.driver.kind() == DriverKind::Bridge)
             .filter_map(|n| n.device.as_deref())
             .collect();
-        if !bridges.is_empty() {
-            let links = self.nl.links().await?;
-            let ours: HashSet<u32> = links
-                .iter()
-                .filter(|l| bridges.contains(&l.name.as_str()))
-                .map(|l| l.index)
-                .collect();
-            for l in links {
-                if l.controller.is_some_and(|c| ours.contains(&c))
-                    && !recorded_links.contains(&l.name)
-                {
-                    self.nl.delete_link(&l.name).await?;
-                    report.links_removed.push(l.name);
-                }
+        let links = self.nl.links().await?;
+        let ours: HashSet<u32> = links
+            .iter()
+            .filter(|l| bridges.contains(&l.name.as_str()))
+            .map(|l| l.index)
+            .collect();
+        let mut errors = Vec::new();
+        for l in links {
+            if keep.contains(&l.name) {
+                continue;
+            }
+            let marked = crate::link_marks::is_berth(l.group);
+            let stray_port = l.controller.is_some_and(|c| ours.contains(&c));
+            if !(marked || stray_port) {
+                continue;
+            }
+            match self.nl.delete_link(&l.name).await {
+                Ok(true) => report.links_removed.push(l.name),
+                Ok(false) => {}
+                Err(e) => errors.push(e),
             }
         }
-        // The firewall from the records: also drops what a dead attach left (port elements) and
-        // the chains of networks no record knows; their bridges (named in berth's dispatch
-        // maps, so berth made them) go too.
-        let (nets, eps) = self.recorded_rules()?;
-        for bridge in self.firewall.gc(&nets, &eps).await? {
-            if self.nl.delete_link(&bridge).await? {
-                report.links_removed.push(bridge);
-            }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Incomplete {
+                op: "remove stray links",
+                errors,
+            }),
         }
-        for rec in self.state.sandboxes()? {
-            if !keep.contains(&rec.container) {
-                self.state.remove_sandbox(&rec.container)?;
-                report.sandboxes_removed.push(rec.container);
-            }
-        }
-        report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());
-        if let Some(e) = errors.into_iter().next() {
-            return Err(e);
-        }
-        tracing::info!(target: "berth::host", ?report, "gc");
-        Ok(report)
-    }
-
-    /// Names of the networks the IPAM holds a pool for.
-    async fn pool_names(&self) -> Result<Vec<(String, ())>> {
-        let dir = self.state.root().join("ipam");
-        let mut out = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "json")
-                    && let Some(n) = p.file_stem().and_then(|n| n.to_str())
-                {
-                    out.push((n.to_string(), ()));
-                }
-            }
-        }
-        Ok(out)
     }
 }

@@ -15,8 +15,11 @@ pub(super) enum Undo {
     IpamAddress {
         network: String,
         container: String,
+        allocation: crate::ipam::Allocation,
     },
     DriverNetwork(Box<NetworkInfo>),
+    /// `lo` of the container netns was down and was brought up.
+    LoopbackUp(crate::netlink::Netlink),
     DriverEndpoint(Box<(NetworkInfo, Attachment)>),
     FirewallNetwork(NetworkRules),
     FirewallEndpoint(NetworkRules, EndpointRules),
@@ -53,9 +56,11 @@ impl Host {
             tracing::debug!(target: "berth::host", ?undo, "rolling back");
             let r = match &undo {
                 Undo::IpamPool(n) => self.ipam.release_pool(n).await,
-                Undo::IpamAddress { network, container } => {
-                    self.ipam.release(network, container).await
-                }
+                Undo::IpamAddress {
+                    network,
+                    container,
+                    allocation,
+                } => self.ipam.revert(network, container, allocation).await,
                 Undo::DriverNetwork(net) => match self.state.networks() {
                     Ok(others) => {
                         crate::driver::driver_for(net.driver.kind())
@@ -70,6 +75,7 @@ impl Host {
                         .detach(self.ctx(), net, att)
                         .await
                 }
+                Undo::LoopbackUp(nl) => crate::driver::container::loopback_down(nl).await,
                 Undo::FirewallNetwork(r) => self.firewall.remove_network(r).await,
                 Undo::FirewallEndpoint(n, e) => self.firewall.remove_endpoint(n, e).await,
                 Undo::FirewallLinks(n, l) => self.firewall.replace_links(n, l, &[]).await,

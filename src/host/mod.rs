@@ -62,6 +62,14 @@ pub enum Step {
     DetachIpam,
     /// Detach: its record was removed.
     DetachRecord,
+    /// Network delete: its firewall rules were removed.
+    DeleteFirewall,
+    /// Network delete: the driver removed its host side.
+    DeleteDriver,
+    /// Network delete: its address pool was released.
+    DeleteIpam,
+    /// Network delete: its record was removed.
+    DeleteRecord,
 }
 
 impl fmt::Display for Step {
@@ -80,6 +88,10 @@ impl fmt::Display for Step {
             Step::DetachConntrack => "detach-conntrack",
             Step::DetachIpam => "detach-ipam",
             Step::DetachRecord => "detach-record",
+            Step::DeleteFirewall => "delete-firewall",
+            Step::DeleteDriver => "delete-driver",
+            Step::DeleteIpam => "delete-ipam",
+            Step::DeleteRecord => "delete-record",
         })
     }
 }

@@ -67,7 +67,12 @@ impl Host {
         let Some(name) = &o.bridge_name else {
             return Ok(());
         };
-        let Some(link) = self.nl.link_by_name(name).await?.filter(|l| l.is_bridge) else {
+        let Some(link) = self
+            .nl
+            .link_by_name(name)
+            .await?
+            .filter(|l| l.is_bridge && l.group != crate::link_marks::BRIDGE)
+        else {
             return Ok(());
         };
         for (_, ip, _) in self.nl.addresses(Some(link.index)).await? {
@@ -86,6 +91,12 @@ impl Host {
     pub async fn create_network(&self, mut spec: NetworkSpec) -> Result<NetworkInfo> {
         spec.validate()?;
         let _lock = self.state.lock().await?;
+        if let Some(old) = self.state.network(&spec.name)?
+            && old.removing
+        {
+            // A removal that was interrupted: finish it, then the name is free.
+            self.remove_network_locked(&old).await?;
+        }
         self.adopt_gateways(&mut spec).await?;
         let others = self.state.networks()?;
         if others.iter().any(|n| n.name == spec.name) {
@@ -110,6 +121,7 @@ impl Host {
             adopted: None,
             dns_enabled: spec.dns.unwrap_or(spec.driver.kind() == DriverKind::Bridge),
             dns_servers: spec.dns_servers.clone(),
+            removing: false,
         };
         let driver = driver_for(net.driver.kind());
         if net.driver.kind() == DriverKind::Bridge {
@@ -168,10 +180,13 @@ impl Host {
     }
 
     /// Deletes a network (`docker network rm`). Refused while endpoints are attached.
+    /// Resumable: the record is first marked as being removed (durably), so a process killed
+    /// at any instant of the removal leaves a network that takes no endpoints and that the next
+    /// `delete_network`, `create_network` of its name, or `gc` finishes removing.
     pub async fn delete_network(&self, name: impl AsRef<str>) -> Result<()> {
         let name = name.as_ref();
         let _lock = self.state.lock().await?;
-        let net = self
+        let mut net = self
             .state
             .network(name)?
             .ok_or_else(|| Error::NetworkNotFound { name: name.into() })?;
@@ -182,22 +197,48 @@ impl Host {
                 endpoints: eps.into_iter().map(|a| a.container).collect(),
             });
         }
-        if let Some(rules) = network_rules(&net) {
-            self.firewall.remove_network(&rules).await?;
+        if !net.removing {
+            net.removing = true;
+            self.state.put_network(&net)?;
         }
-        let others = self.state.networks()?;
-        driver_for(net.driver.kind())
-            .delete_network(self.ctx_with(&others), &net)
-            .await?;
-        self.ipam.release_pool(name).await?;
-        self.state.remove_network(name)?;
+        self.remove_network_locked(&net).await?;
         tracing::info!(target: "berth::host", network = %name, "network deleted");
         Ok(())
     }
 
-    /// Every network, sorted by name (`docker network ls`).
+    /// The steps of a removal, each idempotent (they may be running again after a crash); the
+    /// caller holds the state lock and `net` is marked as being removed.
+    pub(super) async fn remove_network_locked(&self, net: &NetworkInfo) -> Result<()> {
+        let name = net.name.as_str();
+        if let Some(rules) = network_rules(net) {
+            self.firewall.remove_network(&rules).await?;
+        }
+        self.after(Step::DeleteFirewall)?;
+        let others: Vec<NetworkInfo> = self
+            .state
+            .networks()?
+            .into_iter()
+            .filter(|n| n.name != name)
+            .collect();
+        driver_for(net.driver.kind())
+            .delete_network(self.ctx_with(&others), net)
+            .await?;
+        self.after(Step::DeleteDriver)?;
+        self.ipam.release_pool(name).await?;
+        self.after(Step::DeleteIpam)?;
+        self.state.remove_network(name)?;
+        self.after(Step::DeleteRecord)
+    }
+
+    /// Every network, sorted by name (`docker network ls`); a network whose removal was
+    /// interrupted is not listed.
     pub async fn networks(&self) -> Result<Vec<NetworkInfo>> {
-        self.state.networks()
+        Ok(self
+            .state
+            .networks()?
+            .into_iter()
+            .filter(|n| !n.removing)
+            .collect())
     }
 
     /// One network's record (`docker network inspect`).
@@ -205,6 +246,7 @@ impl Host {
         let name = name.as_ref();
         self.state
             .network(name)?
+            .filter(|n| !n.removing)
             .ok_or_else(|| Error::NetworkNotFound { name: name.into() })
     }
 }

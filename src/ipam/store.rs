@@ -48,9 +48,9 @@ impl Claims {
         }
     }
 
-    /// Creates the directory if needed.
+    /// Creates the directory if needed (`0700`).
     pub(super) fn create(&self) -> Result<()> {
-        fs::create_dir_all(&self.dir).map_err(err("create dir", &self.dir))
+        crate::state::create_dir(&self.dir)
     }
 
     /// Removes every entry and the directory (idempotent).
@@ -111,16 +111,16 @@ impl Claims {
         s.trim().parse().ok()
     }
 
-    /// Records the last address handed out in `subnet`: one write of a fixed width at offset
-    /// 0, so the file never needs truncating or replacing.
-    pub(super) fn set_cursor(&self, subnet: &IpNet, ip: IpAddr) -> Result<()> {
+    /// Records the last address handed out in `subnet` (`None`: none yet, the file goes): one
+    /// write of a fixed width at offset 0, so the file never needs truncating or replacing.
+    pub(super) fn set_cursor(&self, subnet: &IpNet, ip: Option<IpAddr>) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        let path = self.dir.join(cursor_name(subnet));
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let name = cursor_name(subnet);
+        let Some(ip) = ip else {
+            return self.remove(&name);
+        };
+        let path = self.dir.join(name);
+        crate::state::open_rw(&path)
             .and_then(|f| f.write_all_at(format!("{ip:<40}\n").as_bytes(), 0))
             .map_err(err("write", &path))
     }

@@ -279,6 +279,7 @@ pub(crate) mod tests {
 
     pub(crate) fn net(name: &str, subnets: &[(&str, &str)]) -> NetworkInfo {
         NetworkInfo {
+            removing: false,
             name: name.into(),
             id: "0".repeat(64),
             driver: DriverOptions::Bridge(BridgeOptions::default()),

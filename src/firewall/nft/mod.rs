@@ -87,11 +87,32 @@ impl Firewall for NftFirewall {
     }
 
     async fn remove_network(&self, n: &NetworkRules) -> Result<()> {
-        self.apply(
-            format!("remove network {}", n.name),
-            ruleset::network_remove(n),
-        )
-        .await
+        let what = format!("remove network {}", n.name);
+        match self.apply(what.clone(), ruleset::network_remove(n)).await {
+            // Part of it is gone already (a removal resumed after a crash, a flushed ruleset):
+            // remove what is still there.
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                let (have, _) = self.read().await?;
+                let ops = ruleset::network_remove(n)
+                    .into_iter()
+                    .filter(|op| match op {
+                        Op::DelElems { map, keys } => have
+                            .elements
+                            .get(*map)
+                            .is_some_and(|k| keys.iter().all(|key| k.contains(key))),
+                        Op::FlushChain { chain } | Op::DelChain { chain } => {
+                            have.chains.contains_key(chain)
+                        }
+                        _ => true,
+                    })
+                    .collect::<Vec<_>>();
+                if ops.is_empty() {
+                    return Ok(());
+                }
+                self.apply(what, ops).await
+            }
+            other => other,
+        }
     }
 
     async fn add_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
