@@ -59,12 +59,25 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
-    /// Parses daemon.json text; unknown keys are ignored, known ones must have Docker's types.
+    /// Parses daemon.json text; unknown keys are ignored, known ones must have Docker's types
+    /// (a wrong one is named: `key "mtu": invalid type: string "x", expected u32`).
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: DaemonConfig = serde_json::from_str(text).map_err(|e| Error::Config {
+        let bad = |reason: String| Error::Config {
             what: "daemon.json".into(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let serde_json::Value::Object(keys) = &value else {
+            return Err(bad("expected a JSON object".into()));
+        };
+        for (key, v) in keys {
+            let one = serde_json::Value::Object([(key.clone(), v.clone())].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<DaemonConfig>(one) {
+                return Err(bad(format!("key {key:?}: {e}")));
+            }
+        }
+        let cfg: DaemonConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -36,6 +36,14 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A subnet lies in a range the kernel treats specially (loopback, multicast …).
+    #[error("invalid subnet {subnet}: it {reason}")]
+    InvalidSubnetRange {
+        /// The subnet as given.
+        subnet: String,
+        /// Which special range it overlaps.
+        reason: &'static str,
+    },
     /// A gateway or static address lies outside its subnet.
     #[error("address {address} is outside subnet {subnet}")]
     OutsideSubnet {

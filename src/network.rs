@@ -491,9 +491,31 @@ impl NetworkSpec {
                 .collect::<Vec<_>>()
                 .join(","),
         };
-        for g in &self.gateways {
-            if !self.subnets.iter().any(|s| s.contains(g)) {
+        for (i, g) in self.gateways.iter().enumerate() {
+            let Some(s) = self.subnets.iter().find(|s| s.contains(g)) else {
                 return Err(outside(*g));
+            };
+            if let Some(other) = self.gateways[..i].iter().find(|o| s.contains(*o)) {
+                return Err(Error::InvalidValue {
+                    what: "gateway",
+                    value: g.to_string(),
+                    reason: if other == g {
+                        "given twice"
+                    } else {
+                        "its subnet has another gateway already: one gateway per subnet"
+                    },
+                });
+            }
+        }
+        for (i, r) in self.ip_ranges.iter().enumerate() {
+            if let Some(s) = self.subnets.iter().find(|s| s.contains(r))
+                && self.ip_ranges[..i].iter().any(|o| s.contains(o))
+            {
+                return Err(Error::invalid(
+                    "ip-range",
+                    r,
+                    "its subnet has another ip-range already: one range per subnet",
+                ));
             }
         }
         for r in &self.ip_ranges {

@@ -134,7 +134,27 @@ impl PortMapping {
         if self.container_port == 0 {
             return Err(Error::invalid("container port", 0, "must be 1-65535"));
         }
-        Ok(())
+        check_host_ip(self.host_ip)
+    }
+}
+
+/// Refuses host addresses a published port cannot live on: `::1` (the kernel forwards no IPv6
+/// loopback traffic to another host — there is no `route_localnet` for IPv6 — so such a port
+/// would be unreachable even from the host), multicast and broadcast addresses.
+pub fn check_host_ip(ip: IpAddr) -> Result<()> {
+    let bad = |reason| Error::invalid("host ip", ip, reason);
+    match ip {
+        IpAddr::V6(a) if a.is_loopback() => Err(bad(
+            "the kernel cannot forward IPv6 loopback (::1) to a container: publish on 127.0.0.1 or another host address",
+        )),
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => {
+            Err(bad("use the IPv4 address, not its IPv6-mapped form"))
+        }
+        a if a.is_multicast() => Err(bad("a multicast address cannot be a host address")),
+        IpAddr::V4(a) if a.is_broadcast() => {
+            Err(bad("the broadcast address cannot be a host address"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -185,6 +205,9 @@ impl PortRequest {
     /// range, or a host range onto one container port (one free port of it is picked).
     pub fn validate(&self) -> Result<()> {
         let bad = |reason| Error::invalid("port spec", self, reason);
+        if let Some(ip) = self.host_ip {
+            check_host_ip(ip)?;
+        }
         for (a, b) in [Some(self.container_ports), self.host_ports]
             .into_iter()
             .flatten()
@@ -262,7 +285,10 @@ impl FromStr for PortRequest {
         };
         let (host_ip, rest) = if let Some(r) = body.strip_prefix('[') {
             let (addr, rest) = r.split_once("]:").ok_or_else(|| bad("expected [IPV6]:…"))?;
-            (Some(ip(addr)?), rest)
+            match ip(addr)? {
+                IpAddr::V4(_) => return Err(bad("brackets are for IPv6 host addresses only")),
+                a => (Some(a), rest),
+            }
         } else {
             match body.split_once(':') {
                 Some((addr, rest)) if rest.contains(':') => (Some(ip(addr)?), rest),
@@ -373,9 +399,14 @@ mod tests {
             r.fixed("0.0.0.0".parse().unwrap()).is_none(),
             "one of the range is picked"
         );
-        let r: PortRequest = "[::1]:8080:80/sctp".parse().unwrap();
-        assert_eq!(r.host_ip, Some("::1".parse().unwrap()));
+        let r: PortRequest = "[2001:db8::7]:8080:80/sctp".parse().unwrap();
+        assert_eq!(r.host_ip, Some("2001:db8::7".parse().unwrap()));
         assert_eq!(r.proto, Protocol::Sctp);
+        let e = "[::1]:8080:80".parse::<PortRequest>().unwrap_err();
+        assert!(e.to_string().contains("IPv6 loopback"), "{e}");
+        let e = "[127.0.0.1]:8080:80".parse::<PortRequest>().unwrap_err();
+        assert!(e.to_string().contains("brackets"), "{e}");
+        assert!("224.0.0.1:8080:80".parse::<PortRequest>().is_err());
         let r: PortRequest = "80-81".parse().unwrap();
         assert_eq!((r.host_ports, r.container_ports), (None, (80, 81)));
         assert_eq!(":80".parse::<PortRequest>().unwrap().host_ports, None);

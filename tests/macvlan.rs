@@ -197,7 +197,7 @@ async fn missing_parents_and_missing_link_kinds_are_typed_errors() {
     for (spec, kind) in kinds {
         let created = host.create_network(spec).await;
         let e = match created {
-            // ipvlan networks need no new link: the kind fails at attach.
+            // A kernel with the kind: creating works, so does attaching.
             Ok(n) => {
                 let e = host
                     .attach(&n, Endpoint::new("c", c.clone()))

@@ -176,12 +176,12 @@ async fn netctl_publish_full_syntax() {
         "--netns",
         path_str(&p2),
         "-p",
-        "[::1]:8080:80",
+        "[2001:db8::1]:8080:80",
         "web",
         "c2",
     ]);
     assert!(
-        e.contains("::1") && e.contains("needs a network with IPv6"),
+        e.contains("2001:db8::1") && e.contains("needs a network with IPv6"),
         "{e}"
     );
     for bad in [

@@ -45,6 +45,7 @@ impl NetworkDriver for IpvlanDriver {
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
+        ctx.host.probe_ipvlan().await?;
         let parent = lower::ensure_parent(ctx, net, options(net)?.parent.as_deref()).await?;
         Ok(NetworkResources {
             mtu: lower::mtu(net, &parent),

@@ -41,6 +41,17 @@ pub async fn ensure_parent(
         }
         ParentSpec::Link { name, vlan } => {
             if let Some(l) = ctx.host.link_by_name(&name).await? {
+                if l.is_loopback || !l.is_ether {
+                    return Err(Error::invalid(
+                        "parent",
+                        &name,
+                        if l.is_loopback {
+                            "is the loopback device: a parent must be an Ethernet link"
+                        } else {
+                            "is not an Ethernet link"
+                        },
+                    ));
+                }
                 if !l.up {
                     ctx.host.set_up(l.index, &name).await?;
                 }

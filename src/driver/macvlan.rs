@@ -64,6 +64,7 @@ impl NetworkDriver for MacvlanDriver {
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
         let o = options(net)?;
+        ctx.host.probe_macvlan().await?;
         let parent = lower::ensure_parent(ctx, net, o.parent.as_deref()).await?;
         let shim = async {
             if let Some(ip) = o.host_shim {

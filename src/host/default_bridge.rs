@@ -25,7 +25,10 @@ impl Host {
         }
         match network {
             DEFAULT_BRIDGE => self.ensure_default_bridge().await,
-            NONE_NETWORK => match self.create_network(Network::none(NONE_NETWORK)).await {
+            NONE_NETWORK => match self
+                .create_network_unchecked(Network::none(NONE_NETWORK))
+                .await
+            {
                 Ok(_) | Err(Error::NetworkExists { .. }) => Ok(()),
                 Err(e) => Err(e),
             },
@@ -58,7 +61,7 @@ impl Host {
             tracing::info!(target: "berth::host", "daemon config changed: re-creating the bridge network");
             self.delete_network(DEFAULT_BRIDGE).await?;
         }
-        match self.create_network(cfg.bridge_network()?).await {
+        match self.create_network_unchecked(cfg.bridge_network()?).await {
             Ok(_) | Err(Error::NetworkExists { .. }) => {}
             Err(e) => return Err(e),
         }

@@ -106,6 +106,18 @@ impl Host {
                 "it uses another sandbox (host or container mode)",
             ));
         }
+        for l in &ep.names.links {
+            let known = l.container != ep.container
+                && (self.state.sandbox(&l.container)?.is_some()
+                    || !self.state.attachments_of(&l.container)?.is_empty());
+            if !known {
+                return Err(Error::invalid(
+                    "link",
+                    &l.container,
+                    "no such container: a link must name a container attached to a network",
+                ));
+            }
+        }
         let ports = self.resolve_ports(&net, &ep.ports).await?;
         let others = self.attachments_of(&ep.container)?;
 

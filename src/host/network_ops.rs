@@ -29,6 +29,13 @@ pub(super) fn network_rules(net: &NetworkInfo) -> Option<NetworkRules> {
     })
 }
 
+/// Names only berth's predefined networks may have.
+const RESERVED: &[&str] = &[
+    crate::daemon_config::DEFAULT_BRIDGE,
+    super::default_bridge::NONE_NETWORK,
+    "host",
+];
+
 fn random_id() -> String {
     let b: [u8; 32] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -88,7 +95,26 @@ impl Host {
 
     /// Creates a network (`docker network create`). All or nothing: on failure nothing of it
     /// remains (no bridge, rules, pool or record).
-    pub async fn create_network(&self, mut spec: NetworkSpec) -> Result<NetworkInfo> {
+    ///
+    /// The names of Docker's predefined networks (`bridge`, `none`, `host`) are reserved:
+    /// berth makes `bridge` and `none` itself (see [`crate::DaemonConfig`]), and `host` is a
+    /// mode, not a network ([`Host::use_host_netns`]).
+    pub async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo> {
+        if let Some(name) = RESERVED.iter().find(|n| **n == spec.name) {
+            return Err(Error::InvalidName {
+                kind: "network",
+                name: (*name).into(),
+                reason: "it is reserved for Docker's predefined network of that name",
+            });
+        }
+        self.create_network_unchecked(spec).await
+    }
+
+    /// [`Host::create_network`] without the reserved-name check (for the predefined networks).
+    pub(super) async fn create_network_unchecked(
+        &self,
+        mut spec: NetworkSpec,
+    ) -> Result<NetworkInfo> {
         spec.validate()?;
         let _lock = self.state.lock().await?;
         if let Some(old) = self.state.network(&spec.name)?

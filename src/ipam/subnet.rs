@@ -60,10 +60,44 @@ fn invalid_subnet(subnet: &IpNet, reason: &'static str) -> Error {
     }
 }
 
-/// Checks a subnet: no host bits, room for a gateway and at least one endpoint.
+/// Ranges no network may use, with why: what the kernel treats specially (loopback,
+/// multicast, link-local, "this network", reserved/broadcast, IPv4-mapped IPv6).
+const SPECIAL: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "overlaps 0.0.0.0/8 (\"this network\")"),
+    ("127.0.0.0/8", "overlaps the loopback range 127.0.0.0/8"),
+    (
+        "169.254.0.0/16",
+        "overlaps the link-local range 169.254.0.0/16",
+    ),
+    ("224.0.0.0/4", "overlaps the multicast range 224.0.0.0/4"),
+    (
+        "240.0.0.0/4",
+        "overlaps the reserved range 240.0.0.0/4 (and broadcast)",
+    ),
+    ("::/128", "holds the unspecified address ::"),
+    ("::1/128", "holds the loopback address ::1"),
+    (
+        "::ffff:0:0/96",
+        "overlaps the IPv4-mapped range ::ffff:0:0/96",
+    ),
+    ("fe80::/10", "overlaps the link-local range fe80::/10"),
+    ("ff00::/8", "overlaps the multicast range ff00::/8"),
+];
+
+/// Checks a subnet: no host bits, not a special range, room for a gateway and at least one
+/// endpoint.
 pub fn validate_subnet(subnet: &IpNet) -> Result<()> {
     if subnet.trunc() != *subnet {
         return Err(invalid_subnet(subnet, "host bits are set"));
+    }
+    for (range, why) in SPECIAL {
+        let range: IpNet = range.parse().expect("literal");
+        if range.contains(&subnet.network()) || subnet.contains(&range.network()) {
+            return Err(Error::InvalidSubnetRange {
+                subnet: subnet.to_string(),
+                reason: why,
+            });
+        }
     }
     let max = if subnet.addr().is_ipv4() { 30 } else { 126 };
     if subnet.prefix_len() > max {
@@ -293,6 +327,27 @@ mod tests {
             s.allocate("n", "x", Some(ip("10.0.1.0"))),
             Err(Error::AddressReserved { .. })
         ));
+    }
+
+    #[test]
+    fn special_ranges_are_refused_by_name() {
+        for (s, word) in [
+            ("127.0.0.0/8", "loopback"),
+            ("127.1.0.0/16", "loopback"),
+            ("224.1.0.0/16", "multicast"),
+            ("0.0.0.0/8", "this network"),
+            ("240.0.0.0/24", "reserved"),
+            ("169.254.0.0/24", "link-local"),
+            ("::/64", "unspecified"),
+            ("fe80::/64", "link-local"),
+            ("ff02::/64", "multicast"),
+            ("::ffff:0:0/112", "IPv4-mapped"),
+        ] {
+            let e = validate_subnet(&net(s)).unwrap_err();
+            assert!(e.to_string().contains(word), "{s}: {e}");
+        }
+        validate_subnet(&net("10.0.0.0/8")).unwrap();
+        validate_subnet(&net("fd00::/64")).unwrap();
     }
 
     #[test]

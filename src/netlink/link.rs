@@ -247,6 +247,41 @@ impl Netlink {
         self.add_link("ipvlan", msg, name).await
     }
 
+    /// Whether the kernel has the link kind of `msg` (a create request for such a link on
+    /// parent ifindex 0), asked without making anything: the kernel looks the kind up before
+    /// the parent, so an unknown kind answers `EOPNOTSUPP` (→ [`Error::Unsupported`] naming it)
+    /// and a known one the kind's own complaint about the missing parent (`ENODEV`/`EINVAL`).
+    /// Network creation probes this, as Docker checks for the module, so that a kernel without
+    /// ipvlan is refused at create, not at the first connect.
+    pub async fn probe_kind(&self, kind: &'static str, msg: LinkMessage) -> Result<()> {
+        let name = msg
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        match self.handle.link().add(msg).execute().await {
+            Err(e) if is_errno(&e, libc::EOPNOTSUPP) => Err(add_err(kind, &name, e)),
+            Err(_) => Ok(()),
+            // Not expected (no parent); never leave it behind.
+            Ok(()) => self.delete_link(&name).await.map(drop),
+        }
+    }
+
+    /// [`Netlink::probe_kind`] for macvlan.
+    pub async fn probe_macvlan(&self) -> Result<()> {
+        let msg = LinkMacVlan::new("berth-probe", 0, MacVlanMode::Bridge).build();
+        self.probe_kind("macvlan", msg).await
+    }
+
+    /// [`Netlink::probe_kind`] for ipvlan.
+    pub async fn probe_ipvlan(&self) -> Result<()> {
+        let msg = LinkIpVlan::new("berth-probe", 0, IpVlanMode::L2).build();
+        self.probe_kind("ipvlan", msg).await
+    }
+
     /// `ip link add NAME link PARENT group LOWER type macvlan mode MODE && ip link set NAME up`
     /// here, marked as berth's in the creating request and with `alias`.
     pub async fn add_macvlan(

@@ -41,6 +41,77 @@ fn ct_bits(key: CtKey, bits: u32) -> [Expr; 3] {
     ]
 }
 
+/// The base chain in prerouting at raw priority (before conntrack and DNAT) that guards the
+/// host's loopback addresses: a packet for `127.0.0.0/8` or `::1` that did not come in on `lo`
+/// is dropped (the kube-proxy CVE-2020-8558 class). Without it, DNAT in prerouting runs before
+/// the kernel's martian check, so a neighbour routing `127.0.0.1` to the host (with
+/// `route_localnet` in its own netns) reaches ports published on `127.0.0.1`, and a container
+/// could reach the host's loopback services through its bridge (which has `route_localnet`
+/// on). Replies to the host's own localhost connections arrive addressed to the bridge (they
+/// were masqueraded), so they pass.
+pub const CHAIN_GUARD: &str = "prerouting-guard";
+
+/// `iifname != "lo" ip daddr 127.0.0.0/8 drop` and `iifname != "lo" ip6 daddr ::1 drop`.
+pub(super) fn guard_rules() -> Vec<Vec<Expr>> {
+    let not_lo = [
+        Expr::Meta {
+            key: MetaKey::IifName,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Neq,
+            data: ifname_key("lo"),
+        },
+    ];
+    let family = |proto: i32| {
+        [
+            Expr::Meta {
+                key: MetaKey::NfProto,
+                dreg: REG_1,
+            },
+            Expr::Cmp {
+                sreg: REG_1,
+                op: CmpOp::Eq,
+                data: vec![proto as u8],
+            },
+        ]
+    };
+    let mut v4 = family(libc::NFPROTO_IPV4).to_vec();
+    v4.extend(not_lo.clone());
+    v4.extend([
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 16,
+            len: 1,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: vec![127],
+        },
+        Expr::Drop,
+    ]);
+    let mut v6 = family(libc::NFPROTO_IPV6).to_vec();
+    v6.extend(not_lo);
+    v6.extend([
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 24,
+            len: 16,
+            dreg: REG_1,
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Eq,
+            data: std::net::Ipv6Addr::LOCALHOST.octets().to_vec(),
+        },
+        Expr::Drop,
+    ]);
+    vec![v4, v6]
+}
+
 /// The base forward chain's rules.
 pub(super) fn forward_rules() -> Vec<Vec<Expr>> {
     let mut est = ct_bits(CtKey::State, CT_ESTABLISHED_RELATED).to_vec();

@@ -22,6 +22,7 @@
 //! chain output       (nat, -100)    jump ports
 //! chain postrouting  (nat, srcnat)  iifname vmap @post_by_iif
 //! chain forward      (filter, 0)    see [`filter`]
+//! chain prerouting-guard (filter, -300) iifname != lo ip daddr 127.0.0.0/8 drop; same for ::1
 //! chain user-forward                the admin's; never touched by berth
 //! chain nw-NAME-post oifname != BRIDGE ip saddr SUBNET masquerade   (per subnet)
 //!
@@ -208,6 +209,12 @@ pub fn base() -> Vec<Op> {
         base("output", ChainKind::Nat, Hook::Output, -100),
         base("postrouting", ChainKind::Nat, Hook::Postrouting, 100),
         base("forward", ChainKind::Filter, Hook::Forward, 0),
+        base(
+            filter::CHAIN_GUARD,
+            ChainKind::Filter,
+            Hook::Prerouting,
+            -300,
+        ),
     ];
     ops.extend(rules(
         CHAIN_PORTS,
@@ -252,6 +259,7 @@ pub fn base() -> Vec<Op> {
         ],
     ));
     ops.extend(rules("forward", filter::forward_rules()));
+    ops.extend(rules(filter::CHAIN_GUARD, filter::guard_rules()));
     ops
 }
 
