@@ -422,7 +422,36 @@ async fn open_host(state_dir: PathBuf, daemon: Option<DaemonConfig>) -> Result<H
     if let Some(cfg) = daemon {
         b = b.daemon_config(cfg);
     }
+    if let Some(hook) = crash_hook()? {
+        b = b.fault_hook(hook);
+    }
     Ok(b.build().await?)
+}
+
+/// Testing aids for the crash and fault campaigns (`tests/netctl_crash.rs`):
+/// `BERTH_CRASH_AT=STEP` kills this process with SIGKILL right after STEP (as a `kill -9` landing
+/// there would), `BERTH_FAIL_AT=STEP` makes STEP fail. STEP is a [`berth::Step`] name
+/// (`driver-attach`, `delete-ipam`, `gc-links` …).
+fn crash_hook() -> Result<Option<berth::FaultHook>, Failure> {
+    let step = |var: &str| -> Result<Option<berth::Step>, Failure> {
+        std::env::var(var)
+            .ok()
+            .map(|s| s.parse().map_err(Failure::Berth))
+            .transpose()
+    };
+    let (crash, fail) = (step("BERTH_CRASH_AT")?, step("BERTH_FAIL_AT")?);
+    if crash.is_none() && fail.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(std::sync::Arc::new(move |s: berth::Step| {
+        if Some(s) == crash {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+        if Some(s) == fail {
+            return Err(berth::Error::Injected { step: s });
+        }
+        Ok(())
+    })))
 }
 
 /// `--hostname --dns --dns-search --dns-option --add-host --link` → [`NameOptions`].
@@ -753,11 +782,30 @@ fn gc_json(r: &GcReport) -> Value {
             })
         })
         .collect();
+    let restored: Vec<Value> = r
+        .restored
+        .iter()
+        .map(|(n, c, a)| json!({"network": n, "container": c, "address": a.to_string()}))
+        .collect();
+    let conflicts: Vec<Value> = r
+        .conflicts
+        .iter()
+        .map(|c| {
+            json!({"network": c.network, "address": c.address.to_string(),
+                   "recorded": c.recorded, "claimed_by": c.claimed_by})
+        })
+        .collect();
     json!({
         "detached": r.detached,
         "released": released,
+        "restored": restored,
+        "conflicts": conflicts,
         "links_removed": r.links_removed,
         "pools_removed": r.pools_removed,
+        "removals_finished": r.removals_finished,
+        "endpoints_forgotten": r.endpoints_forgotten,
+        "quarantined": r.quarantined,
+        "sandboxes_removed": r.sandboxes_removed,
         "tmp_files_removed": r.tmp_files_removed,
     })
 }

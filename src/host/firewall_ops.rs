@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::firewall::{EndpointRules, NetworkRules};
 
-use super::Host;
+use super::{Host, Step};
 use super::network_ops::network_rules;
 
 impl Host {
@@ -30,7 +30,8 @@ impl Host {
         if nets.is_empty() {
             return Ok(());
         }
-        self.firewall.reapply(&nets, &eps).await
+        self.firewall.reapply(&nets, &eps).await?;
+        self.after(Step::Reapply)
     }
 
     /// Every nf_tables object the records call for that the kernel lacks, one line each (empty:

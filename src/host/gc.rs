@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::ipam::{Conflict, RecordedPool, Released};
 use crate::network::{DriverKind, NetworkInfo};
 
-use super::Host;
+use super::{Host, Step};
 
 /// What [`Host::gc`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -66,6 +66,7 @@ impl Host {
             Ok(saved) => report.quarantined = saved,
             Err(e) => errors.push(e),
         }
+        errors.extend(self.after(Step::GcRepair).err());
         let mut networks = Vec::new();
         for net in self.state.networks()? {
             if net.removing {
@@ -79,6 +80,7 @@ impl Host {
         }
         self.forget_unknown_endpoints(&networks, &mut report, &mut errors)
             .await;
+        errors.extend(self.after(Step::GcRemovals).err());
         for net in &networks {
             for att in self.state.endpoints(&net.name)? {
                 if valid.contains(&att.container) {
@@ -92,6 +94,7 @@ impl Host {
                 }
             }
         }
+        errors.extend(self.after(Step::GcDetach).err());
         // Reconcile with what the records say now.
         let mut keep: HashSet<String> = HashSet::new();
         let mut recorded_links = HashSet::new();
@@ -148,12 +151,14 @@ impl Host {
             Err(e) => errors.push(e),
         }
         errors.extend(self.state.rebuild_ports().err());
+        errors.extend(self.after(Step::GcIpam).err());
         if let Err(e) = self
             .sweep_links(&networks, &recorded_links, &mut report)
             .await
         {
             errors.push(e);
         }
+        errors.extend(self.after(Step::GcLinks).err());
         // The firewall from the records: also drops what a dead attach left (port elements) and
         // the chains of networks no record knows; their bridges (named in berth's dispatch
         // maps, so berth made them) go too.
@@ -172,6 +177,7 @@ impl Host {
             },
             Err(e) => errors.push(e),
         }
+        errors.extend(self.after(Step::GcFirewall).err());
         match self.state.sandboxes() {
             Ok(recs) => {
                 for rec in recs {
@@ -187,6 +193,7 @@ impl Host {
             Err(e) => errors.push(e),
         }
         report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());
+        errors.extend(self.after(Step::GcSandboxes).err());
         tracing::info!(target: "berth::host", ?report, errors = errors.len(), "gc");
         if errors.is_empty() {
             Ok(report)

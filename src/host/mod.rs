@@ -70,6 +70,65 @@ pub enum Step {
     DeleteIpam,
     /// Network delete: its record was removed.
     DeleteRecord,
+    /// Reapply: the firewall was restored from the records.
+    Reapply,
+    /// gc: corrupt records were repaired.
+    GcRepair,
+    /// gc: interrupted network removals were finished.
+    GcRemovals,
+    /// gc: containers not kept were detached.
+    GcDetach,
+    /// gc: the IPAM was reconciled with the records.
+    GcIpam,
+    /// gc: links no record keeps were removed.
+    GcLinks,
+    /// gc: the firewall was made to match the records.
+    GcFirewall,
+    /// gc: sandbox records and temporary files of gone containers were removed.
+    GcSandboxes,
+}
+
+impl Step {
+    /// Every step, in the order operations run them.
+    pub const ALL: &[Step] = &[
+        Step::IpamReserve,
+        Step::DriverCreate,
+        Step::FirewallNetwork,
+        Step::PersistNetwork,
+        Step::IpamAllocate,
+        Step::DriverAttach,
+        Step::FirewallEndpoint,
+        Step::PersistEndpoint,
+        Step::DetachFirewall,
+        Step::DetachDriver,
+        Step::DetachConntrack,
+        Step::DetachIpam,
+        Step::DetachRecord,
+        Step::DeleteFirewall,
+        Step::DeleteDriver,
+        Step::DeleteIpam,
+        Step::DeleteRecord,
+        Step::Reapply,
+        Step::GcRepair,
+        Step::GcRemovals,
+        Step::GcDetach,
+        Step::GcIpam,
+        Step::GcLinks,
+        Step::GcFirewall,
+        Step::GcSandboxes,
+    ];
+}
+
+impl std::str::FromStr for Step {
+    type Err = Error;
+    /// The name [`Step`]'s `Display` gives (`driver-attach` …).
+    fn from_str(s: &str) -> Result<Self> {
+        Step::ALL
+            .iter()
+            .copied()
+            .find(|st| st.to_string() == s)
+            .ok_or_else(|| Error::invalid("step", s, "not a step name (see Step's Display)"))
+    }
 }
 
 impl fmt::Display for Step {
@@ -92,6 +151,14 @@ impl fmt::Display for Step {
             Step::DeleteDriver => "delete-driver",
             Step::DeleteIpam => "delete-ipam",
             Step::DeleteRecord => "delete-record",
+            Step::Reapply => "reapply",
+            Step::GcRepair => "gc-repair",
+            Step::GcRemovals => "gc-removals",
+            Step::GcDetach => "gc-detach",
+            Step::GcIpam => "gc-ipam",
+            Step::GcLinks => "gc-links",
+            Step::GcFirewall => "gc-firewall",
+            Step::GcSandboxes => "gc-sandboxes",
         })
     }
 }

@@ -39,6 +39,14 @@ impl Netctl {
         }
     }
 
+    /// The same, over another state dir.
+    pub fn state_dir(&self, dir: &Path) -> Self {
+        Netctl {
+            state_dir: dir.to_path_buf(),
+            ..self.clone()
+        }
+    }
+
     /// The command line, not started (for running several at once).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
