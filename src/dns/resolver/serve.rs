@@ -1,6 +1,10 @@
 //! The listeners of one gateway address: a UDP loop and a TCP accept loop, each query handled
 //! on its own task (at most [`MAX_IN_FLIGHT`] per listener; more are dropped, as a busy server
 //! would).
+//!
+//! A message is served only when its source is a container of the network (an address of one
+//! of its endpoints); from any other source it is dropped without a reply, not even FORMERR,
+//! and a TCP connection from one is closed at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,7 +36,7 @@ enum Transport {
     Tcp,
 }
 
-/// Answers `bytes` (one query from `src` on `network`'s gateway); `None`: send nothing.
+/// Answers `bytes` (one message from `src` on `network`'s gateway); `None`: send nothing.
 async fn handle(
     shared: &Shared,
     network: &str,
@@ -40,6 +44,11 @@ async fn handle(
     bytes: &[u8],
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    let table = shared.table();
+    let Some(client) = table.client(network, src) else {
+        trace!(target: "berth::dns", %src, network, "not a container of the network: dropped");
+        return None;
+    };
     let query = match Message::from_vec(bytes) {
         Ok(q) => q,
         Err(e) => {
@@ -47,13 +56,12 @@ async fn handle(
             return answer::formerr(bytes)?.to_vec().ok();
         }
     };
-    let table = shared.table();
     let host = || upstream::nameservers(&shared.resolv_conf);
     let max = match transport {
         Transport::Udp => usize::from(query.max_payload()).max(UDP_PLAIN),
         Transport::Tcp => usize::from(u16::MAX),
     };
-    match answer::decide(&table, network, src, &query, host)? {
+    match answer::decide(&table, network, &client, &query, host)? {
         Outcome::Reply(reply) => {
             trace!(target: "berth::dns", %src, network, query = ?query.queries, rcode = ?reply.response_code,
                    answers = reply.answers.len(), "answered");
@@ -83,8 +91,7 @@ async fn handle(
 }
 
 /// Serves UDP on `sock` for `network` until aborted.
-pub(crate) async fn udp(shared: Arc<Shared>, network: String, sock: UdpSocket) {
-    let sock = Arc::new(sock);
+pub(crate) async fn udp(shared: Arc<Shared>, network: String, sock: Arc<UdpSocket>) {
     let network: Arc<str> = network.into();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; usize::from(u16::MAX)];
@@ -115,7 +122,7 @@ pub(crate) async fn udp(shared: Arc<Shared>, network: String, sock: UdpSocket) {
 }
 
 /// Serves TCP on `listener` for `network` until aborted.
-pub(crate) async fn tcp(shared: Arc<Shared>, network: String, listener: TcpListener) {
+pub(crate) async fn tcp(shared: Arc<Shared>, network: String, listener: Arc<TcpListener>) {
     let network: Arc<str> = network.into();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
@@ -127,6 +134,10 @@ pub(crate) async fn tcp(shared: Arc<Shared>, network: String, listener: TcpListe
                 continue;
             }
         };
+        if shared.table().client(&network, src.ip()).is_none() {
+            trace!(target: "berth::dns", %src, network = &*network, "not a container of the network: closed");
+            continue;
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             debug!(target: "berth::dns", %src, "too many connections: closed");
             continue;
