@@ -495,7 +495,7 @@ async fn netctl_serve_dns_follows_other_processes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Only containers of a network are served.
+// Only containers of a network are served, and no container can starve the others.
 
 /// Sends a query that must get no DNS reply and says what happened: `Ok(how it went
 /// unanswered)`, `Err(the reply)`. Over UDP it is sent from an unconnected socket, so a
@@ -695,6 +695,281 @@ async fn only_containers_of_the_network_are_answered() {
         }
     }
     assert!(loop_up.asked("outside.example."));
+
+    resolver.abort();
+    let _ = resolver.await;
+    w.host.gc::<&str>(&[]).await.unwrap();
+}
+
+/// An upstream that reads every query on UDP and TCP port 53 of `ip` in a netns and never
+/// answers (TCP connections are held open); it records the names it is asked.
+struct BlackHole {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start(ns: &Netns, ip: IpAddr) -> BlackHole {
+        let addr = SocketAddr::new(ip, 53);
+        let (udp, tcp) = ns
+            .run(move || (UdpSocket::bind(addr), TcpListener::bind(addr)))
+            .unwrap();
+        let (udp, tcp) = (udp.unwrap(), tcp.unwrap());
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = |seen: &Mutex<Vec<String>>, bytes: &[u8]| {
+            if let Some(q) = Message::from_vec(bytes)
+                .ok()
+                .and_then(|m| m.queries.first().cloned())
+            {
+                seen.lock()
+                    .unwrap()
+                    .push(q.name().to_ascii().to_ascii_lowercase());
+            }
+        };
+        let (s1, seen1) = (stop.clone(), seen.clone());
+        let udp_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s1.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = udp.recv_from(&mut buf) {
+                    record(&seen1, &buf[..n]);
+                }
+            }
+        });
+        let (s2, seen2) = (stop.clone(), seen.clone());
+        let tcp_thread = std::thread::spawn(move || {
+            let mut readers = Vec::new();
+            while !s2.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (s, seen) = (s2.clone(), seen2.clone());
+                readers.push(std::thread::spawn(move || {
+                    c.set_nonblocking(false).unwrap();
+                    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                    let mut len = [0u8; 2];
+                    while !s.load(Ordering::Relaxed) {
+                        match c.read_exact(&mut len) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                            Err(_) => return,
+                        }
+                        let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        if c.set_read_timeout(None).is_err() || c.read_exact(&mut q).is_err() {
+                            return;
+                        }
+                        record(&seen, &q);
+                        let _ = c.set_read_timeout(Some(Duration::from_millis(50)));
+                    }
+                }));
+            }
+            for r in readers {
+                let _ = r.join();
+            }
+        });
+        BlackHole {
+            stop,
+            seen,
+            threads: vec![udp_thread, tcp_thread],
+        }
+    }
+
+    fn asked(&self, name: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|n| n == name)
+    }
+
+    /// How many names starting with `prefix` it was asked.
+    fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .count()
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends one UDP query for each of `names` from inside `ns` to `server`, from one socket,
+/// without waiting for replies (a client that keeps asking).
+async fn fire(ns: &Netns, server: SocketAddr, names: Vec<String>) {
+    let ns = ns.clone();
+    tokio::task::spawn_blocking(move || {
+        ns.run(move || {
+            let s = UdpSocket::bind(sa("0.0.0.0:0")).unwrap();
+            for (i, name) in names.iter().enumerate() {
+                let mut q = Message::query();
+                q.metadata.id = i as u16;
+                q.metadata.recursion_desired = true;
+                q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+                s.send_to(&q.to_vec().unwrap(), server).unwrap();
+                // Paced a little, so the kernel's receive buffer never drops any of them.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+}
+
+/// One container flooding the resolver with queries for outside names, while the only upstream
+/// never answers, does not starve the others: another container's local name is answered, its
+/// outside name is still forwarded, and the flooder's own local names are answered too; the
+/// flooder itself gets at most its own share of forwarded queries (32) in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_container_s_query_flood_does_not_starve_the_others() {
+    if !require_root() {
+        return;
+    }
+    let w = world("bt-dnsflood").await;
+    std::fs::write(&w.resolv, format!("nameserver {OUTSIDE}\n")).unwrap();
+    let hole = BlackHole::start(&w.outside, ip(OUTSIDE));
+    let resolver = tokio::spawn(
+        w.host
+            .dns_resolver()
+            .upstream_timeout(Duration::from_secs(5))
+            .run(),
+    );
+    let gw = sa("10.40.0.1:53");
+    until_served(&w.b, gw, "a").await;
+    let ep = |c: &str| {
+        w.host
+            .state()
+            .endpoint("net1", c)
+            .unwrap()
+            .unwrap()
+            .ip()
+            .unwrap()
+    };
+    let (a4, b4) = (ep("a"), ep("b"));
+
+    let flood: Vec<String> = (0..300).map(|i| format!("flood-{i}.example.")).collect();
+    fire(&w.a, gw, flood).await;
+    // B's local name: answered (from the table, not waiting behind A's forwards).
+    let m = ask(&w.b, gw, "a", RecordType::A, false)
+        .await
+        .expect("B's local query is answered during A's flood");
+    assert_eq!(addrs(&m), vec![a4]);
+    // B's outside name: forwarded (the black hole sees it; B's reply would be a SERVFAIL
+    // after the upstream timeout, not waited for here).
+    fire(&w.b, gw, vec!["b-outside.example.".into()]).await;
+    let t0 = Instant::now();
+    while !hole.asked("b-outside.example.") {
+        assert!(
+            t0.elapsed() < CLIENT_TIMEOUT,
+            "B's outside query was not forwarded during A's flood"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A's own local query: answered too, though A has its forwards in flight.
+    let m = ask(&w.a, gw, "b", RecordType::A, false)
+        .await
+        .expect("A's local query is answered");
+    assert_eq!(addrs(&m), vec![b4]);
+    // A had at most its own share upstream.
+    let forwarded = hole.count("flood-");
+    println!("of A's 300 queries, {forwarded} were forwarded");
+    assert!(
+        (1..=32).contains(&forwarded),
+        "{forwarded} of A's queries forwarded"
+    );
+
+    resolver.abort();
+    let _ = resolver.await;
+    w.host.gc::<&str>(&[]).await.unwrap();
+}
+
+/// One container holding many TCP connections to the resolver does not lock the others out:
+/// another container's TCP query is answered, and so is one on the holder's first connection;
+/// the holder keeps at most its own share (8) of connections open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_container_s_tcp_connections_do_not_starve_the_others() {
+    if !require_root() {
+        return;
+    }
+    let w = world("bt-dnstcp").await;
+    let resolver = tokio::spawn(w.host.dns_resolver().run());
+    let gw = sa("10.40.0.1:53");
+    until_served(&w.b, gw, "a").await;
+    let ep = |c: &str| {
+        w.host
+            .state()
+            .endpoint("net1", c)
+            .unwrap()
+            .unwrap()
+            .ip()
+            .unwrap()
+    };
+    let (a4, b4) = (ep("a"), ep("b"));
+
+    // A opens 300 connections and holds them, idle.
+    let a = w.a.clone();
+    let conns: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
+        a.run(move || {
+            (0..300)
+                .filter_map(|_| TcpStream::connect_timeout(&gw, CLIENT_TIMEOUT).ok())
+                .collect()
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(conns.len() > 8, "only {} connections", conns.len());
+    // B's TCP query is answered.
+    let m = ask(&w.b, gw, "a", RecordType::A, true)
+        .await
+        .expect("B's TCP query is answered while A holds its connections");
+    assert_eq!(addrs(&m), vec![a4]);
+    // A's first connection is still served; then count what the resolver kept open.
+    let (first_reply, open) = tokio::task::spawn_blocking(move || {
+        let mut q = Message::query();
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(Name::from_ascii("b").unwrap(), RecordType::A));
+        let bytes = q.to_vec().unwrap();
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&bytes);
+        let mut c = &conns[0];
+        c.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let reply = c.write_all(&out).and_then(|()| {
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len)?;
+            let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            c.read_exact(&mut r)?;
+            Ok(r)
+        });
+        let open = conns
+            .iter()
+            .filter(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let mut b = [0u8; 1];
+                matches!((&mut &**c).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count();
+        (reply, open)
+    })
+    .await
+    .unwrap();
+    let m = Message::from_vec(&first_reply.expect("A's first connection is answered")).unwrap();
+    assert_eq!(addrs(&m), vec![b4]);
+    println!("of A's {} connections, the resolver kept {open} open", 300);
+    assert!(
+        (1..=8).contains(&open),
+        "{open} of A's connections kept open"
+    );
 
     resolver.abort();
     let _ = resolver.await;

@@ -62,6 +62,17 @@
 //! - every network in scope is `internal`: **REFUSED** too — nothing leaves the host from an
 //!   internal network, not even a DNS query (as Docker).
 //!
+//! # Fair shares
+//! No container can starve the others (`serve`, `limit`). What the resolver answers itself
+//! (from the name table, REFUSED, FORMERR) is answered at once by the loop that received it:
+//! it never waits for, nor competes with, forwarded queries. Forwarded queries are bounded per
+//! client (the container: all its addresses together) and in all — at most 32 per client and
+//! 512 overall in flight, over UDP and TCP and every network together — and TCP connections
+//! likewise, at most 8 per client and 256 overall. A client at its bound has its *new*
+//! forwarded query dropped (its stub resolver retries) or its *new* connection closed; what
+//! others hold is never touched. Pipelined TCP queries are served side by side, their replies
+//! written as they come (RFC 7766 lets them come out of order).
+//!
 //! # Following changes
 //! The resolver reads only the state dir, so changes made by any process are seen. An inotify
 //! watch (`watch`) covers `networks/`, `endpoints/`, each `endpoints/NETWORK/` and `sandboxes/`.
@@ -72,6 +83,7 @@
 //! listeners, so a new network is served within milliseconds.
 
 mod answer;
+mod limit;
 mod serve;
 mod sockets;
 mod table;
@@ -94,6 +106,7 @@ use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::state::StateDir;
 
+use limit::Limit;
 use sockets::HostSockets;
 use table::{ListenAddr, NameTable};
 use watch::Watch;
@@ -149,6 +162,8 @@ impl Resolver {
             sockets,
             resolv_conf: self.resolv_conf.clone(),
             upstream_timeout: self.upstream_timeout,
+            forwards: Limit::new(serve::FORWARDS_PER_CLIENT, serve::FORWARDS),
+            connections: Limit::new(serve::CONNECTIONS_PER_CLIENT, serve::CONNECTIONS),
         });
         info!(target: "berth::dns", state = %self.state.root().display(), "resolver started");
         let mut listeners = Listeners::default();
@@ -186,6 +201,10 @@ pub(crate) struct Shared {
     sockets: HostSockets,
     resolv_conf: PathBuf,
     upstream_timeout: Duration,
+    /// Forwarded queries in flight, per client and in all.
+    forwards: Arc<Limit>,
+    /// TCP connections open, per client and in all.
+    connections: Arc<Limit>,
 }
 
 impl Shared {
