@@ -7,7 +7,7 @@ use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, Res
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::table::{NameTable, Upstream};
+use super::table::{Client, NameTable, Upstream};
 
 /// TTL of the answers from the table (Docker's).
 pub(crate) const TTL: u32 = 600;
@@ -24,12 +24,12 @@ pub(crate) enum Outcome {
     Forward(Vec<IpAddr>),
 }
 
-/// Decides what to do with `query`, which arrived on `network`'s gateway from `src`. `None`:
-/// drop it (it is not a query).
+/// Decides what to do with `query`, which arrived on `network`'s gateway from `client` (a
+/// container of that network: nobody else gets this far). `None`: drop it (it is not a query).
 pub(crate) fn decide(
     table: &NameTable,
     network: &str,
-    src: IpAddr,
+    client: &Client,
     query: &Message,
     host_servers: impl FnOnce() -> Vec<IpAddr>,
 ) -> Option<Outcome> {
@@ -42,7 +42,6 @@ pub(crate) fn decide(
     let [q] = query.queries.as_slice() else {
         return Some(Outcome::Reply(reply(query, ResponseCode::FormErr)));
     };
-    let client = table.client(network, src);
     if q.query_class() == DNSClass::IN
         && let Some(answers) = from_table(table, &client.scope, q)
     {
@@ -51,9 +50,9 @@ pub(crate) fn decide(
         ok.add_answers(answers);
         return Some(Outcome::Reply(ok));
     }
-    Some(match table.upstreams(network, &client, host_servers) {
+    Some(match table.upstreams(network, client, host_servers) {
         Upstream::Servers(s) => Outcome::Forward(s),
-        Upstream::NoneConfigured | Upstream::Internal | Upstream::NotServed => {
+        Upstream::NoneConfigured | Upstream::Internal => {
             Outcome::Reply(reply(query, ResponseCode::Refused))
         }
     })
@@ -157,8 +156,14 @@ mod tests {
         m
     }
 
+    fn client(src: &str) -> Client {
+        table()
+            .client("net1", ip(src))
+            .expect("a container of net1")
+    }
+
     fn answer(src: &str, m: &Message) -> Message {
-        match decide(&table(), "net1", ip(src), m, Vec::new).unwrap() {
+        match decide(&table(), "net1", &client(src), m, Vec::new).unwrap() {
             Outcome::Reply(r) => r,
             o => panic!("expected a reply, got {o:?}"),
         }
@@ -210,7 +215,7 @@ mod tests {
         let m = q("c.", RecordType::A);
         let host = || vec![ip("192.0.2.53")];
         // b (only on net1) does not share a network with c.
-        match decide(&t, "net1", ip("10.1.0.3"), &m, host).unwrap() {
+        match decide(&t, "net1", &client("10.1.0.3"), &m, host).unwrap() {
             Outcome::Forward(s) => assert_eq!(s, vec![ip("192.0.2.53")]),
             o => panic!("{o:?}"),
         }
@@ -221,7 +226,7 @@ mod tests {
         let name: Name = IpAddr::from([10, 2, 0, 2]).into();
         let m = q(&name.to_ascii(), RecordType::PTR);
         assert!(matches!(
-            decide(&t, "net1", ip("10.1.0.3"), &m, host),
+            decide(&t, "net1", &client("10.1.0.3"), &m, host),
             Some(Outcome::Forward(_))
         ));
     }
@@ -236,7 +241,7 @@ mod tests {
         assert_eq!(answer("10.1.0.2", &m).response_code, ResponseCode::NotImp);
         let mut m = q("b", RecordType::A);
         m.metadata.message_type = MessageType::Response;
-        assert!(decide(&table(), "net1", ip("10.1.0.2"), &m, Vec::new).is_none());
+        assert!(decide(&table(), "net1", &client("10.1.0.2"), &m, Vec::new).is_none());
         let f = formerr(&[0x12, 0x34, 0xff]).unwrap();
         assert_eq!((f.id, f.response_code), (0x1234, ResponseCode::FormErr));
         assert!(formerr(&[1]).is_none());

@@ -13,16 +13,29 @@
 //!
 //! # Where it listens
 //! UDP and TCP port 53 on every gateway address (IPv4 and IPv6) of every network whose record
-//! says `dns_enabled` (bridge networks by default), in the **host netns**. Sockets are made by
-//! one thread that lives inside the host netns (`sockets`), never by a tokio worker.
+//! says `dns_enabled` (bridge networks by default), in the **host netns**, each socket bound
+//! to that network's device (its bridge, with `SO_BINDTODEVICE`; a network without a device
+//! in its record is not served). Sockets are made by one thread that lives inside the host
+//! netns (`sockets`), never by a tokio worker. When a network's device is removed and made
+//! again under the same name, its sockets are made again too.
+//!
+//! # Who is answered
+//! Only the containers of the network: a message on network N's gateway is served only when
+//! its source address is the address of an endpoint on N; from anyone else it is **dropped
+//! without any reply** (no answer, no error code, nothing forwarded). Two fences:
+//! - the binding to the bridge: a packet that did not arrive on N's bridge never reaches N's
+//!   sockets — a neighbour routed to the gateway through the host gets the kernel's
+//!   port-unreachable (UDP) or a reset (TCP), and so does a container of another network:
+//!   a container's packets only reach its own networks' sockets;
+//! - the source check: a packet that did arrive on the bridge from an address that is no
+//!   endpoint of N (something else plugged into the bridge, a spoofed or unassigned address)
+//!   is dropped; this also covers the processes of the host itself, whose packets the kernel
+//!   files under the device that holds the gateway address: they are not answered either.
 //!
 //! # What it answers
-//! A query that arrives on network N's gateway from source address S comes from the container
-//! whose endpoint on N has address S — or, if none, whose endpoint on another network has it:
-//! a container that asks another network's gateway keeps its own scope, so the resolver never
-//! bridges networks the firewall isolates. Its **scope** is the set of DNS-enabled networks
-//! that container is attached to (just N when S is no container's address: a process of the
-//! host). In scope, the resolver answers:
+//! The querier is the container whose endpoint on N has the query's source address. Its
+//! **scope** is the set of DNS-enabled networks that container is attached to. In scope, the
+//! resolver answers:
 //! - **A / AAAA** (and ANY) for container names and their network-scoped aliases, and for
 //!   `NAME.NETWORK`: case-insensitive, with or without the trailing dot; every matching
 //!   address; a known name without an address of the asked family (or asked for another type)
@@ -47,8 +60,18 @@
 //! - no upstream configured (or only the resolver's own addresses): **REFUSED**, so the
 //!   client's stub resolver moves on to its next nameserver at once;
 //! - every network in scope is `internal`: **REFUSED** too — nothing leaves the host from an
-//!   internal network, not even a DNS query (as Docker);
-//! - the querier is a container on no DNS-enabled network: **REFUSED**.
+//!   internal network, not even a DNS query (as Docker).
+//!
+//! # Fair shares
+//! No container can starve the others (`serve`, `limit`). What the resolver answers itself
+//! (from the name table, REFUSED, FORMERR) is answered at once by the loop that received it:
+//! it never waits for, nor competes with, forwarded queries. Forwarded queries are bounded per
+//! client (the container: all its addresses together) and in all — at most 32 per client and
+//! 512 overall in flight, over UDP and TCP and every network together — and TCP connections
+//! likewise, at most 8 per client and 256 overall. A client at its bound has its *new*
+//! forwarded query dropped (its stub resolver retries) or its *new* connection closed; what
+//! others hold is never touched. Pipelined TCP queries are served side by side, their replies
+//! written as they come (RFC 7766 lets them come out of order).
 //!
 //! # Following changes
 //! The resolver reads only the state dir, so changes made by any process are seen. An inotify
@@ -60,6 +83,7 @@
 //! listeners, so a new network is served within milliseconds.
 
 mod answer;
+mod limit;
 mod serve;
 mod sockets;
 mod table;
@@ -68,11 +92,13 @@ mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::socket::{getsockopt, sockopt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -80,8 +106,9 @@ use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::state::StateDir;
 
+use limit::Limit;
 use sockets::HostSockets;
-use table::NameTable;
+use table::{ListenAddr, NameTable};
 use watch::Watch;
 
 /// How often listeners that failed to bind are retried when nothing else happens.
@@ -135,6 +162,8 @@ impl Resolver {
             sockets,
             resolv_conf: self.resolv_conf.clone(),
             upstream_timeout: self.upstream_timeout,
+            forwards: Limit::new(serve::FORWARDS_PER_CLIENT, serve::FORWARDS),
+            connections: Limit::new(serve::CONNECTIONS_PER_CLIENT, serve::CONNECTIONS),
         });
         info!(target: "berth::dns", state = %self.state.root().display(), "resolver started");
         let mut listeners = Listeners::default();
@@ -172,6 +201,10 @@ pub(crate) struct Shared {
     sockets: HostSockets,
     resolv_conf: PathBuf,
     upstream_timeout: Duration,
+    /// Forwarded queries in flight, per client and in all.
+    forwards: Arc<Limit>,
+    /// TCP connections open, per client and in all.
+    connections: Arc<Limit>,
 }
 
 impl Shared {
@@ -204,9 +237,22 @@ impl Shared {
     }
 }
 
-/// A served address: its UDP and TCP tasks, aborted on drop.
+/// A served address: its sockets and their UDP and TCP tasks, aborted on drop.
 struct Listener {
+    udp: Arc<UdpSocket>,
+    tcp: Arc<TcpListener>,
     tasks: [JoinHandle<()>; 2],
+}
+
+impl Listener {
+    /// Whether both sockets are still bound to a live device named `device`. A socket is bound
+    /// to a device's index: when the device is removed and made again (same name, new index),
+    /// the old sockets would never receive again, so they must be made anew.
+    fn on_device(&self, device: &str) -> bool {
+        let named = |name: nix::Result<std::ffi::OsString>| name.is_ok_and(|n| n == device);
+        named(getsockopt(&*self.udp, sockopt::BindToDevice))
+            && named(getsockopt(&*self.tcp, sockopt::BindToDevice))
+    }
 }
 
 impl Drop for Listener {
@@ -217,41 +263,47 @@ impl Drop for Listener {
     }
 }
 
-/// The listeners, by network and gateway; and the last bind error of each address that failed
-/// (logged once per distinct error).
+/// The listeners, by network, gateway and device; and the last bind error of each address that
+/// failed (logged once per distinct error).
 #[derive(Default)]
 struct Listeners {
-    bound: HashMap<(String, IpAddr), Listener>,
-    failed: HashMap<(String, IpAddr), String>,
+    bound: HashMap<ListenAddr, Listener>,
+    failed: HashMap<ListenAddr, String>,
 }
 
 impl Listeners {
-    /// Binds what the table serves and is not bound; drops what it no longer serves.
+    /// Binds what the table serves and is not bound; drops what it no longer serves, and
+    /// rebinds what lost its device.
     async fn reconcile(&mut self, shared: &Arc<Shared>, table: &NameTable) {
-        let want: Vec<(String, IpAddr)> = table.listen_addrs();
-        self.bound.retain(|k, _| {
-            let keep = want.contains(k);
-            if !keep {
-                info!(target: "berth::dns", network = %k.0, addr = %k.1, "stopped serving");
+        let want: Vec<ListenAddr> = table.listen_addrs();
+        self.bound.retain(|k, l| {
+            if !want.contains(k) {
+                info!(target: "berth::dns", network = %k.network, addr = %k.ip, "stopped serving");
+                false
+            } else if !l.on_device(&k.device) {
+                info!(target: "berth::dns", network = %k.network, addr = %k.ip, device = %k.device,
+                      "device was replaced: binding again");
+                false
+            } else {
+                true
             }
-            keep
         });
         self.failed.retain(|k, _| want.contains(k));
         for key in want {
             if self.bound.contains_key(&key) {
                 continue;
             }
-            match bind(shared, &key.0, key.1).await {
+            match bind(shared, &key).await {
                 Ok(l) => {
-                    info!(target: "berth::dns", network = %key.0, addr = %key.1, "serving");
+                    info!(target: "berth::dns", network = %key.network, addr = %key.ip, device = %key.device, "serving");
                     self.failed.remove(&key);
                     self.bound.insert(key, l);
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     if self.failed.get(&key) != Some(&msg) {
-                        warn!(target: "berth::dns", network = %key.0, addr = %key.1, error = %msg,
-                              "cannot serve (retrying)");
+                        warn!(target: "berth::dns", network = %key.network, addr = %key.ip, device = %key.device,
+                              error = %msg, "cannot serve (retrying)");
                     }
                     self.failed.insert(key, msg);
                 }
@@ -260,16 +312,18 @@ impl Listeners {
     }
 }
 
-/// Binds UDP and TCP port 53 on `ip` and starts serving `network` there.
-async fn bind(shared: &Arc<Shared>, network: &str, ip: IpAddr) -> std::io::Result<Listener> {
-    let addr = SocketAddr::new(ip, 53);
-    let udp = shared.sockets.udp(addr).await?;
-    let tcp = shared.sockets.listen(addr).await?;
+/// Binds UDP and TCP port 53 on the address, to its device, and starts serving its network.
+async fn bind(shared: &Arc<Shared>, at: &ListenAddr) -> std::io::Result<Listener> {
+    let addr = SocketAddr::new(at.ip, 53);
+    let udp = Arc::new(shared.sockets.udp(addr, Some(&at.device)).await?);
+    let tcp = Arc::new(shared.sockets.listen(addr, &at.device).await?);
     Ok(Listener {
         tasks: [
-            tokio::spawn(serve::udp(shared.clone(), network.to_string(), udp)),
-            tokio::spawn(serve::tcp(shared.clone(), network.to_string(), tcp)),
+            tokio::spawn(serve::udp(shared.clone(), at.network.clone(), udp.clone())),
+            tokio::spawn(serve::tcp(shared.clone(), at.network.clone(), tcp.clone())),
         ],
+        udp,
+        tcp,
     })
 }
 

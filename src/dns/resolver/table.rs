@@ -27,20 +27,32 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 struct Net {
     internal: bool,
+    /// The host-side device of the network (its bridge): the listeners are bound to it.
+    device: Option<String>,
     gateways: Vec<IpAddr>,
     dns_servers: Vec<IpAddr>,
     entries: Vec<Entry>,
 }
 
-/// Who asked: the container behind a query's source address (if any) and the networks whose
-/// names it may resolve.
+/// Who asked: the container behind a query's source address and the networks whose names it
+/// may resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Client {
-    /// The container on the query's network with the query's source address.
-    pub container: Option<String>,
-    /// The DNS-enabled networks that container is on (just the query's network when the
-    /// source is unknown), sorted.
+    /// The container whose endpoint on the query's network has the query's source address.
+    pub container: String,
+    /// The DNS-enabled networks that container is on (the query's network among them), sorted.
     pub scope: Vec<String>,
+}
+
+/// One address the resolver serves on: a gateway of a DNS-enabled network, on its device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ListenAddr {
+    /// The network.
+    pub network: String,
+    /// One of its gateway addresses.
+    pub ip: IpAddr,
+    /// Its host-side device (the bridge): only packets that arrived there reach the sockets.
+    pub device: String,
 }
 
 /// Addresses a name has in a scope.
@@ -61,16 +73,17 @@ pub(crate) enum Upstream {
     NoneConfigured,
     /// Every network in scope is internal: nothing leaves the host (Docker does the same).
     Internal,
-    /// The querier is a container on no DNS-enabled network: not a client of the resolver.
-    NotServed,
 }
 
 /// Every DNS-enabled network with its endpoints, and each container's `--dns`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NameTable {
     nets: BTreeMap<String, Net>,
-    /// The container of every endpoint address, on every network (DNS-enabled or not).
-    owners: HashMap<IpAddr, String>,
+    /// The container of each endpoint address, per DNS-enabled network: the resolver's only
+    /// clients.
+    clients: HashMap<String, HashMap<IpAddr, String>>,
+    /// The DNS-enabled networks of each container on one, sorted.
+    scopes: HashMap<String, Vec<String>>,
     dns_of: HashMap<String, Vec<IpAddr>>,
 }
 
@@ -81,8 +94,7 @@ pub(crate) fn normalize(name: &str) -> String {
 
 impl NameTable {
     /// Builds the table from records: networks (only DNS-enabled ones are kept), attachments
-    /// (on every network: those of other networks only say whose an address is) and sandbox
-    /// records (for `--dns`).
+    /// (those of other networks are ignored) and sandbox records (for `--dns`).
     pub(crate) fn from_records(
         networks: &[NetworkInfo],
         attachments: &[Attachment],
@@ -94,6 +106,7 @@ impl NameTable {
             .map(|n| {
                 let net = Net {
                     internal: n.internal,
+                    device: n.device.clone(),
                     gateways: n.subnets.iter().map(|s| s.gateway).collect(),
                     dns_servers: n.dns_servers.clone(),
                     entries: Vec::new(),
@@ -101,14 +114,20 @@ impl NameTable {
                 (n.name.clone(), net)
             })
             .collect();
-        let mut owners = HashMap::new();
+        let mut clients: HashMap<String, HashMap<IpAddr, String>> = HashMap::new();
+        let mut scopes: HashMap<String, Vec<String>> = HashMap::new();
         for a in attachments {
-            for ip in a.ip().into_iter().chain(a.ip6()) {
-                owners.insert(ip, a.container.clone());
-            }
             let Some(net) = nets.get_mut(&a.network) else {
                 continue;
             };
+            let by_addr = clients.entry(a.network.clone()).or_default();
+            for ip in a.ip().into_iter().chain(a.ip6()) {
+                by_addr.insert(ip, a.container.clone());
+            }
+            let scope = scopes.entry(a.container.clone()).or_default();
+            if !scope.contains(&a.network) {
+                scope.push(a.network.clone());
+            }
             let mut names = vec![normalize(&a.container)];
             for alias in &a.aliases {
                 let alias = normalize(alias);
@@ -128,9 +147,13 @@ impl NameTable {
             .filter(|s| !s.names.dns.is_empty())
             .map(|s| (s.container.clone(), s.names.dns.clone()))
             .collect();
+        for scope in scopes.values_mut() {
+            scope.sort();
+        }
         NameTable {
             nets,
-            owners,
+            clients,
+            scopes,
             dns_of,
         }
     }
@@ -146,11 +169,20 @@ impl NameTable {
         Ok(Self::from_records(&networks, &attachments, &sandboxes))
     }
 
-    /// The addresses to serve on: each DNS-enabled network's gateways, with the network.
-    pub(crate) fn listen_addrs(&self) -> Vec<(String, IpAddr)> {
+    /// The addresses to serve on: each DNS-enabled network's gateways, on its device. A
+    /// network without a device in its record is not served: nothing could tell its
+    /// containers' packets from anyone else's.
+    pub(crate) fn listen_addrs(&self) -> Vec<ListenAddr> {
         self.nets
             .iter()
-            .flat_map(|(name, n)| n.gateways.iter().map(move |g| (name.clone(), *g)))
+            .filter_map(|(name, n)| Some((name, n, n.device.clone()?)))
+            .flat_map(|(name, n, device)| {
+                n.gateways.iter().map(move |g| ListenAddr {
+                    network: name.clone(),
+                    ip: *g,
+                    device: device.clone(),
+                })
+            })
             .collect()
     }
 
@@ -160,26 +192,14 @@ impl NameTable {
     }
 
     /// The client behind a query that arrived on `network`'s gateway from `src`: the container
-    /// with that address on `network`, else on any other network (a container asking another
-    /// network's gateway gets its own scope, not that network's).
-    pub(crate) fn client(&self, network: &str, src: IpAddr) -> Client {
-        let on_net = self.nets.get(network).and_then(|n| {
-            n.entries
-                .iter()
-                .find(|e| e.v4.map(IpAddr::V4) == Some(src) || e.v6.map(IpAddr::V6) == Some(src))
-                .map(|e| e.container.clone())
-        });
-        let container = on_net.or_else(|| self.owners.get(&src).cloned());
-        let scope = match &container {
-            Some(c) => self
-                .nets
-                .iter()
-                .filter(|(_, n)| n.entries.iter().any(|e| &e.container == c))
-                .map(|(name, _)| name.clone())
-                .collect(),
-            None => vec![network.to_string()],
-        };
-        Client { container, scope }
+    /// whose endpoint on `network` has that address. `None` for any other source (a host
+    /// process, a neighbour, a spoofed or unassigned address): it is not served at all.
+    pub(crate) fn client(&self, network: &str, src: IpAddr) -> Option<Client> {
+        let container = self.clients.get(network)?.get(&src)?;
+        Some(Client {
+            container: container.clone(),
+            scope: self.scopes.get(container).cloned().unwrap_or_default(),
+        })
     }
 
     /// The addresses of `name` (a container name or alias, or `NAME.NETWORK`) on the networks
@@ -239,18 +259,11 @@ impl NameTable {
         client: &Client,
         host: impl FnOnce() -> Vec<IpAddr>,
     ) -> Upstream {
-        if client.scope.is_empty() {
-            return Upstream::NotServed;
-        }
         let internal = |net: &String| self.nets.get(net).is_none_or(|n| n.internal);
         if client.scope.iter().all(internal) {
             return Upstream::Internal;
         }
-        let own = client
-            .container
-            .as_ref()
-            .and_then(|c| self.dns_of.get(c))
-            .cloned();
+        let own = self.dns_of.get(&client.container).cloned();
         let net = self
             .nets
             .get(network)
@@ -295,7 +308,7 @@ pub(crate) mod tests {
             ipv6: subnets.len() > 1,
             internal: false,
             mtu: 1500,
-            device: None,
+            device: Some(format!("br-{name}")),
             routes: Vec::new(),
             no_default_route: false,
             adopted: None,
@@ -367,6 +380,14 @@ pub(crate) mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn listen(network: &str, addr: &str) -> ListenAddr {
+        ListenAddr {
+            network: network.into(),
+            ip: ip(addr),
+            device: format!("br-{network}"),
+        }
+    }
+
     #[test]
     fn listens_on_gateways_of_dns_networks_only() {
         let t = table();
@@ -374,40 +395,53 @@ pub(crate) mod tests {
         assert_eq!(
             l,
             vec![
-                ("net1".to_string(), ip("10.1.0.1")),
-                ("net1".to_string(), ip("fd01::1")),
-                ("net2".to_string(), ip("10.2.0.1")),
+                listen("net1", "10.1.0.1"),
+                listen("net1", "fd01::1"),
+                listen("net2", "10.2.0.1"),
             ]
         );
         assert!(t.serves_on(ip("fd01::1")) && !t.serves_on(ip("10.3.0.1")));
+        // Without a device, nothing tells its containers from strangers: not served.
+        let mut n = net("nodev", &[("10.8.0.0/24", "10.8.0.1")]);
+        n.device = None;
+        assert!(
+            NameTable::from_records(&[n], &[], &[])
+                .listen_addrs()
+                .is_empty()
+        );
     }
 
     #[test]
     fn the_scope_is_the_querier_s_dns_networks() {
         let t = table();
-        let a = t.client("net1", ip("fd01::2"));
-        assert_eq!(a.container.as_deref(), Some("a"));
+        let a = t.client("net1", ip("fd01::2")).unwrap();
+        assert_eq!(a.container, "a");
         assert_eq!(a.scope, scope(&["net1", "net2"]));
-        assert_eq!(t.client("net2", ip("10.2.0.2")).scope, scope(&["net2"]));
-        // A container asking another network's gateway keeps its own scope.
-        let b = t.client("net2", ip("10.1.0.3"));
+        let a = t.client("net2", ip("10.2.0.3")).unwrap();
         assert_eq!(
-            (b.container.as_deref(), b.scope),
-            (Some("b"), scope(&["net1"]))
-        );
-        // An unknown address: the query's network alone.
-        let x = t.client("net2", ip("10.2.0.99"));
-        assert_eq!((x.container, x.scope), (None, scope(&["net2"])));
-        // A container on no DNS-enabled network: no scope, and nothing is forwarded for it.
-        let d = t.client("net1", ip("10.3.0.2"));
-        assert_eq!(
-            (d.container.as_deref(), d.scope.is_empty()),
-            (Some("d"), true)
+            (a.container.as_str(), a.scope),
+            ("a", scope(&["net1", "net2"]))
         );
         assert_eq!(
-            t.upstreams("net1", &d, || vec![ip("192.0.2.1")]),
-            Upstream::NotServed
+            t.client("net2", ip("10.2.0.2")).unwrap().scope,
+            scope(&["net2"])
         );
+    }
+
+    #[test]
+    fn only_endpoints_of_the_network_are_clients() {
+        let t = table();
+        // b's address, but on net2's gateway: b has no endpoint there.
+        assert_eq!(t.client("net2", ip("10.1.0.3")), None);
+        // a's net1 address on net2's gateway (a is on net2 with another address).
+        assert_eq!(t.client("net2", ip("10.1.0.2")), None);
+        // An address of the subnet that no endpoint has; the gateway itself (a host process).
+        assert_eq!(t.client("net2", ip("10.2.0.99")), None);
+        assert_eq!(t.client("net1", ip("10.1.0.1")), None);
+        assert_eq!(t.client("net1", ip("198.51.100.7")), None);
+        // A container on a network without DNS; a network the table does not serve.
+        assert_eq!(t.client("net1", ip("10.3.0.2")), None);
+        assert_eq!(t.client("net3", ip("10.3.0.2")), None);
     }
 
     #[test]
@@ -451,18 +485,18 @@ pub(crate) mod tests {
     fn upstreams_prefer_the_container_then_the_network_then_the_host() {
         let t = table();
         let host = || vec![ip("127.0.0.53"), ip("10.1.0.1"), ip("127.0.0.53")];
-        let c = t.client("net2", ip("10.2.0.2"));
+        let c = t.client("net2", ip("10.2.0.2")).unwrap();
         assert_eq!(
             t.upstreams("net2", &c, host),
             Upstream::Servers(vec![ip("192.0.2.9")])
         );
-        let a = t.client("net2", ip("10.2.0.3"));
+        let a = t.client("net2", ip("10.2.0.3")).unwrap();
         assert_eq!(
             t.upstreams("net2", &a, host),
             Upstream::Servers(vec![ip("192.0.2.2")])
         );
         // The host's, loopback included, without the resolver's own addresses or duplicates.
-        let a = t.client("net1", ip("10.1.0.2"));
+        let a = t.client("net1", ip("10.1.0.2")).unwrap();
         assert_eq!(
             t.upstreams("net1", &a, host),
             Upstream::Servers(vec![ip("127.0.0.53")])
@@ -478,7 +512,7 @@ pub(crate) mod tests {
         let mut n = net("int", &[("10.9.0.0/24", "10.9.0.1")]);
         n.internal = true;
         let t = NameTable::from_records(&[n], &[att("int", "x", "10.9.0.2", None, &[])], &[]);
-        let x = t.client("int", ip("10.9.0.2"));
+        let x = t.client("int", ip("10.9.0.2")).unwrap();
         assert_eq!(
             t.upstreams("int", &x, || vec![ip("192.0.2.1")]),
             Upstream::Internal
