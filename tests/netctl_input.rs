@@ -149,7 +149,11 @@ async fn wrong_input_is_refused_by_name_and_changes_nothing() {
             wrong.push(format!("netctl {args:?}: {} {e:?}", out.status));
         }
     }
-    assert!(wrong.is_empty(), "not refused by name:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "not refused by name:\n{}",
+        wrong.join("\n")
+    );
     assert_eq!(
         (state_tree(sb.state_dir()), link_names(sb.host()).await),
         before,

@@ -50,12 +50,29 @@ async fn route_localhost_to_host(sb: &berth::sandbox::Sandbox, outside: &berth::
     ip(
         &ns,
         &[
-            "route", "add", "127.0.0.1/32", "via", HOST_UP, "dev", "eth0", "table", "100",
+            "route",
+            "add",
+            "127.0.0.1/32",
+            "via",
+            HOST_UP,
+            "dev",
+            "eth0",
+            "table",
+            "100",
         ],
     );
     ip(
         &ns,
-        &["rule", "add", "pref", "10", "to", "127.0.0.1", "lookup", "100"],
+        &[
+            "rule",
+            "add",
+            "pref",
+            "10",
+            "to",
+            "127.0.0.1",
+            "lookup",
+            "100",
+        ],
     );
     let r = ip(&ns, &["route", "get", "127.0.0.1"]);
     assert!(r.contains("via 198.18.0.1 dev eth0"), "{r}");
@@ -214,7 +231,10 @@ async fn files_never_write_through_links_a_container_planted() {
     nc.connect(&sb, "db", "c1", &["--ifname", "eth1"]);
     check("rewrite after connect");
     let hosts = std::fs::read_to_string(etc.join("hosts")).unwrap();
-    assert!(hosts.contains("10.83.0."), "rewritten with db's address: {hosts}");
+    assert!(
+        hosts.contains("10.83.0."),
+        "rewritten with db's address: {hosts}"
+    );
 
     // The directory itself replaced by a symlink: refused, nothing written at its target.
     let elsewhere = scratch.0.join("elsewhere");
@@ -247,7 +267,10 @@ async fn netns_must_be_a_container_network_namespace() {
         "{e}"
     );
     let routes = ip(&host, &["route", "show", "default"]);
-    assert!(routes.contains(OUTSIDE), "the host keeps its default route: {routes}");
+    assert!(
+        routes.contains(OUTSIDE),
+        "the host keeps its default route: {routes}"
+    );
 
     // Another berth host's netns (it holds a berth bridge) is no container either.
     let (sb2, _o2) = sandbox("sf-ns2").await;
@@ -317,7 +340,15 @@ async fn state_is_roots_alone_whatever_the_umask_and_locks_follow_no_link() {
     };
     umask0(&["network", "create", "--subnet", "10.86.0.0/24", "web"]);
     let p = sb.netns_path("c1");
-    umask0(&["connect", "--netns", path_str(&p), "-p", "8080:80", "web", "c1"]);
+    umask0(&[
+        "connect",
+        "--netns",
+        path_str(&p),
+        "-p",
+        "8080:80",
+        "web",
+        "c1",
+    ]);
     let mut all = Vec::new();
     all.push((
         state.clone(),

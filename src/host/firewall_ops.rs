@@ -3,8 +3,8 @@
 use crate::error::Result;
 use crate::firewall::{EndpointRules, NetworkRules};
 
-use super::{Host, Step};
 use super::network_ops::network_rules;
+use super::{Host, Step};
 
 impl Host {
     /// The firewall facts of every recorded network and endpoint.

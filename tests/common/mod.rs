@@ -144,3 +144,52 @@ pub fn chain_names(sb: &Sandbox) -> Vec<String> {
 pub fn rule_count(sb: &Sandbox) -> usize {
     nft_objects(sb, "rule").len()
 }
+
+/// Everything berth owns in a sandbox, for before/after comparisons: the host's links, the
+/// nf_tables objects of its tables (chains with rule counts, maps and sets with element counts),
+/// and the state dir's files with their contents (IPAM claims as their targets). Leaves out
+/// what an operation may legitimately leave changed: IPAM round-robin cursors (`~…`), the
+/// `quarantine/` copies, and the lock files' existence.
+pub async fn footprint(sb: &Sandbox) -> String {
+    let mut out = format!("links {:?}\n", link_names(sb.host()).await);
+    for o in nft_ruleset(sb)["nftables"].as_array().unwrap() {
+        if let Some(c) = o.get("chain") {
+            out += &format!("chain {} {}\n", c["family"], c["name"]);
+        } else if let Some(r) = o.get("rule") {
+            out += &format!("rule {} {}\n", r["family"], r["chain"]);
+        } else if let Some(m) = o.get("map").or_else(|| o.get("set")) {
+            let n = m.get("elem").and_then(|e| e.as_array()).map_or(0, Vec::len);
+            out += &format!("map {} {} {n}\n", m["family"], m["name"]);
+        }
+    }
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('~') || rel.starts_with("quarantine") || name == "lock" {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(root, &p, out);
+            } else if md.file_type().is_symlink() {
+                out.push(format!(
+                    "{rel} -> {}",
+                    std::fs::read_link(&p).unwrap().display()
+                ));
+            } else {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                out.push(format!("{rel}: {}", text.replace('\n', " ")));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(sb.state_dir(), sb.state_dir(), &mut files);
+    files.sort();
+    out + &files.join("\n")
+}
