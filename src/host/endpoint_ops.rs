@@ -71,11 +71,16 @@ impl Host {
             .ok_or_else(|| Error::NetworkNotFound {
                 name: network.into(),
             })?;
-        if self.state.endpoint(network, &ep.container)?.is_some() {
-            return Err(Error::EndpointExists {
-                network: network.into(),
-                container: ep.container,
-            });
+        if let Some(old) = self.state.endpoint(network, &ep.container)? {
+            // A detach of it was killed half-way: finish it, then attach afresh.
+            if self.state.is_detaching(network, &ep.container) {
+                self.detach_locked(&net, &old).await?;
+            } else {
+                return Err(Error::EndpointExists {
+                    network: network.into(),
+                    container: ep.container,
+                });
+            }
         }
         let driver = driver_for(net.driver.kind());
         if !ep.ports.is_empty() && network_rules(&net).is_none() {
@@ -289,9 +294,12 @@ impl Host {
         self.detach_locked(&net, &att).await
     }
 
-    /// The steps of detach; the caller holds the state lock.
+    /// The steps of detach; the caller holds the state lock. The record is first marked as
+    /// being detached, so a process killed at any instant of the steps leaves a detach that
+    /// `gc` finishes even for a container it is told to keep.
     pub(super) async fn detach_locked(&self, net: &NetworkInfo, att: &Attachment) -> Result<()> {
         let (network, container) = (net.name.as_str(), att.container.as_str());
+        self.state.mark_detaching(network, container)?;
         let mut errors = Vec::new();
         match (network_rules(net), self.endpoint_fw(net, att, None)) {
             (Some(n), Ok(Some(e))) => {

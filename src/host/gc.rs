@@ -4,8 +4,8 @@
 //!
 //! The order: repair corrupt records (saved to `quarantine/` first) → finish interrupted network
 //! removals → forget endpoint records of networks no record knows → detach every container not
-//! kept → rebuild each network's IPAM from the endpoint records (lost claims restored, stray
-//! ones released, duplicates reported) → drop pools of unknown networks → rebuild the ports
+//! kept, and finish every interrupted detach → rebuild each network's IPAM from the endpoint
+//! records (lost claims restored, stray ones released, duplicates reported) → drop pools of unknown networks → rebuild the ports
 //! index → remove berth's marked links no record keeps (and unrecorded veths on berth's
 //! bridges) → the firewall from the records → sandbox records and temporary files. Every step
 //! runs even when an earlier one failed; all errors are returned together.
@@ -83,7 +83,8 @@ impl Host {
         errors.extend(self.after(Step::GcRemovals).err());
         for net in &networks {
             for att in self.state.endpoints(&net.name)? {
-                if valid.contains(&att.container) {
+                let unfinished = self.state.is_detaching(&net.name, &att.container);
+                if valid.contains(&att.container) && !unfinished {
                     continue;
                 }
                 match self.detach_locked(net, &att).await {

@@ -216,7 +216,15 @@ impl Host {
             .state
             .network(name)?
             .ok_or_else(|| Error::NetworkNotFound { name: name.into() })?;
-        let eps = self.state.endpoints(name)?;
+        let mut eps = Vec::new();
+        for att in self.state.endpoints(name)? {
+            if self.state.is_detaching(name, &att.container) {
+                // A detach killed half-way: finish it.
+                self.detach_locked(&net, &att).await?;
+            } else {
+                eps.push(att);
+            }
+        }
         if !eps.is_empty() {
             return Err(Error::NetworkInUse {
                 name: name.into(),

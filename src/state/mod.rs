@@ -31,6 +31,9 @@ use crate::names::SandboxRecord;
 use crate::network::NetworkInfo;
 use crate::port::Protocol;
 
+/// The extension of a detach mark ([`StateDir::mark_detaching`]).
+const DETACHING_SUFFIX: &str = "detaching";
+
 /// Handle on a state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -91,6 +94,11 @@ impl StateDir {
 
     fn endpoint_path(&self, network: &str, container: &str) -> PathBuf {
         self.endpoint_dir(network).join(format!("{container}.json"))
+    }
+
+    fn detaching_path(&self, network: &str, container: &str) -> PathBuf {
+        self.endpoint_dir(network)
+            .join(format!("{container}.{DETACHING_SUFFIX}"))
     }
 
     /// The copy of a network record kept beside it (`networks/NAME.json.bak`): a record found
@@ -272,12 +280,29 @@ impl StateDir {
         Ok(touched)
     }
 
-    /// Removes an attachment record and its ports-index entries (idempotent).
+    /// Marks the attachment of `container` to `network` as being detached
+    /// (`endpoints/NETWORK/CONTAINER.detaching`, an empty entry beside the record), before the
+    /// first step of a detach: a process killed in the middle leaves the mark, and `gc` (or
+    /// the next detach or attach of the container) finishes the detach whatever the caller
+    /// keeps. Not fsynced: it must survive a killed process, and a reboot takes the kernel
+    /// objects it is about with it anyway.
+    pub fn mark_detaching(&self, network: &str, container: &str) -> Result<()> {
+        let path = self.detaching_path(network, container);
+        create_entry(&path).map_err(|e| Error::state("write", &path, e))
+    }
+
+    /// Whether a detach of `container` from `network` was started and not finished.
+    pub fn is_detaching(&self, network: &str, container: &str) -> bool {
+        self.detaching_path(network, container).exists()
+    }
+
+    /// Removes an attachment record, its ports-index entries and its detach mark (idempotent).
     pub fn remove_endpoint(&self, network: &str, container: &str) -> Result<()> {
         let Some(a) = self.endpoint(network, container)? else {
-            return Ok(());
+            return remove(&self.detaching_path(network, container));
         };
         remove(&self.endpoint_path(network, container))?;
+        remove(&self.detaching_path(network, container))?;
         for p in &a.ports {
             let dir = self.port_dir(p.proto, p.host_port);
             remove(&dir.join(port_entry(p.host_ip, network, container)))?;

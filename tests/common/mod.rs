@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod netctl;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::process::Command;
