@@ -410,7 +410,7 @@ async fn prepare(w: &mut World, op: Op, i: usize) -> (Vec<String>, Option<(Strin
             let name = format!("n{i}");
             // Every other create takes a subnet from the pools (the pool-wide lock and the
             // avoid list are in play).
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 (s(&["network", "create", &name]), None)
             } else {
                 let subnet = format!("10.104.{}.0/24", i % 250);

@@ -297,10 +297,12 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         "vethghost",
         bridge.index,
         1500,
-        "eth0",
-        MacAddr::random(),
-        &ghost_ns,
         berth::link_marks::PORT,
+        berth::netlink::VethPeer {
+            name: "eth0",
+            mac: MacAddr::random(),
+            netns: &ghost_ns,
+        },
     )
     .await
     .unwrap();

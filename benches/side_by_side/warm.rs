@@ -164,7 +164,17 @@ impl VethFloor {
     async fn delete_one(&self) -> Result<Duration, String> {
         let mac: MacAddr = "02:00:00:00:f1:01".parse().map_err(|e| format!("{e}"))?;
         self.nl
-            .add_veth_into("flv0", self.bridge, 1500, "eth9", mac, &self.c.netns, 0)
+            .add_veth_into(
+                "flv0",
+                self.bridge,
+                1500,
+                0,
+                berth::netlink::VethPeer {
+                    name: "eth9",
+                    mac,
+                    netns: &self.c.netns,
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
         let t = Instant::now();

@@ -19,7 +19,7 @@ use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::link_marks;
 use crate::mac::MacAddr;
-use crate::netlink::Netlink;
+use crate::netlink::{Netlink, VethPeer};
 use crate::network::{DriverKind, DriverOptions, NetworkInfo};
 use crate::sysctl;
 
@@ -200,10 +200,12 @@ impl NetworkDriver for BridgeDriver {
                 &host_if,
                 bridge.index,
                 net.mtu,
-                ep.ifname,
-                ep.mac,
-                ep.netns,
                 link_marks::port(net.icc()),
+                VethPeer {
+                    name: ep.ifname,
+                    mac: ep.mac,
+                    netns: ep.netns,
+                },
             )
             .await?;
         let inside = async {

@@ -167,11 +167,14 @@ impl Netlink {
         host: &str,
         master: u32,
         mtu: u32,
-        peer_name: &str,
-        peer_mac: MacAddr,
-        peer_netns: &Netns,
         group: u32,
+        peer: VethPeer<'_>,
     ) -> Result<LinkInfo> {
+        let VethPeer {
+            name: peer_name,
+            mac: peer_mac,
+            netns: peer_netns,
+        } = peer;
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer_name.to_string())
             .address(peer_mac.octets().to_vec())
@@ -499,4 +502,16 @@ fn del_link_blocking(index: u32) -> std::io::Result<()> {
             off += (len + 3) & !3;
         }
     }
+}
+
+/// The container end of a veth made by [`Netlink::add_veth_into`]: born inside `netns` as
+/// `name` with `mac`.
+#[derive(Debug, Clone, Copy)]
+pub struct VethPeer<'a> {
+    /// Its name inside the container netns.
+    pub name: &'a str,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// The container netns.
+    pub netns: &'a Netns,
 }

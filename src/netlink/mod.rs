@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod link;
 pub mod route;
+pub use link::VethPeer;
 
 use std::io;
 
