@@ -160,6 +160,7 @@ impl Host {
         let driver = driver_for(net.driver.kind());
         let (mut ipv4, mut ipv6) = (None, None);
         if driver.uses_ipam() && !net.subnets.is_empty() {
+            self.restore_lost_claims(net).await?;
             let req = AddressRequest {
                 v4: ep.ip,
                 v6: ep.ip6,

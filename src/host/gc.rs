@@ -47,11 +47,77 @@ pub struct GcReport {
     pub quarantined: Vec<PathBuf>,
     /// Sandbox records (name settings, host/container mode) of containers that are gone.
     pub sandboxes_removed: Vec<String>,
-    /// Temporary files of writers killed mid-write.
+    /// Temporary files of writers killed mid-write, and detach marks of detaches killed
+    /// after their record was removed.
     pub tmp_files_removed: usize,
 }
 
+/// What `net`'s IPAM must hold: its subnets and aux addresses, and `held` (container → its
+/// recorded addresses).
+pub(super) fn recorded_pool(
+    net: &NetworkInfo,
+    held: BTreeMap<String, Vec<IpAddr>>,
+) -> RecordedPool {
+    RecordedPool {
+        subnets: net.subnets.clone(),
+        aux: net.aux.clone(),
+        held,
+    }
+}
+
 impl Host {
+    /// Before an allocation on `net` (the caller holds the state lock): when the IPAM claims
+    /// fewer addresses than the endpoint records hold, claims were lost behind berth's back (a
+    /// damaged state dir); they are restored from the records first, so no address a
+    /// container holds is handed out again. Costs two directory reads.
+    pub(super) async fn restore_lost_claims(&self, net: &NetworkInfo) -> Result<()> {
+        let families = net
+            .subnets
+            .iter()
+            .filter(|s| s.subnet.addr().is_ipv4())
+            .count()
+            .min(1)
+            + net
+                .subnets
+                .iter()
+                .filter(|s| s.subnet.addr().is_ipv6())
+                .count()
+                .min(1);
+        let expected = self.state.endpoint_count(&net.name)? * families;
+        if self.ipam.claim_count(&net.name).await? >= expected {
+            return Ok(());
+        }
+        let mut held: BTreeMap<String, Vec<IpAddr>> = self
+            .state
+            .endpoints(&net.name)?
+            .into_iter()
+            .map(|a| {
+                (
+                    a.container.clone(),
+                    a.ip().into_iter().chain(a.ip6()).collect(),
+                )
+            })
+            .collect();
+        // Claims no record holds stay (a dead attach's: its link may still carry the address
+        // until gc removes both together); only lost ones are restored.
+        if let Some(pool) = self.ipam.pool(&net.name).await? {
+            for (ip, c) in pool.allocations() {
+                let ips = held.entry(c.clone()).or_default();
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        let r = self
+            .ipam
+            .reconcile(&net.name, &recorded_pool(net, held))
+            .await?;
+        tracing::warn!(target: "berth::host", network = %net.name, restored = ?r.restored,
+                       released = r.released.len(), conflicts = ?r.conflicts,
+                       "address claims were lost; restored from the endpoint records");
+        Ok(())
+    }
+
     /// Keeps the attachments of the `valid` containers and removes everything else berth made:
     /// other attachments are detached; then, reconciling the kernel and the IPAM against the
     /// records, everything no record keeps is removed (see the module docs for the steps). Holds
@@ -113,12 +179,11 @@ impl Host {
             if !driver_for(net.driver.kind()).uses_ipam() || net.subnets.is_empty() {
                 continue;
             }
-            let recorded = RecordedPool {
-                subnets: net.subnets.clone(),
-                aux: net.aux.clone(),
-                held,
-            };
-            match self.ipam.reconcile(&net.name, &recorded).await {
+            match self
+                .ipam
+                .reconcile(&net.name, &recorded_pool(net, held))
+                .await
+            {
                 Ok(r) => {
                     report.released.extend(r.released);
                     report.restored.extend(
@@ -194,6 +259,10 @@ impl Host {
             Err(e) => errors.push(e),
         }
         report.tmp_files_removed = crate::state::remove_stale_tmp(self.state.root());
+        match self.state.remove_orphan_marks() {
+            Ok(n) => report.tmp_files_removed += n,
+            Err(e) => errors.push(e),
+        }
         errors.extend(self.after(Step::GcSandboxes).err());
         tracing::info!(target: "berth::host", ?report, errors = errors.len(), "gc");
         if errors.is_empty() {

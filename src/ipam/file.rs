@@ -509,6 +509,11 @@ impl Ipam for FileIpam {
         .await
     }
 
+    async fn claim_count(&self, network: &str) -> Result<usize> {
+        let claims = Paths::new(&self.dir, network).claims();
+        blocking(move || claims.count()).await
+    }
+
     async fn pool(&self, network: &str) -> Result<Option<NetworkPool>> {
         let paths = Paths::new(&self.dir, network);
         blocking(move || {

@@ -146,6 +146,10 @@ pub trait Ipam: Send + Sync + std::fmt::Debug {
     async fn pool(&self, network: &str) -> Result<Option<NetworkPool>>;
     /// The networks that have a pool.
     async fn pools(&self) -> Result<Vec<String>>;
+    /// How many addresses of `network` are claimed: a cheap count (no claim is read), which
+    /// `Host` compares with its records before allocating, to notice claims lost behind its
+    /// back and restore them ([`Ipam::reconcile`]) before an address could be handed out twice.
+    async fn claim_count(&self, network: &str) -> Result<usize>;
     /// Makes `network`'s IPAM hold exactly what the records say: the pool rebuilt from
     /// `recorded` if missing or unreadable, every recorded address claimed for its container
     /// (restored if lost; a claim by another container is a [`Conflict`], left in place), every

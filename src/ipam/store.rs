@@ -136,6 +136,15 @@ impl Claims {
         Ok(out)
     }
 
+    /// How many addresses are claimed (one directory read; no entry is opened).
+    pub(super) fn count(&self) -> Result<usize> {
+        Ok(self
+            .names()?
+            .iter()
+            .filter(|n| n.parse::<IpAddr>().is_ok())
+            .count())
+    }
+
     /// Every `@` entry: container → addresses it lists.
     pub(super) fn holders(&self) -> Result<BTreeMap<String, Vec<IpAddr>>> {
         let mut out = BTreeMap::new();

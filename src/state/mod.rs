@@ -235,6 +235,11 @@ impl StateDir {
         self.read_record(&self.endpoint_path(network, container))
     }
 
+    /// How many attachment records `network` has (one directory read; none is opened).
+    pub fn endpoint_count(&self, network: &str) -> Result<usize> {
+        Ok(json_files(&self.endpoint_dir(network))?.len())
+    }
+
     /// Every attachment on `network`, sorted by container.
     pub fn endpoints(&self, network: &str) -> Result<Vec<Attachment>> {
         let mut v: Vec<Attachment> = self.read_records(&self.endpoint_dir(network))?;
@@ -289,6 +294,32 @@ impl StateDir {
     pub fn mark_detaching(&self, network: &str, container: &str) -> Result<()> {
         let path = self.detaching_path(network, container);
         create_entry(&path).map_err(|e| Error::state("write", &path, e))
+    }
+
+    /// Removes detach marks whose record is gone (a detach killed between removing the record
+    /// and its mark); returns how many. The caller holds the state lock.
+    pub fn remove_orphan_marks(&self) -> Result<usize> {
+        let mut removed = 0;
+        for network in self.endpoint_networks()? {
+            let dir = self.endpoint_dir(&network);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(container) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(&format!(".{DETACHING_SUFFIX}")))
+                else {
+                    continue;
+                };
+                if !self.endpoint_path(&network, container).exists() {
+                    remove(&e.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Whether a detach of `container` from `network` was started and not finished.
