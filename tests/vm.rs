@@ -118,16 +118,20 @@ async fn ipvlan_l2_and_l3_carry_traffic() {
     for i in 0..4 {
         c.push(sb.netns(&format!("c{i}")).await.unwrap());
     }
-    let l2 = host
-        .create_network(
+    // A kernel without ipvlan refuses at create (probed there, as Docker does).
+    let Some(l2) = or_skip(
+        "ipvlan_l2_and_l3_carry_traffic",
+        host.create_network(
             Network::ipvlan("l2")
                 .parent("lan0")
                 .subnet("198.31.0.0/24".parse().unwrap())
                 .gateway("198.31.0.2".parse().unwrap())
                 .aux_address("host", "198.31.0.1".parse().unwrap()),
         )
-        .await
-        .unwrap();
+        .await,
+    ) else {
+        return;
+    };
     let Some(a0) = or_skip(
         "ipvlan_l2_and_l3_carry_traffic",
         host.attach(&l2, Endpoint::new("c0", c[0].clone())).await,
