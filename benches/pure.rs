@@ -116,9 +116,9 @@ fn parse(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    c.bench_function("parse -p [::1]:8000-8010:80-90/tcp", |b| {
+    c.bench_function("parse -p [2001:db8::1]:8000-8010:80-90/tcp", |b| {
         b.iter(|| {
-            black_box("[::1]:8000-8010:80-90/tcp")
+            black_box("[2001:db8::1]:8000-8010:80-90/tcp")
                 .parse::<PortRequest>()
                 .unwrap()
         })
