@@ -1,7 +1,7 @@
 //! `netctl`: `docker network` plus the per-container network flags of `docker run`, over berth.
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
-//! returns. The contract it follows is `shared/netctl.md`; what the library cannot do yet
+//! returns. The contract it follows is `docs/netctl.md`; what the library cannot do yet
 //! (the overlay driver) is refused with `error: … is not supported yet` (exit 1), never
 //! silently ignored.
 //!

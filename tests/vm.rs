@@ -1,8 +1,8 @@
-//! The VM tier: tests that need kernel features this host's kernel lacks (SCTP sockets here;
-//! ipvlan, 802.1q and dummy links come with the macvlan/ipvlan issue). `cargo xtask test` runs
-//! this binary a second time inside a throwaway VM with Debian's stock kernel, through
-//! `../shared/tools/run-in-vm.sh` as the cargo runner:
-//! `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=../shared/tools/run-in-vm.sh cargo test --test vm`.
+//! The VM tier: tests that need kernel features this host's kernel lacks (SCTP sockets, ipvlan,
+//! 802.1q and dummy links). `cargo xtask test` runs this binary a second time inside a throwaway
+//! VM with Debian's stock kernel, with the project's own harness as the cargo runner:
+//! `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="target/debug/xtask vm-run" cargo test --test vm`
+//! (`xtask/src/vm.rs`).
 //! On a kernel without the feature each test reports itself SKIPPED, with the reason.
 
 mod common;

@@ -4,6 +4,8 @@
 //! - `demo`:  setup, then runs `examples/quickstart.rs` (the README demo, in a sandbox).
 //! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, and ends with
 //!   one summary line `tests: N passed, N failed, N skipped`.
+//! - `vm-run EXE [ARGS…]`: runs EXE as root in a throwaway VM with Debian's stock kernel (see
+//!   [`vm`]); the VM tier's cargo runner.
 //! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
 //!   the side-by-side harness (see [`bench`]); results under `target/bench/`.
 //!
@@ -11,6 +13,7 @@
 //! nothing is configured in the machine's own namespace).
 
 mod bench;
+mod vm;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -30,11 +33,23 @@ fn main() -> ExitCode {
         "setup" => setup(),
         "demo" => setup().and_then(|()| run("cargo", &["run", "--example", "quickstart"])),
         "test" => setup().and_then(|()| test()),
+        "vm-run" => {
+            let argv: Vec<String> = std::env::args().skip(2).collect();
+            return match vm::vm_run(&argv) {
+                Ok(rc) => ExitCode::from(u8::try_from(rc).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("xtask vm-run: {e}");
+                    ExitCode::from(125)
+                }
+            };
+        }
         "bench" => {
             setup().and_then(|()| bench::run_bench(&std::env::args().skip(2).collect::<Vec<_>>()))
         }
         _ => {
-            eprintln!("usage: cargo xtask setup|demo|test|bench [--quick] [--only a,b,c,d]");
+            eprintln!(
+                "usage: cargo xtask setup|demo|test|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -153,18 +168,13 @@ fn cargo_test_with(
 }
 
 /// The VM tier: `tests/vm.rs` again, inside a throwaway VM with Debian's stock kernel
-/// (`../shared/tools/run-in-vm.sh` as the cargo runner). A machine where the VM cannot start
+/// (`cargo xtask vm-run`, this binary, as the cargo runner). A machine where the VM cannot start
 /// reports the tier as skipped, loudly, with the reason; a test failing inside the VM fails.
 fn vm_tier(totals: &mut [u64; 3]) -> Result<String, String> {
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    let runner = cwd.join("../shared/tools/run-in-vm.sh");
-    if !runner.exists() {
-        totals[2] += 1;
-        return Ok(format!("VM tier SKIPPED: {} not found", runner.display()));
-    }
+    let me = std::env::current_exe().map_err(|e| format!("this xtask's path: {e}"))?;
     let env = [(
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
-        runner.display().to_string(),
+        format!("{} vm-run", me.display()),
     )];
     let (lines, ran) = cargo_test_with(&["--test", "vm", "--", "--nocapture"], &env, totals)?;
     if ran {

@@ -1,6 +1,6 @@
 //! Sends one batch of ops as a single nf_tables transaction and collects the kernel's answer.
 //!
-//! Pitfalls handled (KERNEL-NOTES.md): all batch pages go out in one `sendmsg` (page by page the
+//! Pitfalls handled: all batch pages go out in one `sendmsg` (page by page the
 //! kernel rejects the batch with EINVAL); on a failed batch the batch end is never acknowledged,
 //! so after the first error the remaining answers are drained without blocking; the receive
 //! buffer is aligned for `nlmsghdr`; element lists are sent [`ELEMS_PER_MSG`] elements per message
