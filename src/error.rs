@@ -8,8 +8,8 @@ use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::host::Step;
 use crate::port::Protocol;
+use crate::step::Step;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -33,7 +33,7 @@
 //! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container` |
 //! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
 //! | kernel | [`netns`], [`netlink`], [`sysctl`] |
-//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`daemon_config`], [`error`] |
+//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`daemon_config`], [`step`], [`error`] |
 //!
 //! [`sandbox`] builds throwaway namespaces and sends probe traffic, for tests and demos.
 
@@ -58,6 +58,7 @@ pub mod port;
 pub mod route;
 pub mod sandbox;
 pub mod state;
+pub mod step;
 pub mod sysctl;
 
 pub use daemon_config::DaemonConfig;

@@ -17,6 +17,7 @@ mod ports;
 mod resolver_ops;
 mod routes;
 
+pub use crate::step::Step;
 pub use gc::GcReport;
 
 use std::fmt;
@@ -31,137 +32,6 @@ use crate::ipam::{AddressPool, FileIpam, Ipam};
 use crate::netlink::Netlink;
 use crate::netns::Netns;
 use crate::state::StateDir;
-
-/// The steps of an operation, as named in errors and by a [`FaultHook`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Step {
-    /// The network's subnet was reserved.
-    IpamReserve,
-    /// The driver created the network's host side.
-    DriverCreate,
-    /// The firewall added the network's rules.
-    FirewallNetwork,
-    /// The network record was written.
-    PersistNetwork,
-    /// The endpoint's address was allocated.
-    IpamAllocate,
-    /// The driver plumbed the endpoint (veth exists).
-    DriverAttach,
-    /// The firewall added the endpoint's ports.
-    FirewallEndpoint,
-    /// The endpoint record was written.
-    PersistEndpoint,
-    /// Detach: the endpoint's published ports left the firewall.
-    DetachFirewall,
-    /// Detach: the driver removed the endpoint's links.
-    DetachDriver,
-    /// Detach: the connection-tracking entries of its addresses were deleted.
-    DetachConntrack,
-    /// Detach: its addresses were released.
-    DetachIpam,
-    /// Detach: its record was removed.
-    DetachRecord,
-    /// Network delete: its firewall rules were removed.
-    DeleteFirewall,
-    /// Network delete: the driver removed its host side.
-    DeleteDriver,
-    /// Network delete: its address pool was released.
-    DeleteIpam,
-    /// Network delete: its record was removed.
-    DeleteRecord,
-    /// Reapply: the firewall was restored from the records.
-    Reapply,
-    /// gc: corrupt records were repaired.
-    GcRepair,
-    /// gc: interrupted network removals were finished.
-    GcRemovals,
-    /// gc: containers not kept were detached.
-    GcDetach,
-    /// gc: the IPAM was reconciled with the records.
-    GcIpam,
-    /// gc: links no record keeps were removed.
-    GcLinks,
-    /// gc: the firewall was made to match the records.
-    GcFirewall,
-    /// gc: sandbox records and temporary files of gone containers were removed.
-    GcSandboxes,
-}
-
-impl Step {
-    /// Every step, in the order operations run them.
-    pub const ALL: &[Step] = &[
-        Step::IpamReserve,
-        Step::DriverCreate,
-        Step::FirewallNetwork,
-        Step::PersistNetwork,
-        Step::IpamAllocate,
-        Step::DriverAttach,
-        Step::FirewallEndpoint,
-        Step::PersistEndpoint,
-        Step::DetachFirewall,
-        Step::DetachDriver,
-        Step::DetachConntrack,
-        Step::DetachIpam,
-        Step::DetachRecord,
-        Step::DeleteFirewall,
-        Step::DeleteDriver,
-        Step::DeleteIpam,
-        Step::DeleteRecord,
-        Step::Reapply,
-        Step::GcRepair,
-        Step::GcRemovals,
-        Step::GcDetach,
-        Step::GcIpam,
-        Step::GcLinks,
-        Step::GcFirewall,
-        Step::GcSandboxes,
-    ];
-}
-
-impl std::str::FromStr for Step {
-    type Err = Error;
-    /// The name [`Step`]'s `Display` gives (`driver-attach` …).
-    fn from_str(s: &str) -> Result<Self> {
-        Step::ALL
-            .iter()
-            .copied()
-            .find(|st| st.to_string() == s)
-            .ok_or_else(|| Error::invalid("step", s, "not a step name (see Step's Display)"))
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::IpamReserve => "ipam-reserve",
-            Step::DriverCreate => "driver-create",
-            Step::FirewallNetwork => "firewall-network",
-            Step::PersistNetwork => "persist-network",
-            Step::IpamAllocate => "ipam-allocate",
-            Step::DriverAttach => "driver-attach",
-            Step::FirewallEndpoint => "firewall-endpoint",
-            Step::PersistEndpoint => "persist-endpoint",
-            Step::DetachFirewall => "detach-firewall",
-            Step::DetachDriver => "detach-driver",
-            Step::DetachConntrack => "detach-conntrack",
-            Step::DetachIpam => "detach-ipam",
-            Step::DetachRecord => "detach-record",
-            Step::DeleteFirewall => "delete-firewall",
-            Step::DeleteDriver => "delete-driver",
-            Step::DeleteIpam => "delete-ipam",
-            Step::DeleteRecord => "delete-record",
-            Step::Reapply => "reapply",
-            Step::GcRepair => "gc-repair",
-            Step::GcRemovals => "gc-removals",
-            Step::GcDetach => "gc-detach",
-            Step::GcIpam => "gc-ipam",
-            Step::GcLinks => "gc-links",
-            Step::GcFirewall => "gc-firewall",
-            Step::GcSandboxes => "gc-sandboxes",
-        })
-    }
-}
 
 /// Called after each finished step; an error makes the operation fail there and roll back.
 /// Used by tests to prove that nothing leaks whatever step fails, and by benchmarks to time
