@@ -42,37 +42,29 @@ async fn bridge_network_end_to_end() {
     assert!(link_names(&c2).await.contains(&"net0".to_string()));
 
     // container <-> container, both ways
-    let seen = tcp_probe(&c2, sa("10.88.0.3:7000"), &c1, sa("10.88.0.3:7000"))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c2, sa("10.88.0.3:7000"), &c1, sa("10.88.0.3:7000")).await;
     assert_eq!(seen.ip().to_string(), "10.88.0.2");
-    let seen = tcp_probe(&c1, sa("10.88.0.2:7000"), &c2, sa("10.88.0.2:7000"))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c1, sa("10.88.0.2:7000"), &c2, sa("10.88.0.2:7000")).await;
     assert_eq!(seen.ip().to_string(), "10.88.0.3");
     // container -> gateway (a listener in the host netns on the bridge address)
-    tcp_probe(sb.host(), sa("10.88.0.1:7001"), &c1, sa("10.88.0.1:7001"))
-        .await
-        .unwrap();
+    assert_reaches(sb.host(), sa("10.88.0.1:7001"), &c1, sa("10.88.0.1:7001")).await;
     // container -> outside: masqueraded to the host's outside address
-    let seen = tcp_probe(
+    let seen = assert_reaches(
         &outside,
         sa("0.0.0.0:7002"),
         &c1,
         sa(&format!("{OUTSIDE}:7002")),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(seen.ip().to_string(), HOST_UP, "egress must be masqueraded");
     // outside -> published ports (TCP and UDP)
-    let seen = tcp_probe(
+    let seen = assert_reaches(
         &c1,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         seen.ip().to_string(),
         OUTSIDE,
@@ -87,14 +79,13 @@ async fn bridge_network_end_to_end() {
     .await
     .unwrap();
     // host netns -> published port on the host's own address
-    tcp_probe(
+    assert_reaches(
         &c1,
         sa("0.0.0.0:80"),
         sb.host(),
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     // an unpublished port is not forwarded
     assert!(
         tcp_probe(
@@ -182,9 +173,7 @@ async fn none_network_gives_only_loopback() {
     assert!(att.ipv4.is_none());
     assert_eq!(link_names(&c).await, vec!["lo".to_string()]);
     // lo is up: a loopback connection works
-    tcp_probe(&c, sa("127.0.0.1:9000"), &c, sa("127.0.0.1:9000"))
-        .await
-        .unwrap();
+    assert_reaches(&c, sa("127.0.0.1:9000"), &c, sa("127.0.0.1:9000")).await;
     let e = host
         .attach(
             "isolated",
@@ -306,8 +295,8 @@ async fn a_container_on_two_networks_keeps_one_default_route_and_reaches_both() 
         .ip()
         .unwrap();
     let to = |ip| std::net::SocketAddr::new(ip, 7000);
-    tcp_probe(&p1, to(ip1), &c, to(ip1)).await.unwrap();
-    tcp_probe(&p2, to(ip2), &c, to(ip2)).await.unwrap();
+    assert_reaches(&p1, to(ip1), &c, to(ip1)).await;
+    assert_reaches(&p2, to(ip2), &c, to(ip2)).await;
     let routes = std::process::Command::new("ip")
         .args([
             "-n",

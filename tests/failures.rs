@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use berth::sandbox::tcp_probe;
 use berth::{Endpoint, Error, FileIpam, Host, Ipam, Network, Port, Step};
 use common::*;
 
@@ -208,14 +207,13 @@ async fn a_failure_at_any_attach_step_leaves_nothing() {
     )
     .await
     .unwrap();
-    tcp_probe(
+    assert_reaches(
         &c,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     host.detach(&net, "c").await.unwrap();
     assert_eq!(snapshot(&sb, &host, &c).await, clean);
     host.delete_network(&net).await.unwrap();
@@ -265,14 +263,13 @@ async fn a_second_host_over_the_same_state_dir_detaches_what_the_first_made() {
     assert_eq!(nets.len(), 1);
     assert_eq!(second.endpoints("web").await.unwrap()[0].container, "c");
     assert!(second.check("web", "c").await.unwrap().is_empty());
-    tcp_probe(
+    assert_reaches(
         &c,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     second.detach("web", "c").await.unwrap();
     second.delete_network("web").await.unwrap();
     assert_eq!(

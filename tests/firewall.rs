@@ -42,44 +42,44 @@ async fn networks_are_isolated_from_each_other_but_reach_the_outside() {
     host.attach(&b, Endpoint::new("b1", b1.clone()))
         .await
         .unwrap();
-    assert!(
-        tcp_probe(&b1, sa("10.51.0.2:7000"), &a1, sa("10.51.0.2:7000"))
-            .await
-            .is_err(),
-        "a -> b must be blocked"
-    );
-    assert!(
-        tcp_probe(&a1, sa("10.50.0.2:7000"), &b1, sa("10.50.0.2:7000"))
-            .await
-            .is_err(),
-        "b -> a must be blocked"
-    );
+    assert_blocked(
+        &b1,
+        sa("10.51.0.2:7000"),
+        &a1,
+        sa("10.51.0.2:7000"),
+        "a -> b must be blocked",
+    )
+    .await;
+    assert_blocked(
+        &a1,
+        sa("10.50.0.2:7000"),
+        &b1,
+        sa("10.50.0.2:7000"),
+        "b -> a must be blocked",
+    )
+    .await;
     for c in [&a1, &b1] {
-        tcp_probe(
+        assert_reaches(
             &outside,
             sa("0.0.0.0:7001"),
             c,
             sa(&format!("{OUTSIDE}:7001")),
         )
-        .await
-        .unwrap();
+        .await;
     }
-    tcp_probe(sb.host(), sa("10.50.0.1:7002"), &a1, sa("10.50.0.1:7002"))
-        .await
-        .unwrap();
+    assert_reaches(sb.host(), sa("10.50.0.1:7002"), &a1, sa("10.50.0.1:7002")).await;
     // Deleting a network removes its isolation element and chains; the other keeps working.
     host.detach(&b, "b1").await.unwrap();
     host.delete_network(&b).await.unwrap();
     assert_eq!(map_len(&sb, "isolate"), 1);
     assert!(!chain_names(&sb).iter().any(|c| c.starts_with("nw-b-")));
-    tcp_probe(
+    assert_reaches(
         &outside,
         sa("0.0.0.0:7003"),
         &a1,
         sa(&format!("{OUTSIDE}:7003")),
     )
-    .await
-    .unwrap();
+    .await;
     host.detach(&a, "a1").await.unwrap();
     host.delete_network(&a).await.unwrap();
 }
@@ -105,37 +105,37 @@ async fn icc_off_blocks_container_to_container_but_not_egress_or_published_ports
     host.attach(&n, Endpoint::new("c2", c2.clone()))
         .await
         .unwrap();
-    assert!(
-        tcp_probe(&c2, sa("10.52.0.3:7000"), &c1, sa("10.52.0.3:7000"))
-            .await
-            .is_err(),
-        "c1 -> c2 blocked"
-    );
-    assert!(
-        tcp_probe(&c1, sa("10.52.0.2:7000"), &c2, sa("10.52.0.2:7000"))
-            .await
-            .is_err(),
-        "c2 -> c1 blocked"
-    );
-    tcp_probe(
+    assert_blocked(
+        &c2,
+        sa("10.52.0.3:7000"),
+        &c1,
+        sa("10.52.0.3:7000"),
+        "c1 -> c2 blocked",
+    )
+    .await;
+    assert_blocked(
+        &c1,
+        sa("10.52.0.2:7000"),
+        &c2,
+        sa("10.52.0.2:7000"),
+        "c2 -> c1 blocked",
+    )
+    .await;
+    assert_reaches(
         &outside,
         sa("0.0.0.0:7001"),
         &c1,
         sa(&format!("{OUTSIDE}:7001")),
     )
-    .await
-    .unwrap();
-    tcp_probe(
+    .await;
+    assert_reaches(
         &c1,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
-    tcp_probe(sb.host(), sa("10.52.0.1:7002"), &c2, sa("10.52.0.1:7002"))
-        .await
-        .unwrap();
+    .await;
+    assert_reaches(sb.host(), sa("10.52.0.1:7002"), &c2, sa("10.52.0.1:7002")).await;
     // With ICC on (the default) the same pair talks.
     let (d1, d2) = (sb.netns("d1").await.unwrap(), sb.netns("d2").await.unwrap());
     let m = host
@@ -148,9 +148,7 @@ async fn icc_off_blocks_container_to_container_but_not_egress_or_published_ports
     host.attach(&m, Endpoint::new("d2", d2.clone()))
         .await
         .unwrap();
-    tcp_probe(&d2, sa("10.53.0.3:7000"), &d1, sa("10.53.0.3:7000"))
-        .await
-        .unwrap();
+    assert_reaches(&d2, sa("10.53.0.3:7000"), &d1, sa("10.53.0.3:7000")).await;
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
     host.delete_network(&m).await.unwrap();
@@ -179,9 +177,7 @@ async fn internal_networks_have_no_way_out_and_publish_nothing() {
     host.attach(&n, Endpoint::new("c2", c2.clone()))
         .await
         .unwrap();
-    tcp_probe(&c2, sa("10.54.0.3:7000"), &c1, sa("10.54.0.3:7000"))
-        .await
-        .unwrap();
+    assert_reaches(&c2, sa("10.54.0.3:7000"), &c1, sa("10.54.0.3:7000")).await;
     // Even with a route out added by hand in the container, the host does not forward it.
     ip(
         &ns_name(&sb, "c1"),
@@ -243,29 +239,30 @@ async fn outside_hosts_reach_only_published_ports_unless_direct_access_is_allowe
     host.attach(&o, Endpoint::new("c2", c2.clone()))
         .await
         .unwrap();
-    assert!(
-        tcp_probe(&c1, sa("0.0.0.0:81"), &outside, sa("10.55.0.2:81"))
-            .await
-            .is_err(),
-        "unpublished: blocked"
-    );
-    assert!(
-        tcp_probe(&c1, sa("0.0.0.0:80"), &outside, sa("10.55.0.2:80"))
-            .await
-            .is_err(),
-        "by address: blocked"
-    );
-    tcp_probe(
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:81"),
+        &outside,
+        sa("10.55.0.2:81"),
+        "unpublished: blocked",
+    )
+    .await;
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa("10.55.0.2:80"),
+        "by address: blocked",
+    )
+    .await;
+    assert_reaches(
         &c1,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
-    tcp_probe(&c2, sa("0.0.0.0:81"), &outside, sa("10.56.0.2:81"))
-        .await
-        .unwrap();
+    .await;
+    assert_reaches(&c2, sa("0.0.0.0:81"), &outside, sa("10.56.0.2:81")).await;
     // Direct access is from outside only: the other berth network stays isolated.
     assert!(
         tcp_probe(&c2, sa("0.0.0.0:82"), &c1, sa("10.56.0.2:82"))
@@ -311,20 +308,15 @@ async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
         "add rule inet berth user-forward ct state new ip saddr != 192.0.2.0/24 ct status dnat drop",
     );
     let check = || async {
-        assert!(
-            tcp_probe(
-                &c,
-                sa("0.0.0.0:80"),
-                &outside,
-                sa(&format!("{HOST_UP}:8080"))
-            )
-            .await
-            .is_err(),
-            "198.18.0.2 is refused"
-        );
-        tcp_probe(&c, sa("0.0.0.0:80"), &allowed, sa("192.0.2.1:8080"))
-            .await
-            .unwrap();
+        assert_blocked(
+            &c,
+            sa("0.0.0.0:80"),
+            &outside,
+            sa(&format!("{HOST_UP}:8080")),
+            "198.18.0.2 is refused",
+        )
+        .await;
+        assert_reaches(&c, sa("0.0.0.0:80"), &allowed, sa("192.0.2.1:8080")).await;
         let rules = nft_objects(&sb, "rule");
         assert_eq!(
             rules
@@ -424,14 +416,13 @@ async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_
     host.reapply().await.unwrap();
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
     assert_eq!(rule_count(&sb), rules_before);
-    tcp_probe(
+    assert_reaches(
         &c,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     berth::sandbox::udp_probe(
         &c,
         sa("0.0.0.0:53"),
@@ -440,12 +431,14 @@ async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_
     )
     .await
     .unwrap();
-    assert!(
-        tcp_probe(&c, sa("0.0.0.0:7000"), &outside, sa("10.59.0.2:7000"))
-            .await
-            .is_err(),
-        "protection is back too"
-    );
+    assert_blocked(
+        &c,
+        sa("0.0.0.0:7000"),
+        &outside,
+        sa("10.59.0.2:7000"),
+        "protection is back too",
+    )
+    .await;
     // reapply on an intact ruleset changes nothing.
     host.reapply().await.unwrap();
     assert_eq!(rule_count(&sb), rules_before);
@@ -475,9 +468,7 @@ async fn published_ports_answer_on_localhost_and_to_containers_through_the_host_
         .await
         .unwrap();
     // From the host netns through 127.0.0.1 (route_localnet + masquerade).
-    let seen = tcp_probe(&c1, sa("0.0.0.0:80"), sb.host(), sa("127.0.0.1:8080"))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c1, sa("0.0.0.0:80"), sb.host(), sa("127.0.0.1:8080")).await;
     assert_eq!(
         seen.ip().to_string(),
         "10.43.0.1",
@@ -494,18 +485,14 @@ async fn published_ports_answer_on_localhost_and_to_containers_through_the_host_
                 .unwrap_or_default()
         })
         .unwrap();
-    let seen = tcp_probe(&c1, sa("0.0.0.0:80"), &c2, sa(&format!("{HOST_UP}:8080")))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c1, sa("0.0.0.0:80"), &c2, sa(&format!("{HOST_UP}:8080"))).await;
     let expected = if br_nf.trim() == "1" {
         ["10.43.0.3", "10.43.0.1"]
     } else {
         ["10.43.0.1", "10.43.0.1"]
     };
     assert!(expected.contains(&seen.ip().to_string().as_str()), "{seen}");
-    tcp_probe(&c1, sa("0.0.0.0:80"), &c1, sa(&format!("{HOST_UP}:8080")))
-        .await
-        .unwrap();
+    assert_reaches(&c1, sa("0.0.0.0:80"), &c1, sa(&format!("{HOST_UP}:8080"))).await;
     // An unpublished port stays closed on localhost.
     assert!(
         tcp_probe(&c1, sa("0.0.0.0:81"), sb.host(), sa("127.0.0.1:8081"))
@@ -551,23 +538,21 @@ async fn egress_can_leave_from_a_chosen_host_address_instead_of_masquerade() {
     host.attach(&b, Endpoint::new("c2", c2.clone()))
         .await
         .unwrap();
-    let seen = tcp_probe(
+    let seen = assert_reaches(
         &outside,
         sa("0.0.0.0:7000"),
         &c1,
         sa(&format!("{OUTSIDE}:7000")),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(seen.ip().to_string(), "198.18.0.3");
-    let seen = tcp_probe(
+    let seen = assert_reaches(
         &outside,
         sa("0.0.0.0:7001"),
         &c2,
         sa(&format!("{OUTSIDE}:7001")),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(seen.ip().to_string(), HOST_UP);
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&a).await.unwrap();
@@ -672,14 +657,13 @@ async fn an_admins_nft_save_and_restore_keeps_berths_ruleset_working() {
         "interface keys are readable:\n{saved}"
     );
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
-    tcp_probe(
+    assert_reaches(
         &c,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
 }
@@ -722,14 +706,13 @@ async fn gc_removes_the_firewall_objects_and_bridge_of_a_network_berth_no_longer
     assert!(!link_names(sb.host()).await.contains(&"br-lost".to_string()));
     assert_eq!(map_len(&sb, "fwd_from"), 1);
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
-    tcp_probe(
+    assert_reaches(
         &c,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     let _ = lost;
     host.detach(&keep, "c").await.unwrap();
     host.delete_network(&keep).await.unwrap();

@@ -66,20 +66,14 @@ async fn macvlan_bridge_private_and_host_shim() {
         "198.19.0.3/24",
         "past the host (.1, aux) and the gateway (.2)"
     );
-    tcp_probe(&c[1], sa("198.19.0.4:7000"), &c[0], sa("198.19.0.4:7000"))
-        .await
-        .unwrap();
-    let seen = tcp_probe(&lan0, sa("198.19.0.2:7001"), &c[0], sa("198.19.0.2:7001"))
-        .await
-        .unwrap();
+    assert_reaches(&c[1], sa("198.19.0.4:7000"), &c[0], sa("198.19.0.4:7000")).await;
+    let seen = assert_reaches(&lan0, sa("198.19.0.2:7001"), &c[0], sa("198.19.0.2:7001")).await;
     assert_eq!(
         seen.ip().to_string(),
         "198.19.0.3",
         "the segment sees the container itself"
     );
-    tcp_probe(&c[0], sa("0.0.0.0:7002"), &lan0, sa("198.19.0.3:7002"))
-        .await
-        .unwrap();
+    assert_reaches(&c[0], sa("0.0.0.0:7002"), &lan0, sa("198.19.0.3:7002")).await;
     // The parent's own netns cannot reach its macvlans (the well-known limitation).
     assert!(
         tcp_probe(&c[0], sa("0.0.0.0:7003"), sb.host(), sa("198.19.0.3:7003"))
@@ -105,9 +99,7 @@ async fn macvlan_bridge_private_and_host_shim() {
             .await
             .is_err()
     );
-    tcp_probe(&lan1, sa("198.19.1.2:7001"), &c[2], sa("198.19.1.2:7001"))
-        .await
-        .unwrap();
+    assert_reaches(&lan1, sa("198.19.1.2:7001"), &c[2], sa("198.19.1.2:7001")).await;
 
     // A host shim lets the host reach the containers; its address is never handed out.
     let s = host
@@ -129,9 +121,7 @@ async fn macvlan_bridge_private_and_host_shim() {
         .await
         .unwrap();
     let target = std::net::SocketAddr::new(s4.ip().unwrap(), 7004);
-    let seen = tcp_probe(&c[4], sa("0.0.0.0:7004"), sb.host(), target)
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c[4], sa("0.0.0.0:7004"), sb.host(), target).await;
     assert_eq!(seen.ip().to_string(), "198.19.2.250");
     let _ = lan2;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::Sandbox;
 use berth::{Endpoint, Network, RouteSpec};
 use common::*;
 
@@ -54,10 +54,10 @@ async fn the_default_route_follows_priority_and_moves_when_its_network_goes() {
     );
     // Both networks reachable, both ways; replies to the second network's peer leave eth1.
     let to = |ip| std::net::SocketAddr::new(ip, 7000);
-    tcp_probe(&p1, to(i1), &c, to(i1)).await.unwrap();
-    tcp_probe(&p2, to(i2), &c, to(i2)).await.unwrap();
+    assert_reaches(&p1, to(i1), &c, to(i1)).await;
+    assert_reaches(&p2, to(i2), &c, to(i2)).await;
     let c_b: std::net::IpAddr = "10.21.0.2".parse().unwrap();
-    let seen = tcp_probe(&c, to(c_b), &p2, to(c_b)).await.unwrap();
+    let seen = assert_reaches(&c, to(c_b), &p2, to(c_b)).await;
     assert_eq!(seen.ip(), i2);
     let rp = c
         .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth1/rp_filter"))
@@ -138,7 +138,7 @@ async fn a_static_route_sends_traffic_through_a_gateway_container() {
         "{routes}"
     );
     let target = std::net::SocketAddr::new(az.ip().unwrap(), 7000);
-    let seen = tcp_probe(&z, target, &c, target).await.unwrap();
+    let seen = assert_reaches(&z, target, &c, target).await;
     assert_eq!(
         seen.ip(),
         ac.ip().unwrap(),
@@ -188,17 +188,14 @@ async fn a_bridge_the_admin_made_is_used_and_left_in_place() {
         ),
         ("192.168.5.2/24".into(), "192.168.5.1".into())
     );
-    tcp_probe(&c2, sa("192.168.5.3:7000"), &c1, sa("192.168.5.3:7000"))
-        .await
-        .unwrap();
-    tcp_probe(
+    assert_reaches(&c2, sa("192.168.5.3:7000"), &c1, sa("192.168.5.3:7000")).await;
+    assert_reaches(
         sb.host(),
         sa("192.168.5.1:7001"),
         &c1,
         sa("192.168.5.1:7001"),
     )
-    .await
-    .unwrap();
+    .await;
     host.detach(&n, "c1").await.unwrap();
     host.detach(&n, "c2").await.unwrap();
     host.delete_network(&n).await.unwrap();

@@ -172,23 +172,18 @@ async fn netctl_end_to_end() {
     assert_eq!(a2["ports"], json!([]));
 
     // container <-> container, both ways
-    let seen = tcp_probe(&c2, sa("10.89.0.3:7000"), &c1, sa("10.89.0.3:7000"))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c2, sa("10.89.0.3:7000"), &c1, sa("10.89.0.3:7000")).await;
     assert_eq!(seen.ip().to_string(), "10.89.0.2");
-    let seen = tcp_probe(&c1, sa("10.89.0.2:7000"), &c2, sa("10.89.0.2:7000"))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&c1, sa("10.89.0.2:7000"), &c2, sa("10.89.0.2:7000")).await;
     assert_eq!(seen.ip().to_string(), "10.89.0.3");
     // outside -> published port -> c1:80
-    let seen = tcp_probe(
+    let seen = assert_reaches(
         &c1,
         sa("0.0.0.0:80"),
         &outside,
         sa(&format!("{HOST_UP}:8080")),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(seen.ip().to_string(), OUTSIDE);
     // c2 publishes nothing
     assert!(
@@ -328,14 +323,13 @@ async fn netctl_parallel_connects_get_distinct_addresses() {
     assert_eq!(net["endpoints"]["c4"]["ipv4"], ip4);
     // Both are really plumbed: they reach each other.
     let ip4 = ip4.split('/').next().unwrap();
-    tcp_probe(
+    assert_reaches(
         &c4,
         sa(&format!("{ip4}:7000")),
         &c3,
         sa(&format!("{ip4}:7000")),
     )
-    .await
-    .unwrap();
+    .await;
 
     nc.ok(&["disconnect", "web", "c3"]);
     nc.ok(&["disconnect", "web", "c4"]);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::Sandbox;
 use common::netctl::*;
 use common::*;
 
@@ -49,12 +49,8 @@ async fn netctl_macvlan_and_ipvlan_options() {
     let a1 = nc.connect(&sb, "mv", "c1", &[]);
     nc.connect(&sb, "mv", "c2", &[]);
     assert_eq!(a1["ipv4"], "198.29.0.3/24");
-    tcp_probe(&c2, sa("198.29.0.4:7000"), &c1, sa("198.29.0.4:7000"))
-        .await
-        .unwrap();
-    tcp_probe(&lan, sa("198.29.0.2:7001"), &c1, sa("198.29.0.2:7001"))
-        .await
-        .unwrap();
+    assert_reaches(&c2, sa("198.29.0.4:7000"), &c1, sa("198.29.0.4:7000")).await;
+    assert_reaches(&lan, sa("198.29.0.2:7001"), &c1, sa("198.29.0.2:7001")).await;
     assert!(
         nc.ok(&["network", "ls"])
             .contains("mv macvlan 198.29.0.0/24")
@@ -252,9 +248,7 @@ async fn netctl_several_networks_priorities_routes_and_an_admin_bridge() {
                 && l.contains("metric 7")),
         "{routes}"
     );
-    tcp_probe(&c, sa("192.168.5.2:7000"), &p, sa("192.168.5.2:7000"))
-        .await
-        .unwrap();
+    assert_reaches(&c, sa("192.168.5.2:7000"), &p, sa("192.168.5.2:7000")).await;
     for (n, id) in [("seed", "c"), ("side", "c"), ("seed", "p")] {
         nc.ok(&["disconnect", n, id]);
     }

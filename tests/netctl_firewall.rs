@@ -129,17 +129,14 @@ async fn netctl_publish_full_syntax() {
     // not reached), the UDP port over TCP, and container ports straight to the container
     // address even with a route to it.
     for host_port in [8002, 9053] {
-        assert!(
-            tcp_probe(
-                &c1,
-                sa(&format!("0.0.0.0:{host_port}")),
-                &outside,
-                sa(&format!("{HOST_UP}:{host_port}"))
-            )
-            .await
-            .is_err(),
-            "tcp {host_port} is not published"
-        );
+        assert_blocked(
+            &c1,
+            sa(&format!("0.0.0.0:{host_port}")),
+            &outside,
+            sa(&format!("{HOST_UP}:{host_port}")),
+            "tcp {host_port} is not published",
+        )
+        .await;
     }
     let ip1 = addr(&a1["ipv4"]);
     ip(&[
@@ -151,12 +148,14 @@ async fn netctl_publish_full_syntax() {
         "via",
         HOST_UP,
     ]);
-    assert!(
-        tcp_probe(&c1, sa("0.0.0.0:85"), &outside, sa(&format!("{ip1}:85")))
-            .await
-            .is_err(),
-        "direct access to an unpublished container port"
-    );
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:85"),
+        &outside,
+        sa(&format!("{ip1}:85")),
+        "direct access to an unpublished container port",
+    )
+    .await;
 
     // A second container cannot take a published host port; the error names the owner.
     let p2 = sb.netns_path("c2");
@@ -211,17 +210,14 @@ async fn netctl_publish_full_syntax() {
     nc.ok(&["check", "web", "c2"]);
 
     nc.ok(&["disconnect", "web", "c1"]);
-    assert!(
-        tcp_probe(
-            &c1,
-            sa("0.0.0.0:80"),
-            &outside,
-            sa(&format!("{HOST_UP}:8000"))
-        )
-        .await
-        .is_err(),
-        "closed on disconnect"
-    );
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:8000")),
+        "closed on disconnect",
+    )
+    .await;
     nc.ok(&["disconnect", "web", "c2"]);
     nc.ok(&["network", "rm", "web"]);
     assert_eq!(nc.ok(&["network", "ls"]), "");
@@ -265,28 +261,22 @@ async fn netctl_icc_off() {
     let (ip1, ip2) = (addr(&a1["ipv4"]), addr(&a2["ipv4"]));
 
     // Blocked: container to container, both ways.
-    assert!(
-        tcp_probe(
-            &c2,
-            sa(&format!("{ip2}:7000")),
-            &c1,
-            sa(&format!("{ip2}:7000"))
-        )
-        .await
-        .is_err(),
-        "c1 -> c2 with icc off"
-    );
-    assert!(
-        tcp_probe(
-            &c1,
-            sa(&format!("{ip1}:7000")),
-            &c2,
-            sa(&format!("{ip1}:7000"))
-        )
-        .await
-        .is_err(),
-        "c2 -> c1 with icc off"
-    );
+    assert_blocked(
+        &c2,
+        sa(&format!("{ip2}:7000")),
+        &c1,
+        sa(&format!("{ip2}:7000")),
+        "c1 -> c2 with icc off",
+    )
+    .await;
+    assert_blocked(
+        &c1,
+        sa(&format!("{ip1}:7000")),
+        &c2,
+        sa(&format!("{ip1}:7000")),
+        "c2 -> c1 with icc off",
+    )
+    .await;
     // Allowed: egress, masqueraded behind the host's uplink address.
     let seen = tcp_probe(
         &outside,
@@ -422,35 +412,31 @@ async fn netctl_internal() {
         "via",
         HOST_UP,
     ]);
-    assert!(
-        tcp_probe(
-            &outside,
-            sa(&format!("{OUTSIDE}:7000")),
-            &c1,
-            sa(&format!("{OUTSIDE}:7000"))
-        )
-        .await
-        .is_err(),
-        "internal c1 -> outside"
-    );
-    assert!(
-        tcp_probe(
-            &c1,
-            sa("0.0.0.0:7000"),
-            &outside,
-            sa(&format!("{ip1}:7000"))
-        )
-        .await
-        .is_err(),
-        "outside -> internal c1"
-    );
+    assert_blocked(
+        &outside,
+        sa(&format!("{OUTSIDE}:7000")),
+        &c1,
+        sa(&format!("{OUTSIDE}:7000")),
+        "internal c1 -> outside",
+    )
+    .await;
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:7000"),
+        &outside,
+        sa(&format!("{ip1}:7000")),
+        "outside -> internal c1",
+    )
+    .await;
     // Blocked: between the internal and the regular network.
-    assert!(
-        tcp_probe(&c3, sa("0.0.0.0:7000"), &c1, sa(&format!("{ip3}:7000")))
-            .await
-            .is_err(),
-        "internal c1 -> front c3"
-    );
+    assert_blocked(
+        &c3,
+        sa("0.0.0.0:7000"),
+        &c1,
+        sa(&format!("{ip3}:7000")),
+        "internal c1 -> front c3",
+    )
+    .await;
 
     // Publishing on an internal network is refused, and changes nothing.
     let p4 = sb.netns_path("c4");
@@ -634,17 +620,14 @@ async fn netctl_host_binding_ipv4() {
     .await
     .expect("198.18.0.3:9000 -> c1:80");
     assert_eq!(seen.ip().to_string(), OUTSIDE);
-    assert!(
-        tcp_probe(
-            &c1,
-            sa("0.0.0.0:80"),
-            &outside,
-            sa(&format!("{HOST_UP}:9000"))
-        )
-        .await
-        .is_err(),
-        "{HOST_UP}:9000 is not published"
-    );
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:80"),
+        &outside,
+        sa(&format!("{HOST_UP}:9000")),
+        "{HOST_UP}:9000 is not published",
+    )
+    .await;
     // The explicit address: the other way round.
     tcp_probe(
         &c1,
@@ -654,17 +637,14 @@ async fn netctl_host_binding_ipv4() {
     )
     .await
     .expect("198.18.0.1:9001 -> c1:81");
-    assert!(
-        tcp_probe(
-            &c1,
-            sa("0.0.0.0:81"),
-            &outside,
-            sa(&format!("{SECOND}:9001"))
-        )
-        .await
-        .is_err(),
-        "{SECOND}:9001 is not published"
-    );
+    assert_blocked(
+        &c1,
+        sa("0.0.0.0:81"),
+        &outside,
+        sa(&format!("{SECOND}:9001")),
+        "{SECOND}:9001 is not published",
+    )
+    .await;
     nc.ok(&["check", "bound", "c1"]);
 
     let report = nc.json(&["gc"]);

@@ -78,7 +78,7 @@ async fn sctp_published_port_reaches_the_container() {
     );
 }
 
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::Sandbox;
 use berth::{Error, IpvlanMode, Netns};
 
 /// A segment: `lanN` in the host netns joined to `eth0` in netns `lanN` (no address on the
@@ -143,12 +143,8 @@ async fn ipvlan_l2_and_l3_carry_traffic() {
         .await
         .unwrap();
     assert!(a0.mac.is_none(), "ipvlan shares the parent's MAC");
-    tcp_probe(&c[1], sa("198.31.0.4:7000"), &c[0], sa("198.31.0.4:7000"))
-        .await
-        .unwrap();
-    let seen = tcp_probe(&lan0, sa("198.31.0.2:7001"), &c[0], sa("198.31.0.2:7001"))
-        .await
-        .unwrap();
+    assert_reaches(&c[1], sa("198.31.0.4:7000"), &c[0], sa("198.31.0.4:7000")).await;
+    let seen = assert_reaches(&lan0, sa("198.31.0.2:7001"), &c[0], sa("198.31.0.2:7001")).await;
     assert_eq!(seen.ip().to_string(), "198.31.0.3");
 
     let l3 = host
@@ -171,9 +167,7 @@ async fn ipvlan_l2_and_l3_carry_traffic() {
         a2.gateway.is_none(),
         "L3: no gateway; the device is the default route"
     );
-    tcp_probe(&c[3], sa("10.33.0.3:7002"), &c[2], sa("10.33.0.3:7002"))
-        .await
-        .unwrap();
+    assert_reaches(&c[3], sa("10.33.0.3:7002"), &c[2], sa("10.33.0.3:7002")).await;
     let routes = ip(
         &sb.netns_path("c2").file_name().unwrap().to_string_lossy(),
         &["route", "show", "default"],
@@ -238,9 +232,7 @@ async fn an_8021q_parent_is_made_when_missing_and_removed_with_its_last_network(
         )
         .await
         .unwrap();
-    let seen = tcp_probe(&lan, sa("198.32.0.2:7000"), &c, sa("198.32.0.2:7000"))
-        .await
-        .unwrap();
+    let seen = assert_reaches(&lan, sa("198.32.0.2:7000"), &c, sa("198.32.0.2:7000")).await;
     assert_eq!(
         seen.ip(),
         att.ip().unwrap(),
@@ -307,9 +299,7 @@ async fn a_network_without_parent_is_internal_on_a_dummy_berth_owns() {
     host.attach(&n, Endpoint::new("c2", c2.clone()))
         .await
         .unwrap();
-    tcp_probe(&c2, sa("10.34.0.3:7000"), &c1, sa("10.34.0.3:7000"))
-        .await
-        .unwrap();
+    assert_reaches(&c2, sa("10.34.0.3:7000"), &c1, sa("10.34.0.3:7000")).await;
     host.detach(&n, "c1").await.unwrap();
     host.detach(&n, "c2").await.unwrap();
     host.delete_network(&n).await.unwrap();

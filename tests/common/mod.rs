@@ -47,6 +47,34 @@ pub async fn host(sb: &Sandbox) -> Host {
         .expect("host")
 }
 
+/// A TCP connection from `client` to `target` reaches a listener on `bind` in `server` and
+/// carries a line both ways; panics naming the target otherwise. Returns the source address the
+/// server saw (shows masquerading).
+pub async fn assert_reaches(
+    server: &Netns,
+    bind: SocketAddr,
+    client: &Netns,
+    target: SocketAddr,
+) -> SocketAddr {
+    berth::sandbox::tcp_probe(server, bind, client, target)
+        .await
+        .unwrap_or_else(|e| panic!("{target} (listener on {bind}) not reached: {e}"))
+}
+
+/// No TCP connection from `client` to `target` reaches a listener on `bind` in `server`
+/// (refused or timed out); panics with `what` otherwise.
+pub async fn assert_blocked(
+    server: &Netns,
+    bind: SocketAddr,
+    client: &Netns,
+    target: SocketAddr,
+    what: &str,
+) {
+    if let Ok(seen) = berth::sandbox::tcp_probe(server, bind, client, target).await {
+        panic!("{what}: {target} was reached (the server saw {seen})");
+    }
+}
+
 /// Runs `ip -n NS ARGS…` (NS a name under /run/netns), asserting success; returns stdout.
 pub fn ip(ns: &str, args: &[&str]) -> String {
     let out = Command::new("ip")
