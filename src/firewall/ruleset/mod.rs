@@ -219,10 +219,10 @@ pub fn base() -> Vec<Op> {
     ops.extend(rules(
         CHAIN_PORTS,
         vec![
-            nat::ports_by_address(),
-            nat::ports_on_any_address(),
-            nat::ports6_by_address(),
-            nat::ports6_on_any_address(),
+            nat::ports_by_address(nat::Family::V4),
+            nat::ports_on_any_address(nat::Family::V4),
+            nat::ports_by_address(nat::Family::V6),
+            nat::ports_on_any_address(nat::Family::V6),
         ],
     ));
     ops.extend(rules(

@@ -32,42 +32,96 @@ fn nfproto(proto: i32) -> [Expr; 2] {
     ]
 }
 
-/// `dnat ip to ip daddr . meta l4proto . th dport map @pm4_ip`.
-pub(super) fn ports_by_address() -> Vec<Expr> {
-    let mut v = nfproto(libc::NFPROTO_IPV4).to_vec();
-    v.extend([
-        Expr::Payload {
-            base: PayloadBase::Network,
-            offset: 16,
-            len: 4,
-            dreg: REG32_0,
-        },
+/// An address family of the published-port rules: where the destination address sits in
+/// the header, how many registers it takes, which maps and which DNAT it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn nfproto(self) -> i32 {
+        match self {
+            Family::V4 => libc::NFPROTO_IPV4,
+            Family::V6 => libc::NFPROTO_IPV6,
+        }
+    }
+
+    /// Offset and length of the destination address in the network header.
+    fn daddr(self) -> (u32, u32) {
+        match self {
+            Family::V4 => (16, 4),
+            Family::V6 => (24, 16),
+        }
+    }
+
+    /// 4-byte registers an address takes.
+    fn addr_regs(self) -> u32 {
+        self.daddr().1 / 4
+    }
+
+    /// The maps of ports published on one address and on all of them.
+    fn maps(self) -> (&'static str, &'static str) {
+        match self {
+            Family::V4 => (MAP_PORTS_IP, MAP_PORTS_ANY),
+            Family::V6 => (MAP_PORTS6_IP, MAP_PORTS6_ANY),
+        }
+    }
+
+    /// DNAT to the address in `REG32_0…` and the port after it.
+    fn dnat(self) -> Expr {
+        let (addr_reg, port_reg) = (REG32_0, REG32_0 + self.addr_regs());
+        match self {
+            Family::V4 => Expr::Dnat4 { addr_reg, port_reg },
+            Family::V6 => Expr::Dnat6 { addr_reg, port_reg },
+        }
+    }
+}
+
+/// `meta l4proto` into register `reg`, `th dport` into the next one.
+fn l4proto_dport(reg: u32) -> [Expr; 2] {
+    [
         Expr::Meta {
             key: MetaKey::L4Proto,
-            dreg: REG32_0 + 1,
+            dreg: reg,
         },
         Expr::Payload {
             base: PayloadBase::Transport,
             offset: 2,
             len: 2,
-            dreg: REG32_0 + 2,
+            dreg: reg + 1,
         },
+    ]
+}
+
+/// `dnat ip to ip daddr . meta l4proto . th dport map @pm4_ip` (IPv6: `ip6`, `@pm6_ip`, the
+/// address in four registers).
+pub(super) fn ports_by_address(family: Family) -> Vec<Expr> {
+    let (offset, len) = family.daddr();
+    let mut v = nfproto(family.nfproto()).to_vec();
+    v.push(Expr::Payload {
+        base: PayloadBase::Network,
+        offset,
+        len,
+        dreg: REG32_0,
+    });
+    v.extend(l4proto_dport(REG32_0 + family.addr_regs()));
+    v.extend([
         Expr::Lookup {
-            set: MAP_PORTS_IP,
+            set: family.maps().0,
             sreg: REG32_0,
             dreg: REG32_0,
         },
-        Expr::Dnat4 {
-            addr_reg: REG32_0,
-            port_reg: REG32_0 + 1,
-        },
+        family.dnat(),
     ]);
     v
 }
 
-/// `fib daddr type local dnat ip to meta l4proto . th dport map @pm4_any`.
-pub(super) fn ports_on_any_address() -> Vec<Expr> {
-    let mut v = nfproto(libc::NFPROTO_IPV4).to_vec();
+/// `fib daddr type local dnat ip to meta l4proto . th dport map @pm4_any` (IPv6: `ip6`,
+/// `@pm6_any`).
+pub(super) fn ports_on_any_address(family: Family) -> Vec<Expr> {
+    let mut v = nfproto(family.nfproto()).to_vec();
     v.extend([
         Expr::FibDaddrType { dreg: REG_1 },
         Expr::Cmp {
@@ -75,25 +129,15 @@ pub(super) fn ports_on_any_address() -> Vec<Expr> {
             op: CmpOp::Eq,
             data: RTN_LOCAL.to_ne_bytes().to_vec(),
         },
-        Expr::Meta {
-            key: MetaKey::L4Proto,
-            dreg: REG32_0,
-        },
-        Expr::Payload {
-            base: PayloadBase::Transport,
-            offset: 2,
-            len: 2,
-            dreg: REG32_0 + 1,
-        },
+    ]);
+    v.extend(l4proto_dport(REG32_0));
+    v.extend([
         Expr::Lookup {
-            set: MAP_PORTS_ANY,
+            set: family.maps().1,
             sreg: REG32_0,
             dreg: REG32_0,
         },
-        Expr::Dnat4 {
-            addr_reg: REG32_0,
-            port_reg: REG32_0 + 1,
-        },
+        family.dnat(),
     ]);
     v
 }
@@ -177,72 +221,6 @@ pub(super) const TYPE_PORTS6_DATA: DataType = DataType {
     id: concat(TYPE_IPV6_ADDR, TYPE_INET_SERVICE),
     len: 20,
 };
-
-/// `dnat ip6 to ip6 daddr . meta l4proto . th dport map @pm6_ip` (address in registers 8-11).
-pub(super) fn ports6_by_address() -> Vec<Expr> {
-    let mut v = nfproto(libc::NFPROTO_IPV6).to_vec();
-    v.extend([
-        Expr::Payload {
-            base: PayloadBase::Network,
-            offset: 24,
-            len: 16,
-            dreg: REG32_0,
-        },
-        Expr::Meta {
-            key: MetaKey::L4Proto,
-            dreg: REG32_0 + 4,
-        },
-        Expr::Payload {
-            base: PayloadBase::Transport,
-            offset: 2,
-            len: 2,
-            dreg: REG32_0 + 5,
-        },
-        Expr::Lookup {
-            set: MAP_PORTS6_IP,
-            sreg: REG32_0,
-            dreg: REG32_0,
-        },
-        Expr::Dnat6 {
-            addr_reg: REG32_0,
-            port_reg: REG32_0 + 4,
-        },
-    ]);
-    v
-}
-
-/// `fib daddr type local dnat ip6 to meta l4proto . th dport map @pm6_any`.
-pub(super) fn ports6_on_any_address() -> Vec<Expr> {
-    let mut v = nfproto(libc::NFPROTO_IPV6).to_vec();
-    v.extend([
-        Expr::FibDaddrType { dreg: REG_1 },
-        Expr::Cmp {
-            sreg: REG_1,
-            op: CmpOp::Eq,
-            data: RTN_LOCAL.to_ne_bytes().to_vec(),
-        },
-        Expr::Meta {
-            key: MetaKey::L4Proto,
-            dreg: REG32_0,
-        },
-        Expr::Payload {
-            base: PayloadBase::Transport,
-            offset: 2,
-            len: 2,
-            dreg: REG32_0 + 1,
-        },
-        Expr::Lookup {
-            set: MAP_PORTS6_ANY,
-            sreg: REG32_0,
-            dreg: REG32_0,
-        },
-        Expr::Dnat6 {
-            addr_reg: REG32_0,
-            port_reg: REG32_0 + 4,
-        },
-    ]);
-    v
-}
 
 /// `ip6 daddr . meta l4proto . th dport`.
 pub(super) fn port_key_ip6(host: Ipv6Addr, p: &PortMapping) -> Vec<u8> {
