@@ -17,14 +17,14 @@ use std::os::fd::RawFd;
 
 use nix::sys::socket::{MsgFlags, recv, send};
 
+use crate::firewall::frames::{Frame, frames};
+
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_TUPLE_IP: u16 = 1;
@@ -219,28 +219,12 @@ fn request(
             std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), storage.len() * 8)
         };
         let n = recv(fd, bytes, MsgFlags::empty())?;
-        let mut off = 0;
-        while off + 16 <= n {
-            let mlen =
-                u32::from_ne_bytes(bytes[off..off + 4].try_into().expect("4 bytes")) as usize;
-            let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().expect("2 bytes"));
-            if mlen < 16 || off + mlen > n {
-                break;
+        for frame in frames(&bytes[..n]) {
+            match frame {
+                Frame::Done | Frame::Error(0) => return Ok(()),
+                Frame::Error(c) => return Err(io::Error::from_raw_os_error(-c)),
+                Frame::Msg(m) => on_msg(&m[16..]),
             }
-            match mty {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let code =
-                        i32::from_ne_bytes(bytes[off + 16..off + 20].try_into().expect("4 bytes"));
-                    return if code == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::from_raw_os_error(-code))
-                    };
-                }
-                _ => on_msg(&bytes[off + 16..off + mlen]),
-            }
-            off += (mlen + 3) & !3;
         }
     }
 }

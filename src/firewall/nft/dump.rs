@@ -10,10 +10,9 @@ use std::os::fd::AsRawFd;
 use nftnl_sys::{self as sys, libc};
 use nix::sys::socket::{MsgFlags, recv, send};
 
+use crate::firewall::frames::{Frame, frames};
 use crate::firewall::ruleset::{Family, TABLE};
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_ERROR: u16 = 2;
 
 /// What the kernel holds of one of berth's tables.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -210,26 +209,14 @@ fn dump(
         // SAFETY: the u64 buffer is reinterpreted as bytes of the same length.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf, storage.len() * 8) };
         let n = recv(sock.as_raw_fd(), bytes, MsgFlags::empty())?;
-        let mut off = 0;
-        while off + 16 <= n {
-            let mlen = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-            let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
-            if mlen < 16 || off + mlen > n {
-                break;
+        for frame in frames(&bytes[..n]) {
+            match frame {
+                Frame::Done | Frame::Error(0) => return Ok(true),
+                Frame::Error(c) if -c == libc::ENOENT => return Ok(false),
+                Frame::Error(c) => return Err(io::Error::from_raw_os_error(-c)),
+                // Messages start 4-aligned in a u64-aligned buffer: aligned for `nlmsghdr`.
+                Frame::Msg(m) => on_msg(m.as_ptr().cast::<libc::nlmsghdr>()),
             }
-            match mty {
-                NLMSG_DONE => return Ok(true),
-                NLMSG_ERROR => {
-                    let code = i32::from_ne_bytes(bytes[off + 16..off + 20].try_into().unwrap());
-                    return match code {
-                        0 => Ok(true),
-                        c if -c == libc::ENOENT => Ok(false),
-                        c => Err(io::Error::from_raw_os_error(-c)),
-                    };
-                }
-                _ => on_msg(bytes[off..].as_ptr().cast::<libc::nlmsghdr>()),
-            }
-            off += (mlen + 3) & !3;
         }
     }
 }

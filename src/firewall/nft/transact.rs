@@ -14,6 +14,7 @@ use nftnl::{Batch, MsgType};
 use nix::sys::socket::{MsgFlags, recv, sendmsg, setsockopt, sockopt};
 
 use super::msg::OpMsg;
+use crate::firewall::frames::{Frame, frames};
 use crate::firewall::ruleset::Op;
 
 /// Elements per set-element message: 512 of the largest (an IPv6 link key, or an IPv6 port key
@@ -108,21 +109,13 @@ pub(crate) fn transact(fd: RawFd, ops: &[Op]) -> io::Result<()> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
-            if len < 16 || off + len > n {
-                break;
-            }
-            if ty == libc::NLMSG_ERROR as u16 && len >= 20 {
-                let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
+        for frame in frames(&buf[..n]) {
+            if let Frame::Error(code) = frame {
                 expected = expected.saturating_sub(1);
                 if code != 0 && first_err.is_none() {
                     first_err = Some(io::Error::from_raw_os_error(-code));
                 }
             }
-            off += (len + 3) & !3;
         }
     }
     match first_err {
