@@ -14,8 +14,8 @@ use std::path::Path;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+use crate::address::AddressPool;
 use crate::error::{Error, Result};
-use crate::ipam::AddressPool;
 use crate::network::{Network, NetworkSpec};
 use crate::route::RouteSpec;
 

@@ -33,12 +33,16 @@
 //! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container` |
 //! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
 //! | kernel | [`netns`], [`netlink`], [`sysctl`] |
-//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`daemon_config`], [`step`], [`error`] |
+//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`step`], [`error`] |
+//! | tooling | [`sandbox`]: throwaway namespaces and probe traffic, for tests, examples and benchmarks (uses every layer; nothing uses it) |
 //!
-//! [`sandbox`] builds throwaway namespaces and sends probe traffic, for tests and demos.
+//! The model imports nothing of berth outside the model, with one deliberate exception: an
+//! [`EndpointSpec`] holds the container's [`Netns`] handle (a kernel object the caller opened),
+//! so `endpoint` names the `netns` type.
 
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod daemon_config;
 pub mod dns;
 pub mod driver;

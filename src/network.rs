@@ -464,7 +464,7 @@ impl NetworkSpec {
             return Ok(());
         }
         for (i, s) in self.subnets.iter().enumerate() {
-            crate::ipam::subnet::validate_subnet(s)?;
+            crate::address::validate_subnet(s)?;
             if let Some(o) = self.subnets[..i]
                 .iter()
                 .find(|o| o.contains(&s.network()) || s.contains(&o.network()))

@@ -5,16 +5,8 @@
 use std::net::Ipv6Addr;
 
 use ipnet::{IpNet, Ipv6Net};
-use serde::{Deserialize, Serialize};
 
-/// A pool: subnets of prefix length `size` carved out of `base`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressPool {
-    /// The range to carve from.
-    pub base: IpNet,
-    /// Prefix length of each subnet handed out.
-    pub size: u8,
-}
+pub use crate::address::AddressPool;
 
 /// Docker's default IPv4 pools: 172.17.0.0/16 … 172.31.0.0/16 as /16s, then 192.168.0.0/16 as
 /// /20s.
