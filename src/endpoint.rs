@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::mac::MacAddr;
 use crate::names::{ExtraHost, Link, NameOptions, validate_hostname};
 use crate::netns::Netns;
-use crate::network::{validate_id, validate_ifname};
 use crate::port::{ExposedPort, PortMapping, PortRequest};
 use crate::route::RouteSpec;
+use crate::validate::{validate_id, validate_ifname};
 
 /// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
 #[derive(Debug)]

@@ -33,7 +33,7 @@
 //! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container` |
 //! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
 //! | kernel | [`netns`], [`netlink`], [`sysctl`] |
-//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`step`], [`error`] |
+//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
 //! | tooling | [`sandbox`]: throwaway namespaces and probe traffic, for tests, examples and benchmarks (uses every layer; nothing uses it) |
 //!
 //! The model imports nothing of berth outside the model, with one deliberate exception: an
@@ -64,6 +64,7 @@ pub mod sandbox;
 pub mod state;
 pub mod step;
 pub mod sysctl;
+pub mod validate;
 
 pub use daemon_config::DaemonConfig;
 pub use endpoint::{Attachment, Endpoint, EndpointSpec};

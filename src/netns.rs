@@ -134,7 +134,7 @@ impl Netns {
 
     /// A new empty namespace bound at `/run/netns/NAME` (as `ip netns add NAME`).
     pub fn create_named(name: &str) -> Result<Self> {
-        crate::network::validate_id("netns", name)?;
+        crate::validate::validate_id("netns", name)?;
         let dir = Path::new(NETNS_RUN_DIR);
         std::fs::create_dir_all(dir).map_err(netns_err("create dir", dir))?;
         let path = dir.join(name);
@@ -166,7 +166,7 @@ impl Netns {
     /// Removes a named namespace (as `ip netns del NAME`). The namespace itself lives on while
     /// any handle or process still uses it.
     pub fn remove_named(name: &str) -> Result<()> {
-        crate::network::validate_id("netns", name)?;
+        crate::validate::validate_id("netns", name)?;
         let path = Path::new(NETNS_RUN_DIR).join(name);
         match umount2(&path, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}

@@ -15,6 +15,8 @@ use crate::options::{
     IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions, ParentSpec,
 };
 use crate::route::RouteSpec;
+pub(crate) use crate::validate::validate_id;
+pub use crate::validate::{validate_ifname, validate_network_name};
 
 /// The device group (`ip link set … group G`) the bridge driver gives every container port of a
 /// network with ICC off; the firewall's bridge table drops frames between two ports of this
@@ -632,55 +634,6 @@ impl AsRef<str> for NetworkInfo {
     fn as_ref(&self) -> &str {
         &self.name
     }
-}
-
-/// Network names: 1–64 of `[A-Za-z0-9_.-]`, starting with a letter or digit (Docker's rule).
-pub fn validate_network_name(name: &str) -> Result<()> {
-    validate_id("network", name)
-}
-
-/// Container ids follow the same rule as network names (they become file names).
-pub(crate) fn validate_id(kind: &'static str, name: &str) -> Result<()> {
-    let bad = |reason| Error::InvalidName {
-        kind,
-        name: name.to_string(),
-        reason,
-    };
-    if name.is_empty() || name.len() > 64 {
-        return Err(bad("must be 1-64 characters"));
-    }
-    if !name.as_bytes()[0].is_ascii_alphanumeric() {
-        return Err(bad("must start with a letter or digit"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-    {
-        return Err(bad("may only contain letters, digits, '_', '.' and '-'"));
-    }
-    Ok(())
-}
-
-/// Interface names: 1–15 bytes (IFNAMSIZ − 1), no '/', ':', whitespace, not "." or "..".
-pub fn validate_ifname(kind: &'static str, name: &str) -> Result<()> {
-    let bad = |reason| Error::InvalidName {
-        kind,
-        name: name.to_string(),
-        reason,
-    };
-    if name.is_empty() || name.len() > 15 {
-        return Err(bad("must be 1-15 bytes"));
-    }
-    if name == "." || name == ".." {
-        return Err(bad("must not be . or .."));
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return Err(bad("must not contain '/', ':' or whitespace"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ impl ParentSpec {
         let Some(name) = parent else {
             return Ok(ParentSpec::Dummy);
         };
-        crate::network::validate_ifname("parent", name)?;
+        crate::validate::validate_ifname("parent", name)?;
         let vlan = match name.rsplit_once('.') {
             Some((base, id))
                 if !base.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty() =>
