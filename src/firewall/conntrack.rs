@@ -222,7 +222,8 @@ fn request(
         for frame in frames(&bytes[..n]) {
             match frame {
                 Frame::Done | Frame::Error(0) => return Ok(()),
-                Frame::Error(c) => return Err(io::Error::from_raw_os_error(-c)),
+                Frame::Error(c) => return Err(Frame::error(c)),
+                Frame::Malformed => return Err(Frame::error(0)),
                 Frame::Msg(m) => on_msg(&m[16..]),
             }
         }

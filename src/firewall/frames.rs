@@ -1,6 +1,6 @@
 //! The netlink messages of one datagram the kernel sent (nf_tables dumps and batch answers,
-//! ctnetlink answers): one walk for every reader, bounds-checked, so a short or truncated
-//! message ends the walk instead of being read past.
+//! ctnetlink answers): one walk for every reader, bounds-checked: a short or truncated message
+//! is reported as [`Frame::Malformed`] (and ends the walk) instead of being read past.
 
 /// `NLMSG_ERROR`: an error (or, with code 0, an acknowledgement).
 const NLMSG_ERROR: u16 = 2;
@@ -18,24 +18,58 @@ pub(crate) enum Frame<'a> {
     Error(i32),
     /// Any other message, header included (its payload starts at byte 16).
     Msg(&'a [u8]),
+    /// A message whose length is below its header or runs past the datagram, or an error
+    /// message too short for its code: the walk ends here.
+    Malformed,
 }
 
-/// The messages of `datagram`, in order; stops at the first one whose length is short or runs
-/// past the end (a well-formed datagram has none).
+impl Frame<'_> {
+    /// The error a reader returns for an [`Frame::Error`] code (a negative errno) or a
+    /// [`Frame::Malformed`] message: `EBADMSG` for anything that is no errno.
+    pub(crate) fn error(code: i32) -> std::io::Error {
+        let errno = code
+            .checked_neg()
+            .filter(|e| *e > 0)
+            .unwrap_or(libc::EBADMSG);
+        std::io::Error::from_raw_os_error(errno)
+    }
+}
+
+/// The messages of `datagram`, in order; after a [`Frame::Malformed`] one, none (a
+/// well-formed datagram has none).
 pub(crate) fn frames(datagram: &[u8]) -> impl Iterator<Item = Frame<'_>> {
     let mut off = 0;
     std::iter::from_fn(move || {
-        let rest = datagram.get(off..)?;
-        let len = u32::from_ne_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let ty = u16::from_ne_bytes(rest.get(4..6)?.try_into().ok()?);
-        let msg = rest.get(..len).filter(|_| len >= HEADER)?;
-        off += len.next_multiple_of(4);
-        Some(match ty {
-            NLMSG_DONE => Frame::Done,
-            NLMSG_ERROR => Frame::Error(i32::from_ne_bytes(msg.get(16..20)?.try_into().ok()?)),
-            _ => Frame::Msg(msg),
-        })
+        let rest = datagram.get(off..).filter(|r| !r.is_empty())?;
+        let frame = frame(rest);
+        off = match frame {
+            (Frame::Malformed, _) => datagram.len(),
+            (_, len) => off + len.next_multiple_of(4),
+        };
+        Some(frame.0)
     })
+}
+
+/// The first message of `rest` and its length.
+fn frame(rest: &[u8]) -> (Frame<'_>, usize) {
+    let field = |at: usize, n: usize| rest.get(at..at + n);
+    let (Some(len), Some(ty)) = (field(0, 4), field(4, 2)) else {
+        return (Frame::Malformed, 0);
+    };
+    let len = u32::from_ne_bytes(len.try_into().expect("4 bytes")) as usize;
+    let ty = u16::from_ne_bytes(ty.try_into().expect("2 bytes"));
+    let Some(msg) = rest.get(..len).filter(|_| len >= HEADER) else {
+        return (Frame::Malformed, 0);
+    };
+    let f = match ty {
+        NLMSG_DONE => Frame::Done,
+        NLMSG_ERROR => match msg.get(16..20) {
+            Some(c) => Frame::Error(i32::from_ne_bytes(c.try_into().expect("4 bytes"))),
+            None => Frame::Malformed,
+        },
+        _ => Frame::Msg(msg),
+    };
+    (f, len)
 }
 
 #[cfg(test)]
@@ -66,20 +100,34 @@ mod tests {
     }
 
     #[test]
-    fn short_truncated_or_tiny_messages_end_the_walk() {
+    fn short_truncated_or_tiny_messages_are_malformed_and_end_the_walk() {
+        let malformed = |d: &[u8]| frames(d).collect::<Vec<_>>() == [Frame::Malformed];
         // An error message too short to hold its code.
-        assert_eq!(frames(&msg(NLMSG_ERROR, &[])).count(), 0);
+        assert!(malformed(&msg(NLMSG_ERROR, &[])));
         // A length past the end, a length below the header, a cut header.
         let mut d = msg(16, b"abcd");
         d.truncate(18);
-        assert_eq!(frames(&d).count(), 0);
+        assert!(malformed(&d));
         let mut d = msg(16, &[]);
         d[..4].copy_from_slice(&8u32.to_ne_bytes());
-        assert_eq!(frames(&d).count(), 0);
-        assert_eq!(frames(&[1, 2, 3]).count(), 0);
+        assert!(malformed(&d));
+        assert!(malformed(&[1, 2, 3]));
         // A huge length does not overflow the offset.
         let mut d = msg(16, &[]);
         d[..4].copy_from_slice(&u32::MAX.to_ne_bytes());
-        assert_eq!(frames(&d).count(), 0);
+        assert!(malformed(&d));
+        // A good message, then a bad one: the good one, then Malformed, then nothing.
+        let mut d = msg(16, b"ok");
+        d.extend([9, 9]);
+        assert_eq!(frames(&d).count(), 2);
+        assert!(frames(&[]).next().is_none());
+    }
+
+    #[test]
+    fn codes_that_are_no_errno_are_ebadmsg() {
+        assert_eq!(Frame::error(-2).raw_os_error(), Some(2));
+        for c in [i32::MIN, 0, 5] {
+            assert_eq!(Frame::error(c).raw_os_error(), Some(libc::EBADMSG), "{c}");
+        }
     }
 }

@@ -212,8 +212,9 @@ fn dump(
         for frame in frames(&bytes[..n]) {
             match frame {
                 Frame::Done | Frame::Error(0) => return Ok(true),
-                Frame::Error(c) if -c == libc::ENOENT => return Ok(false),
-                Frame::Error(c) => return Err(io::Error::from_raw_os_error(-c)),
+                Frame::Error(c) if c == -libc::ENOENT => return Ok(false),
+                Frame::Error(c) => return Err(Frame::error(c)),
+                Frame::Malformed => return Err(Frame::error(0)),
                 // Messages start 4-aligned in a u64-aligned buffer: aligned for `nlmsghdr`.
                 Frame::Msg(m) => on_msg(m.as_ptr().cast::<libc::nlmsghdr>()),
             }

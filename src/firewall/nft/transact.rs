@@ -110,11 +110,16 @@ pub(crate) fn transact(fd: RawFd, ops: &[Op]) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         };
         for frame in frames(&buf[..n]) {
-            if let Frame::Error(code) = frame {
-                expected = expected.saturating_sub(1);
-                if code != 0 && first_err.is_none() {
-                    first_err = Some(io::Error::from_raw_os_error(-code));
+            match frame {
+                Frame::Error(code) => {
+                    expected = expected.saturating_sub(1);
+                    if code != 0 && first_err.is_none() {
+                        first_err = Some(Frame::error(code));
+                    }
                 }
+                // Nothing more can be read from this answer: no acknowledgement will come.
+                Frame::Malformed => return Err(first_err.unwrap_or(Frame::error(0))),
+                Frame::Done | Frame::Msg(_) => {}
             }
         }
     }
