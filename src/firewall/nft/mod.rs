@@ -12,7 +12,7 @@ mod transact;
 use async_trait::async_trait;
 
 use super::Firewall;
-use super::ruleset::{self, EndpointRules, LinkRule, NetworkRules, Op, icc};
+use super::ruleset::{self, EndpointRules, LinkRule, NetworkRules, Op, icc, spoof};
 use super::socket::NfSocket;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
@@ -56,9 +56,10 @@ impl NftFirewall {
         }
     }
 
-    /// Creates table `bridge berth` for a network with ICC off, unless it exists.
+    /// Creates table `bridge berth` for a network with ICC off or anti-spoofing, unless it
+    /// exists.
     async fn ensure_bridge(&self, n: &NetworkRules) -> Result<()> {
-        if n.icc {
+        if n.icc && !n.anti_spoofing {
             return Ok(());
         }
         self.ensure("create table bridge berth", icc::bridge_base())
@@ -92,10 +93,12 @@ impl Firewall for NftFirewall {
             // Part of it is gone already (a removal resumed after a crash, a flushed ruleset):
             // remove what is still there.
             Err(e) if e.errno() == Some(libc::ENOENT) => {
-                let (have, _) = self.read().await?;
+                let (have, have_bridge) = self.read().await?;
                 let ops = ruleset::network_remove(n)
                     .into_iter()
                     .filter(|op| match op {
+                        // The anti-spoofing element: ensured, then deleted, if the table is.
+                        Op::Bridge(_) => have_bridge.table,
                         Op::DelElems { map, keys } => have
                             .elements
                             .get(*map)
@@ -117,7 +120,8 @@ impl Firewall for NftFirewall {
 
     async fn add_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
         let mut ops = ruleset::endpoint_add(e);
-        let links = icc::links_add(std::slice::from_ref(n), &e.links);
+        let mut links = icc::links_add(std::slice::from_ref(n), &e.links);
+        links.extend(spoof::endpoints_add([e]));
         if !links.is_empty() {
             // A network made by a berth without table `bridge berth` gets it here.
             self.ensure_bridge(n).await?;
@@ -129,7 +133,8 @@ impl Firewall for NftFirewall {
 
     async fn remove_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
         let what = format!("remove endpoint {} on {}", e.ip, n.name);
-        let links = icc::links_remove(std::slice::from_ref(n), &e.links);
+        let mut links = icc::links_remove(std::slice::from_ref(n), &e.links);
+        links.extend(spoof::endpoint_remove(e));
         let mut ops = ruleset::endpoint_remove(e);
         ops.extend(links.iter().cloned());
         match self.apply(what.clone(), ops).await {

@@ -101,6 +101,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                             Hook::Output => libc::NF_INET_LOCAL_OUT,
                             Hook::Postrouting => libc::NF_INET_POST_ROUTING,
                             Hook::Forward => libc::NF_INET_FORWARD,
+                            Hook::Input => libc::NF_INET_LOCAL_IN,
                         };
                         let kind = cstr(match b.kind {
                             ChainKind::Nat => "nat",
@@ -323,6 +324,7 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
                 MetaKey::L4Proto => libc::NFT_META_L4PROTO,
                 MetaKey::IifName => libc::NFT_META_IIFNAME,
                 MetaKey::OifName => libc::NFT_META_OIFNAME,
+                MetaKey::BridgeIifName => libc::NFT_META_BRI_IIFNAME,
             };
             u32_(x, sys::NFTNL_EXPR_META_KEY, key as u32);
             u32_(x, sys::NFTNL_EXPR_META_DREG, *dreg);
@@ -336,6 +338,7 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
         } => {
             let x = alloc("payload");
             let base = match base {
+                PayloadBase::Link => libc::NFT_PAYLOAD_LL_HEADER,
                 PayloadBase::Network => libc::NFT_PAYLOAD_NETWORK_HEADER,
                 PayloadBase::Transport => libc::NFT_PAYLOAD_TRANSPORT_HEADER,
             };

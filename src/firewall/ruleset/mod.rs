@@ -37,6 +37,7 @@ pub mod filter;
 pub mod icc;
 pub mod nat;
 pub mod ops;
+pub mod spoof;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -92,6 +93,19 @@ pub struct NetworkRules {
     /// Containers may talk to each other. Off: only [`LinkRule`] flows pass between them (table
     /// `bridge berth`, see [`icc`]); the bridge driver marks the ports.
     pub icc: bool,
+    /// Containers may send only from their own MAC and addresses (table `bridge berth`, see
+    /// [`spoof`]); the bridge is an element of `spoof_bridges`.
+    pub anti_spoofing: bool,
+}
+
+/// What a container port of an anti-spoofing network may send from: its host-side interface
+/// (the veth end on the bridge) and the container's MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortGuard {
+    /// The host-side interface (`iifname` on the bridge).
+    pub port: String,
+    /// The container interface's MAC.
+    pub mac: [u8; 6],
 }
 
 /// A legacy link flow (`--link`) on a network with ICC off: `from` may open connections to
@@ -121,6 +135,9 @@ pub struct EndpointRules {
     /// The link flows this endpoint opens ([`LinkRule::from`] is one of its addresses);
     /// enforced on networks with ICC off, ignored elsewhere.
     pub links: Vec<LinkRule>,
+    /// On an anti-spoofing network: the port and MAC its addresses are bound to (elements of
+    /// `spoof4`/`spoof6`, see [`spoof`]); `None` elsewhere.
+    pub guard: Option<PortGuard>,
 }
 
 /// The chains of network `name`: postrouting, forward-from, forward-to.
@@ -307,6 +324,12 @@ pub fn network_add(n: &NetworkRules) -> Vec<Op> {
             elems: vec![(key.clone(), data)],
         });
     }
+    if let Some((set, k, _)) = spoof::network_element(n) {
+        ops.push(Op::bridge(Op::EnsureElems {
+            map: set,
+            elems: vec![(k, ElemData::None)],
+        }));
+    }
     ops
 }
 
@@ -331,6 +354,14 @@ pub fn network_remove(n: &NetworkRules) -> Vec<Op> {
             chain: chain.clone(),
         });
         ops.push(Op::DelChain { chain });
+    }
+    if let Some((map, k, _)) = spoof::network_element(n) {
+        // Ensured first, so that an element already gone is no error.
+        ops.push(Op::bridge(Op::EnsureElems {
+            map,
+            elems: vec![(k.clone(), ElemData::None)],
+        }));
+        ops.push(Op::bridge(Op::DelElems { map, keys: vec![k] }));
     }
     ops
 }
@@ -409,7 +440,7 @@ pub struct Expected {
     pub maps: Vec<&'static str>,
     /// (map, key, what it is) of every element.
     pub elements: Vec<(&'static str, Vec<u8>, String)>,
-    /// What table `bridge berth` should hold, when some network has ICC off.
+    /// What table `bridge berth` should hold, when some network has ICC off or anti-spoofing.
     pub bridge: Option<Box<Expected>>,
 }
 
@@ -472,6 +503,10 @@ pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
         for (set, k, l) in icc::link_elements(nets, eps.iter().flat_map(|e| &e.links)) {
             b.elements.push((set, k, icc::describe(l)));
         }
+        b.elements
+            .extend(nets.iter().filter_map(spoof::network_element));
+        b.elements
+            .extend(eps.iter().flat_map(spoof::endpoint_elements));
         x.bridge = Some(Box::new(b));
     }
     x
@@ -492,6 +527,7 @@ pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
     let bridge = if icc::needed(nets) {
         let mut ops = icc::bridge_base();
         ops.extend(all_links(nets, eps));
+        ops.extend(spoof::endpoints_add(eps));
         ops
     } else {
         Vec::new()
@@ -572,6 +608,7 @@ mod tests {
             allow_direct_access: false,
             outbound_ipv4: None,
             icc: true,
+            anti_spoofing: false,
         }
     }
 
@@ -638,6 +675,7 @@ mod tests {
             ip6: None,
             ports: vec![Port::tcp(8080).to(80)],
             links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+            guard: None,
         };
         let ops = reapply(&[web()], std::slice::from_ref(&e));
         golden("reapply", &ops);
@@ -676,6 +714,7 @@ mod tests {
                 Port::tcp(8443).on("198.18.0.1".parse().unwrap()).to(443),
             ],
             links: vec![],
+            guard: None,
         };
         golden("endpoint_add", &endpoint_add(&e));
         golden("endpoint_remove", &endpoint_remove(&e));
@@ -685,6 +724,7 @@ mod tests {
                 ip6: None,
                 ports: vec![],
                 links: vec![],
+                guard: None,
             })
             .is_empty()
         );
@@ -702,6 +742,7 @@ mod tests {
             ip6: None,
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
             links: vec![],
+            guard: None,
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);
         // A network's rules depend on its subnets only: 2 hairpin + 2 masquerade + 3 from + 2 to.
@@ -760,6 +801,7 @@ mod tests {
             ip6: None,
             ports: vec![],
             links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+            guard: None,
         };
         let ops = reapply(&[web(), noicc()], std::slice::from_ref(&e));
         golden("reapply_icc_off", &ops);
@@ -767,7 +809,16 @@ mod tests {
         let b = x.bridge.expect("bridge table expected");
         assert_eq!(b.chains.get(icc::CHAIN_ICC_OFF), Some(&Some(8)));
         assert_eq!(b.chains.get(icc::CHAIN_BRIDGE_FORWARD), Some(&Some(1)));
-        assert_eq!(b.maps, vec![icc::SET_LINKS4, icc::SET_LINKS6]);
+        assert_eq!(
+            b.maps,
+            vec![
+                icc::SET_LINKS4,
+                icc::SET_LINKS6,
+                spoof::SET_SPOOF_BRIDGES,
+                spoof::SET_SPOOF4,
+                spoof::SET_SPOOF6
+            ]
+        );
         assert_eq!(
             b.elements
                 .iter()
@@ -789,6 +840,7 @@ mod tests {
             ip6: None,
             ports: vec![],
             links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+            guard: None,
         };
         let many = EndpointRules {
             links: (1..=1000)
@@ -800,6 +852,113 @@ mod tests {
         assert_eq!(
             rules(&reapply(&nets, &[few])),
             rules(&reapply(&nets, &[many]))
+        );
+    }
+
+    fn spoofguard() -> NetworkRules {
+        NetworkRules {
+            name: "guarded".into(),
+            bridge: "br-guarded".into(),
+            anti_spoofing: true,
+            ..web()
+        }
+    }
+
+    fn guarded(i: u32) -> EndpointRules {
+        EndpointRules {
+            ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 88, 0, 2)) + i),
+            ip6: Some(std::net::Ipv6Addr::from(
+                u128::from("fd00:88::2".parse::<std::net::Ipv6Addr>().unwrap()) + u128::from(i),
+            )),
+            ports: vec![],
+            links: vec![],
+            guard: Some(PortGuard {
+                port: format!("veth{i:08x}"),
+                mac: [0x02, 0x42, 0x0a, 0x58, (i >> 8) as u8, i as u8],
+            }),
+        }
+    }
+
+    #[test]
+    fn anti_spoofing_is_a_bridge_element_and_three_endpoint_elements() {
+        let n = spoofguard();
+        golden("network_add_anti_spoofing", &network_add(&n));
+        golden("network_remove_anti_spoofing", &network_remove(&n));
+        let e = guarded(0);
+        let ops = reapply(&[web(), n.clone()], std::slice::from_ref(&e));
+        golden("reapply_anti_spoofing", &ops);
+        assert!(
+            icc::needed(std::slice::from_ref(&n)),
+            "the bridge table is needed"
+        );
+        let x = expected(&[web(), n.clone()], std::slice::from_ref(&e));
+        let b = x.bridge.expect("bridge table expected");
+        assert_eq!(
+            b.chains.get(spoof::CHAIN_ANTI_SPOOF),
+            Some(&Some(spoof::anti_spoof_rules().len()))
+        );
+        assert_eq!(b.chains.get(spoof::CHAIN_SPOOF_PRE), Some(&Some(1)));
+        assert_eq!(b.chains.get(spoof::CHAIN_SPOOF_IN), Some(&Some(1)));
+        assert_eq!(
+            b.elements
+                .iter()
+                .map(|(s, _, w)| format!("{s}: {w}"))
+                .collect::<Vec<_>>(),
+            vec![
+                "spoof_bridges: anti-spoofing of bridge br-guarded".to_string(),
+                "spoof4: anti-spoofing of 10.88.0.2 on port veth00000000 (02:42:0a:58:00:00)"
+                    .to_string(),
+                "spoof6: anti-spoofing of fd00:88::2 on port veth00000000 (02:42:0a:58:00:00)"
+                    .to_string(),
+                "spoof6: anti-spoofing of fe80::42:aff:fe58:0 on port veth00000000 (02:42:0a:58:00:00)"
+                    .to_string(),
+            ]
+        );
+        // Removal is idempotent: each element is ensured, then deleted.
+        let rm = spoof::endpoint_remove(&e);
+        assert_eq!(rm.len(), 4);
+        // Without a guard, an endpoint adds nothing to the bridge table.
+        assert!(spoof::endpoints_add([&guarded_none()]).is_empty());
+    }
+
+    fn guarded_none() -> EndpointRules {
+        EndpointRules {
+            guard: None,
+            ..guarded(1)
+        }
+    }
+
+    #[test]
+    fn link_local_is_the_eui64_of_the_mac() {
+        assert_eq!(
+            spoof::link_local([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]),
+            "fe80::42:acff:fe11:2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn rule_count_is_flat_in_guarded_endpoints() {
+        let rules = |ops: &[Op]| {
+            ops.iter()
+                .filter(|o| matches!(o.in_family().1, Op::AddRule { .. }))
+                .count()
+        };
+        let nets = [spoofguard()];
+        let one = [guarded(0)];
+        let many: Vec<EndpointRules> = (0..1000).map(guarded).collect();
+        assert_eq!(rules(&reapply(&nets, &one)), rules(&reapply(&nets, &many)));
+        let elems: usize = reapply(&nets, &many)
+            .iter()
+            .map(|o| match o.in_family() {
+                (Family::Bridge, Op::EnsureElems { elems, .. }) => elems.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(
+            elems, 3001,
+            "the bridge, then IPv4, IPv6 and link-local per endpoint"
         );
     }
 }

@@ -36,6 +36,8 @@ pub enum Hook {
     Postrouting,
     /// NF_INET_FORWARD.
     Forward,
+    /// NF_INET_LOCAL_IN (the bridge family's `input`: frames for the bridge itself).
+    Input,
 }
 
 /// The type of a base chain.
@@ -108,11 +110,15 @@ pub enum MetaKey {
     IifName,
     /// `oifname`.
     OifName,
+    /// `meta ibrname`: the bridge the input port belongs to (bridge family).
+    BridgeIifName,
 }
 
 /// Payload bases used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadBase {
+    /// The link-layer header (Ethernet; a VLAN tag the NIC stripped is put back).
+    Link,
     /// The network header (IP).
     Network,
     /// The transport header (TCP/UDP).
