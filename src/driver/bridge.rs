@@ -200,7 +200,7 @@ impl NetworkDriver for BridgeDriver {
                 &host_if,
                 bridge.index,
                 net.mtu,
-                link_marks::port(net.icc()),
+                link_marks::port(net.icc(), net.anti_spoofing()),
                 VethPeer {
                     name: ep.ifname,
                     mac: ep.mac,

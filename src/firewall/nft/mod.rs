@@ -93,12 +93,10 @@ impl Firewall for NftFirewall {
             // Part of it is gone already (a removal resumed after a crash, a flushed ruleset):
             // remove what is still there.
             Err(e) if e.errno() == Some(libc::ENOENT) => {
-                let (have, have_bridge) = self.read().await?;
+                let (have, _) = self.read().await?;
                 let ops = ruleset::network_remove(n)
                     .into_iter()
                     .filter(|op| match op {
-                        // The anti-spoofing element: ensured, then deleted, if the table is.
-                        Op::Bridge(_) => have_bridge.table,
                         Op::DelElems { map, keys } => have
                             .elements
                             .get(*map)

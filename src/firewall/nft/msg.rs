@@ -324,7 +324,6 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
                 MetaKey::L4Proto => libc::NFT_META_L4PROTO,
                 MetaKey::IifName => libc::NFT_META_IIFNAME,
                 MetaKey::OifName => libc::NFT_META_OIFNAME,
-                MetaKey::BridgeIifName => libc::NFT_META_BRI_IIFNAME,
             };
             u32_(x, sys::NFTNL_EXPR_META_KEY, key as u32);
             u32_(x, sys::NFTNL_EXPR_META_DREG, *dreg);

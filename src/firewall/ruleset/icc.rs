@@ -172,9 +172,15 @@ pub(super) fn icc_off_rules() -> Vec<Vec<Expr>> {
 /// anti-spoofing guard ([`super::spoof::base`]). Sent with `exclusive`, like [`super::base`],
 /// so that only the first caller adds the rules.
 pub fn bridge_base() -> Vec<Op> {
+    // A port of an ICC-off network that also has anti-spoofing carries the guarded form of
+    // the mark: compare without that bit.
     let group = |key| {
         [
             Expr::Meta { key, dreg: REG_1 },
+            Expr::Mask {
+                reg: REG_1,
+                mask: (!crate::link_marks::GUARDED_BIT).to_ne_bytes().to_vec(),
+            },
             cmp(REG_1, ICC_OFF_PORT_GROUP.to_ne_bytes().to_vec()),
         ]
     };

@@ -110,8 +110,6 @@ pub enum MetaKey {
     IifName,
     /// `oifname`.
     OifName,
-    /// `meta ibrname`: the bridge the input port belongs to (bridge family).
-    BridgeIifName,
 }
 
 /// Payload bases used.

@@ -7,17 +7,17 @@
 //! (`01:80:c2:00:00:0X`), which the bridge hands to its input hook without prerouting and
 //! learns the source of.
 //!
-//! The rules depend on nothing but the table; per-network and per-container facts are
-//! elements:
+//! The rules depend on nothing but the table; which ports are guarded is their device group,
+//! and per-container facts are elements:
 //!
 //! ```text
-//! set spoof_bridges { ifname }                              bridges of anti-spoofing networks
 //! set spoof4 { ifname . ether_addr . ipv4_addr }            PORT . MAC . IPv4 of each container
 //! set spoof6 { ifname . ether_addr . ipv6_addr }            PORT . MAC . IPv6 and link-local
 //! chain spoof-pre (filter, prerouting, -300)
-//!   meta ibrname @spoof_bridges iifgroup & 0xfffffffb == PORT jump anti-spoof
+//!   iifgroup & ~ICC_OFF_BIT == PORT_GUARDED jump anti-spoof
 //! chain spoof-in (filter, input, -300)
-//!   meta ibrname @spoof_bridges iifgroup & … == PORT ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 jump anti-spoof
+//!   iifgroup & ~ICC_OFF_BIT == PORT_GUARDED
+//!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 jump anti-spoof
 //! chain anti-spoof
 //!   ether type ip   iifname . ether saddr . ip saddr @spoof4 accept
 //!   ether type arp  arp htype 1 ptype ip hlen 6 plen 4
@@ -35,10 +35,12 @@
 //!   drop
 //! ```
 //!
-//! Which ports: container ports carry berth's port mark as device group (`PORT` with ICC on,
-//! `PORT_ICC_OFF` with ICC off; they differ in bit 2 only, hence the mask). So a port is
-//! guarded from the instant its veth exists — before its elements are added, it can send
-//! nothing — and ports the admin added to a bridge berth adopted (group 0) are never guarded.
+//! Which ports: the bridge driver gives each container port of an anti-spoofing network the
+//! guarded form of berth's port mark as device group (`PORT_GUARDED`, or
+//! `PORT_ICC_OFF_GUARDED` with ICC off; see [`crate::link_marks`]), in the request that
+//! creates the veth. So a port is guarded from the instant it exists — before its elements
+//! are added it can send nothing — no per-network element is needed, and ports the admin
+//! added to a bridge berth adopted (group 0) are never guarded.
 //! The ether type is read from the frame (`ether type`, which sees a VLAN tag even when the
 //! NIC stripped it), so VLAN-tagged frames and every other ether type are dropped.
 
@@ -48,8 +50,6 @@ use super::ops::*;
 use super::{EndpointRules, NetworkRules, PortGuard, ifname_key};
 use crate::link_marks;
 
-/// The bridges of anti-spoofing networks (`meta ibrname`).
-pub const SET_SPOOF_BRIDGES: &str = "spoof_bridges";
 /// `PORT . MAC . IPv4` of each guarded container port.
 pub const SET_SPOOF4: &str = "spoof4";
 /// `PORT . MAC . IPv6` of each guarded container port (its address and its link-local).
@@ -70,11 +70,6 @@ const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
 const TYPE_ETHER_ADDR: u32 = 9;
-/// Both port marks: `PORT` and `PORT_ICC_OFF` differ in bit 2 only.
-const PORT_MARK_MASK: u32 = !(link_marks::PORT ^ link_marks::PORT_ICC_OFF);
-const _: () = assert!((link_marks::PORT ^ link_marks::PORT_ICC_OFF).count_ones() == 1);
-const _: () = assert!(link_marks::BRIDGE & PORT_MARK_MASK != link_marks::PORT & PORT_MARK_MASK);
-const _: () = assert!(link_marks::LOWER & PORT_MARK_MASK != link_marks::PORT & PORT_MARK_MASK);
 
 fn key(v6: bool) -> DataType {
     let addr = if v6 { TYPE_IPV6_ADDR } else { TYPE_IPV4_ADDR };
@@ -247,30 +242,19 @@ pub(super) fn anti_spoof_rules() -> Vec<Vec<Expr>> {
     ]
 }
 
-/// `meta ibrname @spoof_bridges iifgroup & MASK == PORT`: a container port of an
-/// anti-spoofing network.
+/// `iifgroup & ~ICC_OFF_BIT == PORT_GUARDED`: a container port of an anti-spoofing network
+/// (ICC on or off).
 fn guarded_port() -> Vec<Expr> {
     vec![
-        Expr::Meta {
-            key: MetaKey::BridgeIifName,
-            dreg: REG_1,
-        },
-        Expr::Member {
-            set: SET_SPOOF_BRIDGES,
-            sreg: REG_1,
-        },
         Expr::Meta {
             key: MetaKey::IifGroup,
             dreg: REG_1,
         },
         Expr::Mask {
             reg: REG_1,
-            mask: PORT_MARK_MASK.to_ne_bytes().to_vec(),
+            mask: (!link_marks::ICC_OFF_BIT).to_ne_bytes().to_vec(),
         },
-        cmp(
-            REG_1,
-            (link_marks::PORT & PORT_MARK_MASK).to_ne_bytes().to_vec(),
-        ),
+        cmp(REG_1, link_marks::PORT_GUARDED.to_ne_bytes().to_vec()),
     ]
 }
 
@@ -278,14 +262,6 @@ fn guarded_port() -> Vec<Expr> {
 /// wraps them with [`Op::bridge`]).
 pub(super) fn base() -> Vec<Op> {
     let mut ops = vec![
-        Op::AddMap {
-            name: SET_SPOOF_BRIDGES,
-            key: DataType {
-                id: TYPE_IFNAME,
-                len: 16,
-            },
-            data: MapData::Nothing,
-        },
         Op::AddMap {
             name: SET_SPOOF4,
             key: key(false),
@@ -347,17 +323,6 @@ pub(super) fn base() -> Vec<Op> {
 /// Whether the guard is needed for `nets`: some network has anti-spoofing on.
 pub fn needed(nets: &[NetworkRules]) -> bool {
     nets.iter().any(|n| n.anti_spoofing)
-}
-
-/// The element of a network's bridge in `spoof_bridges`, when it has anti-spoofing on.
-pub fn network_element(n: &NetworkRules) -> Option<(&'static str, Vec<u8>, String)> {
-    n.anti_spoofing.then(|| {
-        (
-            SET_SPOOF_BRIDGES,
-            ifname_key(&n.bridge),
-            format!("anti-spoofing of bridge {}", n.bridge),
-        )
-    })
 }
 
 /// The IPv6 link-local address the kernel gives an interface with this MAC (EUI-64,
