@@ -521,7 +521,14 @@ async fn legitimate_traffic_flows_and_the_elements_follow_the_endpoints() {
     nft(
         &w.sb,
         &[
-            "delete", "element", "bridge", "berth", "spoof4", "{", &elem, "}",
+            "delete",
+            "element",
+            "bridge",
+            "berth-spoof",
+            "spoof4",
+            "{",
+            &elem,
+            "}",
         ],
     );
     let missing = w.host.check(&w.net, "b").await.unwrap();
@@ -576,6 +583,14 @@ async fn legitimate_traffic_flows_and_the_elements_follow_the_endpoints() {
     w.host.gc::<&str>(&[]).await.unwrap();
     w.host.delete_network(&w.net).await.unwrap();
     assert_eq!(set_len(&w.sb, "spoof4") + set_len(&w.sb, "spoof6"), 0);
+    // With no anti-spoofing network left, gc removes the table.
+    w.host.gc::<&str>(&[]).await.unwrap();
+    assert!(
+        !nft_objects(&w.sb, "table")
+            .iter()
+            .any(|t| t["name"] == "berth-spoof"),
+        "table bridge berth-spoof left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,9 +168,8 @@ pub(super) fn icc_off_rules() -> Vec<Vec<Expr>> {
     ]
 }
 
-/// Table `bridge berth`: its sets, chains and rules — ICC off and links, then the
-/// anti-spoofing guard ([`super::spoof::base`]). Sent with `exclusive`, like [`super::base`],
-/// so that only the first caller adds the rules.
+/// Table `bridge berth`: its sets, chains and rules. Sent with `exclusive`, like
+/// [`super::base`], so that only the first caller adds the rules.
 pub fn bridge_base() -> Vec<Op> {
     // A port of an ICC-off network that also has anti-spoofing carries the guarded form of
     // the mark: compare without that bit.
@@ -222,16 +221,14 @@ pub fn bridge_base() -> Vec<Op> {
             .chain([Op::AddRule {
                 chain: CHAIN_BRIDGE_FORWARD.into(),
                 exprs: forward,
-            }])
-            .chain(super::spoof::base()),
+            }]),
     );
     ops.into_iter().map(Op::bridge).collect()
 }
 
-/// Whether table `bridge berth` is needed for `nets`: some network has ICC off or
-/// anti-spoofing on ([`super::spoof`]).
+/// Whether table `bridge berth` is needed for `nets`: some network has ICC off.
 pub fn needed(nets: &[NetworkRules]) -> bool {
-    nets.iter().any(|n| !n.icc) || super::spoof::needed(nets)
+    nets.iter().any(|n| !n.icc)
 }
 
 /// The set and key of a link, or `None` when its two addresses are of different families.

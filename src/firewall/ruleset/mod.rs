@@ -426,8 +426,10 @@ pub struct Expected {
     pub maps: Vec<&'static str>,
     /// (map, key, what it is) of every element.
     pub elements: Vec<(&'static str, Vec<u8>, String)>,
-    /// What table `bridge berth` should hold, when some network has ICC off or anti-spoofing.
+    /// What table `bridge berth` should hold, when some network has ICC off.
     pub bridge: Option<Box<Expected>>,
+    /// What table `bridge berth-spoof` should hold, when some network has anti-spoofing.
+    pub guard: Option<Box<Expected>>,
 }
 
 impl Expected {
@@ -489,9 +491,16 @@ pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
         for (set, k, l) in icc::link_elements(nets, eps.iter().flat_map(|e| &e.links)) {
             b.elements.push((set, k, icc::describe(l)));
         }
-        b.elements
-            .extend(eps.iter().flat_map(spoof::endpoint_elements));
         x.bridge = Some(Box::new(b));
+    }
+    if spoof::needed(nets) {
+        let mut g = Expected::default();
+        for op in spoof::base() {
+            g.declare(op.in_family().1);
+        }
+        g.elements
+            .extend(eps.iter().flat_map(spoof::endpoint_elements));
+        x.guard = Some(Box::new(g));
     }
     x
 }
@@ -505,12 +514,19 @@ fn all_links(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
 /// Restores everything `nets` and `eps` need, in one transaction, whatever is left in the
 /// kernel (after `nft flush ruleset`, or a partial loss): declares every table, map and chain
 /// (idempotent), empties berth's maps and chains — never the admin's `user-forward` — and
-/// fills them again. Table `bridge berth` is included when some network has ICC off.
+/// fills them again. Table `bridge berth` is included when some network has ICC off, table
+/// `bridge berth-spoof` when some network has anti-spoofing.
 pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
     let (mut decl, mut flush, mut fill) = (Vec::new(), Vec::new(), Vec::new());
     let bridge = if icc::needed(nets) {
         let mut ops = icc::bridge_base();
         ops.extend(all_links(nets, eps));
+        ops
+    } else {
+        Vec::new()
+    };
+    let guard = if spoof::needed(nets) {
+        let mut ops = spoof::base();
         ops.extend(spoof::endpoints_add(eps));
         ops
     } else {
@@ -520,13 +536,11 @@ pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
         .into_iter()
         .chain(nets.iter().flat_map(network_add))
         .chain(eps.iter().flat_map(endpoint_add))
-        .chain(bridge);
+        .chain(bridge)
+        .chain(guard);
     for op in all {
         let (family, inner) = op.in_family();
-        let wrap = |o: Op| match family {
-            Family::Bridge => Op::bridge(o),
-            Family::Inet => o,
-        };
+        let wrap = |o: Op| Op::in_table(family, o);
         match inner {
             Op::AddTable { .. } => decl.push(wrap(Op::AddTable { exclusive: false })),
             Op::AddMap { name, .. } => {
@@ -734,6 +748,11 @@ mod tests {
     }
 
     #[test]
+    fn anti_spoofing_table() {
+        golden("spoof_base", &spoof::base());
+    }
+
+    #[test]
     fn icc_off_table_and_link_elements() {
         golden("bridge_base", &icc::bridge_base());
         let n = noicc();
@@ -793,14 +812,10 @@ mod tests {
         let b = x.bridge.expect("bridge table expected");
         assert_eq!(b.chains.get(icc::CHAIN_ICC_OFF), Some(&Some(8)));
         assert_eq!(b.chains.get(icc::CHAIN_BRIDGE_FORWARD), Some(&Some(1)));
-        assert_eq!(
-            b.maps,
-            vec![
-                icc::SET_LINKS4,
-                icc::SET_LINKS6,
-                spoof::SET_SPOOF4,
-                spoof::SET_SPOOF6
-            ]
+        assert_eq!(b.maps, vec![icc::SET_LINKS4, icc::SET_LINKS6]);
+        assert!(
+            x.guard.is_none(),
+            "no anti-spoofing table without such a network"
         );
         assert_eq!(
             b.elements
@@ -863,7 +878,7 @@ mod tests {
     }
 
     #[test]
-    fn anti_spoofing_is_a_bridge_element_and_three_endpoint_elements() {
+    fn anti_spoofing_is_its_own_table_with_three_elements_per_endpoint() {
         let n = spoofguard();
         // The network adds nothing to the bridge table: its ports are marked.
         assert_eq!(
@@ -877,11 +892,17 @@ mod tests {
         let ops = reapply(&[web(), n.clone()], std::slice::from_ref(&e));
         golden("reapply_anti_spoofing", &ops);
         assert!(
-            icc::needed(std::slice::from_ref(&n)),
-            "the bridge table is needed"
+            !icc::needed(std::slice::from_ref(&n)),
+            "no ICC table needed"
+        );
+        assert!(
+            !ops.iter().any(|o| matches!(o, Op::Bridge(_))),
+            "nothing in table bridge berth"
         );
         let x = expected(&[web(), n.clone()], std::slice::from_ref(&e));
-        let b = x.bridge.expect("bridge table expected");
+        assert!(x.bridge.is_none());
+        let b = x.guard.expect("anti-spoofing table expected");
+        assert_eq!(b.maps, vec![spoof::SET_SPOOF4, spoof::SET_SPOOF6]);
         assert_eq!(
             b.chains.get(spoof::CHAIN_ANTI_SPOOF),
             Some(&Some(spoof::anti_spoof_rules().len()))
@@ -940,7 +961,7 @@ mod tests {
         let elems: usize = reapply(&nets, &many)
             .iter()
             .map(|o| match o.in_family() {
-                (Family::Bridge, Op::EnsureElems { elems, .. }) => elems.len(),
+                (Family::Guard, Op::EnsureElems { elems, .. }) => elems.len(),
                 _ => 0,
             })
             .sum();

@@ -50,6 +50,8 @@ use super::ops::*;
 use super::{EndpointRules, NetworkRules, PortGuard, ifname_key};
 use crate::link_marks;
 
+/// The table of the guard (family bridge), made only while an anti-spoofing network exists.
+pub const TABLE_GUARD: &str = "berth-spoof";
 /// `PORT . MAC . IPv4` of each guarded container port.
 pub const SET_SPOOF4: &str = "spoof4";
 /// `PORT . MAC . IPv6` of each guarded container port (its address and its link-local).
@@ -258,10 +260,11 @@ fn guarded_port() -> Vec<Expr> {
     ]
 }
 
-/// The sets, chains and rules of the guard in table `bridge berth` (unwrapped ops; the caller
-/// wraps them with [`Op::bridge`]).
-pub(super) fn base() -> Vec<Op> {
+/// Table `bridge berth-spoof`: its sets, chains and rules. Sent with `exclusive`, like
+/// [`super::base`], so that only the first caller adds the rules.
+pub fn base() -> Vec<Op> {
     let mut ops = vec![
+        Op::AddTable { exclusive: true },
         Op::AddMap {
             name: SET_SPOOF4,
             key: key(false),
@@ -317,7 +320,7 @@ pub(super) fn base() -> Vec<Op> {
             ]],
         ),
     });
-    ops
+    ops.into_iter().map(Op::guard).collect()
 }
 
 /// Whether the guard is needed for `nets`: some network has anti-spoofing on.
@@ -390,7 +393,7 @@ pub fn endpoints_add<'a>(eps: impl IntoIterator<Item = &'a EndpointRules>) -> Ve
                 .filter(|(s, ..)| *s == set)
                 .map(|(_, k, _)| (k.clone(), ElemData::None))
                 .collect();
-            (!elems.is_empty()).then(|| Op::bridge(Op::EnsureElems { map: set, elems }))
+            (!elems.is_empty()).then(|| Op::guard(Op::EnsureElems { map: set, elems }))
         })
         .collect()
 }
@@ -402,7 +405,7 @@ pub fn endpoint_remove(e: &EndpointRules) -> Vec<Op> {
     let dels: Vec<Op> = ops
         .iter()
         .filter_map(|op| match op.in_family().1 {
-            Op::EnsureElems { map, elems } => Some(Op::bridge(Op::DelElems {
+            Op::EnsureElems { map, elems } => Some(Op::guard(Op::DelElems {
                 map,
                 keys: elems.iter().map(|(k, _)| k.clone()).collect(),
             })),
