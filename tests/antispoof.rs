@@ -251,6 +251,8 @@ struct Outcome {
     spoofed_udp6_at_b: bool,
     fdb_a_mac_on_c_port: bool,
     b_to_a4_after_mac_theft: &'static str,
+    ll_fdb_a_mac_on_c_port: bool,
+    tagged_garp_host_neigh4_to_c: bool,
 }
 
 /// C attacks A's addresses as the module describes; returns what it achieved.
@@ -363,6 +365,28 @@ async fn attack(w: &World) -> Outcome {
         SocketAddr::new(b6.into(), 9001),
     );
 
+    // Frames to IEEE link-local addresses (LLDP, 01:80:c2:00:00:0e, and 01:80:c2:00:00:03),
+    // which the bridge does not forward but learns the source of, from A's MAC; and a
+    // priority-tagged (VLAN 0) gratuitous ARP, which the host takes as untagged.
+    let c_port = w.att[2].host_ifname.clone().unwrap();
+    let ll = |last: u8| {
+        let mut f = vec![0x01, 0x80, 0xc2, 0, 0, last];
+        f.extend(a_mac);
+        f.extend([0x88, 0xcc]);
+        f.extend([0u8; 46]);
+        f
+    };
+    let mut tagged = garp(c_mac, a4, 2);
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x00]);
+    for _ in 0..5 {
+        send_frames(&w.c, "eth0", vec![ll(0x0e), ll(0x03), tagged.clone()]);
+        // Looked at at once: A's next frame teaches the bridge its MAC's right port again.
+        let fdb = run("bridge", &["-n", &host_ns, "fdb", "show", "dev", &c_port]);
+        o.ll_fdb_a_mac_on_c_port |= fdb.contains(&mac_text(a_mac));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    o.tagged_garp_host_neigh4_to_c = neigh("-4", a4.to_string()).contains(&mac_text(c_mac));
+
     // C takes A's MAC too, announces A's address with it, and sends from it.
     ip(
         &cn,
@@ -378,7 +402,6 @@ async fn attack(w: &World) -> Outcome {
         &w.b,
         SocketAddr::new(b4.into(), 9002),
     );
-    let c_port = w.att[2].host_ifname.clone().unwrap();
     let fdb = run("bridge", &["-n", &host_ns, "fdb", "show", "dev", &c_port]);
     o.fdb_a_mac_on_c_port = fdb.contains(&mac_text(a_mac));
     let t = SocketAddr::new(a4.into(), 7203);
@@ -449,6 +472,7 @@ async fn without_the_option_the_same_attack_succeeds() {
     assert!(o.spoofed_udp4_at_b, "{o:?}");
     assert!(o.spoofed_udp6_at_b, "{o:?}");
     assert!(o.fdb_a_mac_on_c_port, "{o:?}");
+    assert!(o.ll_fdb_a_mac_on_c_port, "{o:?}");
     w.host.gc::<&str>(&[]).await.unwrap();
     w.host.delete_network(&w.net).await.unwrap();
 }

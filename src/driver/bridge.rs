@@ -116,6 +116,11 @@ impl NetworkDriver for BridgeDriver {
         };
         let mut added = Vec::new();
         let configured = async {
+            if net.anti_spoofing() {
+                // Frames to IEEE link-local addresses are learned from before any netfilter
+                // hook: see `firewall::ruleset::spoof`.
+                ctx.host.set_bridge_no_linklocal_learn(&name).await?;
+            }
             if net.subnet6().is_some() {
                 // The bridge's own link-local and gateway addresses skip DAD too.
                 sysctl::write(
