@@ -18,7 +18,9 @@ use crate::route::RouteSpec;
 
 /// The device group (`ip link set … group G`) the bridge driver gives every container port of a
 /// network with ICC off; the firewall's bridge table drops frames between two ports of this
-/// group (except link flows). See [`crate::link_marks`].
+/// group (except link flows). See [`crate::link_marks`]. (On a network that also has
+/// anti-spoofing, ports carry its guarded form, `PORT_ICC_OFF_GUARDED`, which the rule matches
+/// too.)
 pub const ICC_OFF_PORT_GROUP: u32 = crate::link_marks::PORT_ICC_OFF;
 
 /// The driver a network uses, with its typed options.

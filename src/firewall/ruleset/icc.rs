@@ -7,7 +7,8 @@
 //! isolation cannot make such per-pair exceptions, so ICC off is a firewall matter here:
 //!
 //! - the bridge driver gives every container port of an ICC-off network the device group
-//!   [`ICC_OFF_PORT_GROUP`] (instead of the `isolated` flag);
+//!   [`ICC_OFF_PORT_GROUP`] (instead of the `isolated` flag; with anti-spoofing too, its
+//!   guarded form, which the rule matches by masking the guard bit);
 //! - the base chain jumps to `icc-off` for frames between two such ports — exactly the pairs
 //!   isolation used to separate; frames to or from the bridge itself (the gateway, the host,
 //!   published ports, hairpin) never pass the bridge `forward` hook, and ports the admin added

@@ -4,12 +4,15 @@
 //! network/endpoint facts, applied in one transaction by [`super::nft`]. The text form of an op
 //! (close to `nft --debug=netlink`) is what the golden files under `src/firewall/golden/` hold.
 //! [`ops`] is the vocabulary, [`nat`] and [`filter`] build the rules, [`icc`] the table
-//! `bridge berth` for ICC off and legacy links.
+//! `bridge berth` for ICC off and legacy links, [`spoof`] the table `bridge berth-spoof` for
+//! anti-spoofing.
 //!
 //! Shape (table `inet berth`): O(networks) rules, never O(containers) or O(ports). Published
 //! ports are map elements; per-network behaviour is reached through verdict maps keyed by the
 //! bridge name. Table `bridge berth` (only while a network has ICC off; see [`icc`]) has a fixed
-//! number of rules; each link flow is one element of `links4`/`links6`.
+//! number of rules; each link flow is one element of `links4`/`links6`. So has table
+//! `bridge berth-spoof` (only while a network has anti-spoofing; see [`spoof`]): each guarded
+//! container is three elements of `spoof4`/`spoof6` (port . MAC . address).
 //! ```text
 //! map pm4_ip      { ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }  -p IP:P:C
 //! map pm4_any     { inet_proto . inet_service : ipv4_addr . inet_service }              -p P:C
@@ -31,6 +34,13 @@
 //! set links6 { ipv6_addr . ipv6_addr . inet_proto . inet_service }
 //! chain forward (filter, forward, 0)  iifgroup G oifgroup G jump icc-off (both ports ICC off)
 //! chain icc-off   arp, neighbour discovery, link flows (@links4/@links6, both ways) accept; drop
+//!
+//! table bridge berth-spoof
+//! set spoof4 { ifname . ether_addr . ipv4_addr }   PORT . MAC . IPv4
+//! set spoof6 { ifname . ether_addr . ipv6_addr }   PORT . MAC . IPv6 (and link-local)
+//! chain spoof-pre (filter, prerouting, -300)  guarded port → jump anti-spoof
+//! chain spoof-in  (filter, input, -300)       guarded port, IEEE link-local dst → jump anti-spoof
+//! chain anti-spoof  own source (IPv4, ARP, IPv6, ND target/lladdr) accept; RA, redirect, rest drop
 //! ```
 
 pub mod filter;
