@@ -206,11 +206,25 @@ fn checksum(data: &[u8]) -> u16 {
 
 /// An unsolicited neighbour advertisement (override) from `src` that `target` is at `mac`.
 fn unsolicited_na(eth_src: [u8; 6], src: Ipv6Addr, target: Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
-    let dst: Ipv6Addr = "ff02::1".parse().unwrap();
     let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
     icmp.extend(target.octets());
     icmp.extend([2, 1]);
     icmp.extend(mac);
+    to_all_nodes(eth_src, src, icmp)
+}
+
+/// A router advertisement from `src` (router lifetime 1800 s, source link-layer option).
+fn router_advert(eth_src: [u8; 6], src: Ipv6Addr) -> Vec<u8> {
+    let mut icmp = vec![
+        134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+    ];
+    icmp.extend(eth_src);
+    to_all_nodes(eth_src, src, icmp)
+}
+
+/// The ICMPv6 message `icmp` (checksum filled in) from `src` to ff02::1, hop limit 255.
+fn to_all_nodes(eth_src: [u8; 6], src: Ipv6Addr, mut icmp: Vec<u8>) -> Vec<u8> {
+    let dst: Ipv6Addr = "ff02::1".parse().unwrap();
     let mut pseudo = Vec::new();
     pseudo.extend(src.octets());
     pseudo.extend(dst.octets());
@@ -253,6 +267,7 @@ struct Outcome {
     b_to_a4_after_mac_theft: &'static str,
     ll_fdb_a_mac_on_c_port: bool,
     tagged_garp_host_neigh4_to_c: bool,
+    b_route_via_c: bool,
 }
 
 /// C attacks A's addresses as the module describes; returns what it achieved.
@@ -387,6 +402,15 @@ async fn attack(w: &World) -> Outcome {
     }
     o.tagged_garp_host_neigh4_to_c = neigh("-4", a4.to_string()).contains(&mac_text(c_mac));
 
+    // C advertises itself as a router, from its own link-local address.
+    let c_ll = berth::firewall::ruleset::spoof::link_local(c_mac);
+    for _ in 0..3 {
+        send_frames(&w.c, "eth0", vec![router_advert(c_mac, c_ll)]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let routes = ip(&w.ns("b"), &["-6", "route", "show"]);
+    o.b_route_via_c = routes.contains(&c_ll.to_string());
+
     // C takes A's MAC too, announces A's address with it, and sends from it.
     ip(
         &cn,
@@ -473,6 +497,7 @@ async fn without_the_option_the_same_attack_succeeds() {
     assert!(o.spoofed_udp6_at_b, "{o:?}");
     assert!(o.fdb_a_mac_on_c_port, "{o:?}");
     assert!(o.ll_fdb_a_mac_on_c_port, "{o:?}");
+    assert!(o.b_route_via_c, "{o:?}");
     w.host.gc::<&str>(&[]).await.unwrap();
     w.host.delete_network(&w.net).await.unwrap();
 }
@@ -533,6 +558,15 @@ async fn legitimate_traffic_flows_and_the_elements_follow_the_endpoints() {
     assert_eq!(answer, vec![IpAddr::V4(w.v4(0))]);
     resolver.abort();
 
+    // The link-local the guard allows is the one the kernel gave (EUI-64, addr_gen_mode 0).
+    for (i, role) in ["a", "b", "c"].iter().enumerate() {
+        let ll = berth::firewall::ruleset::spoof::link_local(w.mac(i));
+        let addrs = ip(
+            &w.ns(role),
+            &["-6", "addr", "show", "dev", "eth0", "scope", "link"],
+        );
+        assert!(addrs.contains(&format!("{ll}/64")), "{role}: {addrs}");
+    }
     // The elements: per container its IPv4, IPv6 and link-local, each with its port and MAC.
     assert_eq!(set_len(&w.sb, "spoof4"), 3);
     assert_eq!(set_len(&w.sb, "spoof6"), 6);
