@@ -71,6 +71,7 @@ fn render(c: &mut Criterion) {
         ip6: None,
         ports: (0..8).map(|p| Port::tcp(8000 + p).to(80 + p)).collect(),
         links: vec![],
+        guard: None,
     };
     c.bench_function("render endpoint with 8 ports", |b| {
         b.iter(|| black_box(ruleset::endpoint_add(black_box(&e))))
@@ -87,6 +88,7 @@ fn render(c: &mut Criterion) {
         allow_direct_access: false,
         outbound_ipv4: None,
         icc: true,
+        anti_spoofing: false,
     };
     c.bench_function("render network rules", |b| {
         b.iter(|| black_box(ruleset::network_add(black_box(&n))))
@@ -101,6 +103,7 @@ fn render(c: &mut Criterion) {
             ip6: None,
             ports: vec![Port::tcp(20_000 + i as u16).to(80)],
             links: Vec::new(),
+            guard: None,
         })
         .collect();
     c.bench_function("render reapply: 1 network, 1k endpoints", |b| {

@@ -60,6 +60,7 @@ const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 const OPT_MTU: &str = "com.docker.network.driver.mtu";
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+const OPT_ANTI_SPOOFING: &str = "anti_spoofing";
 const OPT_PARENT: &str = "parent";
 const OPT_MACVLAN_MODE: &str = "macvlan_mode";
 const OPT_IPVLAN_MODE: &str = "ipvlan_mode";
@@ -172,7 +173,7 @@ struct CreateArgs {
     #[arg(long)]
     no_default_route: bool,
     /// Driver option (com.docker.network.bridge.name, …bridge.enable_icc,
-    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu).
+    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu, anti_spoofing).
     #[arg(short, long = "opt", value_name = "KEY=VALUE", value_parser = key_value)]
     opt: Vec<(String, String)>,
     /// The network's name.
@@ -543,6 +544,8 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
             OPT_BRIDGE_NAME if bridge => spec.bridge_name(value),
             OPT_MASQUERADE if bridge => spec.masquerade(parse_bool(OPT_MASQUERADE, value)?),
             OPT_ICC if bridge => spec.icc(parse_bool(OPT_ICC, value)?),
+            // Given to every driver: the library refuses it on non-bridge ones, by name.
+            OPT_ANTI_SPOOFING => spec.anti_spoofing(parse_bool(OPT_ANTI_SPOOFING, value)?),
             OPT_HOST_BINDING if bridge => match IpAddr::from_str(value) {
                 Ok(IpAddr::V4(ip)) => spec.host_binding_ipv4(ip),
                 Ok(IpAddr::V6(_)) => {
@@ -733,6 +736,7 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
         options.insert(OPT_BRIDGE_NAME.into(), opt_str(name));
         options.insert(OPT_MASQUERADE.into(), o.masquerade.to_string().into());
         options.insert(OPT_ICC.into(), o.icc.to_string().into());
+        options.insert(OPT_ANTI_SPOOFING.into(), o.anti_spoofing.to_string().into());
         if let Some(ip) = o.host_binding_ipv4 {
             options.insert(OPT_HOST_BINDING.into(), ip.to_string().into());
         }

@@ -20,7 +20,9 @@ pub use crate::validate::{validate_ifname, validate_network_name};
 
 /// The device group (`ip link set … group G`) the bridge driver gives every container port of a
 /// network with ICC off; the firewall's bridge table drops frames between two ports of this
-/// group (except link flows). See [`crate::link_marks`].
+/// group (except link flows). See [`crate::link_marks`]. (On a network that also has
+/// anti-spoofing, ports carry its guarded form, `PORT_ICC_OFF_GUARDED`, which the rule matches
+/// too.)
 pub const ICC_OFF_PORT_GROUP: u32 = crate::link_marks::PORT_ICC_OFF;
 
 /// The driver a network uses, with its typed options.
@@ -109,6 +111,15 @@ pub struct BridgeOptions {
     /// (`com.docker.network.host_ipv4`).
     #[serde(default)]
     pub outbound_ipv4: Option<std::net::Ipv4Addr>,
+    /// Anti-spoofing (default off; Docker has none, CNI's bridge calls it `macspoofchk`): a
+    /// container may send only from its own MAC and addresses, and ARP / IPv6 neighbour
+    /// discovery only for them; everything else it sends (another source MAC or address, a
+    /// gratuitous ARP or unsolicited neighbour advertisement for another container's address,
+    /// VLAN-tagged frames, other ether types) is dropped at its bridge port. Enforced by the
+    /// firewall's table `bridge berth` (see `firewall::ruleset::spoof`); with `NoFirewall` it
+    /// is not enforced. Records written before the option existed load with it off.
+    #[serde(default)]
+    pub anti_spoofing: bool,
 }
 
 fn yes() -> bool {
@@ -124,6 +135,7 @@ impl Default for BridgeOptions {
             allow_direct_access: false,
             host_binding_ipv4: None,
             outbound_ipv4: None,
+            anti_spoofing: false,
         }
     }
 }
@@ -179,6 +191,9 @@ pub struct NetworkSpec {
     pub(crate) no_default_route: bool,
     pub(crate) dns: Option<bool>,
     pub(crate) dns_servers: Vec<IpAddr>,
+    /// [`NetworkSpec::anti_spoofing`] was asked for (kept for every driver, so that
+    /// [`NetworkSpec::validate`] can refuse it on one that has no such option).
+    pub(crate) anti_spoofing: bool,
 }
 
 /// One subnet as asked for: the subnet (or `None`: choose one of this family from the pools),
@@ -211,6 +226,7 @@ impl NetworkSpec {
             no_default_route: false,
             dns: None,
             dns_servers: Vec::new(),
+            anti_spoofing: false,
         }
     }
 
@@ -292,6 +308,26 @@ impl NetworkSpec {
     pub fn icc(mut self, on: bool) -> Self {
         if let DriverOptions::Bridge(o) = &mut self.driver {
             o.icc = on;
+        }
+        self
+    }
+
+    /// Anti-spoofing (default off): each container may send only from its own MAC and
+    /// addresses, and ARP / IPv6 neighbour discovery only for them, so a container that takes
+    /// a neighbour's address, MAC, or answers ARP / ND for it cannot take its traffic. See
+    /// [`BridgeOptions::anti_spoofing`]. Bridge networks only: on another driver
+    /// [`NetworkSpec::validate`] refuses it with [`Error::DriverUnsupported`] naming the
+    /// option.
+    ///
+    /// ```
+    /// let spec = berth::Network::bridge("web").anti_spoofing(true);
+    /// assert!(spec.validate().is_ok());
+    /// assert!(berth::Network::macvlan("lan").anti_spoofing(true).validate().is_err());
+    /// ```
+    pub fn anti_spoofing(mut self, on: bool) -> Self {
+        self.anti_spoofing = on;
+        if let DriverOptions::Bridge(o) = &mut self.driver {
+            o.anti_spoofing = on;
         }
         self
     }
@@ -445,6 +481,12 @@ impl NetworkSpec {
                 ParentSpec::parse(o.parent.as_deref())?;
             }
             DriverOptions::None => {}
+        }
+        if self.anti_spoofing && self.driver.kind() != DriverKind::Bridge {
+            return Err(Error::DriverUnsupported {
+                driver: self.driver.kind().name(),
+                what: "the option anti_spoofing (bridge networks only)",
+            });
         }
         if self.dns == Some(true) && self.driver.kind() != DriverKind::Bridge {
             return Err(Error::DriverUnsupported {
@@ -606,6 +648,12 @@ impl NetworkInfo {
         }
     }
 
+    /// Whether containers of this network may send only from their own MAC and addresses
+    /// ([`BridgeOptions::anti_spoofing`]; always false for other drivers).
+    pub fn anti_spoofing(&self) -> bool {
+        matches!(&self.driver, DriverOptions::Bridge(o) if o.anti_spoofing)
+    }
+
     /// Whether outside hosts may reach container addresses on unpublished ports.
     pub fn allow_direct_access(&self) -> bool {
         matches!(&self.driver, DriverOptions::Bridge(o) if o.allow_direct_access)
@@ -727,5 +775,40 @@ mod tests {
         assert!(validate_ifname("interface", "abcdefghijklmnop").is_err());
         assert!(validate_ifname("interface", "a/b").is_err());
         assert!(validate_ifname("interface", "").is_err());
+    }
+
+    #[test]
+    fn anti_spoofing_is_a_bridge_option() {
+        let spec = Network::bridge("web").anti_spoofing(true);
+        spec.validate().unwrap();
+        assert!(matches!(spec.driver(), DriverOptions::Bridge(o) if o.anti_spoofing));
+        for spec in [
+            Network::macvlan("lan").anti_spoofing(true),
+            Network::ipvlan("lan").anti_spoofing(true),
+            Network::none("n").anti_spoofing(true),
+        ] {
+            let e = spec.validate().unwrap_err();
+            assert!(matches!(e, Error::DriverUnsupported { .. }), "{e}");
+            assert!(e.to_string().contains("anti_spoofing"), "{e}");
+        }
+        // Off is no request: every driver takes it.
+        Network::macvlan("lan")
+            .anti_spoofing(false)
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn bridge_options_written_before_anti_spoofing_load_with_it_off() {
+        let old = r#"{"bridge_name":null,"masquerade":true,"icc":true}"#;
+        let o: BridgeOptions = serde_json::from_str(old).unwrap();
+        assert!(!o.anti_spoofing);
+        let on = BridgeOptions {
+            anti_spoofing: true,
+            ..BridgeOptions::default()
+        };
+        let back: BridgeOptions =
+            serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
+        assert!(back.anti_spoofing);
     }
 }

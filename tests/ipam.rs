@@ -312,12 +312,14 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         allow_direct_access: false,
         outbound_ipv4: None,
         icc: true,
+        anti_spoofing: false,
     };
     let ghost_port = berth::firewall::EndpointRules {
         ip: "10.72.0.99".parse().unwrap(),
         ip6: None,
         ports: vec![berth::Port::tcp(9999).to(80)],
         links: vec![],
+        guard: None,
     };
     berth::Firewall::add_endpoint(&fw, &rules, &ghost_port)
         .await

@@ -40,6 +40,7 @@ async fn network_rules(host: &Host, name: &str) -> NetworkRules {
         allow_direct_access: false,
         outbound_ipv4: None,
         icc: net.icc(),
+        anti_spoofing: false,
     }
 }
 
@@ -59,6 +60,7 @@ fn endpoint(ip: &str, links: Vec<LinkRule>) -> EndpointRules {
         ip6: None,
         ports: vec![],
         links,
+        guard: None,
     }
 }
 

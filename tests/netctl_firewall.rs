@@ -652,3 +652,69 @@ async fn netctl_host_binding_ipv4() {
     nc.ok(&["network", "rm", "bound"]);
     assert_eq!(nc.ok(&["network", "ls"]), "");
 }
+
+/// `-o anti_spoofing=true`: shown by `network inspect`, enforced (the port is guarded, the
+/// container's own traffic flows); refused by name on another driver or with a bad value,
+/// creating nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netctl_anti_spoofing() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, _outside) = sandbox("ncf-spoof").await;
+    let c1 = sb.netns("c1").await.unwrap();
+    let c2 = sb.netns("c2").await.unwrap();
+    let nc = Netctl::new(&sb);
+    let e = nc.error(&["network", "create", "-o", "anti_spoofing=maybe", "bad"]);
+    assert!(e.contains("anti_spoofing") && e.contains("maybe"), "{e}");
+    let e = nc.error(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        "anti_spoofing=true",
+        "lan",
+    ]);
+    assert!(e.contains("anti_spoofing"), "{e}");
+    assert_eq!(nc.ok(&["network", "ls"]), "");
+    nc.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.93.0.0/24",
+        "-o",
+        "anti_spoofing=true",
+        "guarded",
+    ]);
+    let net = nc.json(&["network", "inspect", "guarded"]);
+    assert_eq!(net["options"]["anti_spoofing"], "true", "{net}");
+    nc.connect(&sb, "guarded", "c1", &[]);
+    nc.connect(&sb, "guarded", "c2", &[]);
+    assert_reaches(&c2, sa("10.93.0.3:7000"), &c1, sa("10.93.0.3:7000")).await;
+    // A datagram c1 sends from an address not its own is dropped at its port; from its own
+    // address it arrives.
+    common::ip(
+        &ns_name(&sb, "c1"),
+        &["addr", "add", "10.93.0.9/32", "dev", "eth0"],
+    );
+    let rx = c2
+        .run(|| std::net::UdpSocket::bind("10.93.0.3:9000"))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+        .unwrap();
+    for (from, arrives) in [("10.93.0.9:0", false), ("10.93.0.2:0", true)] {
+        let tx = c1
+            .run(move || std::net::UdpSocket::bind(from))
+            .unwrap()
+            .unwrap();
+        tx.send_to(b"x", "10.93.0.3:9000").unwrap();
+        let mut buf = [0u8; 4];
+        let got = rx.recv_from(&mut buf).map(|(_, p)| p.ip().to_string());
+        assert_eq!(got.is_ok(), arrives, "from {from}: {got:?}");
+    }
+    nc.ok(&["disconnect", "guarded", "c1"]);
+    nc.ok(&["disconnect", "guarded", "c2"]);
+    nc.ok(&["network", "rm", "guarded"]);
+}

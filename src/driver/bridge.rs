@@ -116,6 +116,11 @@ impl NetworkDriver for BridgeDriver {
         };
         let mut added = Vec::new();
         let configured = async {
+            if net.anti_spoofing() {
+                // Frames to IEEE link-local addresses are learned from before any netfilter
+                // hook: see `firewall::ruleset::spoof`.
+                ctx.host.set_bridge_no_linklocal_learn(&name).await?;
+            }
             if net.subnet6().is_some() {
                 // The bridge's own link-local and gateway addresses skip DAD too.
                 sysctl::write(
@@ -200,7 +205,7 @@ impl NetworkDriver for BridgeDriver {
                 &host_if,
                 bridge.index,
                 net.mtu,
-                link_marks::port(net.icc()),
+                link_marks::port(net.icc(), net.anti_spoofing()),
                 VethPeer {
                     name: ep.ifname,
                     mac: ep.mac,

@@ -21,7 +21,8 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     async fn add_network(&self, network: &NetworkRules) -> Result<()>;
     /// Removes what [`Firewall::add_network`] added.
     async fn remove_network(&self, network: &NetworkRules) -> Result<()>;
-    /// Endpoint rules: its published ports, and its link flows (on a network with ICC off).
+    /// Endpoint rules: its published ports, its link flows (on a network with ICC off), and
+    /// its port . MAC . address elements (on a network with anti-spoofing).
     async fn add_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules) -> Result<()>;
     /// Removes what [`Firewall::add_endpoint`] added; succeeds when it is already gone.
     async fn remove_endpoint(&self, network: &NetworkRules, endpoint: &EndpointRules)
@@ -50,7 +51,8 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
     async fn gc(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>>;
 }
 
-/// A firewall that does nothing: no NAT, no published ports, no isolation, ICC off not enforced.
+/// A firewall that does nothing: no NAT, no published ports, no isolation, ICC off and
+/// anti-spoofing not enforced.
 /// For hosts whose firewall is managed elsewhere.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoFirewall;

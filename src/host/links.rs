@@ -8,6 +8,7 @@
 
 use crate::endpoint::Attachment;
 use crate::error::Result;
+use crate::firewall::ruleset::PortGuard;
 use crate::firewall::{EndpointRules, LinkRule};
 use crate::names::NameOptions;
 use crate::network::NetworkInfo;
@@ -93,8 +94,9 @@ impl Host {
         Ok(out)
     }
 
-    /// The endpoint's firewall facts from the records: published ports and the link flows it
-    /// opens (`None` when it has neither, or no IPv4 address).
+    /// The endpoint's firewall facts from the records: published ports, the link flows it
+    /// opens and, on an anti-spoofing network, its port and MAC (`None` when it has none of
+    /// these, or no IPv4 address).
     pub(super) fn endpoint_fw(
         &self,
         net: &NetworkInfo,
@@ -117,12 +119,22 @@ impl Host {
         let Some(ip) = att.ipv4.map(|n| n.addr()) else {
             return Ok(None);
         };
+        let guard = match (net.anti_spoofing(), &att.host_ifname, att.mac) {
+            (true, Some(port), Some(mac)) => Some(PortGuard {
+                port: port.clone(),
+                mac: mac.octets(),
+            }),
+            _ => None,
+        };
         Ok(
-            (!att.ports.is_empty() || !links.is_empty()).then(|| EndpointRules {
-                ip,
-                ip6: att.ipv6.map(|n| n.addr()),
-                ports: att.ports.clone(),
-                links,
+            (!att.ports.is_empty() || !links.is_empty() || guard.is_some()).then(|| {
+                EndpointRules {
+                    ip,
+                    ip6: att.ipv6.map(|n| n.addr()),
+                    ports: att.ports.clone(),
+                    links,
+                    guard,
+                }
             }),
         )
     }

@@ -26,6 +26,7 @@ pub(super) fn network_rules(net: &NetworkInfo) -> Option<NetworkRules> {
             _ => None,
         },
         icc: net.icc(),
+        anti_spoofing: net.anti_spoofing(),
     })
 }
 

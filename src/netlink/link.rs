@@ -406,6 +406,29 @@ impl Netlink {
             .map_err(|e| Error::netlink("set bridge port flags", name, to_io(e)))
     }
 
+    /// `ip link set dev NAME type bridge no_linklocal_learn 1`: bridge `name` learns no source
+    /// address from frames to IEEE link-local destinations (`01:80:c2:00:00:0X`). It learns
+    /// from some of those (LLDP's, and the STP group's with STP on) before any netfilter hook,
+    /// so without this a port could claim another's MAC past an anti-spoofing firewall.
+    pub async fn set_bridge_no_linklocal_learn(&self, name: &str) -> Result<()> {
+        use rtnetlink::packet_route::link::{
+            BridgeBooleanOptionFlags, BridgeBooleanOptions, InfoBridge,
+        };
+        let flag = BridgeBooleanOptionFlags::NoLinkLocalLearn;
+        let msg = LinkBridge::new(name)
+            .append_info_data(InfoBridge::MultiBoolOpt(BridgeBooleanOptions {
+                value: flag,
+                mask: flag,
+            }))
+            .build();
+        self.handle
+            .link()
+            .change(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink("set bridge no_linklocal_learn", name, to_io(e)))
+    }
+
     /// `ip link set dev NAME group GROUP` (the device group, matched by nft's `iifgroup`).
     pub async fn set_group(&self, index: u32, name: &str, group: u32) -> Result<()> {
         let mut msg = LinkUnspec::new_with_index(index).build();

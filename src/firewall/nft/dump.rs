@@ -11,7 +11,7 @@ use nftnl_sys::{self as sys, libc};
 use nix::sys::socket::{MsgFlags, recv, send};
 
 use crate::firewall::frames::{Frame, frames};
-use crate::firewall::ruleset::{Family, TABLE};
+use crate::firewall::ruleset::Family;
 const NLM_F_DUMP: u16 = 0x300;
 
 /// What the kernel holds of one of berth's tables.
@@ -27,26 +27,40 @@ pub struct KernelState {
     pub elements: HashMap<String, HashSet<Vec<u8>>>,
 }
 
-/// Reads both of berth's tables: `inet berth` and `bridge berth`.
-pub(crate) fn read_both() -> io::Result<(KernelState, KernelState)> {
-    Ok((read_table(Family::Inet)?, read_table(Family::Bridge)?))
+/// Reads all three of berth's tables: `inet berth`, `bridge berth`, `bridge berth-spoof`.
+pub(crate) fn read_all() -> io::Result<[KernelState; 3]> {
+    Ok([
+        read_table(Family::Inet)?,
+        read_table(Family::Bridge)?,
+        read_table(Family::Guard)?,
+    ])
 }
 
 /// Reads the whole of table `FAMILY berth` (a missing table reads as empty).
 pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
+    let name = family.table();
     let family = super::msg::nfproto(family);
     let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let table = CString::new(TABLE).expect("no NUL");
+    let table = CString::new(name).expect("no NUL");
     let mut st = KernelState::default();
     // SAFETY (all closures below): each builds into / parses from buffers sized for a maximal
     // message, with libnftnl objects allocated and freed within the call.
-    let found = dump(&sock, family, libc::NFT_MSG_GETTABLE, false, |_| {}, |_| {})?;
+    let found = dump(
+        &sock,
+        name,
+        family,
+        libc::NFT_MSG_GETTABLE,
+        false,
+        |_| {},
+        |_| {},
+    )?;
     if !found {
         return Ok(st);
     }
     st.table = true;
     dump(
         &sock,
+        name,
         family,
         libc::NFT_MSG_GETCHAIN,
         true,
@@ -59,7 +73,10 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
         |nlh| unsafe {
             let c = sys::nftnl_chain_alloc();
             if sys::nftnl_chain_nlmsg_parse(nlh, c) >= 0
-                && is_ours(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16))
+                && is_ours(
+                    sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16),
+                    name,
+                )
             {
                 st.chains
                     .entry(cstr(sys::nftnl_chain_get_str(
@@ -73,6 +90,7 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
     )?;
     dump(
         &sock,
+        name,
         family,
         libc::NFT_MSG_GETRULE,
         true,
@@ -85,7 +103,10 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
         |nlh| unsafe {
             let r = sys::nftnl_rule_alloc();
             if sys::nftnl_rule_nlmsg_parse(nlh, r) >= 0
-                && is_ours(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16))
+                && is_ours(
+                    sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16),
+                    name,
+                )
             {
                 *st.chains
                     .entry(cstr(sys::nftnl_rule_get_str(
@@ -99,6 +120,7 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
     )?;
     dump(
         &sock,
+        name,
         family,
         libc::NFT_MSG_GETSET,
         true,
@@ -111,7 +133,7 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
         |nlh| unsafe {
             let s = sys::nftnl_set_alloc();
             if sys::nftnl_set_nlmsg_parse(nlh, s) >= 0
-                && is_ours(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16))
+                && is_ours(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16), name)
             {
                 st.maps
                     .insert(cstr(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16)));
@@ -120,17 +142,18 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
         },
     )?;
     for map in st.maps.clone() {
-        let name = CString::new(map.as_str()).expect("no NUL");
+        let set_name = CString::new(map.as_str()).expect("no NUL");
         let keys = st.elements.entry(map).or_default();
         dump(
             &sock,
+            name,
             family,
             libc::NFT_MSG_GETSETELEM,
             true,
             |nlh| unsafe {
                 let s = sys::nftnl_set_alloc();
                 sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
-                sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+                sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, set_name.as_ptr());
                 sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
                 sys::nftnl_set_free(s);
             },
@@ -159,8 +182,8 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
     Ok(st)
 }
 
-fn is_ours(table: *const libc::c_char) -> bool {
-    !table.is_null() && cstr(table) == TABLE
+fn is_ours(table: *const libc::c_char, name: &str) -> bool {
+    !table.is_null() && cstr(table) == name
 }
 
 fn cstr(p: *const libc::c_char) -> String {
@@ -175,6 +198,7 @@ fn cstr(p: *const libc::c_char) -> String {
 /// Returns false when the kernel answered ENOENT (no such table/set).
 fn dump(
     sock: &mnl::Socket,
+    table: &str,
     family: u16,
     ty: i32,
     dump: bool,
@@ -183,7 +207,7 @@ fn dump(
 ) -> io::Result<bool> {
     let mut storage = vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8)];
     let buf = storage.as_mut_ptr().cast::<u8>();
-    let table = CString::new(TABLE).expect("no NUL");
+    let table = CString::new(table).expect("no NUL");
     let flags = libc::NLM_F_ACK as u16 | if dump { NLM_F_DUMP } else { 0 };
     // SAFETY: the buffer is large and aligned; the header and payload are built inside it.
     let len = unsafe {

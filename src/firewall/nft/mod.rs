@@ -1,6 +1,7 @@
 //! The nf_tables backend: [`NftFirewall`] turns firewall calls into [`ruleset`] ops and applies
 //! each call as one transaction (nftnl + mnl) inside the host netns. Table `bridge berth` (ICC
-//! off, links) is created with the first network that has ICC off, and removed by `gc` when no
+//! off, links) is created with the first network that has ICC off, table `bridge berth-spoof`
+//! (anti-spoofing) with the first network that has anti-spoofing; `gc` removes each when no
 //! network needs it.
 //!
 //! [`ruleset`]: crate::firewall::ruleset
@@ -12,7 +13,7 @@ mod transact;
 use async_trait::async_trait;
 
 use super::Firewall;
-use super::ruleset::{self, EndpointRules, LinkRule, NetworkRules, Op, icc};
+use super::ruleset::{self, EndpointRules, LinkRule, NetworkRules, Op, icc, spoof};
 use super::socket::NfSocket;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
@@ -65,10 +66,19 @@ impl NftFirewall {
             .await
     }
 
-    /// Reads both tables back.
-    async fn read(&self) -> Result<(dump::KernelState, dump::KernelState)> {
+    /// Creates table `bridge berth-spoof` for a network with anti-spoofing, unless it exists.
+    async fn ensure_guard(&self, n: &NetworkRules) -> Result<()> {
+        if !n.anti_spoofing {
+            return Ok(());
+        }
+        self.ensure("create table bridge berth-spoof", spoof::base())
+            .await
+    }
+
+    /// Reads the three tables back: inet berth, bridge berth, bridge berth-spoof.
+    async fn read(&self) -> Result<[dump::KernelState; 3]> {
         self.netns
-            .spawn(dump::read_both)
+            .spawn(dump::read_all)
             .await?
             .map_err(|source| Error::Nftables {
                 op: "read tables berth".into(),
@@ -82,6 +92,7 @@ impl Firewall for NftFirewall {
     async fn add_network(&self, n: &NetworkRules) -> Result<()> {
         self.ensure_base().await?;
         self.ensure_bridge(n).await?;
+        self.ensure_guard(n).await?;
         self.apply(format!("add network {}", n.name), ruleset::network_add(n))
             .await
     }
@@ -92,7 +103,7 @@ impl Firewall for NftFirewall {
             // Part of it is gone already (a removal resumed after a crash, a flushed ruleset):
             // remove what is still there.
             Err(e) if e.errno() == Some(libc::ENOENT) => {
-                let (have, _) = self.read().await?;
+                let [have, ..] = self.read().await?;
                 let ops = ruleset::network_remove(n)
                     .into_iter()
                     .filter(|op| match op {
@@ -123,6 +134,11 @@ impl Firewall for NftFirewall {
             self.ensure_bridge(n).await?;
         }
         ops.extend(links);
+        let guard = spoof::endpoints_add([e]);
+        if !guard.is_empty() {
+            self.ensure_guard(n).await?;
+        }
+        ops.extend(guard);
         self.apply(format!("add endpoint {} on {}", e.ip, n.name), ops)
             .await
     }
@@ -130,15 +146,19 @@ impl Firewall for NftFirewall {
     async fn remove_endpoint(&self, n: &NetworkRules, e: &EndpointRules) -> Result<()> {
         let what = format!("remove endpoint {} on {}", e.ip, n.name);
         let links = icc::links_remove(std::slice::from_ref(n), &e.links);
+        let guard = spoof::endpoint_remove(e);
         let mut ops = ruleset::endpoint_remove(e);
         ops.extend(links.iter().cloned());
+        ops.extend(guard.iter().cloned());
         match self.apply(what.clone(), ops).await {
-            // Some element is already gone (a retried detach), or a table: remove the links (a
-            // missing table has none) and the rest one by one.
+            // Some element is already gone (a retried detach), or a table: remove the links and
+            // the anti-spoofing elements (a missing table has none) and the rest one by one.
             Err(err) if err.errno() == Some(libc::ENOENT) => {
-                match self.apply(what.clone(), links).await {
-                    Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e),
-                    _ => {}
+                for batch in [links, guard] {
+                    match self.apply(what.clone(), batch).await {
+                        Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e),
+                        _ => {}
+                    }
                 }
                 for op in ruleset::endpoint_remove(e) {
                     let Op::DelElems { map, keys } = op else {
@@ -159,12 +179,19 @@ impl Firewall for NftFirewall {
     }
 
     async fn gc(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {
-        let (have, have_bridge) = self.read().await?;
+        let [have, have_bridge, have_guard] = self.read().await?;
         let drop_bridge = have_bridge.table && !icc::needed(nets);
+        let drop_guard = have_guard.table && !spoof::needed(nets);
+        let drops: Vec<Op> = [
+            drop_bridge.then(|| Op::bridge(Op::DelTable)),
+            drop_guard.then(|| Op::guard(Op::DelTable)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if !have.table {
-            if drop_bridge {
-                self.apply("gc".into(), vec![Op::bridge(Op::DelTable)])
-                    .await?;
+            if !drops.is_empty() {
+                self.apply("gc".into(), drops).await?;
             }
             return Ok(Vec::new());
         }
@@ -197,19 +224,32 @@ impl Firewall for NftFirewall {
                     .to_string()
             })
             .collect();
-        if drop_bridge {
-            ops.push(Op::bridge(Op::DelTable));
-        }
+        ops.extend(drops);
         self.apply("gc".into(), ops).await?;
         Ok(stale_bridges)
     }
 
     async fn check(&self, nets: &[NetworkRules], eps: &[EndpointRules]) -> Result<Vec<String>> {
         let want = ruleset::expected(nets, eps);
-        let (have, have_bridge) = self.read().await?;
-        let mut missing = compare(&want, &have, "inet", "");
+        let [have, have_bridge, have_guard] = self.read().await?;
+        let mut missing = compare(&want, &have, "inet", ruleset::TABLE, "");
         if let Some(want) = &want.bridge {
-            missing.extend(compare(want, &have_bridge, "bridge", "bridge "));
+            missing.extend(compare(
+                want,
+                &have_bridge,
+                "bridge",
+                ruleset::TABLE,
+                "bridge ",
+            ));
+        }
+        if let Some(want) = &want.guard {
+            missing.extend(compare(
+                want,
+                &have_guard,
+                "bridge",
+                spoof::TABLE_GUARD,
+                "bridge berth-spoof ",
+            ));
         }
         Ok(missing)
     }
@@ -252,17 +292,18 @@ impl Firewall for NftFirewall {
     }
 }
 
-/// What of `want` table `FAMILY berth` (`have`) lacks, one line each; chains and maps are
+/// What of `want` table `FAMILY TABLE` (`have`) lacks, one line each; chains and maps are
 /// named with `prefix`.
 fn compare(
     want: &ruleset::Expected,
     have: &dump::KernelState,
     family: &str,
+    table: &str,
     prefix: &str,
 ) -> Vec<String> {
     let mut missing = Vec::new();
     if !have.table {
-        missing.push(format!("table {family} {}", ruleset::TABLE));
+        missing.push(format!("table {family} {table}"));
     }
     for (chain, rules) in &want.chains {
         match (have.chains.get(chain), rules) {

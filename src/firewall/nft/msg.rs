@@ -15,14 +15,14 @@ use crate::firewall::ruleset::icc::{SET_LINKS4, SET_LINKS6};
 use crate::firewall::ruleset::{
     ChainKind, CmpOp, CtKey, ElemData, Expr, Family, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
     MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF,
-    MapData, MetaKey, Op, PayloadBase, TABLE,
+    MapData, MetaKey, Op, PayloadBase,
 };
 
 /// The nfproto number of a table family.
 pub(super) fn nfproto(family: Family) -> u16 {
     (match family {
         Family::Inet => libc::NFPROTO_INET,
-        Family::Bridge => libc::NFPROTO_BRIDGE,
+        Family::Bridge | Family::Guard => libc::NFPROTO_BRIDGE,
     }) as u16
 }
 // Not in libc: linux/netfilter/nf_tables.h.
@@ -65,7 +65,7 @@ pub(super) struct OpMsg<'a>(pub &'a Op, pub Family);
 // `transact::ELEMS_PER_MSG` elements, far below `nft_nlmsg_maxsize()`.
 unsafe impl NlMsg for OpMsg<'_> {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _t: MsgType) {
-        let table = cstr(TABLE);
+        let table = cstr(self.1.table());
         let ack = libc::NLM_F_ACK as u16;
         let create = libc::NLM_F_CREATE as u16;
         let family = nfproto(self.1);
@@ -101,6 +101,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                             Hook::Output => libc::NF_INET_LOCAL_OUT,
                             Hook::Postrouting => libc::NF_INET_POST_ROUTING,
                             Hook::Forward => libc::NF_INET_FORWARD,
+                            Hook::Input => libc::NF_INET_LOCAL_IN,
                         };
                         let kind = cstr(match b.kind {
                             ChainKind::Nat => "nat",
@@ -262,7 +263,9 @@ unsafe impl NlMsg for OpMsg<'_> {
                     sys::nftnl_table_nlmsg_build_payload(nlh, t);
                     sys::nftnl_table_free(t);
                 }
-                Op::Bridge(_) => unreachable!("ops are unwrapped before serialising"),
+                Op::Bridge(_) | Op::Guard(_) => {
+                    unreachable!("ops are unwrapped before serialising")
+                }
             }
         }
     }
@@ -336,6 +339,7 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
         } => {
             let x = alloc("payload");
             let base = match base {
+                PayloadBase::Link => libc::NFT_PAYLOAD_LL_HEADER,
                 PayloadBase::Network => libc::NFT_PAYLOAD_NETWORK_HEADER,
                 PayloadBase::Transport => libc::NFT_PAYLOAD_TRANSPORT_HEADER,
             };

@@ -7,7 +7,8 @@
 //! isolation cannot make such per-pair exceptions, so ICC off is a firewall matter here:
 //!
 //! - the bridge driver gives every container port of an ICC-off network the device group
-//!   [`ICC_OFF_PORT_GROUP`] (instead of the `isolated` flag);
+//!   [`ICC_OFF_PORT_GROUP`] (instead of the `isolated` flag; with anti-spoofing too, its
+//!   guarded form, which the rule matches by masking the guard bit);
 //! - the base chain jumps to `icc-off` for frames between two such ports — exactly the pairs
 //!   isolation used to separate; frames to or from the bridge itself (the gateway, the host,
 //!   published ports, hairpin) never pass the bridge `forward` hook, and ports the admin added
@@ -171,9 +172,15 @@ pub(super) fn icc_off_rules() -> Vec<Vec<Expr>> {
 /// Table `bridge berth`: its sets, chains and rules. Sent with `exclusive`, like
 /// [`super::base`], so that only the first caller adds the rules.
 pub fn bridge_base() -> Vec<Op> {
+    // A port of an ICC-off network that also has anti-spoofing carries the guarded form of
+    // the mark: compare without that bit.
     let group = |key| {
         [
             Expr::Meta { key, dreg: REG_1 },
+            Expr::Mask {
+                reg: REG_1,
+                mask: (!crate::link_marks::GUARDED_BIT).to_ne_bytes().to_vec(),
+            },
             cmp(REG_1, ICC_OFF_PORT_GROUP.to_ne_bytes().to_vec()),
         ]
     };

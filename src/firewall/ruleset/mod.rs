@@ -4,12 +4,15 @@
 //! network/endpoint facts, applied in one transaction by [`super::nft`]. The text form of an op
 //! (close to `nft --debug=netlink`) is what the golden files under `src/firewall/golden/` hold.
 //! [`ops`] is the vocabulary, [`nat`] and [`filter`] build the rules, [`icc`] the table
-//! `bridge berth` for ICC off and legacy links.
+//! `bridge berth` for ICC off and legacy links, [`spoof`] the table `bridge berth-spoof` for
+//! anti-spoofing.
 //!
 //! Shape (table `inet berth`): O(networks) rules, never O(containers) or O(ports). Published
 //! ports are map elements; per-network behaviour is reached through verdict maps keyed by the
 //! bridge name. Table `bridge berth` (only while a network has ICC off; see [`icc`]) has a fixed
-//! number of rules; each link flow is one element of `links4`/`links6`.
+//! number of rules; each link flow is one element of `links4`/`links6`. So has table
+//! `bridge berth-spoof` (only while a network has anti-spoofing; see [`spoof`]): each guarded
+//! container is three elements of `spoof4`/`spoof6` (port . MAC . address).
 //! ```text
 //! map pm4_ip      { ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }  -p IP:P:C
 //! map pm4_any     { inet_proto . inet_service : ipv4_addr . inet_service }              -p P:C
@@ -31,12 +34,20 @@
 //! set links6 { ipv6_addr . ipv6_addr . inet_proto . inet_service }
 //! chain forward (filter, forward, 0)  iifgroup G oifgroup G jump icc-off (both ports ICC off)
 //! chain icc-off   arp, neighbour discovery, link flows (@links4/@links6, both ways) accept; drop
+//!
+//! table bridge berth-spoof
+//! set spoof4 { ifname . ether_addr . ipv4_addr }   PORT . MAC . IPv4
+//! set spoof6 { ifname . ether_addr . ipv6_addr }   PORT . MAC . IPv6 (and link-local)
+//! chain spoof-pre (filter, prerouting, -300)  guarded port → jump anti-spoof
+//! chain spoof-in  (filter, input, -300)       guarded port, IEEE link-local dst → jump anti-spoof
+//! chain anti-spoof  own source (IPv4, ARP, IPv6, ND target/lladdr) accept; RA, redirect, rest drop
 //! ```
 
 pub mod filter;
 pub mod icc;
 pub mod nat;
 pub mod ops;
+pub mod spoof;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -92,6 +103,19 @@ pub struct NetworkRules {
     /// Containers may talk to each other. Off: only [`LinkRule`] flows pass between them (table
     /// `bridge berth`, see [`icc`]); the bridge driver marks the ports.
     pub icc: bool,
+    /// Containers may send only from their own MAC and addresses (table `bridge berth`, see
+    /// [`spoof`]); the bridge driver marks the ports.
+    pub anti_spoofing: bool,
+}
+
+/// What a container port of an anti-spoofing network may send from: its host-side interface
+/// (the veth end on the bridge) and the container's MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortGuard {
+    /// The host-side interface (`iifname` on the bridge).
+    pub port: String,
+    /// The container interface's MAC.
+    pub mac: [u8; 6],
 }
 
 /// A legacy link flow (`--link`) on a network with ICC off: `from` may open connections to
@@ -121,6 +145,9 @@ pub struct EndpointRules {
     /// The link flows this endpoint opens ([`LinkRule::from`] is one of its addresses);
     /// enforced on networks with ICC off, ignored elsewhere.
     pub links: Vec<LinkRule>,
+    /// On an anti-spoofing network: the port and MAC its addresses are bound to (elements of
+    /// `spoof4`/`spoof6`, see [`spoof`]); `None` elsewhere.
+    pub guard: Option<PortGuard>,
 }
 
 /// The chains of network `name`: postrouting, forward-from, forward-to.
@@ -411,6 +438,8 @@ pub struct Expected {
     pub elements: Vec<(&'static str, Vec<u8>, String)>,
     /// What table `bridge berth` should hold, when some network has ICC off.
     pub bridge: Option<Box<Expected>>,
+    /// What table `bridge berth-spoof` should hold, when some network has anti-spoofing.
+    pub guard: Option<Box<Expected>>,
 }
 
 impl Expected {
@@ -474,6 +503,15 @@ pub fn expected(nets: &[NetworkRules], eps: &[EndpointRules]) -> Expected {
         }
         x.bridge = Some(Box::new(b));
     }
+    if spoof::needed(nets) {
+        let mut g = Expected::default();
+        for op in spoof::base() {
+            g.declare(op.in_family().1);
+        }
+        g.elements
+            .extend(eps.iter().flat_map(spoof::endpoint_elements));
+        x.guard = Some(Box::new(g));
+    }
     x
 }
 
@@ -486,7 +524,8 @@ fn all_links(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
 /// Restores everything `nets` and `eps` need, in one transaction, whatever is left in the
 /// kernel (after `nft flush ruleset`, or a partial loss): declares every table, map and chain
 /// (idempotent), empties berth's maps and chains — never the admin's `user-forward` — and
-/// fills them again. Table `bridge berth` is included when some network has ICC off.
+/// fills them again. Table `bridge berth` is included when some network has ICC off, table
+/// `bridge berth-spoof` when some network has anti-spoofing.
 pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
     let (mut decl, mut flush, mut fill) = (Vec::new(), Vec::new(), Vec::new());
     let bridge = if icc::needed(nets) {
@@ -496,17 +535,22 @@ pub fn reapply(nets: &[NetworkRules], eps: &[EndpointRules]) -> Vec<Op> {
     } else {
         Vec::new()
     };
+    let guard = if spoof::needed(nets) {
+        let mut ops = spoof::base();
+        ops.extend(spoof::endpoints_add(eps));
+        ops
+    } else {
+        Vec::new()
+    };
     let all = base()
         .into_iter()
         .chain(nets.iter().flat_map(network_add))
         .chain(eps.iter().flat_map(endpoint_add))
-        .chain(bridge);
+        .chain(bridge)
+        .chain(guard);
     for op in all {
         let (family, inner) = op.in_family();
-        let wrap = |o: Op| match family {
-            Family::Bridge => Op::bridge(o),
-            Family::Inet => o,
-        };
+        let wrap = |o: Op| Op::in_table(family, o);
         match inner {
             Op::AddTable { .. } => decl.push(wrap(Op::AddTable { exclusive: false })),
             Op::AddMap { name, .. } => {
@@ -572,6 +616,7 @@ mod tests {
             allow_direct_access: false,
             outbound_ipv4: None,
             icc: true,
+            anti_spoofing: false,
         }
     }
 
@@ -638,6 +683,7 @@ mod tests {
             ip6: None,
             ports: vec![Port::tcp(8080).to(80)],
             links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+            guard: None,
         };
         let ops = reapply(&[web()], std::slice::from_ref(&e));
         golden("reapply", &ops);
@@ -676,6 +722,7 @@ mod tests {
                 Port::tcp(8443).on("198.18.0.1".parse().unwrap()).to(443),
             ],
             links: vec![],
+            guard: None,
         };
         golden("endpoint_add", &endpoint_add(&e));
         golden("endpoint_remove", &endpoint_remove(&e));
@@ -685,6 +732,7 @@ mod tests {
                 ip6: None,
                 ports: vec![],
                 links: vec![],
+                guard: None,
             })
             .is_empty()
         );
@@ -702,10 +750,16 @@ mod tests {
             ip6: None,
             ports: (1..=500).map(|p| Port::tcp(10000 + p).to(p)).collect(),
             links: vec![],
+            guard: None,
         };
         assert_eq!(rules(&endpoint_add(&e)), 0);
         // A network's rules depend on its subnets only: 2 hairpin + 2 masquerade + 3 from + 2 to.
         assert_eq!(rules(&network_add(&web())), 9);
+    }
+
+    #[test]
+    fn anti_spoofing_table() {
+        golden("spoof_base", &spoof::base());
     }
 
     #[test]
@@ -760,6 +814,7 @@ mod tests {
             ip6: None,
             ports: vec![],
             links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+            guard: None,
         };
         let ops = reapply(&[web(), noicc()], std::slice::from_ref(&e));
         golden("reapply_icc_off", &ops);
@@ -768,6 +823,10 @@ mod tests {
         assert_eq!(b.chains.get(icc::CHAIN_ICC_OFF), Some(&Some(8)));
         assert_eq!(b.chains.get(icc::CHAIN_BRIDGE_FORWARD), Some(&Some(1)));
         assert_eq!(b.maps, vec![icc::SET_LINKS4, icc::SET_LINKS6]);
+        assert!(
+            x.guard.is_none(),
+            "no anti-spoofing table without such a network"
+        );
         assert_eq!(
             b.elements
                 .iter()
@@ -789,6 +848,7 @@ mod tests {
             ip6: None,
             ports: vec![],
             links: vec![link("10.88.0.2", "10.88.0.3", 80)],
+            guard: None,
         };
         let many = EndpointRules {
             links: (1..=1000)
@@ -801,5 +861,120 @@ mod tests {
             rules(&reapply(&nets, &[few])),
             rules(&reapply(&nets, &[many]))
         );
+    }
+
+    fn spoofguard() -> NetworkRules {
+        NetworkRules {
+            name: "guarded".into(),
+            bridge: "br-guarded".into(),
+            anti_spoofing: true,
+            ..web()
+        }
+    }
+
+    fn guarded(i: u32) -> EndpointRules {
+        EndpointRules {
+            ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 88, 0, 2)) + i),
+            ip6: Some(std::net::Ipv6Addr::from(
+                u128::from("fd00:88::2".parse::<std::net::Ipv6Addr>().unwrap()) + u128::from(i),
+            )),
+            ports: vec![],
+            links: vec![],
+            guard: Some(PortGuard {
+                port: format!("veth{i:08x}"),
+                mac: [0x02, 0x42, 0x0a, 0x58, (i >> 8) as u8, i as u8],
+            }),
+        }
+    }
+
+    #[test]
+    fn anti_spoofing_is_its_own_table_with_three_elements_per_endpoint() {
+        let n = spoofguard();
+        // The network adds nothing to the bridge table: its ports are marked.
+        assert_eq!(
+            network_add(&n),
+            network_add(&NetworkRules {
+                anti_spoofing: false,
+                ..n.clone()
+            })
+        );
+        let e = guarded(0);
+        let ops = reapply(&[web(), n.clone()], std::slice::from_ref(&e));
+        golden("reapply_anti_spoofing", &ops);
+        assert!(
+            !icc::needed(std::slice::from_ref(&n)),
+            "no ICC table needed"
+        );
+        assert!(
+            !ops.iter().any(|o| matches!(o, Op::Bridge(_))),
+            "nothing in table bridge berth"
+        );
+        let x = expected(&[web(), n.clone()], std::slice::from_ref(&e));
+        assert!(x.bridge.is_none());
+        let b = x.guard.expect("anti-spoofing table expected");
+        assert_eq!(b.maps, vec![spoof::SET_SPOOF4, spoof::SET_SPOOF6]);
+        assert_eq!(
+            b.chains.get(spoof::CHAIN_ANTI_SPOOF),
+            Some(&Some(spoof::anti_spoof_rules().len()))
+        );
+        assert_eq!(b.chains.get(spoof::CHAIN_SPOOF_PRE), Some(&Some(1)));
+        assert_eq!(b.chains.get(spoof::CHAIN_SPOOF_IN), Some(&Some(1)));
+        assert_eq!(
+            b.elements
+                .iter()
+                .map(|(s, _, w)| format!("{s}: {w}"))
+                .collect::<Vec<_>>(),
+            vec![
+                "spoof4: anti-spoofing of 10.88.0.2 on port veth00000000 (02:42:0a:58:00:00)"
+                    .to_string(),
+                "spoof6: anti-spoofing of fd00:88::2 on port veth00000000 (02:42:0a:58:00:00)"
+                    .to_string(),
+                "spoof6: anti-spoofing of fe80::42:aff:fe58:0 on port veth00000000 (02:42:0a:58:00:00)"
+                    .to_string(),
+            ]
+        );
+        // Removal is idempotent: each element is ensured, then deleted.
+        let rm = spoof::endpoint_remove(&e);
+        assert_eq!(rm.len(), 4);
+        // Without a guard, an endpoint adds nothing to the bridge table.
+        assert!(spoof::endpoints_add([&guarded_none()]).is_empty());
+    }
+
+    fn guarded_none() -> EndpointRules {
+        EndpointRules {
+            guard: None,
+            ..guarded(1)
+        }
+    }
+
+    #[test]
+    fn link_local_is_the_eui64_of_the_mac() {
+        assert_eq!(
+            spoof::link_local([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]),
+            "fe80::42:acff:fe11:2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn rule_count_is_flat_in_guarded_endpoints() {
+        let rules = |ops: &[Op]| {
+            ops.iter()
+                .filter(|o| matches!(o.in_family().1, Op::AddRule { .. }))
+                .count()
+        };
+        let nets = [spoofguard()];
+        let one = [guarded(0)];
+        let many: Vec<EndpointRules> = (0..1000).map(guarded).collect();
+        assert_eq!(rules(&reapply(&nets, &one)), rules(&reapply(&nets, &many)));
+        let elems: usize = reapply(&nets, &many)
+            .iter()
+            .map(|o| match o.in_family() {
+                (Family::Guard, Op::EnsureElems { elems, .. }) => elems.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(elems, 3000, "IPv4, IPv6 and link-local per endpoint");
     }
 }

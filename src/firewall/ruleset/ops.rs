@@ -36,6 +36,8 @@ pub enum Hook {
     Postrouting,
     /// NF_INET_FORWARD.
     Forward,
+    /// NF_INET_LOCAL_IN (the bridge family's `input`: frames for the bridge itself).
+    Input,
 }
 
 /// The type of a base chain.
@@ -113,6 +115,8 @@ pub enum MetaKey {
 /// Payload bases used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadBase {
+    /// The link-layer header (Ethernet; a VLAN tag the NIC stripped is put back).
+    Link,
     /// The network header (IP).
     Network,
     /// The transport header (TCP/UDP).
@@ -311,6 +315,8 @@ pub enum Op {
     DelTable,
     /// The op addresses table `bridge berth` instead of `inet berth`.
     Bridge(Box<Op>),
+    /// The op addresses table `bridge berth-spoof` (anti-spoofing, see [`super::spoof`]).
+    Guard(Box<Op>),
 }
 
 impl Op {
@@ -319,22 +325,42 @@ impl Op {
         Op::Bridge(Box::new(op))
     }
 
+    /// `op`, addressed to table `bridge berth-spoof`.
+    pub fn guard(op: Op) -> Op {
+        Op::Guard(Box::new(op))
+    }
+
     /// The family of the table the op addresses, and the op itself without the wrapper.
     pub fn in_family(&self) -> (Family, &Op) {
         match self {
             Op::Bridge(op) => (Family::Bridge, op.in_family().1),
+            Op::Guard(op) => (Family::Guard, op.in_family().1),
             op => (Family::Inet, op),
+        }
+    }
+
+    /// `op` addressed to the table of `family`.
+    pub fn in_table(family: Family, op: Op) -> Op {
+        match family {
+            Family::Inet => op,
+            Family::Bridge => Op::bridge(op),
+            Family::Guard => Op::guard(op),
         }
     }
 }
 
-/// The family of one of berth's two tables (both named [`TABLE`]).
+/// One of berth's three tables: `inet berth`, `bridge berth` and `bridge berth-spoof`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     /// `inet berth`: NAT, published ports, routed filtering.
     Inet,
     /// `bridge berth`: frames bridged between the ports of one bridge (ICC off, links).
     Bridge,
+    /// `bridge berth-spoof`: what ports of anti-spoofing networks may send (a table of its
+    /// own, made only while such a network exists: `nft` 1.0.6 cannot print its ND-target
+    /// lookups in a form it reads back, and other networks keep an `nft list ruleset > f;
+    /// nft -f f` round trip).
+    Guard,
 }
 
 impl Family {
@@ -342,7 +368,15 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Inet => "inet",
-            Family::Bridge => "bridge",
+            Family::Bridge | Family::Guard => "bridge",
+        }
+    }
+
+    /// The name of berth's table of this kind.
+    pub fn table(self) -> &'static str {
+        match self {
+            Family::Inet | Family::Bridge => TABLE,
+            Family::Guard => super::spoof::TABLE_GUARD,
         }
     }
 }
@@ -401,28 +435,28 @@ impl fmt::Display for Expr {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (family, op) = self.in_family();
-        op.fmt_in(f, family.name())
+        op.fmt_in(f, family.name(), family.table())
     }
 }
 
 impl Op {
-    /// The text form of an unwrapped op addressing table `FAMILY berth`.
-    fn fmt_in(&self, f: &mut fmt::Formatter<'_>, family: &str) -> fmt::Result {
+    /// The text form of an unwrapped op addressing table `FAMILY TABLE`.
+    fn fmt_in(&self, f: &mut fmt::Formatter<'_>, family: &str, table: &str) -> fmt::Result {
         match self {
             Op::AddTable { exclusive } => {
                 write!(
                     f,
-                    "add table {family} {TABLE}{}",
+                    "add table {family} {table}{}",
                     if *exclusive { " (excl)" } else { "" }
                 )
             }
-            Op::AddChain { name, base: None } => write!(f, "add chain {family} {TABLE} {name}"),
+            Op::AddChain { name, base: None } => write!(f, "add chain {family} {table} {name}"),
             Op::AddChain {
                 name,
                 base: Some(b),
             } => write!(
                 f,
-                "add chain {family} {TABLE} {name} {{ type {:?} hook {:?} priority {} }}",
+                "add chain {family} {table} {name} {{ type {:?} hook {:?} priority {} }}",
                 b.kind, b.hook, b.priority
             ),
             Op::AddMap { name, key, data } => {
@@ -433,7 +467,7 @@ impl Op {
                 };
                 write!(
                     f,
-                    "add {kind} {family} {TABLE} {name} {{ key 0x{:x}/{}",
+                    "add {kind} {family} {table} {name} {{ key 0x{:x}/{}",
                     key.id, key.len
                 )?;
                 match data {
@@ -448,7 +482,7 @@ impl Op {
                 } else {
                     "ensure"
                 };
-                write!(f, "{verb} element {family} {TABLE} {map} {{")?;
+                write!(f, "{verb} element {family} {table} {map} {{")?;
                 for (k, v) in elems {
                     match v {
                         ElemData::Data(d) => write!(f, " {} : {}", hex(k), hex(d))?,
@@ -460,24 +494,24 @@ impl Op {
                 write!(f, " }}")
             }
             Op::DelElems { map, keys } => {
-                write!(f, "delete element {family} {TABLE} {map} {{")?;
+                write!(f, "delete element {family} {table} {map} {{")?;
                 for k in keys {
                     write!(f, " {}", hex(k))?;
                 }
                 write!(f, " }}")
             }
             Op::AddRule { chain, exprs } => {
-                write!(f, "add rule {family} {TABLE} {chain}")?;
+                write!(f, "add rule {family} {table} {chain}")?;
                 for e in exprs {
                     write!(f, " {e}")?;
                 }
                 Ok(())
             }
-            Op::FlushMap { map } => write!(f, "flush map {family} {TABLE} {map}"),
-            Op::FlushChain { chain } => write!(f, "flush chain {family} {TABLE} {chain}"),
-            Op::DelChain { chain } => write!(f, "delete chain {family} {TABLE} {chain}"),
-            Op::DelTable => write!(f, "delete table {family} {TABLE}"),
-            Op::Bridge(op) => op.fmt_in(f, "bridge"),
+            Op::FlushMap { map } => write!(f, "flush map {family} {table} {map}"),
+            Op::FlushChain { chain } => write!(f, "flush chain {family} {table} {chain}"),
+            Op::DelChain { chain } => write!(f, "delete chain {family} {table} {chain}"),
+            Op::DelTable => write!(f, "delete table {family} {table}"),
+            Op::Bridge(op) | Op::Guard(op) => op.fmt_in(f, family, table),
         }
     }
 }
