@@ -57,20 +57,7 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
             sys::nftnl_chain_nlmsg_build_payload(nlh, c);
             sys::nftnl_chain_free(c);
         },
-        |nlh| unsafe {
-            let c = sys::nftnl_chain_alloc();
-            if sys::nftnl_chain_nlmsg_parse(nlh, c) >= 0
-                && is_ours(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16))
-            {
-                st.chains
-                    .entry(cstr(sys::nftnl_chain_get_str(
-                        c,
-                        sys::NFTNL_CHAIN_NAME as u16,
-                    )))
-                    .or_insert(0);
-            }
-            sys::nftnl_chain_free(c);
-        },
+        |nlh| unsafe { on_chain(&mut st, nlh) },
     )?;
     dump(
         &sock,
@@ -83,20 +70,7 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
             sys::nftnl_rule_nlmsg_build_payload(nlh, r);
             sys::nftnl_rule_free(r);
         },
-        |nlh| unsafe {
-            let r = sys::nftnl_rule_alloc();
-            if sys::nftnl_rule_nlmsg_parse(nlh, r) >= 0
-                && is_ours(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16))
-            {
-                *st.chains
-                    .entry(cstr(sys::nftnl_rule_get_str(
-                        r,
-                        sys::NFTNL_RULE_CHAIN as u16,
-                    )))
-                    .or_insert(0) += 1;
-            }
-            sys::nftnl_rule_free(r);
-        },
+        |nlh| unsafe { on_rule(&mut st, nlh) },
     )?;
     dump(
         &sock,
@@ -109,16 +83,7 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
             sys::nftnl_set_nlmsg_build_payload(nlh, s);
             sys::nftnl_set_free(s);
         },
-        |nlh| unsafe {
-            let s = sys::nftnl_set_alloc();
-            if sys::nftnl_set_nlmsg_parse(nlh, s) >= 0
-                && is_ours(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16))
-            {
-                st.maps
-                    .insert(cstr(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16)));
-            }
-            sys::nftnl_set_free(s);
-        },
+        |nlh| unsafe { on_set(&mut st, nlh) },
     )?;
     for map in st.maps.clone() {
         let name = CString::new(map.as_str()).expect("no NUL");
@@ -135,29 +100,121 @@ pub(crate) fn read_table(family: Family) -> io::Result<KernelState> {
                 sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
                 sys::nftnl_set_free(s);
             },
-            |nlh| unsafe {
-                let s = sys::nftnl_set_alloc();
-                if sys::nftnl_set_elems_nlmsg_parse(nlh, s) >= 0 {
-                    let it = sys::nftnl_set_elems_iter_create(s);
-                    let mut e = sys::nftnl_set_elems_iter_cur(it);
-                    while !e.is_null() {
-                        let mut len = 0u32;
-                        let p =
-                            sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
-                        if !p.is_null() {
-                            keys.insert(
-                                std::slice::from_raw_parts(p.cast::<u8>(), len as usize).to_vec(),
-                            );
-                        }
-                        e = sys::nftnl_set_elems_iter_next(it);
-                    }
-                    sys::nftnl_set_elems_iter_destroy(it);
-                }
-                sys::nftnl_set_free(s);
-            },
+            |nlh| unsafe { on_elems(keys, nlh) },
         )?;
     }
     Ok(st)
+}
+
+#[cfg(feature = "fuzzing")]
+/// Which reply a message of a dump is, for [`on_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// `NFT_MSG_NEWCHAIN`.
+    Chain,
+    /// `NFT_MSG_NEWRULE`.
+    Rule,
+    /// `NFT_MSG_NEWSET`.
+    Set,
+    /// `NFT_MSG_NEWSETELEM` of map `name` (its keys go to `elements[name]`).
+    Elems,
+}
+
+#[cfg(feature = "fuzzing")]
+/// Folds one dump message into `st` (elements go to map `map`).
+///
+/// # Safety
+/// `nlh` points at a whole netlink message: `nlmsg_len` bytes, readable, 4-byte aligned.
+pub(crate) unsafe fn on_message(
+    st: &mut KernelState,
+    reply: Reply,
+    map: &str,
+    nlh: *const libc::nlmsghdr,
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        match reply {
+            Reply::Chain => on_chain(st, nlh),
+            Reply::Rule => on_rule(st, nlh),
+            Reply::Set => on_set(st, nlh),
+            Reply::Elems => on_elems(st.elements.entry(map.to_string()).or_default(), nlh),
+        }
+    }
+}
+
+/// A chain of a `GETCHAIN` dump. Safety: as [`on_message`].
+unsafe fn on_chain(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
+    // SAFETY: the chain object is allocated and freed here; libnftnl parses within nlmsg_len.
+    unsafe {
+        let c = sys::nftnl_chain_alloc();
+        if sys::nftnl_chain_nlmsg_parse(nlh, c) >= 0
+            && is_ours(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16))
+        {
+            st.chains
+                .entry(cstr(sys::nftnl_chain_get_str(
+                    c,
+                    sys::NFTNL_CHAIN_NAME as u16,
+                )))
+                .or_insert(0);
+        }
+        sys::nftnl_chain_free(c);
+    }
+}
+
+/// A rule of a `GETRULE` dump. Safety: as [`on_message`].
+unsafe fn on_rule(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as in `on_chain`.
+    unsafe {
+        let r = sys::nftnl_rule_alloc();
+        if sys::nftnl_rule_nlmsg_parse(nlh, r) >= 0
+            && is_ours(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16))
+        {
+            *st.chains
+                .entry(cstr(sys::nftnl_rule_get_str(
+                    r,
+                    sys::NFTNL_RULE_CHAIN as u16,
+                )))
+                .or_insert(0) += 1;
+        }
+        sys::nftnl_rule_free(r);
+    }
+}
+
+/// A set of a `GETSET` dump. Safety: as [`on_message`].
+unsafe fn on_set(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as in `on_chain`.
+    unsafe {
+        let s = sys::nftnl_set_alloc();
+        if sys::nftnl_set_nlmsg_parse(nlh, s) >= 0
+            && is_ours(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16))
+        {
+            st.maps
+                .insert(cstr(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16)));
+        }
+        sys::nftnl_set_free(s);
+    }
+}
+
+/// The elements of a `GETSETELEM` dump. Safety: as [`on_message`].
+unsafe fn on_elems(keys: &mut HashSet<Vec<u8>>, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as in `on_chain`; each key is `len` bytes owned by its element, copied out.
+    unsafe {
+        let s = sys::nftnl_set_alloc();
+        if sys::nftnl_set_elems_nlmsg_parse(nlh, s) >= 0 {
+            let it = sys::nftnl_set_elems_iter_create(s);
+            let mut e = sys::nftnl_set_elems_iter_cur(it);
+            while !e.is_null() {
+                let mut len = 0u32;
+                let p = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
+                if !p.is_null() {
+                    keys.insert(std::slice::from_raw_parts(p.cast::<u8>(), len as usize).to_vec());
+                }
+                e = sys::nftnl_set_elems_iter_next(it);
+            }
+            sys::nftnl_set_elems_iter_destroy(it);
+        }
+        sys::nftnl_set_free(s);
+    }
 }
 
 fn is_ours(table: *const libc::c_char) -> bool {
@@ -210,26 +267,83 @@ fn dump(
         // SAFETY: the u64 buffer is reinterpreted as bytes of the same length.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf, storage.len() * 8) };
         let n = recv(sock.as_raw_fd(), bytes, MsgFlags::empty())?;
-        let mut off = 0;
-        while off + 16 <= n {
-            let mlen = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-            let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
-            if mlen < 16 || off + mlen > n {
-                break;
-            }
-            match mty {
-                NLMSG_DONE => return Ok(true),
-                NLMSG_ERROR => {
-                    let code = i32::from_ne_bytes(bytes[off + 16..off + 20].try_into().unwrap());
-                    return match code {
-                        0 => Ok(true),
-                        c if -c == libc::ENOENT => Ok(false),
-                        c => Err(io::Error::from_raw_os_error(-c)),
-                    };
-                }
-                _ => on_msg(bytes[off..].as_ptr().cast::<libc::nlmsghdr>()),
-            }
-            off += (mlen + 3) & !3;
+        if let Some(done) = walk(&bytes[..n], &mut on_msg) {
+            return done;
         }
+    }
+}
+
+/// Walks the netlink messages of one `recv` (`bytes` starts 4-byte aligned), handing each
+/// answer message to `on_msg`. `Some` once the reply is complete: `Ok(true)` at DONE or an
+/// ACK, `Ok(false)` for ENOENT, else the kernel's error; `None` when more is to be received.
+pub(crate) fn walk(
+    bytes: &[u8],
+    on_msg: &mut impl FnMut(*const libc::nlmsghdr),
+) -> Option<io::Result<bool>> {
+    let n = bytes.len();
+    let mut off = 0;
+    while off + 16 <= n {
+        let mlen = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
+        if mlen < 16 || mlen > n - off {
+            break;
+        }
+        match mty {
+            NLMSG_DONE => return Some(Ok(true)),
+            NLMSG_ERROR => {
+                // An ERROR message too short to hold its code is not one the kernel sends.
+                let Some(code) = bytes.get(off + 16..off + 20).filter(|_| mlen >= 20) else {
+                    return Some(Err(io::Error::from_raw_os_error(libc::EBADMSG)));
+                };
+                let code = i32::from_ne_bytes(code.try_into().unwrap());
+                return Some(match code {
+                    0 => Ok(true),
+                    c if c.wrapping_neg() == libc::ENOENT => Ok(false),
+                    c => Err(io::Error::from_raw_os_error(c.wrapping_neg())),
+                });
+            }
+            _ => on_msg(bytes[off..off + mlen].as_ptr().cast::<libc::nlmsghdr>()),
+        }
+        off += (mlen + 3) & !3;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(len: u32, ty: u16) -> Vec<u8> {
+        [&len.to_ne_bytes()[..], &ty.to_ne_bytes(), &[0; 10]].concat()
+    }
+
+    #[test]
+    fn replies_end_at_done_ack_enoent_or_error() {
+        let mut seen = 0;
+        let mut count = |_: *const libc::nlmsghdr| seen += 1;
+        let err = |code: i32| [header(20, NLMSG_ERROR), code.to_ne_bytes().to_vec()].concat();
+        assert!(matches!(
+            walk(&header(16, NLMSG_DONE), &mut count),
+            Some(Ok(true))
+        ));
+        assert!(matches!(walk(&err(0), &mut count), Some(Ok(true))));
+        assert!(matches!(
+            walk(&err(-libc::ENOENT), &mut count),
+            Some(Ok(false))
+        ));
+        let e = walk(&err(-libc::EPERM), &mut count).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        // Too short to hold a code (it used to be read past the message), and a code that
+        // cannot be negated (it used to overflow).
+        let e = walk(&header(16, NLMSG_ERROR), &mut count)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADMSG));
+        assert!(walk(&err(i32::MIN), &mut count).unwrap().is_err());
+        // Messages are handed on whole; a truncated one is not; then more is to be received.
+        let two = [header(20, 0xa03), vec![1, 0, 0, 0], header(16, 0xa03)].concat();
+        assert!(walk(&two, &mut count).is_none());
+        assert!(walk(&header(32, 0xa03), &mut count).is_none());
+        assert_eq!(seen, 2);
     }
 }
