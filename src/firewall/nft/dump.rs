@@ -142,8 +142,96 @@ pub(crate) unsafe fn on_message(
     }
 }
 
+/// What a top-level attribute of a dump message must be for libnftnl, which ends the whole
+/// process (`abi_breakage()`: "nf_tables kernel ABI is broken", `exit`) on one that does not
+/// validate, and `strdup`s strings without a bound.
+#[derive(Clone, Copy)]
+enum Attr {
+    /// NUL-terminated string.
+    Str,
+    /// Exactly 4 bytes.
+    U32,
+    /// Exactly 8 bytes.
+    U64,
+    /// Empty, or at least one attribute header.
+    Nested,
+    /// Anything (binary, padding).
+    Any,
+}
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// The top-level attributes libnftnl validates in a reply of type `NFT_MSG_NEW*` (index:
+/// attribute type; types past the end are ignored by libnftnl too).
+fn schema(msg_type: i32) -> &'static [Attr] {
+    use Attr::*;
+    match msg_type {
+        // NFTA_CHAIN_*: TABLE HANDLE NAME HOOK POLICY USE TYPE COUNTERS PAD FLAGS ID USERDATA
+        libc::NFT_MSG_NEWCHAIN => &[
+            Any, Str, U64, Str, Nested, U32, U32, Str, Nested, Any, U32, U32, Any,
+        ],
+        // NFTA_RULE_*: TABLE CHAIN HANDLE EXPRESSIONS COMPAT POSITION USERDATA PAD ID POSITION_ID
+        libc::NFT_MSG_NEWRULE => &[Any, Str, Str, U64, Nested, Nested, U64, Any, Any, U32, U32],
+        // NFTA_SET_*: TABLE NAME FLAGS KEY_TYPE KEY_LEN DATA_TYPE DATA_LEN POLICY DESC ID
+        // TIMEOUT GC_INTERVAL USERDATA PAD OBJ_TYPE HANDLE EXPR EXPRESSIONS
+        libc::NFT_MSG_NEWSET => &[
+            Any, Str, Str, U32, U32, U32, U32, U32, U32, Nested, U32, U64, U32, Any, Any, U32, U64,
+            Nested, Nested,
+        ],
+        // NFTA_SET_ELEM_LIST_*: TABLE SET ELEMENTS SET_ID
+        libc::NFT_MSG_NEWSETELEM => &[Any, Str, Str, Nested, U32],
+        _ => &[],
+    }
+}
+
+/// Whether `msg`, one whole netlink message, is a reply of type `msg_type` (`NFT_MSG_NEW*`)
+/// whose top-level attributes are what libnftnl takes: anything else (another message type, a
+/// string without its NUL, a number of the wrong size) is skipped rather than handed to a
+/// parser that would end the process or read past the message.
+pub(crate) fn well_formed(msg: &[u8], msg_type: i32) -> bool {
+    let (Some(hdr), Some(mut b)) = (msg.get(..20), msg.get(20..)) else {
+        return false;
+    };
+    let ty = u16::from_ne_bytes([hdr[4], hdr[5]]);
+    if i32::from(ty) != (i32::from(NFNL_SUBSYS_NFTABLES) << 8 | msg_type) {
+        return false;
+    }
+    let schema = schema(msg_type);
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        let t = usize::from(u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK);
+        if len < 4 || len > b.len() {
+            return false;
+        }
+        let v = &b[4..len];
+        let ok = match schema.get(t) {
+            Some(Attr::Str) => v.last() == Some(&0),
+            Some(Attr::U32) => v.len() == 4,
+            Some(Attr::U64) => v.len() == 8,
+            Some(Attr::Nested) => v.is_empty() || v.len() >= 4,
+            Some(Attr::Any) | None => true,
+        };
+        if !ok {
+            return false;
+        }
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    true
+}
+
+/// The bytes of the message at `nlh`. Safety: `nlh` points at a whole message.
+unsafe fn bytes_of<'a>(nlh: *const libc::nlmsghdr) -> &'a [u8] {
+    // SAFETY: as the caller promises: `nlmsg_len` readable bytes.
+    unsafe { std::slice::from_raw_parts(nlh.cast::<u8>(), (*nlh).nlmsg_len as usize) }
+}
+
 /// A chain of a `GETCHAIN` dump. Safety: as [`on_message`].
 unsafe fn on_chain(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as the caller promises.
+    if !well_formed(unsafe { bytes_of(nlh) }, libc::NFT_MSG_NEWCHAIN) {
+        return;
+    }
     // SAFETY: the chain object is allocated and freed here; libnftnl parses within nlmsg_len.
     unsafe {
         let c = sys::nftnl_chain_alloc();
@@ -163,6 +251,10 @@ unsafe fn on_chain(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
 
 /// A rule of a `GETRULE` dump. Safety: as [`on_message`].
 unsafe fn on_rule(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as the caller promises.
+    if !well_formed(unsafe { bytes_of(nlh) }, libc::NFT_MSG_NEWRULE) {
+        return;
+    }
     // SAFETY: as in `on_chain`.
     unsafe {
         let r = sys::nftnl_rule_alloc();
@@ -182,6 +274,10 @@ unsafe fn on_rule(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
 
 /// A set of a `GETSET` dump. Safety: as [`on_message`].
 unsafe fn on_set(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as the caller promises.
+    if !well_formed(unsafe { bytes_of(nlh) }, libc::NFT_MSG_NEWSET) {
+        return;
+    }
     // SAFETY: as in `on_chain`.
     unsafe {
         let s = sys::nftnl_set_alloc();
@@ -197,6 +293,10 @@ unsafe fn on_set(st: &mut KernelState, nlh: *const libc::nlmsghdr) {
 
 /// The elements of a `GETSETELEM` dump. Safety: as [`on_message`].
 unsafe fn on_elems(keys: &mut HashSet<Vec<u8>>, nlh: *const libc::nlmsghdr) {
+    // SAFETY: as the caller promises.
+    if !well_formed(unsafe { bytes_of(nlh) }, libc::NFT_MSG_NEWSETELEM) {
+        return;
+    }
     // SAFETY: as in `on_chain`; each key is `len` bytes owned by its element, copied out.
     unsafe {
         let s = sys::nftnl_set_alloc();
@@ -345,5 +445,58 @@ mod tests {
         assert!(walk(&two, &mut count).is_none());
         assert!(walk(&header(32, 0xa03), &mut count).is_none());
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn only_well_formed_replies_reach_libnftnl() {
+        let attr = |t: u16, v: &[u8]| {
+            let mut a = [
+                &((4 + v.len()) as u16).to_ne_bytes()[..],
+                &t.to_ne_bytes(),
+                v,
+            ]
+            .concat();
+            a.resize((a.len() + 3) & !3, 0);
+            a
+        };
+        let msg = |ty: i32, attrs: &[Vec<u8>]| {
+            let body = [vec![1, 0, 0, 0], attrs.concat()].concat();
+            let ty = (10u16 << 8) | ty as u16;
+            [header(16 + body.len() as u32, ty), body].concat()
+        };
+        let chain = msg(
+            libc::NFT_MSG_NEWCHAIN,
+            &[attr(1, b"berth\0"), attr(3, b"fwd\0")],
+        );
+        assert!(well_formed(&chain, libc::NFT_MSG_NEWCHAIN));
+        // Found by fuzz/fuzz_targets/nft_dump.rs: a chain message in a set-element dump has its
+        // name where the elements' nest belongs, and libnftnl exits the process on it.
+        assert!(!well_formed(&chain, libc::NFT_MSG_NEWSETELEM));
+        let elems = msg(
+            libc::NFT_MSG_NEWSETELEM,
+            &[attr(1, b"berth\0"), attr(3, b"x\0")],
+        );
+        assert!(!well_formed(&elems, libc::NFT_MSG_NEWSETELEM));
+        for bad in [
+            msg(libc::NFT_MSG_NEWCHAIN, &[attr(1, b"berth")]),
+            msg(libc::NFT_MSG_NEWCHAIN, &[attr(2, &[0; 4])]),
+            msg(libc::NFT_MSG_NEWSET, &[attr(3, &[0; 2])]),
+            msg(libc::NFT_MSG_NEWRULE, &[attr(1, b"")]),
+        ] {
+            let ty = i32::from(bad[4]);
+            assert!(!well_formed(&bad, ty), "{bad:?}");
+        }
+        let mut st = KernelState::default();
+        let aligned: Vec<u32> = chain
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        // SAFETY: a whole message in an aligned copy.
+        unsafe { on_chain(&mut st, aligned.as_ptr().cast()) };
+        assert_eq!(
+            st.chains.get("fwd"),
+            Some(&0),
+            "a well-formed chain is read"
+        );
     }
 }
