@@ -223,12 +223,10 @@ pub enum NftReply {
     Elems,
 }
 
-/// Reads one `recv` of an nf_tables dump reply, as `check` does: every message is parsed
-/// (by libnftnl) as a `reply` and folded into a [`KernelState`]. Returns the state and how
+/// Reads one `recv` of an nf_tables dump reply, as `check` does: every message is read as a
+/// `reply` and folded into a [`KernelState`]. Returns the state and how
 /// the walk ended (`None`: more to receive; `Some(Ok(false))`: ENOENT).
 pub fn nft_dump(reply: NftReply, bytes: &[u8]) -> (KernelState, Option<std::io::Result<bool>>) {
-    // An exactly sized, 8-byte aligned copy: as the receive buffer, and any read past the
-    // bytes received is a read past the allocation.
     let mut st = KernelState::default();
     let reply = match reply {
         NftReply::Chain => dump::Reply::Chain,
@@ -236,24 +234,9 @@ pub fn nft_dump(reply: NftReply, bytes: &[u8]) -> (KernelState, Option<std::io::
         NftReply::Set => dump::Reply::Set,
         NftReply::Elems => dump::Reply::Elems,
     };
-    if bytes.is_empty() {
-        let done = dump::walk(bytes, &mut |_| {});
-        return (st, done);
-    }
-    let layout = std::alloc::Layout::from_size_align(bytes.len(), 8).expect("a layout");
-    // SAFETY: the layout has a non-zero size; the copy fills exactly it; freed below.
-    let done = unsafe {
-        let p = std::alloc::alloc(layout);
-        assert!(!p.is_null(), "allocation failed");
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-        let buf = std::slice::from_raw_parts(p, bytes.len());
-        let done = dump::walk(buf, &mut |nlh| {
-            // SAFETY: `walk` hands whole, aligned messages inside `buf`.
-            dump::on_message(&mut st, reply, "map", nlh)
-        });
-        std::alloc::dealloc(p, layout);
-        done
-    };
+    let done = dump::walk(bytes, &mut |msg| {
+        dump::on_message(&mut st, reply, "map", msg)
+    });
     (st, done)
 }
 
