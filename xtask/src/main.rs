@@ -5,6 +5,7 @@
 //! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, then a short
 //!   run of every fuzz target in `fuzz/` (one test each), and ends with one summary line
 //!   `tests: N passed, N failed, N skipped`.
+//! - `fuzz`:  setup, then only the short run of every fuzz target (as in `test`).
 //! - `vm-run EXE [ARGS…]`: runs EXE as root in a throwaway VM with Debian's stock kernel (see
 //!   [`vm`]); the VM tier's cargo runner.
 //! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
@@ -44,12 +45,18 @@ fn main() -> ExitCode {
                 }
             };
         }
+        "fuzz" => setup().and_then(|()| {
+            let mut totals = [0u64; 3];
+            let r = fuzz_tier(&mut totals);
+            println!("fuzz: {} passed, {} failed", totals[0], totals[1]);
+            r
+        }),
         "bench" => {
             setup().and_then(|()| bench::run_bench(&std::env::args().skip(2).collect::<Vec<_>>()))
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask setup|demo|test|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d]"
+                "usage: cargo xtask setup|demo|test|fuzz|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d]"
             );
             return ExitCode::from(2);
         }
@@ -250,7 +257,7 @@ const FUZZ_TARGETS: &[&str] = &[
 ];
 
 /// Seconds each fuzz target runs in `cargo xtask test`.
-const FUZZ_SECONDS: u32 = 8;
+const FUZZ_SECONDS: u32 = 6;
 
 /// The fuzz tier: installs cargo-fuzz (and the nightly toolchain it needs) when missing,
 /// builds every target once (AddressSanitizer: `nft_dump` runs libnftnl's C parser), then
