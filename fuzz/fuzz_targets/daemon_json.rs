@@ -13,8 +13,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cfg) = DaemonConfig::from_json(text) else {
         return;
     };
-    let spec = cfg.bridge_network().expect("an accepted config has a bridge spec");
-    spec.validate().expect("an accepted config's bridge spec is valid");
-    let avoid = ["172.17.0.0/16".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+    let spec = cfg
+        .bridge_network()
+        .expect("an accepted config has a bridge spec");
+    spec.validate()
+        .expect("an accepted config's bridge spec is valid");
+    let avoid = [
+        "172.17.0.0/16".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+    ];
     let _ = pools::choose(&cfg.default_address_pools, &avoid);
 });

@@ -30,8 +30,8 @@ fn check(step: DnsStep, query: &[u8], tcp: bool, upstream: &[u8]) {
         DnsStep::Forward { servers, max } => {
             assert!(!servers.is_empty());
             assert!(max >= 512);
-            let answered = fuzzing::dns_upstream_answers(query, upstream)
-                .expect("a forwarded query parses");
+            let answered =
+                fuzzing::dns_upstream_answers(query, upstream).expect("a forwarded query parses");
             if answered {
                 let r = Message::from_vec(upstream).expect("an accepted reply parses");
                 assert_eq!(r.message_type, MessageType::Response);
@@ -57,9 +57,15 @@ fuzz_target!(|data: &[u8]| {
                 check(step, &msg, true, &[]);
             }
             n += 1;
-            assert!(n <= data.len(), "every frame takes at least its 2-byte prefix");
+            assert!(
+                n <= data.len(),
+                "every frame takes at least its 2-byte prefix"
+            );
         }
-        assert!(pending.len() < 2 || pending.len() < 2 + usize::from(u16::from_be_bytes([pending[0], pending[1]])));
+        assert!(
+            pending.len() < 2
+                || pending.len() < 2 + usize::from(u16::from_be_bytes([pending[0], pending[1]]))
+        );
     } else {
         let (query, upstream) = match rest.windows(3).position(|w| w == [0xff, 0x00, 0xff]) {
             Some(i) => (&rest[..i], &rest[i + 3..]),
@@ -69,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
         if query.len() >= 2 {
             check(step, query, false, upstream);
         } else {
-            assert!(matches!(step, DnsStep::Drop), "nothing answers under 2 bytes");
+            assert!(
+                matches!(step, DnsStep::Drop),
+                "nothing answers under 2 bytes"
+            );
         }
     }
 });

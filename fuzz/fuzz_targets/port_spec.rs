@@ -29,11 +29,19 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = s.parse::<PortMapping>() {
         m.validate().expect("a parsed mapping is valid");
         let back = PortRequest::from(m);
-        assert_eq!(back.to_string().parse::<PortMapping>().ok(), Some(m), "{s:?}");
+        assert_eq!(
+            back.to_string().parse::<PortMapping>().ok(),
+            Some(m),
+            "{s:?}"
+        );
     }
     if let Ok(e) = s.parse::<ExposedPort>() {
         let shown = e.to_string();
-        assert_eq!(shown.parse::<ExposedPort>().ok(), Some(e), "{s:?} → {shown:?}");
+        assert_eq!(
+            shown.parse::<ExposedPort>().ok(),
+            Some(e),
+            "{s:?} → {shown:?}"
+        );
     }
     if let Ok(p) = s.parse::<Protocol>() {
         assert_eq!(p.to_string().parse::<Protocol>().ok(), Some(p));

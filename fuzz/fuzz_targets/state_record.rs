@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
                 .expect("a valid record");
                 let mut net = net;
                 net.name = a.network.clone();
-                fuzzing::name_table(&[net], &[a.clone()], &[], &a.container, ip);
+                fuzzing::name_table(&[net], std::slice::from_ref(&a), &[], &a.container, ip);
             }
         }
         2 => {
