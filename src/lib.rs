@@ -49,6 +49,9 @@ pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod firewall;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod ipam;
 pub mod link_marks;

@@ -67,7 +67,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split(':');
         for b in &mut out {
             let p = parts.next().ok_or_else(bad)?;
-            if p.len() != 2 {
+            // Exactly two hex digits: `from_str_radix` alone also takes a sign (`+2`).
+            if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
@@ -110,6 +111,19 @@ mod tests {
         let m = MacAddr::from_ipv4("172.17.0.2".parse().unwrap());
         assert_eq!(m.to_string(), "02:42:ac:11:00:02");
         m.validate().unwrap();
+    }
+
+    #[test]
+    fn a_sign_is_not_a_hex_digit() {
+        // Found by fuzz/fuzz_targets/mac.rs: `u8::from_str_radix("+2", 16)` is Ok(2).
+        for s in [
+            "+2:aa:bb:cc:dd:e2",
+            "02:+a:bb:cc:dd:e2",
+            "02:aa:bb:cc:dd:+2",
+            "-2:aa:bb:cc:dd:e2",
+        ] {
+            assert!(s.parse::<MacAddr>().is_err(), "{s}");
+        }
     }
 
     #[test]

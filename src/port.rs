@@ -262,8 +262,11 @@ impl fmt::Display for PortRequest {
                 format!("{a}-{b}")
             }
         };
-        if let Some(h) = self.host_ports {
-            write!(f, "{}:", r(h))?;
+        match self.host_ports {
+            Some(h) => write!(f, "{}:", r(h))?,
+            // `IP::PORT`: an address without a host port keeps its empty port field.
+            None if self.host_ip.is_some() => f.write_str(":")?,
+            None => {}
         }
         write!(f, "{}/{}", r(self.container_ports), self.proto)
     }
@@ -419,6 +422,26 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "10.0.0.1:8000-8001:80-81/udp"
+        );
+    }
+
+    #[test]
+    fn an_address_without_host_port_round_trips() {
+        // Found by fuzz/fuzz_targets/port_spec.rs: `0.0.0.0::80` was shown as `0.0.0.0:80/tcp`,
+        // which does not parse (and would mean host port 0.0.0.0).
+        for s in [
+            "0.0.0.0::80",
+            "[2001:db8::1]::80-81/udp",
+            "192.0.2.1:8080:80/sctp",
+            "80",
+        ] {
+            let r: PortRequest = s.parse().unwrap();
+            let shown = r.to_string();
+            assert_eq!(shown.parse::<PortRequest>().unwrap(), r, "{s} → {shown}");
+        }
+        assert_eq!(
+            "0.0.0.0::80".parse::<PortRequest>().unwrap().to_string(),
+            "0.0.0.0::80/tcp"
         );
     }
 

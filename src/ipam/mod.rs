@@ -4,7 +4,7 @@
 
 mod file;
 pub mod pools;
-mod store;
+pub(crate) mod store;
 pub mod subnet;
 
 use std::collections::BTreeMap;

@@ -217,6 +217,6 @@ fn cursor_name(subnet: &IpNet) -> String {
     format!("~{}", subnet.to_string().replace('/', "_"))
 }
 
-fn parse_list(s: &str) -> Vec<IpAddr> {
+pub(crate) fn parse_list(s: &str) -> Vec<IpAddr> {
     s.split(',').filter_map(|a| a.parse().ok()).collect()
 }

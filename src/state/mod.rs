@@ -9,7 +9,7 @@
 //! and an fsync of its directory makes it durable. Nothing an attach writes grows with the
 //! number of endpoints.
 
-mod private;
+pub(crate) mod private;
 
 use std::fs::{self, File};
 use std::io;
@@ -406,7 +406,7 @@ fn port_entry(host_ip: IpAddr, network: &str, container: &str) -> String {
     format!("{host_ip},{network},{container}")
 }
 
-fn parse_port_entry(name: &str) -> Option<PortOwner> {
+pub(crate) fn parse_port_entry(name: &str) -> Option<PortOwner> {
     let mut parts = name.splitn(3, ',');
     Some(PortOwner {
         host_ip: parts.next()?.parse().ok()?,

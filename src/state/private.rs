@@ -134,12 +134,15 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::state("read", path, e)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| Error::StateCorrupt {
-            path: path.into(),
-            source,
-        })
+    decode_json(path, &bytes).map(Some)
+}
+
+/// Parses the bytes of record `path` (what [`read_json`] does once it has read them).
+pub(crate) fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| Error::StateCorrupt {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Serialises `value` and replaces `path` atomically (tmp + fsync + rename + fsync dir).

@@ -2,8 +2,10 @@
 //!
 //! - `setup`: installs the Debian packages berth needs to build and test (when missing).
 //! - `demo`:  setup, then runs `examples/quickstart.rs` (the README demo, in a sandbox).
-//! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, and ends with
-//!   one summary line `tests: N passed, N failed, N skipped`.
+//! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, then a short
+//!   run of every fuzz target in `fuzz/` (one test each), and ends with one summary line
+//!   `tests: N passed, N failed, N skipped`.
+//! - `fuzz`:  setup, then only the short run of every fuzz target (as in `test`).
 //! - `vm-run EXE [ARGS…]`: runs EXE as root in a throwaway VM with Debian's stock kernel (see
 //!   [`vm`]); the VM tier's cargo runner.
 //! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
@@ -43,12 +45,18 @@ fn main() -> ExitCode {
                 }
             };
         }
+        "fuzz" => setup().and_then(|()| {
+            let mut totals = [0u64; 3];
+            let r = fuzz_tier(&mut totals);
+            println!("fuzz: {} passed, {} failed", totals[0], totals[1]);
+            r
+        }),
         "bench" => {
             setup().and_then(|()| bench::run_bench(&std::env::args().skip(2).collect::<Vec<_>>()))
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask setup|demo|test|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d]"
+                "usage: cargo xtask setup|demo|test|fuzz|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d]"
             );
             return ExitCode::from(2);
         }
@@ -233,6 +241,102 @@ fn run_examples(names: &[&str], in_vm: bool, totals: &mut [u64; 3]) -> Result<()
     }
 }
 
+/// The fuzz targets of `fuzz/` (cargo-fuzz, nightly), each run briefly by `cargo xtask test`.
+const FUZZ_TARGETS: &[&str] = &[
+    "port_spec",
+    "route",
+    "mac",
+    "names",
+    "driver_opts",
+    "daemon_json",
+    "resolv_conf",
+    "state_record",
+    "dns_message",
+    "nft_dump",
+    "conntrack",
+];
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 6;
+
+/// The fuzz tier: installs cargo-fuzz (and the nightly toolchain it needs) when missing,
+/// builds every target once (AddressSanitizer: `nft_dump` runs libnftnl's C parser), then
+/// runs each for [`FUZZ_SECONDS`] over its committed corpus (`fuzz/corpus/TARGET`, read only:
+/// new inputs go to `fuzz/target/xtask-corpus/TARGET`) plus what it generates. Each target
+/// counts as one test: passed when it ran without a crash, hang, leak or OOM.
+fn fuzz_tier(totals: &mut [u64; 3]) -> Result<(), String> {
+    let nightly = Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !nightly {
+        run(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        )?;
+    }
+    let have_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_fuzz {
+        run("cargo", &["install", "cargo-fuzz", "--locked"])?;
+    }
+    println!("xtask: cargo fuzz build (every target)");
+    let st = Command::new("cargo")
+        .current_dir("fuzz")
+        .args(["+nightly", "fuzz", "build"])
+        .status()
+        .map_err(|e| format!("cargo fuzz build: {e}"))?;
+    if !st.success() {
+        totals[1] += FUZZ_TARGETS.len() as u64;
+        return Err(format!("cargo fuzz build failed: {st}"));
+    }
+    let mut failed = Vec::new();
+    for t in FUZZ_TARGETS {
+        let new = format!("target/xtask-corpus/{t}");
+        std::fs::create_dir_all(format!("fuzz/{new}")).map_err(|e| format!("fuzz/{new}: {e}"))?;
+        let time = format!("-max_total_time={FUZZ_SECONDS}");
+        let out = Command::new("cargo")
+            .current_dir("fuzz")
+            .args(["+nightly", "fuzz", "run", t, &new, &format!("corpus/{t}")])
+            .args(["--", &time, "-timeout=5", "-rss_limit_mb=1024"])
+            .args(["-malloc_limit_mb=256", "-print_final_stats=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cargo fuzz run {t}: {e}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let stat = |key: &str| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map_or("?".to_string(), |v| v.trim().to_string())
+        };
+        let (execs, rate) = (
+            stat("stat::number_of_executed_units:"),
+            stat("stat::average_exec_per_sec:"),
+        );
+        if out.status.success() {
+            totals[0] += 1;
+            println!("fuzz {t}: {execs} executions ({rate}/s) in {FUZZ_SECONDS} s: ok");
+        } else {
+            totals[1] += 1;
+            println!("{log}");
+            println!("fuzz {t}: {execs} executions: FAILED ({})", out.status);
+            failed.push(*t);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("fuzz targets failed: {}", failed.join(", ")))
+    }
+}
+
 fn test() -> Result<(), String> {
     run("cargo", &["fmt", "--all", "--check"])?;
     run(
@@ -248,7 +352,8 @@ fn test() -> Result<(), String> {
         &mut totals,
     )
     .and_then(|()| cargo_test(&["--doc"], &mut totals))
-    .and_then(|()| run_examples(EXAMPLES_HERE, false, &mut totals));
+    .and_then(|()| run_examples(EXAMPLES_HERE, false, &mut totals))
+    .and_then(|()| fuzz_tier(&mut totals));
     let vm = match r {
         Ok(()) => vm_tier(&mut totals).and_then(|s| {
             if !s.contains("SKIPPED") {

@@ -131,13 +131,21 @@ pub(crate) fn formerr(bytes: &[u8]) -> Option<Message> {
 }
 
 /// Encodes `reply` for a transport that carries at most `max` bytes: when it does not fit,
-/// the answers are dropped and TC is set, so the client asks again over TCP.
+/// the answers are dropped and TC is set, so the client asks again over TCP; when even its
+/// questions do not fit (a query may carry many, and error replies echo them all), they go
+/// too. Never longer than `max` (`None` when not even a header fits).
 pub(crate) fn encode(reply: &Message, max: usize) -> Option<Vec<u8>> {
     let bytes = reply.to_vec().ok()?;
     if bytes.len() <= max {
         return Some(bytes);
     }
-    reply.truncate().to_vec().ok()
+    let mut cut = reply.truncate();
+    let bytes = cut.to_vec().ok()?;
+    if bytes.len() <= max {
+        return Some(bytes);
+    }
+    cut.queries.clear();
+    cut.to_vec().ok().filter(|b| b.len() <= max)
 }
 
 #[cfg(test)]
@@ -257,5 +265,39 @@ mod tests {
         let cut = Message::from_vec(&encode(&r, full.len() - 1).unwrap()).unwrap();
         assert!(cut.truncation && cut.answers.is_empty());
         assert_eq!(cut.queries, m.queries);
+    }
+
+    #[test]
+    fn a_reply_never_exceeds_the_transport() {
+        // Found by fuzz/fuzz_targets/dns_message.rs: a UDP query with five long questions got
+        // a FORMERR echoing them all, 517 bytes even truncated, over the 512 a plain UDP
+        // client takes.
+        let long = |i: usize| {
+            format!(
+                "{i}{}.{i}{}.{i}{}.",
+                "a".repeat(62),
+                "b".repeat(62),
+                "c".repeat(62)
+            )
+        };
+        let mut m = q(&long(0), RecordType::A);
+        for i in 1..5 {
+            m.add_query(Query::query(
+                Name::from_ascii(long(i)).unwrap(),
+                RecordType::A,
+            ));
+        }
+        let r = answer("10.1.0.2", &m);
+        assert_eq!(r.response_code, ResponseCode::FormErr);
+        let bytes = encode(&r, 512).unwrap();
+        assert!(bytes.len() <= 512, "{} bytes", bytes.len());
+        let cut = Message::from_vec(&bytes).unwrap();
+        assert!(cut.truncation);
+        assert_eq!((cut.id, cut.response_code), (m.id, ResponseCode::FormErr));
+        assert!(
+            encode(&r, 65535).unwrap().len() > 512,
+            "over TCP it is whole"
+        );
+        assert!(encode(&r, 4).is_none(), "not even a header fits");
     }
 }

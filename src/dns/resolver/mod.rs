@@ -82,12 +82,12 @@
 //! wakes on those events (and once a second, to retry failed binds) and binds or unbinds the
 //! listeners, so a new network is served within milliseconds.
 
-mod answer;
+pub(crate) mod answer;
 mod limit;
-mod serve;
+pub(crate) mod serve;
 mod sockets;
-mod table;
-mod upstream;
+pub(crate) mod table;
+pub(crate) mod upstream;
 mod watch;
 
 use std::collections::HashMap;

@@ -31,6 +31,7 @@ use tracing::{debug, trace, warn};
 use super::Shared;
 use super::answer::{self, Outcome};
 use super::limit::Permit;
+use super::table::NameTable;
 use super::upstream;
 
 /// Forwarded queries in flight per client: enough for any real workload (with upstreams
@@ -59,8 +60,10 @@ const UDP_PLAIN: usize = 512;
 
 /// Which transport a query came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
+pub(crate) enum Transport {
+    /// UDP: one message per datagram.
     Udp,
+    /// TCP: length-prefixed messages on a stream.
     Tcp,
 }
 
@@ -88,6 +91,68 @@ struct Forward {
     _share: Permit,
 }
 
+/// What the name table, the message and the transport decide, before any share is taken.
+pub(crate) enum Decision {
+    /// Nothing: not from a client of the network, or not a query.
+    Drop,
+    /// Send this now.
+    Reply(Vec<u8>),
+    /// Forward `query` to `servers` in turn; the reply may be `max` bytes long.
+    Forward {
+        /// The client that asked.
+        container: String,
+        /// The parsed query.
+        query: Message,
+        /// Upstream servers, in order.
+        servers: Vec<IpAddr>,
+        /// The largest reply the client's transport takes.
+        max: usize,
+    },
+}
+
+/// Decides what to do with `bytes`, one message from `src` on `network`'s gateway, against
+/// `table` (`host`: the host's nameservers, read only when needed). Pure: no socket, no share.
+pub(crate) fn decide(
+    table: &NameTable,
+    network: &str,
+    src: IpAddr,
+    bytes: &[u8],
+    transport: Transport,
+    host: impl FnOnce() -> Vec<IpAddr>,
+) -> Decision {
+    let Some(client) = table.client(network, src) else {
+        trace!(target: "berth::dns", %src, network, "not a container of the network: dropped");
+        return Decision::Drop;
+    };
+    let query = match Message::from_vec(bytes) {
+        Ok(q) => q,
+        Err(e) => {
+            debug!(target: "berth::dns", %src, error = %e, "malformed query");
+            return answer::formerr(bytes)
+                .and_then(|m| m.to_vec().ok())
+                .map_or(Decision::Drop, Decision::Reply);
+        }
+    };
+    let max = match transport {
+        Transport::Udp => usize::from(query.max_payload()).max(UDP_PLAIN),
+        Transport::Tcp => usize::from(u16::MAX),
+    };
+    match answer::decide(table, network, &client, &query, host) {
+        None => Decision::Drop,
+        Some(Outcome::Reply(reply)) => {
+            trace!(target: "berth::dns", %src, network, query = ?query.queries, rcode = ?reply.response_code,
+                   answers = reply.answers.len(), "answered");
+            answer::encode(&reply, max).map_or(Decision::Drop, Decision::Reply)
+        }
+        Some(Outcome::Forward(servers)) => Decision::Forward {
+            container: client.container,
+            query,
+            servers,
+            max,
+        },
+    }
+}
+
 /// Decides what to do with `bytes`, one message from `src` on `network`'s gateway. Does not
 /// wait for anything (a reload of changed records reads a few small files).
 fn step(
@@ -98,34 +163,18 @@ fn step(
     transport: Transport,
 ) -> Step {
     let table = shared.table();
-    let Some(client) = table.client(network, src) else {
-        trace!(target: "berth::dns", %src, network = &**network, "not a container of the network: dropped");
-        return Step::Drop;
-    };
-    let query = match Message::from_vec(bytes) {
-        Ok(q) => q,
-        Err(e) => {
-            debug!(target: "berth::dns", %src, error = %e, "malformed query");
-            return answer::formerr(bytes)
-                .and_then(|m| m.to_vec().ok())
-                .map_or(Step::Drop, Step::Reply);
-        }
-    };
     let host = || upstream::nameservers(&shared.resolv_conf);
-    let max = match transport {
-        Transport::Udp => usize::from(query.max_payload()).max(UDP_PLAIN),
-        Transport::Tcp => usize::from(u16::MAX),
-    };
-    match answer::decide(&table, network, &client, &query, host) {
-        None => Step::Drop,
-        Some(Outcome::Reply(reply)) => {
-            trace!(target: "berth::dns", %src, network = &**network, query = ?query.queries, rcode = ?reply.response_code,
-                   answers = reply.answers.len(), "answered");
-            answer::encode(&reply, max).map_or(Step::Drop, Step::Reply)
-        }
-        Some(Outcome::Forward(servers)) => {
-            let Some(share) = shared.forwards.try_acquire(&client.container) else {
-                debug!(target: "berth::dns", %src, container = %client.container,
+    match decide(&table, network, src, bytes, transport, host) {
+        Decision::Drop => Step::Drop,
+        Decision::Reply(reply) => Step::Reply(reply),
+        Decision::Forward {
+            container,
+            query,
+            servers,
+            max,
+        } => {
+            let Some(share) = shared.forwards.try_acquire(&container) else {
+                debug!(target: "berth::dns", %src, %container,
                        "forwarded queries at their bound (this client's or all): dropped");
                 return Step::Drop;
             };
@@ -277,7 +326,7 @@ async fn connection(
 }
 
 /// Takes the first whole length-prefixed message out of `pending`, if there is one.
-fn frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+pub(crate) fn frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     let len = usize::from(u16::from_be_bytes([*pending.first()?, *pending.get(1)?]));
     if pending.len() < 2 + len {
         return None;

@@ -26,7 +26,7 @@ pub(crate) fn nameservers(path: &Path) -> Vec<IpAddr> {
 }
 
 /// Whether `reply` answers `query`: a response with its id and question.
-fn answers(query: &Message, reply: &[u8]) -> bool {
+pub(crate) fn answers(query: &Message, reply: &[u8]) -> bool {
     Message::from_vec(reply).is_ok_and(|r| {
         r.message_type == MessageType::Response && r.id == query.id && r.queries == query.queries
     })
