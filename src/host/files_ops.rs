@@ -186,6 +186,38 @@ impl Host {
         Ok(prev)
     }
 
+    /// After a detach: when `container` has no attachment left, its sandbox record goes too,
+    /// unless something still needs it — its files were written (they are kept current until
+    /// `gc` is told the container is gone), it is in host or container mode, another container
+    /// shares its sandbox, or another container links to it (its exposed ports are what the
+    /// link lets through when it comes back). Without this, every container ever attached would leave
+    /// a record behind until `gc`: the state dir would grow with each one, and so would every
+    /// reload of the resolver's name table, which reads all sandbox records. Its name settings
+    /// come again with its next attach, as they came with its first. Returns whether it went.
+    pub(super) fn forget_sandbox_if_unused(&self, container: &str) -> Result<bool> {
+        if !self.state.attachments_of(container)?.is_empty() {
+            return Ok(false);
+        }
+        let Some(rec) = self.state.sandbox(container)? else {
+            return Ok(false);
+        };
+        if rec.mode != SandboxMode::Own || rec.files_dir.is_some() {
+            return Ok(false);
+        }
+        // Read only on a last detach, and records now go with their containers.
+        let owner = SandboxMode::Container(container.to_string());
+        let needed = self
+            .state
+            .sandboxes()?
+            .iter()
+            .any(|r| r.mode == owner || r.names.links.iter().any(|l| l.container == container));
+        if needed {
+            return Ok(false);
+        }
+        self.state.remove_sandbox(container)?;
+        Ok(true)
+    }
+
     /// Rewrites the written files of `changed` and of every container whose files mention it
     /// (links to it, sandboxes shared from it). Best effort: a failure is logged, never fails
     /// the operation that changed the facts.
