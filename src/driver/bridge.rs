@@ -238,7 +238,7 @@ impl NetworkDriver for BridgeDriver {
     async fn detach(
         &self,
         ctx: DriverContext<'_>,
-        _: &NetworkInfo,
+        net: &NetworkInfo,
         att: &Attachment,
     ) -> Result<()> {
         // Works when the container netns is gone: the host end is deleted by name (and if the
@@ -246,7 +246,7 @@ impl NetworkDriver for BridgeDriver {
         if let Some(h) = &att.host_ifname {
             ctx.host.delete_link(h).await?;
         }
-        Ok(())
+        forget_neighbours(ctx, net, att).await
     }
 
     async fn check(
@@ -276,4 +276,26 @@ impl NetworkDriver for BridgeDriver {
         }
         Ok(missing)
     }
+}
+
+/// The host's neighbour entries for a detached container's addresses (on the bridge) go with
+/// it. Left there, they keep the container's random MAC for as long as the entry stays
+/// reachable (30 s or more): a container that gets the address next within that time is
+/// unreachable from the host — published ports, the host's own connections — until the kernel
+/// finds out (what the soak met when addresses were reused).
+async fn forget_neighbours(
+    ctx: DriverContext<'_>,
+    net: &NetworkInfo,
+    att: &Attachment,
+) -> Result<()> {
+    let Some(name) = net.device.as_deref() else {
+        return Ok(());
+    };
+    let Some(bridge) = ctx.host.link_by_name(name).await? else {
+        return Ok(());
+    };
+    for ip in att.ip().into_iter().chain(att.ip6()) {
+        ctx.host.del_neighbour(bridge.index, name, ip).await?;
+    }
+    Ok(())
 }
