@@ -6,14 +6,17 @@
 //! - The bridge's MAC is pinned at creation. Left alone, a bridge takes the lowest MAC of its
 //!   ports and changes it as ports come and go, which makes neighbours' ARP entries stale
 //!   (netavark measured stalls of up to 100 s).
+//! - A new container's addresses are announced (gratuitous ARP, unsolicited NA) once the
+//!   bridge has enabled its port, and the host forgets a detached container's neighbour
+//!   entries: addresses are reused, MACs are random (see `announce`).
 //! - The veth peer is created directly in the container netns (`IFLA_NET_NS_FD` in the create
 //!   request): creating then moving it costs ~20 ms more.
 
 use async_trait::async_trait;
 
 use super::{
-    DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, container,
-    veth,
+    DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, announce,
+    container, veth,
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
@@ -22,6 +25,10 @@ use crate::mac::MacAddr;
 use crate::netlink::{Netlink, VethPeer};
 use crate::network::{DriverKind, DriverOptions, NetworkInfo};
 use crate::sysctl;
+
+/// How long attach waits for the bridge to enable a new port before announcing the
+/// container's addresses (it takes microseconds to milliseconds; skipped past this).
+const PORT_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -228,6 +235,12 @@ impl NetworkDriver for BridgeDriver {
             // Deleting the host end removes the peer in the container netns too.
             let _ = ctx.host.delete_link(&host_if).await;
             return Err(e);
+        }
+        // An announcement sent before the bridge has enabled the port is dropped there: wait
+        // for it (the kernel does it as soon as it sees the carrier; bounded all the same).
+        if let Ok(true) = ctx.host.wait_oper_up(link.index, PORT_UP_WAIT).await {
+            let (v4, v6) = (ep.ipv4.map(|n| n.addr()), ep.ipv6.map(|n| n.addr()));
+            announce::announce_interface(nl, ep.netns, ep.ifname, v4, v6).await;
         }
         Ok(EndpointResources {
             host_ifname: Some(host_if),
