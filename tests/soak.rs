@@ -16,7 +16,10 @@
 //! Shape, not time: after the first sample (before the first cycle: directories made on first
 //! use, the resolver's listeners), fds, kernel objects and state-dir entries equal the second
 //! sample's exactly at every sample; RSS may grow from the second sample to the end by at most
-//! [`RSS_SLACK_KIB`] + [`RSS_PER_CYCLE_BYTES`] per cycle. Every churn container has a name of
+//! [`RSS_SLACK_KIB`] + [`RSS_PER_CYCLE_BYTES`] per cycle; in the library soak, so may the heap
+//! in use (glibc's count of what is allocated) by [`HEAP_SLACK_KIB`] + [`HEAP_PER_CYCLE_BYTES`]
+//! per cycle, or by [`HEAP_SLACK_NO_TCACHE_KIB`] in all when run with
+//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` (then the count is exact). Every churn container has a name of
 //! its own (`k0`, `k1`, …) as a runtime's containers do; they take turns over a few netns.
 //!
 //! The curve is printed as a table and written as CSV to `target/soak/`. The CI sizes are the
@@ -56,6 +59,26 @@ const RSS_SLACK_KIB: u64 = 8 * 1024;
 /// crosses the bound on a long run, while noise does not reach it.
 const RSS_PER_CYCLE_BYTES: u64 = 512;
 
+/// The heap in use (this process's, see [`Sample::heap_kib`]) may grow by this much from the
+/// second sample to the end: glibc's per-thread caches (tcache) count as in use, and fill as
+/// threads come and go (berth's netns threads, tokio's blocking pool, the probes) — measured:
+/// +260 KiB over 2,000 cycles, slowing down …
+const HEAP_SLACK_KIB: u64 = 1024;
+/// … plus this much per cycle.
+const HEAP_PER_CYCLE_BYTES: u64 = 64;
+/// With the tcache off (`GLIBC_TUNABLES=glibc.malloc.tcache_count=0`) the heap in use is exact:
+/// measured flat to the KiB over 1,500 cycles. Then only this much is allowed, whatever the
+/// cycle count: a leak of a few bytes per cycle shows on a long run.
+const HEAP_SLACK_NO_TCACHE_KIB: u64 = 16;
+
+/// Whether this process runs with glibc's tcache off.
+fn tcache_off() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| {
+        t.split(':')
+            .any(|kv| kv.trim() == "glibc.malloc.tcache_count=0")
+    })
+}
+
 /// The two soaks measure one process each; run side by side they would count each other's
 /// fds and memory (and share two cores), so they take turns.
 static ONE_AT_A_TIME: LazyLock<tokio::sync::Mutex<()>> =
@@ -76,6 +99,9 @@ struct Sample {
     cycle: usize,
     fds: usize,
     rss_kib: u64,
+    /// Bytes the allocator has handed out and not got back (this process only): what a leak
+    /// makes grow, without RSS's noise (arenas, freed-but-kept pages, thread stacks).
+    heap_kib: Option<u64>,
     threads: u64,
     links: usize,
     nft_objects: usize,
@@ -89,6 +115,9 @@ struct Sample {
     state_paths: Vec<String>,
 }
 
+/// Widths of the printed table's columns (the CSV header's names).
+const COLUMN_WIDTHS: [usize; 12] = [7, 5, 8, 8, 7, 5, 11, 12, 9, 13, 8, 12];
+
 impl Sample {
     /// What must stay exactly flat.
     fn flat(&self) -> (usize, usize, usize, usize, usize) {
@@ -101,23 +130,41 @@ impl Sample {
         )
     }
 
-    const HEADER: &str =
-        "cycle,fds,rss_kib,threads,links,nft_objects,nft_elements,conntrack,state_entries,secs";
+    const HEADER: &str = "cycle,fds,rss_kib,heap_kib,threads,links,nft_objects,nft_elements,conntrack,\
+                          state_entries,secs,ms_per_cycle";
 
-    fn csv(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{:.1}",
-            self.cycle,
-            self.fds,
-            self.rss_kib,
-            self.threads,
-            self.links,
-            self.nft_objects,
-            self.nft_elements,
+    /// One row; `ms_per_cycle` is over the cycles since `prev` (the window's mean).
+    fn row(&self, prev: Option<&Sample>, sep: &str) -> String {
+        let window = prev.map_or(String::from("-"), |p| {
+            let n = self.cycle.saturating_sub(p.cycle).max(1) as f64;
+            format!(
+                "{:.1}",
+                (self.elapsed - p.elapsed).as_secs_f64() * 1000.0 / n
+            )
+        });
+        let cells = [
+            self.cycle.to_string(),
+            self.fds.to_string(),
+            self.rss_kib.to_string(),
+            self.heap_kib.map_or("-".into(), |h| h.to_string()),
+            self.threads.to_string(),
+            self.links.to_string(),
+            self.nft_objects.to_string(),
+            self.nft_elements.to_string(),
             self.conntrack.map_or("-".into(), |c| c.to_string()),
-            self.state_entries,
-            self.elapsed.as_secs_f64()
-        )
+            self.state_entries.to_string(),
+            format!("{:.1}", self.elapsed.as_secs_f64()),
+            window,
+        ];
+        if sep == "," {
+            return cells.join(",");
+        }
+        cells
+            .iter()
+            .zip(COLUMN_WIDTHS)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect::<Vec<_>>()
+            .join(sep)
     }
 }
 
@@ -141,6 +188,13 @@ fn fd_targets(pid: u32) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Bytes in use from glibc's allocator (every arena, and its mmapped blocks), in KiB.
+fn heap_in_use_kib() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    ((m.uordblks + m.hblkhd) / 1024) as u64
 }
 
 /// A `KEY:   N …` line of `/proc/PID/status`.
@@ -232,6 +286,7 @@ async fn sample(sb: &Sandbox, pid: u32, cycle: usize, elapsed: Duration) -> Samp
     // This process's own fds first, before the read-backs below open any.
     let fd_targets = fd_targets(pid);
     let rss_kib = status_field(pid, "VmRSS");
+    let heap_kib = (pid == std::process::id()).then(heap_in_use_kib);
     let threads = status_field(pid, "Threads");
     let (nft_objects, nft_elements) = nft_counts(sb);
     let mut state_paths = Vec::new();
@@ -241,6 +296,7 @@ async fn sample(sb: &Sandbox, pid: u32, cycle: usize, elapsed: Duration) -> Samp
         cycle,
         fds: fd_targets.len(),
         rss_kib,
+        heap_kib,
         threads,
         links: link_names(sb.host()).await.len(),
         nft_objects,
@@ -264,52 +320,12 @@ fn soak_dir() -> PathBuf {
     target.join("soak")
 }
 
-/// Prints the curve, writes it as CSV, and asserts its shape.
-fn report(name: &str, cycles: usize, samples: &[Sample], wall: Duration) {
-    let dir = soak_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let csv = dir.join(format!("{name}-{cycles}.csv"));
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "{}", Sample::HEADER).unwrap();
-    println!("\n{name}: {cycles} cycles in {wall:.1?} (sampling not counted)");
-    println!(
-        "{:>7} {:>5} {:>8} {:>7} {:>5} {:>11} {:>12} {:>9} {:>13} {:>8}",
-        "cycle",
-        "fds",
-        "rss_kib",
-        "threads",
-        "links",
-        "nft_objects",
-        "nft_elements",
-        "conntrack",
-        "state_entries",
-        "secs"
-    );
-    for s in samples {
-        writeln!(f, "{}", s.csv()).unwrap();
-        println!(
-            "{:>7} {:>5} {:>8} {:>7} {:>5} {:>11} {:>12} {:>9} {:>13} {:>8.1}",
-            s.cycle,
-            s.fds,
-            s.rss_kib,
-            s.threads,
-            s.links,
-            s.nft_objects,
-            s.nft_elements,
-            s.conntrack.map_or("-".into(), |c| c.to_string()),
-            s.state_entries,
-            s.elapsed.as_secs_f64()
-        );
-    }
-    let per_cycle = wall / cycles.max(1) as u32;
-    println!(
-        "{name}: {cycles} cycles, {wall:.1?}, {per_cycle:.1?} per cycle; curve in {}",
-        csv.display()
-    );
-
-    // Shape: flat from the second sample on, exactly.
-    let base = &samples[1];
-    for s in &samples[2..] {
+/// Adds a sample to the curve. From the third on, it must equal the second in fds, kernel
+/// objects and state-dir entries, exactly (checked at once, naming what differs); then only its
+/// numbers are kept — the lists of open fds and state entries stay with the first two samples
+/// alone, so the curve does not grow the heap it measures.
+fn push(name: &str, samples: &mut Vec<Sample>, mut s: Sample) {
+    if let Some(base) = samples.get(1) {
         assert_eq!(
             s.flat(),
             base.flat(),
@@ -320,7 +336,39 @@ fn report(name: &str, cycles: usize, samples: &[Sample], wall: Duration) {
             diff(&s.fd_targets, &base.fd_targets),
             diff(&s.state_paths, &base.state_paths),
         );
+        s.fd_targets = Vec::new();
+        s.state_paths = Vec::new();
     }
+    samples.push(s);
+}
+
+/// Prints the curve, writes it as CSV, and asserts the RSS bound (the rest was checked as the
+/// samples came).
+fn report(name: &str, cycles: usize, samples: &[Sample], wall: Duration) {
+    let dir = soak_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join(format!("{name}-{cycles}.csv"));
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(f, "{}", Sample::HEADER).unwrap();
+    println!("\n{name}: {cycles} cycles in {wall:.1?} (sampling not counted)");
+    let header: Vec<String> = Sample::HEADER
+        .split(',')
+        .zip(COLUMN_WIDTHS)
+        .map(|(c, w)| format!("{c:>w$}"))
+        .collect();
+    println!("{}", header.join(" "));
+    for (i, s) in samples.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| &samples[j]);
+        writeln!(f, "{}", s.row(prev, ",")).unwrap();
+        println!("{}", s.row(prev, " "));
+    }
+    let per_cycle = wall / cycles.max(1) as u32;
+    println!(
+        "{name}: {cycles} cycles, {wall:.1?}, {per_cycle:.1?} per cycle; curve in {}",
+        csv.display()
+    );
+
+    let base = &samples[1];
     let last = samples.last().unwrap();
     let grown = last.rss_kib.saturating_sub(base.rss_kib);
     let bound = RSS_SLACK_KIB + (last.cycle - base.cycle) as u64 * RSS_PER_CYCLE_BYTES / 1024;
@@ -334,6 +382,28 @@ fn report(name: &str, cycles: usize, samples: &[Sample], wall: Duration) {
         base.cycle,
         last.cycle
     );
+    if let (Some(from), Some(to)) = (base.heap_kib, last.heap_kib) {
+        let grown = to.saturating_sub(from);
+        let strict = tcache_off();
+        let bound = if strict {
+            HEAP_SLACK_NO_TCACHE_KIB
+        } else {
+            HEAP_SLACK_KIB + (last.cycle - base.cycle) as u64 * HEAP_PER_CYCLE_BYTES / 1024
+        };
+        println!(
+            "{name}: heap in use {from} KiB at cycle {} -> {to} KiB at cycle {}: +{grown} KiB \
+             (bound {bound} KiB{})",
+            base.cycle,
+            last.cycle,
+            if strict { ", tcache off" } else { "" }
+        );
+        assert!(
+            grown <= bound,
+            "{name}: heap in use grew by {grown} KiB from cycle {} to {} (bound {bound} KiB)",
+            base.cycle,
+            last.cycle
+        );
+    }
 }
 
 /// Which cycles are sampled: 0 (before the first) and every `n / SAMPLES` after, and the last.
@@ -470,7 +540,8 @@ async fn library_attach_detach_soak() {
 
     let me = std::process::id();
     let mut clock = Clock::start();
-    let mut samples = vec![clock.sample(&sb, me, 0).await];
+    let mut samples = Vec::with_capacity(SAMPLES + 2);
+    samples.push(clock.sample(&sb, me, 0).await);
     for i in 0..cycles {
         let id = format!("k{i}");
         let ns = &churn[i % CHURN_NETNS];
@@ -492,7 +563,7 @@ async fn library_attach_detach_soak() {
             .await
             .unwrap_or_else(|e| panic!("cycle {i}: detach: {e}"));
         if (i + 1) % every == 0 || i + 1 == cycles {
-            samples.push(clock.sample(&sb, me, i + 1).await);
+            push("library", &mut samples, clock.sample(&sb, me, i + 1).await);
         }
     }
     let wall = clock.cycles();
@@ -566,7 +637,8 @@ async fn netctl_connect_disconnect_soak() {
     }
 
     let mut clock = Clock::start();
-    let mut samples = vec![clock.sample(&sb, pid, 0).await];
+    let mut samples = Vec::with_capacity(SAMPLES + 2);
+    samples.push(clock.sample(&sb, pid, 0).await);
     for i in 0..cycles {
         let id = format!("k{i}");
         let hostname = format!("host-{i}");
@@ -595,7 +667,7 @@ async fn netctl_connect_disconnect_soak() {
         }
         n.ok(&["disconnect", "soak", &id]);
         if (i + 1) % every == 0 || i + 1 == cycles {
-            samples.push(clock.sample(&sb, pid, i + 1).await);
+            push("netctl", &mut samples, clock.sample(&sb, pid, i + 1).await);
         }
     }
     let wall = clock.cycles();
