@@ -292,6 +292,9 @@ impl Host {
                 name: network.into(),
             })?;
         let Some(att) = self.state.endpoint(network, container)? else {
+            // Already detached; a detach whose last step failed (or whose process died) after
+            // its record went is finished here: the sandbox record goes if nothing needs it.
+            self.forget_sandbox_quietly(container);
             return Ok(());
         };
         self.detach_locked(&net, &att).await
@@ -341,9 +344,7 @@ impl Host {
                 tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
             }
             self.refresh_files(container);
-            if let Err(e) = self.forget_sandbox_if_unused(container) {
-                tracing::warn!(target: "berth::host", container, error = %e, "sandbox record of a detached container not removed (gc removes it)");
-            }
+            self.forget_sandbox_quietly(container);
             tracing::info!(target: "berth::host", network, container, "detached");
             Ok(())
         } else {

@@ -195,27 +195,47 @@ impl Host {
     /// reload of the resolver's name table, which reads all sandbox records. Its name settings
     /// come again with its next attach, as they came with its first. Returns whether it went.
     pub(super) fn forget_sandbox_if_unused(&self, container: &str) -> Result<bool> {
-        if !self.state.attachments_of(container)?.is_empty() {
-            return Ok(false);
-        }
         let Some(rec) = self.state.sandbox(container)? else {
             return Ok(false);
         };
-        if rec.mode != SandboxMode::Own || rec.files_dir.is_some() {
-            return Ok(false);
-        }
-        // Read only on a last detach, and records now go with their containers.
-        let owner = SandboxMode::Container(container.to_string());
-        let needed = self
-            .state
-            .sandboxes()?
-            .iter()
-            .any(|r| r.mode == owner || r.names.links.iter().any(|l| l.container == container));
-        if needed {
+        if !self.sandbox_unused(&rec, None)? {
             return Ok(false);
         }
         self.state.remove_sandbox(container)?;
         Ok(true)
+    }
+
+    /// [`Host::forget_sandbox_if_unused`], logging a failure (detach has succeeded; gc removes
+    /// the record later).
+    pub(super) fn forget_sandbox_quietly(&self, container: &str) {
+        if let Err(e) = self.forget_sandbox_if_unused(container) {
+            tracing::warn!(target: "berth::host", container, error = %e, "sandbox record of a detached container not removed (gc removes it)");
+        }
+    }
+
+    /// Whether nothing needs `rec` any more (see [`Host::forget_sandbox_if_unused`]); `all`:
+    /// every sandbox record, when the caller has read them (else they are read here, only if
+    /// the cheaper checks pass).
+    pub(super) fn sandbox_unused(
+        &self,
+        rec: &SandboxRecord,
+        all: Option<&[SandboxRecord]>,
+    ) -> Result<bool> {
+        if rec.mode != SandboxMode::Own || rec.files_dir.is_some() {
+            return Ok(false);
+        }
+        let container = rec.container.as_str();
+        if !self.state.attachments_of(container)?.is_empty() {
+            return Ok(false);
+        }
+        let owner = SandboxMode::Container(container.to_string());
+        let needs = |r: &SandboxRecord| {
+            r.mode == owner || r.names.links.iter().any(|l| l.container == container)
+        };
+        Ok(match all {
+            Some(all) => !all.iter().any(needs),
+            None => !self.state.sandboxes()?.iter().any(needs),
+        })
     }
 
     /// Rewrites the written files of `changed` and of every container whose files mention it
