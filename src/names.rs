@@ -5,7 +5,11 @@
 //! These are per container, not per network: a container on three networks has one
 //! `/etc/hosts`. They arrive with an attach ([`crate::EndpointSpec::hostname`] …) or with
 //! [`crate::Host::use_host_netns`] / [`crate::Host::share_sandbox`], and are kept in the state dir as a
-//! [`SandboxRecord`]. Rendering them into files is [`crate::dns`]'s job.
+//! [`SandboxRecord`]. Rendering them into files is [`crate::dns`]'s job. A record lives while
+//! its container has an attachment; when the last one is detached it goes too, unless the
+//! container's files were written, it is in host or container mode, or another container
+//! shares its sandbox or links to it — those are removed by [`crate::Host::gc`] once the
+//! container is gone.
 
 use std::fmt;
 use std::net::IpAddr;

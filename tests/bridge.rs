@@ -319,3 +319,72 @@ async fn a_container_on_two_networks_keeps_one_default_route_and_reaches_both() 
     host.delete_network(&a).await.unwrap();
     host.delete_network(&b).await.unwrap();
 }
+
+/// An address handed to the next container at once (as IPAM does when it wraps around, or a
+/// static `--ip`) is reached at once, through its published port and from another container,
+/// over IPv4 and IPv6: the host forgets the detached container's MAC with it, and the new one
+/// announces its addresses. Before, neighbour entries kept the old random MAC while they
+/// stayed reachable (30 s or more) and the new container was unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_address_is_reached_at_once() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, outside) = sandbox("bt-reuse").await;
+    let host = host(&sb).await;
+    let (a, b) = (sb.netns("a").await.unwrap(), sb.netns("b").await.unwrap());
+    let net = host
+        .create_network(
+            Network::bridge("reuse")
+                .subnet("10.46.0.0/24".parse().unwrap())
+                .subnet("fd46::/64".parse().unwrap())
+                .ipv6(true),
+        )
+        .await
+        .unwrap();
+    // Another container keeps the bridge's carrier up: a bridge with no port left loses it,
+    // and the kernel flushes its neighbours then (which hid this with one container).
+    let keeper = sb.netns("keeper").await.unwrap();
+    host.attach(&net, Endpoint::new("keeper", keeper.clone()))
+        .await
+        .unwrap();
+    let ip = "10.46.0.9".parse().unwrap();
+    let published = sa(&format!("{HOST_UP}:8080"));
+    let mut left = Vec::new();
+    for (id, ns) in [("a", &a), ("b", &b), ("a2", &a)] {
+        let att = host
+            .attach(
+                &net,
+                Endpoint::new(id, ns.clone())
+                    .ip(ip)
+                    .ip6("fd46::9".parse().unwrap())
+                    .publish(Port::tcp(8080).to(80)),
+            )
+            .await
+            .unwrap();
+        tcp_probe(ns, sa("0.0.0.0:80"), &outside, published)
+            .await
+            .unwrap_or_else(|e| panic!("{id} ({:?}) not reached on {published}: {e}", att.mac));
+        tcp_probe(ns, sa("0.0.0.0:80"), &keeper, sa("10.46.0.9:80"))
+            .await
+            .unwrap_or_else(|e| panic!("{id} ({:?}) not reached from keeper: {e}", att.mac));
+        tcp_probe(ns, sa("[::]:81"), &keeper, sa("[fd46::9]:81"))
+            .await
+            .unwrap_or_else(|e| panic!("{id} ({:?}) not reached from keeper (v6): {e}", att.mac));
+        host.detach(&net, id).await.unwrap();
+        let neigh = ip_neigh(&sb);
+        left.push((id, neigh));
+    }
+    for (id, neigh) in left {
+        assert!(
+            !neigh.contains("10.46.0.9 ") && !neigh.contains("fd46::9 "),
+            "the host forgot {id}'s address with it:\n{neigh}"
+        );
+    }
+    host.detach(&net, "keeper").await.unwrap();
+    host.delete_network(&net).await.unwrap();
+}
+
+fn ip_neigh(sb: &berth::sandbox::Sandbox) -> String {
+    ip(sb.host_name(), &["neigh", "show"])
+}

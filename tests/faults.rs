@@ -74,7 +74,7 @@ async fn a_failure_at_any_detach_step_is_finished_by_a_retry_or_gc() {
     let c = sb.netns("c").await.unwrap();
     host.create_network(web()).await.unwrap();
     // The world after one attach and detach that went well (the container's sandbox record
-    // of names stays: the container is still alive).
+    // goes with its last attachment: nothing else needs it).
     attach_c(&host, &c).await;
     host.detach("web", "c").await.unwrap();
     let clean = world(&sb, &c).await;

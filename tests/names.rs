@@ -349,3 +349,122 @@ async fn links_open_exposed_ports_through_icc_off() {
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&net).await.unwrap();
 }
+
+/// A container's sandbox record goes with its last attachment (a runtime's containers come and
+/// go with ids of their own: without this, `sandboxes/` grew by one record per container ever
+/// attached, until gc), and stays while something needs it: another attachment, written files,
+/// a container sharing its sandbox or linking to it. Its name settings come again with its next
+/// attach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_records_go_with_the_last_detach_unless_needed() {
+    if !require_root() {
+        return;
+    }
+    let mut sb = Sandbox::new("bt-sbgone").await.unwrap();
+    let host = host_with_files(&sb, None).await;
+    let (x, y, o) = (
+        sb.netns("x").await.unwrap(),
+        sb.netns("y").await.unwrap(),
+        sb.netns("o").await.unwrap(),
+    );
+    let one = host
+        .create_network(Network::bridge("one").subnet("10.33.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let two = host
+        .create_network(Network::bridge("two").subnet("10.34.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let records = || {
+        let mut v: Vec<String> = std::fs::read_dir(sb.state_dir().join("sandboxes"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+
+    // Two networks: the record stays until the second detach, then goes.
+    let named = || {
+        Endpoint::new("x", x.clone())
+            .hostname("ex")
+            .add_host(ExtraHost::new("db", HostAddr::Ip(ipa("192.0.2.10"))))
+    };
+    host.attach(&one, named()).await.unwrap();
+    host.attach(&two, Endpoint::new("x", x.clone()).ifname("eth1"))
+        .await
+        .unwrap();
+    host.detach(&one, "x").await.unwrap();
+    assert_eq!(
+        host.sandbox("x").await.unwrap().unwrap().names.hostname,
+        Some("ex".into()),
+        "still attached to two"
+    );
+    host.detach(&two, "x").await.unwrap();
+    assert!(host.sandbox("x").await.unwrap().is_none());
+    assert_eq!(records(), Vec::<String>::new());
+    // Attached again, with its settings again: a record like the first.
+    host.attach(&one, named()).await.unwrap();
+    let f = host.sandbox_files("x").await.unwrap();
+    assert_eq!(f.hostname, "ex\n");
+    assert!(f.hosts.contains("192.0.2.10\tdb\n"), "{}", f.hosts);
+    host.detach(&one, "x").await.unwrap();
+    assert_eq!(records(), Vec::<String>::new());
+
+    // Written files: kept current after the last detach, so the record stays (until gc).
+    host.attach(&one, Endpoint::new("y", y.clone()).hostname("why"))
+        .await
+        .unwrap();
+    let dir = sb.state_dir().join("etc-y");
+    host.write_files("y", &dir).await.unwrap();
+    host.detach(&one, "y").await.unwrap();
+    assert_eq!(records(), vec!["y.json".to_string()]);
+    assert!(
+        !read(&dir, "resolv.conf").contains("10.33.0.1"),
+        "rewritten without the resolver of the network it left"
+    );
+
+    // Shared by another container: the owner's record stays.
+    host.attach(&one, Endpoint::new("o", o.clone()).hostname("ownr"))
+        .await
+        .unwrap();
+    host.share_sandbox("side", "o").await.unwrap();
+    host.detach(&one, "o").await.unwrap();
+    assert_eq!(
+        host.sandbox("o").await.unwrap().unwrap().names.hostname,
+        Some("ownr".into())
+    );
+    assert_eq!(host.sandbox_files("side").await.unwrap().hostname, "ownr\n");
+
+    // Linked to by another container: stays, its exposed ports are what the link lets through.
+    host.attach(
+        &one,
+        Endpoint::new("x", x.clone()).expose("80/tcp".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    host.attach(&two, Endpoint::new("y2", y.clone()).link(Link::new("x")))
+        .await
+        .unwrap();
+    host.detach(&one, "x").await.unwrap();
+    assert_eq!(host.sandbox("x").await.unwrap().unwrap().exposed.len(), 1);
+    host.detach(&two, "y2").await.unwrap();
+
+    // A record left by a detach cut short after its endpoint record went (a process killed
+    // there): gc removes it even for a live container, as the detach would have; so it does
+    // x's, which y2 no longer links to (y2's record went with y2).
+    host.state()
+        .put_sandbox(&berth::SandboxRecord::new("cut"))
+        .unwrap();
+    let report = host.gc(&["cut", "o", "side", "x", "y"]).await.unwrap();
+    assert_eq!(report.sandboxes_removed, vec!["cut", "x"]);
+
+    let report = host.gc::<&str>(&[]).await.unwrap();
+    assert_eq!(report.sandboxes_removed, vec!["o", "side", "y"]);
+    assert_eq!(records(), Vec::<String>::new());
+    host.delete_network(&one).await.unwrap();
+    host.delete_network(&two).await.unwrap();
+}

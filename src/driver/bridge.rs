@@ -6,14 +6,17 @@
 //! - The bridge's MAC is pinned at creation. Left alone, a bridge takes the lowest MAC of its
 //!   ports and changes it as ports come and go, which makes neighbours' ARP entries stale
 //!   (netavark measured stalls of up to 100 s).
+//! - A new container's addresses are announced (gratuitous ARP, unsolicited NA) once the
+//!   bridge has enabled its port, and the host forgets a detached container's neighbour
+//!   entries: addresses are reused, MACs are random (see `announce`).
 //! - The veth peer is created directly in the container netns (`IFLA_NET_NS_FD` in the create
 //!   request): creating then moving it costs ~20 ms more.
 
 use async_trait::async_trait;
 
 use super::{
-    DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, container,
-    veth,
+    DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, announce,
+    container, veth,
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
@@ -22,6 +25,10 @@ use crate::mac::MacAddr;
 use crate::netlink::{Netlink, VethPeer};
 use crate::network::{DriverKind, DriverOptions, NetworkInfo};
 use crate::sysctl;
+
+/// How long attach waits for the bridge to enable a new port before announcing the
+/// container's addresses (it takes microseconds to milliseconds; skipped past this).
+const PORT_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -234,6 +241,12 @@ impl NetworkDriver for BridgeDriver {
             let _ = ctx.host.delete_link(&host_if).await;
             return Err(e);
         }
+        // An announcement sent before the bridge has enabled the port is dropped there: wait
+        // for it (the kernel does it as soon as it sees the carrier; bounded all the same).
+        if let Ok(true) = ctx.host.wait_oper_up(link.index, PORT_UP_WAIT).await {
+            let (v4, v6) = (ep.ipv4.map(|n| n.addr()), ep.ipv6.map(|n| n.addr()));
+            announce::announce_interface(nl, ep.netns, ep.ifname, v4, v6).await;
+        }
         Ok(EndpointResources {
             host_ifname: Some(host_if),
             mac: Some(ep.mac),
@@ -243,7 +256,7 @@ impl NetworkDriver for BridgeDriver {
     async fn detach(
         &self,
         ctx: DriverContext<'_>,
-        _: &NetworkInfo,
+        net: &NetworkInfo,
         att: &Attachment,
     ) -> Result<()> {
         // Works when the container netns is gone: the host end is deleted by name (and if the
@@ -251,7 +264,7 @@ impl NetworkDriver for BridgeDriver {
         if let Some(h) = &att.host_ifname {
             ctx.host.delete_link(h).await?;
         }
-        Ok(())
+        forget_neighbours(ctx, net, att).await
     }
 
     async fn check(
@@ -281,4 +294,26 @@ impl NetworkDriver for BridgeDriver {
         }
         Ok(missing)
     }
+}
+
+/// The host's neighbour entries for a detached container's addresses (on the bridge) go with
+/// it. Left there, they keep the container's random MAC for as long as the entry stays
+/// reachable (30 s or more): a container that gets the address next within that time is
+/// unreachable from the host — published ports, the host's own connections — until the kernel
+/// finds out (what the soak met when addresses were reused).
+async fn forget_neighbours(
+    ctx: DriverContext<'_>,
+    net: &NetworkInfo,
+    att: &Attachment,
+) -> Result<()> {
+    let Some(name) = net.device.as_deref() else {
+        return Ok(());
+    };
+    let Some(bridge) = ctx.host.link_by_name(name).await? else {
+        return Ok(());
+    };
+    for ip in att.ip().into_iter().chain(att.ip6()) {
+        ctx.host.del_neighbour(bridge.index, name, ip).await?;
+    }
+    Ok(())
 }

@@ -77,6 +77,7 @@ pub struct InterfaceConfig<'a> {
 /// says this interface takes it over (`ip route replace default …`).
 /// With IPv6, duplicate-address detection is switched off on the interface first (it would
 /// delay the link-local and global addresses by seconds) and the address is added `nodad`.
+/// The caller announces the addresses once the link can carry them (see [`super::announce`]).
 pub async fn configure_interface(
     nl: &Netlink,
     netns: &Netns,

@@ -6,6 +6,7 @@
 //! [`driver_for`]. Shared pieces: [`veth`] (host-side naming and pair creation) and
 //! [`container`] (what goes inside the container netns).
 
+pub mod announce;
 pub mod bridge;
 pub mod container;
 pub mod ipvlan;

@@ -279,7 +279,9 @@ impl Host {
     /// Detaches a container (`docker network disconnect`). Best-effort and idempotent: every
     /// step is tried, firewall state goes before links, and it works when the container netns is
     /// already gone. If a step fails the record is kept (so a retry can finish) and
-    /// [`Error::Detach`] lists what failed.
+    /// [`Error::Detach`] lists what failed. Detaching a container's last attachment also
+    /// removes its sandbox record (its name settings), unless its files were written, it is in
+    /// host or container mode, or another container shares its sandbox or links to it.
     pub async fn detach(&self, network: impl AsRef<str>, container: &str) -> Result<()> {
         let network = network.as_ref();
         let _lock = self.state.lock().await?;
@@ -290,6 +292,9 @@ impl Host {
                 name: network.into(),
             })?;
         let Some(att) = self.state.endpoint(network, container)? else {
+            // Already detached; a detach whose last step failed (or whose process died) after
+            // its record went is finished here: the sandbox record goes if nothing needs it.
+            self.forget_sandbox_quietly(container);
             return Ok(());
         };
         self.detach_locked(&net, &att).await
@@ -339,6 +344,7 @@ impl Host {
                 tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
             }
             self.refresh_files(container);
+            self.forget_sandbox_quietly(container);
             tracing::info!(target: "berth::host", network, container, "detached");
             Ok(())
         } else {

@@ -186,6 +186,58 @@ impl Host {
         Ok(prev)
     }
 
+    /// After a detach: when `container` has no attachment left, its sandbox record goes too,
+    /// unless something still needs it — its files were written (they are kept current until
+    /// `gc` is told the container is gone), it is in host or container mode, another container
+    /// shares its sandbox, or another container links to it (its exposed ports are what the
+    /// link lets through when it comes back). Without this, every container ever attached would leave
+    /// a record behind until `gc`: the state dir would grow with each one, and so would every
+    /// reload of the resolver's name table, which reads all sandbox records. Its name settings
+    /// come again with its next attach, as they came with its first. Returns whether it went.
+    pub(super) fn forget_sandbox_if_unused(&self, container: &str) -> Result<bool> {
+        let Some(rec) = self.state.sandbox(container)? else {
+            return Ok(false);
+        };
+        if !self.sandbox_unused(&rec, None)? {
+            return Ok(false);
+        }
+        self.state.remove_sandbox(container)?;
+        Ok(true)
+    }
+
+    /// [`Host::forget_sandbox_if_unused`], logging a failure (detach has succeeded; gc removes
+    /// the record later).
+    pub(super) fn forget_sandbox_quietly(&self, container: &str) {
+        if let Err(e) = self.forget_sandbox_if_unused(container) {
+            tracing::warn!(target: "berth::host", container, error = %e, "sandbox record of a detached container not removed (gc removes it)");
+        }
+    }
+
+    /// Whether nothing needs `rec` any more (see [`Host::forget_sandbox_if_unused`]); `all`:
+    /// every sandbox record, when the caller has read them (else they are read here, only if
+    /// the cheaper checks pass).
+    pub(super) fn sandbox_unused(
+        &self,
+        rec: &SandboxRecord,
+        all: Option<&[SandboxRecord]>,
+    ) -> Result<bool> {
+        if rec.mode != SandboxMode::Own || rec.files_dir.is_some() {
+            return Ok(false);
+        }
+        let container = rec.container.as_str();
+        if !self.state.attachments_of(container)?.is_empty() {
+            return Ok(false);
+        }
+        let owner = SandboxMode::Container(container.to_string());
+        let needs = |r: &SandboxRecord| {
+            r.mode == owner || r.names.links.iter().any(|l| l.container == container)
+        };
+        Ok(match all {
+            Some(all) => !all.iter().any(needs),
+            None => !self.state.sandboxes()?.iter().any(needs),
+        })
+    }
+
     /// Rewrites the written files of `changed` and of every container whose files mention it
     /// (links to it, sandboxes shared from it). Best effort: a failure is logged, never fails
     /// the operation that changed the facts.

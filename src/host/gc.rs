@@ -246,12 +246,15 @@ impl Host {
         errors.extend(self.after(Step::GcFirewall).err());
         match self.state.sandboxes() {
             Ok(recs) => {
-                for rec in recs {
-                    if keep.contains(&rec.container) || valid.contains(&rec.container) {
+                for rec in &recs {
+                    // A live container's record stays while something needs it, as after a
+                    // detach (one cut short after its endpoint record went is finished here).
+                    let live = keep.contains(&rec.container) || valid.contains(&rec.container);
+                    if live && !self.sandbox_unused(rec, Some(&recs)).unwrap_or(false) {
                         continue;
                     }
                     match self.state.remove_sandbox(&rec.container) {
-                        Ok(()) => report.sandboxes_removed.push(rec.container),
+                        Ok(()) => report.sandboxes_removed.push(rec.container.clone()),
                         Err(e) => errors.push(e),
                     }
                 }

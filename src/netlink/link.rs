@@ -29,6 +29,9 @@ pub struct LinkInfo {
     pub controller: Option<u32>,
     /// Whether IFF_UP is set.
     pub up: bool,
+    /// Whether its operational state is up (`IF_OPER_UP`: set once the kernel has processed
+    /// the carrier coming up — for a bridge port, when the bridge has enabled it).
+    pub oper_up: bool,
     /// Hardware address.
     pub mac: Option<Vec<u8>>,
     /// `ifalias` (berth marks the links it creates for others to share).
@@ -53,6 +56,7 @@ fn info(msg: LinkMessage) -> LinkInfo {
             .header
             .flags
             .contains(rtnetlink::packet_route::link::LinkFlags::Up),
+        oper_up: false,
         mac: None,
         alias: None,
         is_bridge: false,
@@ -69,6 +73,9 @@ fn info(msg: LinkMessage) -> LinkInfo {
             LinkAttribute::Address(a) => l.mac = Some(a),
             LinkAttribute::IfAlias(a) => l.alias = Some(a),
             LinkAttribute::Group(g) => l.group = g,
+            LinkAttribute::OperState(st) => {
+                l.oper_up = st == rtnetlink::packet_route::link::State::Up
+            }
             LinkAttribute::LinkInfo(infos) => {
                 l.is_bridge |= infos.iter().any(|i| {
                     matches!(
@@ -464,6 +471,20 @@ impl Netlink {
                 Err(e) => Err(Error::netlink("delete link", name, e)),
             },
             () = self.until_gone(index) => Ok(true),
+        }
+    }
+
+    /// Waits until link `index` is operationally up, at most `limit`; returns whether it is.
+    pub async fn wait_oper_up(&self, index: u32, limit: std::time::Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.link_by_index(index).await?.is_some_and(|l| l.oper_up) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
 

@@ -3,11 +3,12 @@
 //! [`Netlink::open`] creates the route-netlink socket on a dedicated thread that entered the
 //! target namespace (the socket stays bound to it), registers it with the caller's tokio runtime,
 //! and spawns the connection task there. The handle is then used from any task. Typed operations
-//! live in one file per object kind ([`link`], [`addr`], [`route`]); each maps the kernel's errno
+//! live in one file per object kind ([`link`], [`addr`], [`route`], [`neigh`]); each maps the kernel's errno
 //! into [`crate::Error`] with the operation and interface name.
 
 pub mod addr;
 pub mod link;
+pub mod neigh;
 pub mod route;
 pub use link::VethPeer;
 
