@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use berth::{Endpoint, Error, FileIpam, Host, Ipam, Network, Port, Step};
 use common::*;
 
@@ -160,18 +158,7 @@ async fn a_failure_at_any_attach_step_leaves_nothing() {
         return;
     }
     let (mut sb, outside) = sandbox("bt-rb").await;
-    let fail_at: Arc<Mutex<Option<Step>>> = Arc::default();
-    let f = fail_at.clone();
-    let host = Host::builder()
-        .state_dir(sb.state_dir())
-        .netns(sb.host().clone())
-        .fault_hook(Arc::new(move |step| match *f.lock().unwrap() {
-            Some(s) if s == step => Err(Error::Injected { step }),
-            _ => Ok(()),
-        }))
-        .build()
-        .await
-        .unwrap();
+    let (host, fail_at) = faulty_host(&sb).await;
     let c = sb.netns("c").await.unwrap();
     let net = host.create_network(web()).await.unwrap();
     let clean = snapshot(&sb, &host, &c).await;

@@ -6,28 +6,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use berth::sandbox::Sandbox;
 use berth::{Endpoint, Error, Host, Netns, Network, Port, Step};
 use common::*;
-
-/// A Host whose operations fail after the step set in the returned switch.
-async fn faulty_host(sb: &Sandbox) -> (Host, Arc<Mutex<Option<Step>>>) {
-    let fail_at: Arc<Mutex<Option<Step>>> = Arc::default();
-    let f = fail_at.clone();
-    let host = Host::builder()
-        .state_dir(sb.state_dir())
-        .netns(sb.host().clone())
-        .fault_hook(Arc::new(move |step| match *f.lock().unwrap() {
-            Some(s) if s == step => Err(Error::Injected { step }),
-            _ => Ok(()),
-        }))
-        .build()
-        .await
-        .unwrap();
-    (host, fail_at)
-}
 
 /// Whether `e` is, or lists, the injected failure at `step`.
 fn names_step(e: &Error, step: Step) -> bool {

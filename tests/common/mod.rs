@@ -7,10 +7,11 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use berth::netlink::Netlink;
 use berth::sandbox::Sandbox;
-use berth::{Host, Netns};
+use berth::{Host, Netns, Step};
 
 /// Host uplink address and the outside netns' address (benchmark range, sandbox only).
 pub const HOST_UP: &str = "198.18.0.1";
@@ -73,6 +74,23 @@ pub async fn assert_blocked(
     if let Ok(seen) = berth::sandbox::tcp_probe(server, bind, client, target).await {
         panic!("{what}: {target} was reached (the server saw {seen})");
     }
+}
+
+/// A Host whose operations fail after the step set in the returned switch.
+pub async fn faulty_host(sb: &Sandbox) -> (Host, Arc<Mutex<Option<Step>>>) {
+    let fail_at: Arc<Mutex<Option<Step>>> = Arc::default();
+    let f = fail_at.clone();
+    let host = Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .fault_hook(Arc::new(move |step| match *f.lock().unwrap() {
+            Some(s) if s == step => Err(berth::Error::Injected { step }),
+            _ => Ok(()),
+        }))
+        .build()
+        .await
+        .unwrap();
+    (host, fail_at)
 }
 
 /// Runs `ip -n NS ARGS…` (NS a name under /run/netns), asserting success; returns stdout.
