@@ -36,7 +36,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let net = match host
         .create_network(
             Network::ipvlan("l3")
-                .parent("lan0")
+                .parent("lan0".parse()?)
                 .ipvlan_mode(IpvlanMode::L3)
                 .subnet("10.33.0.0/24".parse()?),
         )

@@ -37,7 +37,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let net = match host
         .create_network(
             Network::macvlan("vlan50")
-                .parent("lan0.50")
+                .parent("lan0.50".parse()?)
                 .subnet("198.32.0.0/24".parse()?),
         )
         .await

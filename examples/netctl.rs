@@ -41,30 +41,21 @@
 //! Exit status: 0 on success, 1 when the operation failed (one `error: …` line on stderr),
 //! 2 on a usage error. `RUST_LOG=berth=debug` shows the library's log on stderr.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 
+use berth::docker_options::DockerOptions;
 use berth::host::GcReport;
 use berth::{
-    Attachment, DaemonConfig, DriverOptions, Endpoint, ExposedPort, ExtraHost, Host, Link, MacAddr,
-    NameOptions, Netns, Network, NetworkInfo, NetworkSpec, PortRequest, RouteSpec,
+    Attachment, DaemonConfig, DriverKind, Endpoint, ExposedPort, ExtraHost, Host, Link, MacAddr,
+    NameOptions, Netns, NetworkInfo, NetworkSpec, PortRequest, RouteSpec,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use serde_json::{Value, json};
-
-const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
-const OPT_MTU: &str = "com.docker.network.driver.mtu";
-const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
-const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
-const OPT_ANTI_SPOOFING: &str = "anti_spoofing";
-const OPT_PARENT: &str = "parent";
-const OPT_MACVLAN_MODE: &str = "macvlan_mode";
-const OPT_IPVLAN_MODE: &str = "ipvlan_mode";
-const OPT_IPVLAN_FLAG: &str = "ipvlan_flag";
+use serde::Serialize;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -352,24 +343,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let names = name_options(&a)?;
             let host = open_host(dir).await?;
             host.use_host_netns(&a.container, names).await?;
-            println!(
-                "{}",
-                json!({"network": "host", "container": a.container, "netns": Value::Null})
-            );
+            let view = SandboxView {
+                network: "host",
+                container: &a.container,
+                netns: None,
+            };
+            println!("{}", to_json(&view));
         }
         Command::Connect(a) if a.network.starts_with("container:") => {
             let owner = &a.network["container:".len()..];
             let host = open_host(dir).await?;
             host.share_sandbox(&a.container, owner).await?;
             let netns = host.sandbox_netns(&a.container).await?;
-            println!(
-                "{}",
-                json!({
-                    "network": a.network,
-                    "container": a.container,
-                    "netns": opt_str(netns.as_ref().map(|p| p.display())),
-                })
-            );
+            let view = SandboxView {
+                network: &a.network,
+                container: &a.container,
+                netns: opt_str(netns.as_ref().map(|p| p.display())),
+            };
+            println!("{}", to_json(&view));
         }
         Command::Connect(a) => {
             let network = a.network.clone();
@@ -489,13 +480,16 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
         .iter()
         .map(|s| RouteSpec::from_str(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut spec = match a.driver {
-        DriverArg::Bridge => Network::bridge(&a.name),
-        DriverArg::None => Network::none(&a.name),
-        DriverArg::Macvlan => Network::macvlan(&a.name),
-        DriverArg::Ipvlan => Network::ipvlan(&a.name),
+    let driver = match a.driver {
+        DriverArg::Bridge => DriverKind::Bridge,
+        DriverArg::None => DriverKind::None,
+        DriverArg::Macvlan => DriverKind::Macvlan,
+        DriverArg::Ipvlan => DriverKind::Ipvlan,
         other => return Err(not_yet(format_args!("driver {}", other.name()))),
     };
+    // Docker's `-o` keys are the library's to parse (berth::docker_options).
+    let mut spec =
+        DockerOptions::parse(driver, a.opt.iter().map(|(k, v)| (k, v)))?.into_spec(&a.name);
     // The library pairs each gateway and ip-range with the subnet that contains it.
     for s in &a.subnet {
         spec = spec.subnet(parse_cidr("subnet", s)?);
@@ -522,44 +516,6 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
         .no_default_route(a.no_default_route);
     for r in routes {
         spec = spec.route(r);
-    }
-    for (key, value) in &a.opt {
-        let bridge = a.driver == DriverArg::Bridge;
-        let (macvlan, ipvlan) = (
-            a.driver == DriverArg::Macvlan,
-            a.driver == DriverArg::Ipvlan,
-        );
-        spec = match key.as_str() {
-            OPT_PARENT if macvlan || ipvlan => spec.parent(value),
-            OPT_MACVLAN_MODE if macvlan => {
-                spec.macvlan_mode(value.parse().map_err(Failure::Berth)?)
-            }
-            OPT_IPVLAN_MODE if ipvlan => spec.ipvlan_mode(value.parse().map_err(Failure::Berth)?),
-            OPT_IPVLAN_FLAG if ipvlan => spec.ipvlan_flag(value.parse().map_err(Failure::Berth)?),
-            OPT_MTU => spec.mtu(
-                value
-                    .parse()
-                    .map_err(|_| invalid("mtu", value, "not a number"))?,
-            ),
-            OPT_BRIDGE_NAME if bridge => spec.bridge_name(value),
-            OPT_MASQUERADE if bridge => spec.masquerade(parse_bool(OPT_MASQUERADE, value)?),
-            OPT_ICC if bridge => spec.icc(parse_bool(OPT_ICC, value)?),
-            // Given to every driver: the library refuses it on non-bridge ones, by name.
-            OPT_ANTI_SPOOFING => spec.anti_spoofing(parse_bool(OPT_ANTI_SPOOFING, value)?),
-            OPT_HOST_BINDING if bridge => match IpAddr::from_str(value) {
-                Ok(IpAddr::V4(ip)) => spec.host_binding_ipv4(ip),
-                Ok(IpAddr::V6(_)) => {
-                    return Err(invalid(OPT_HOST_BINDING, value, "must be an IPv4 address"));
-                }
-                Err(_) => return Err(invalid(OPT_HOST_BINDING, value, "not an IPv4 address")),
-            },
-            _ => {
-                return Err(Failure::Msg(format!(
-                    "unknown option {key} for driver {}",
-                    a.driver.name()
-                )));
-            }
-        };
     }
     Ok(spec)
 }
@@ -667,149 +623,214 @@ fn parse_ipv6(what: &'static str, s: &str) -> Result<Ipv6Addr, Failure> {
     }
 }
 
-fn parse_bool(what: &'static str, s: &str) -> Result<bool, Failure> {
-    match s {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(invalid(what, s, "expected true or false")),
-    }
+/// An optional value as a JSON string or null.
+fn opt_str<T: ToString>(v: Option<T>) -> Option<String> {
+    v.map(|v| v.to_string())
 }
 
-fn opt_str<T: ToString>(v: Option<T>) -> Value {
-    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+/// One published port in `connect`'s output.
+#[derive(Serialize)]
+struct PortView {
+    proto: String,
+    host_ip: String,
+    host_port: u16,
+    container_port: u16,
 }
 
-fn attachment_json(att: &Attachment) -> Value {
-    let ports: Vec<Value> = att
+/// `connect`'s output: the attachment.
+#[derive(Serialize)]
+struct AttachmentView<'a> {
+    network: &'a str,
+    container: &'a str,
+    ifname: &'a str,
+    mac: Option<String>,
+    ipv4: Option<String>,
+    ipv6: Option<String>,
+    gateway: Option<String>,
+    gateway6: Option<String>,
+    netns: Option<String>,
+    ports: Vec<PortView>,
+}
+
+fn attachment_json(att: &Attachment) -> String {
+    let ports = att
         .ports
         .iter()
-        .map(|p| {
-            json!({
-                "proto": p.proto.to_string(),
-                "host_ip": p.host_ip.to_string(),
-                "host_port": p.host_port,
-                "container_port": p.container_port,
-            })
+        .map(|p| PortView {
+            proto: p.proto.to_string(),
+            host_ip: p.host_ip.to_string(),
+            host_port: p.host_port,
+            container_port: p.container_port,
         })
         .collect();
-    json!({
-        "network": att.network,
-        "container": att.container,
-        "ifname": att.ifname,
-        "mac": opt_str(att.mac),
-        "ipv4": opt_str(att.ipv4),
-        "ipv6": opt_str(att.ipv6),
-        "gateway": opt_str(att.gateway),
-        "gateway6": opt_str(att.gateway6),
-        "netns": opt_str(att.netns.as_ref().map(|p| p.display())),
-        "ports": ports,
+    to_json(&AttachmentView {
+        network: &att.network,
+        container: &att.container,
+        ifname: &att.ifname,
+        mac: opt_str(att.mac),
+        ipv4: opt_str(att.ipv4),
+        ipv6: opt_str(att.ipv6),
+        gateway: opt_str(att.gateway),
+        gateway6: opt_str(att.gateway6),
+        netns: opt_str(att.netns.as_ref().map(|p| p.display())),
+        ports,
     })
 }
 
-fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> Value {
-    let subnets: Vec<Value> = net
+/// One subnet in `network inspect`'s output.
+#[derive(Serialize)]
+struct SubnetView {
+    subnet: String,
+    gateway: String,
+    ip_range: Option<String>,
+    /// Docker shows AuxiliaryAddresses per IPAM config entry, only when there are some.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    aux_addresses: BTreeMap<String, String>,
+}
+
+/// One endpoint in `network inspect`'s output.
+#[derive(Serialize)]
+struct EndpointView<'a> {
+    ifname: &'a str,
+    mac: Option<String>,
+    ipv4: Option<String>,
+    ipv6: Option<String>,
+}
+
+/// `network inspect`'s output.
+#[derive(Serialize)]
+struct NetworkView<'a> {
+    name: &'a str,
+    driver: &'static str,
+    subnets: Vec<SubnetView>,
+    /// The options in effect, under Docker's keys (values as strings, as Docker shows them).
+    options: BTreeMap<&'static str, String>,
+    internal: bool,
+    ipv6: bool,
+    endpoints: BTreeMap<&'a str, EndpointView<'a>>,
+}
+
+fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> String {
+    let subnets = net
         .subnets
         .iter()
-        .map(|s| {
-            let mut v = json!({
-                "subnet": s.subnet.to_string(),
-                "gateway": s.gateway.to_string(),
-                "ip_range": opt_str(s.ip_range),
-            });
-            // Docker shows AuxiliaryAddresses per IPAM config entry, only when there are some.
-            let aux: serde_json::Map<String, Value> = net
+        .map(|s| SubnetView {
+            subnet: s.subnet.to_string(),
+            gateway: s.gateway.to_string(),
+            ip_range: opt_str(s.ip_range),
+            aux_addresses: net
                 .aux
                 .iter()
                 .filter(|(_, ip)| s.subnet.contains(*ip))
-                .map(|(name, ip)| (name.clone(), ip.to_string().into()))
-                .collect();
-            if !aux.is_empty() {
-                v["aux_addresses"] = aux.into();
-            }
-            v
+                .map(|(name, ip)| (name.clone(), ip.to_string()))
+                .collect(),
         })
         .collect();
-    // The options in effect, under Docker's keys (values as strings, as Docker shows them).
-    let mut options = serde_json::Map::new();
-    if let DriverOptions::Bridge(o) = &net.driver {
-        let name = o.bridge_name.clone().or_else(|| net.device.clone());
-        options.insert(OPT_BRIDGE_NAME.into(), opt_str(name));
-        options.insert(OPT_MASQUERADE.into(), o.masquerade.to_string().into());
-        options.insert(OPT_ICC.into(), o.icc.to_string().into());
-        options.insert(OPT_ANTI_SPOOFING.into(), o.anti_spoofing.to_string().into());
-        if let Some(ip) = o.host_binding_ipv4 {
-            options.insert(OPT_HOST_BINDING.into(), ip.to_string().into());
-        }
-        options.insert(OPT_MTU.into(), net.mtu.to_string().into());
-    }
-    if let DriverOptions::Macvlan(o) = &net.driver {
-        options.insert(OPT_PARENT.into(), opt_str(net.device.clone()));
-        options.insert(OPT_MACVLAN_MODE.into(), o.mode.to_string().into());
-    }
-    if let DriverOptions::Ipvlan(o) = &net.driver {
-        options.insert(OPT_PARENT.into(), opt_str(net.device.clone()));
-        options.insert(OPT_IPVLAN_MODE.into(), o.mode.to_string().into());
-        options.insert(OPT_IPVLAN_FLAG.into(), o.flag.to_string().into());
-    }
-    let endpoints: serde_json::Map<String, Value> = endpoints
+    let endpoints = endpoints
         .iter()
         .map(|a| {
-            let v = json!({
-                "ifname": a.ifname,
-                "mac": opt_str(a.mac),
-                "ipv4": opt_str(a.ipv4),
-                "ipv6": opt_str(a.ipv6),
-            });
-            (a.container.clone(), v)
+            let v = EndpointView {
+                ifname: &a.ifname,
+                mac: opt_str(a.mac),
+                ipv4: opt_str(a.ipv4),
+                ipv6: opt_str(a.ipv6),
+            };
+            (a.container.as_str(), v)
         })
         .collect();
-    json!({
-        "name": net.name,
-        "driver": net.driver.kind().name(),
-        "subnets": subnets,
-        "options": options,
-        "internal": net.internal,
-        "ipv6": net.ipv6,
-        "endpoints": endpoints,
+    to_json(&NetworkView {
+        name: &net.name,
+        driver: net.driver.kind().name(),
+        subnets,
+        options: DockerOptions::effective(net),
+        internal: net.internal,
+        ipv6: net.ipv6,
+        endpoints,
     })
 }
 
-fn gc_json(r: &GcReport) -> Value {
-    let released: Vec<Value> = r
-        .released
-        .iter()
-        .map(|x| {
-            json!({
-                "network": x.network,
-                "container": x.container,
-                "address": x.address.to_string(),
+/// An address gc released or restored.
+#[derive(Serialize)]
+struct AddressView<'a> {
+    network: &'a str,
+    container: &'a str,
+    address: String,
+}
+
+/// An address two containers claim.
+#[derive(Serialize)]
+struct ConflictView<'a> {
+    network: &'a str,
+    address: String,
+    recorded: &'a str,
+    claimed_by: &'a str,
+}
+
+/// `gc`'s output: what it removed, restored and found.
+#[derive(Serialize)]
+struct GcView<'a> {
+    detached: &'a [(String, String)],
+    released: Vec<AddressView<'a>>,
+    restored: Vec<AddressView<'a>>,
+    conflicts: Vec<ConflictView<'a>>,
+    links_removed: &'a [String],
+    pools_removed: &'a [String],
+    removals_finished: &'a [String],
+    endpoints_forgotten: &'a [(String, String)],
+    quarantined: &'a [PathBuf],
+    sandboxes_removed: &'a [String],
+    tmp_files_removed: usize,
+}
+
+fn gc_json(r: &GcReport) -> String {
+    to_json(&GcView {
+        detached: &r.detached,
+        released: r
+            .released
+            .iter()
+            .map(|x| AddressView {
+                network: &x.network,
+                container: &x.container,
+                address: x.address.to_string(),
             })
-        })
-        .collect();
-    let restored: Vec<Value> = r
-        .restored
-        .iter()
-        .map(|(n, c, a)| json!({"network": n, "container": c, "address": a.to_string()}))
-        .collect();
-    let conflicts: Vec<Value> = r
-        .conflicts
-        .iter()
-        .map(|c| {
-            json!({"network": c.network, "address": c.address.to_string(),
-                   "recorded": c.recorded, "claimed_by": c.claimed_by})
-        })
-        .collect();
-    json!({
-        "detached": r.detached,
-        "released": released,
-        "restored": restored,
-        "conflicts": conflicts,
-        "links_removed": r.links_removed,
-        "pools_removed": r.pools_removed,
-        "removals_finished": r.removals_finished,
-        "endpoints_forgotten": r.endpoints_forgotten,
-        "quarantined": r.quarantined,
-        "sandboxes_removed": r.sandboxes_removed,
-        "tmp_files_removed": r.tmp_files_removed,
+            .collect(),
+        restored: r
+            .restored
+            .iter()
+            .map(|(n, c, a)| AddressView {
+                network: n,
+                container: c,
+                address: a.to_string(),
+            })
+            .collect(),
+        conflicts: r
+            .conflicts
+            .iter()
+            .map(|c| ConflictView {
+                network: &c.network,
+                address: c.address.to_string(),
+                recorded: &c.recorded,
+                claimed_by: &c.claimed_by,
+            })
+            .collect(),
+        links_removed: &r.links_removed,
+        pools_removed: &r.pools_removed,
+        removals_finished: &r.removals_finished,
+        endpoints_forgotten: &r.endpoints_forgotten,
+        quarantined: &r.quarantined,
+        sandboxes_removed: &r.sandboxes_removed,
+        tmp_files_removed: r.tmp_files_removed,
     })
+}
+
+/// `host`/`container:` connect output.
+#[derive(Serialize)]
+struct SandboxView<'a> {
+    network: &'a str,
+    container: &'a str,
+    netns: Option<String>,
+}
+
+fn to_json(v: &impl Serialize) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
 }

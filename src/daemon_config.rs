@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::AddressPool;
 use crate::error::{Error, Result};
 use crate::network::{Network, NetworkSpec};
+use crate::options::BridgeOptions;
 use crate::route::RouteSpec;
 
 /// The predefined network's name (`docker run` without `--network`).
@@ -122,7 +123,7 @@ impl DaemonConfig {
     }
 
     /// The spec of the predefined [`DEFAULT_BRIDGE`] network this config describes.
-    pub fn bridge_network(&self) -> Result<NetworkSpec> {
+    pub fn bridge_network(&self) -> Result<NetworkSpec<BridgeOptions>> {
         let mut spec = Network::bridge(DEFAULT_BRIDGE)
             .bridge_name(self.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE_DEVICE))
             .dns(false);
@@ -185,7 +186,6 @@ impl DaemonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::DriverOptions;
 
     const SAMPLE: &str = r#"{
         "bip": "192.168.200.1/24",
@@ -212,9 +212,7 @@ mod tests {
         assert_eq!(spec.mtu, Some(1400));
         assert_eq!(spec.dns, Some(false));
         assert_eq!(spec.dns_servers.len(), 2);
-        let DriverOptions::Bridge(o) = &spec.driver else {
-            panic!("not a bridge")
-        };
+        let o = &spec.driver;
         assert!(!o.icc);
         assert_eq!(o.bridge_name.as_deref(), Some(DEFAULT_BRIDGE_DEVICE));
     }

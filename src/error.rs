@@ -188,6 +188,16 @@ pub enum Error {
         /// What was asked.
         what: &'static str,
     },
+    /// A driver option (Docker's `-o KEY=VALUE`) that the driver does not have.
+    #[error("unknown option {option} for driver {driver} (its options: {known})")]
+    UnknownOption {
+        /// The driver.
+        driver: &'static str,
+        /// The key given.
+        option: String,
+        /// The driver's options, comma-separated.
+        known: &'static str,
+    },
     /// The kernel lacks a feature (e.g. a link kind).
     #[error("the kernel does not support {what}")]
     Unsupported {

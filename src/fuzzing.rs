@@ -16,7 +16,8 @@ use crate::error::Result;
 use crate::firewall::nft::dump::{self, KernelState};
 use crate::ipam::NetworkPool;
 use crate::names::SandboxRecord;
-use crate::network::{BridgeOptions, DriverOptions, NetworkInfo, SubnetInfo};
+use crate::network::{NetworkInfo, SubnetInfo};
+use crate::options::{BridgeOptions, DriverOptions};
 
 /// A network record (`networks/NAME.json`), decoded as the state dir's loader does.
 pub fn network_record(bytes: &[u8]) -> Result<NetworkInfo> {

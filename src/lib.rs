@@ -33,7 +33,7 @@
 //! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container` |
 //! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
 //! | kernel | [`netns`], [`netlink`], [`sysctl`] |
-//! | model | [`network`], [`endpoint`], [`names`], [`port`], [`route`], [`options`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
+//! | model | [`network`], [`options`], [`docker_options`], [`endpoint`], [`names`], [`port`], [`route`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
 //! | tooling | [`sandbox`]: throwaway namespaces and probe traffic, for tests, examples and benchmarks (uses every layer; nothing uses it) |
 //!
 //! The model imports nothing of berth outside the model, with one deliberate exception: an
@@ -45,6 +45,7 @@
 pub mod address;
 pub mod daemon_config;
 pub mod dns;
+pub mod docker_options;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
@@ -78,9 +79,10 @@ pub use ipam::{FileIpam, Ipam};
 pub use mac::MacAddr;
 pub use names::{ExtraHost, HostAddr, Link, NameOptions, SandboxMode, SandboxRecord};
 pub use netns::Netns;
-pub use network::{
-    BridgeOptions, DriverKind, DriverOptions, Network, NetworkInfo, NetworkSpec, SubnetInfo,
+pub use network::{Network, NetworkInfo, NetworkSpec, SubnetInfo};
+pub use options::{
+    BridgeOptions, DriverKind, DriverOptions, IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode,
+    MacvlanOptions, NoneOptions, Parent,
 };
-pub use options::{IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions};
 pub use port::{ExposedPort, Port, PortMapping, PortRequest, Protocol};
 pub use route::RouteSpec;

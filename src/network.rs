@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::options::{
-    IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode, MacvlanOptions, ParentSpec,
+    BridgeOptions, DriverOptions, IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode,
+    MacvlanOptions, NoneOptions, Parent, TypedOptions,
 };
 use crate::route::RouteSpec;
 pub(crate) use crate::validate::validate_id;
@@ -25,161 +26,58 @@ pub use crate::validate::{validate_ifname, validate_network_name};
 /// too.)
 pub const ICC_OFF_PORT_GROUP: u32 = crate::link_marks::PORT_ICC_OFF;
 
-/// The driver a network uses, with its typed options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum DriverOptions {
-    /// Linux bridge + one veth per endpoint (`docker network create -d bridge`).
-    Bridge(BridgeOptions),
-    /// No interface but `lo` (`--network none`).
-    None,
-    /// A macvlan per endpoint on a host link (`docker network create -d macvlan`).
-    Macvlan(MacvlanOptions),
-    /// An ipvlan per endpoint on a host link (`docker network create -d ipvlan`).
-    Ipvlan(IpvlanOptions),
-}
-
-impl DriverOptions {
-    /// The driver's name, as `docker network ls` shows it.
-    pub fn kind(&self) -> DriverKind {
-        match self {
-            DriverOptions::Bridge(_) => DriverKind::Bridge,
-            DriverOptions::None => DriverKind::None,
-            DriverOptions::Macvlan(_) => DriverKind::Macvlan,
-            DriverOptions::Ipvlan(_) => DriverKind::Ipvlan,
-        }
-    }
-}
-
-/// Which driver, without its options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum DriverKind {
-    /// See [`DriverOptions::Bridge`].
-    Bridge,
-    /// See [`DriverOptions::None`].
-    None,
-    /// See [`DriverOptions::Macvlan`].
-    Macvlan,
-    /// See [`DriverOptions::Ipvlan`].
-    Ipvlan,
-}
-
-impl DriverKind {
-    /// The name used on the command line and in records.
-    pub fn name(self) -> &'static str {
-        match self {
-            DriverKind::Bridge => "bridge",
-            DriverKind::None => "none",
-            DriverKind::Macvlan => "macvlan",
-            DriverKind::Ipvlan => "ipvlan",
-        }
-    }
-}
-
-impl std::fmt::Display for DriverKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Options of a bridge network (Docker's `com.docker.network.bridge.*`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BridgeOptions {
-    /// Bridge device name (`com.docker.network.bridge.name`); default `br-` + the network id.
-    pub bridge_name: Option<String>,
-    /// Masquerade traffic leaving the subnet (`…enable_ip_masquerade`, default true).
-    pub masquerade: bool,
-    /// Containers of the network may talk to each other (`…enable_icc`, default true). Off:
-    /// every container port of the bridge is marked with [`ICC_OFF_PORT_GROUP`] and the
-    /// firewall drops what they send each other, except legacy-link flows (no br_netfilter);
-    /// egress and published ports keep working. Needs a firewall backend (as Docker's
-    /// `enable_icc=false` needs its iptables rules): with `NoFirewall` it is not enforced.
-    #[serde(default = "yes")]
-    pub icc: bool,
-    /// Let hosts outside reach container addresses directly on any port (default false: from
-    /// outside, only published ports get through).
-    #[serde(default)]
-    pub allow_direct_access: bool,
-    /// The host address `-p` publishes on when it names none
-    /// (`com.docker.network.bridge.host_binding_ipv4`; default all).
-    #[serde(default)]
-    pub host_binding_ipv4: Option<std::net::Ipv4Addr>,
-    /// SNAT egress to this host address instead of masquerading
-    /// (`com.docker.network.host_ipv4`).
-    #[serde(default)]
-    pub outbound_ipv4: Option<std::net::Ipv4Addr>,
-    /// Anti-spoofing (default off; Docker has none, CNI's bridge calls it `macspoofchk`): a
-    /// container may send only from its own MAC and addresses, and ARP / IPv6 neighbour
-    /// discovery only for them; everything else it sends (another source MAC or address, a
-    /// gratuitous ARP or unsolicited neighbour advertisement for another container's address,
-    /// VLAN-tagged frames, other ether types) is dropped at its bridge port. Enforced by the
-    /// firewall's table `bridge berth` (see `firewall::ruleset::spoof`); with `NoFirewall` it
-    /// is not enforced. Records written before the option existed load with it off.
-    #[serde(default)]
-    pub anti_spoofing: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for BridgeOptions {
-    fn default() -> Self {
-        BridgeOptions {
-            bridge_name: None,
-            masquerade: true,
-            icc: true,
-            allow_direct_access: false,
-            host_binding_ipv4: None,
-            outbound_ipv4: None,
-            anti_spoofing: false,
-        }
-    }
-}
-
-/// Entry point for building network specs: `Network::bridge("web").subnet(…)`.
+/// Entry point for building network specs, one builder type per driver:
+/// `Network::bridge("web").subnet(…).icc(false)`. An option exists only on the builder of the
+/// driver it applies to (`Network::macvlan("lan").icc(false)` does not compile):
+///
+/// ```compile_fail
+/// let spec = berth::Network::macvlan("lan").icc(false);
+/// ```
 #[derive(Debug)]
 pub struct Network;
 
 impl Network {
     /// A bridge network (`docker network create -d bridge NAME`).
-    pub fn bridge(name: impl Into<String>) -> NetworkSpec {
-        NetworkSpec::new(name.into(), DriverOptions::Bridge(BridgeOptions::default()))
+    pub fn bridge(name: impl Into<String>) -> NetworkSpec<BridgeOptions> {
+        NetworkSpec::new(name.into(), BridgeOptions::default())
     }
 
     /// A network whose endpoints get only `lo` (`--network none`).
-    pub fn none(name: impl Into<String>) -> NetworkSpec {
-        NetworkSpec::new(name.into(), DriverOptions::None)
+    pub fn none(name: impl Into<String>) -> NetworkSpec<NoneOptions> {
+        NetworkSpec::new(name.into(), NoneOptions)
     }
 
     /// A macvlan network (`docker network create -d macvlan`); set the parent with
     /// [`NetworkSpec::parent`] (none: an internal network on a dummy link).
-    pub fn macvlan(name: impl Into<String>) -> NetworkSpec {
-        NetworkSpec::new(
-            name.into(),
-            DriverOptions::Macvlan(MacvlanOptions::default()),
-        )
+    pub fn macvlan(name: impl Into<String>) -> NetworkSpec<MacvlanOptions> {
+        NetworkSpec::new(name.into(), MacvlanOptions::default())
     }
 
     /// An ipvlan network (`docker network create -d ipvlan`).
-    pub fn ipvlan(name: impl Into<String>) -> NetworkSpec {
-        NetworkSpec::new(name.into(), DriverOptions::Ipvlan(IpvlanOptions::default()))
+    pub fn ipvlan(name: impl Into<String>) -> NetworkSpec<IpvlanOptions> {
+        NetworkSpec::new(name.into(), IpvlanOptions::default())
+    }
+
+    /// A network of any driver with options given already typed — for options parsed from
+    /// Docker's `-o KEY=VALUE` ([`crate::docker_options::DockerOptions`]), or copied from
+    /// another network's record. Only the driver-independent setters apply to it.
+    pub fn with_options(name: impl Into<String>, driver: DriverOptions) -> NetworkSpec {
+        NetworkSpec::new(name.into(), driver)
     }
 }
 
-/// What a runtime asks for when creating a network. Built with [`Network`], checked by
-/// [`NetworkSpec::validate`] before anything is touched.
+/// What a runtime asks for when creating a network: the driver-independent settings and the
+/// driver's options `O` (one of [`crate::options`]' types; [`DriverOptions`] once erased,
+/// which is what [`crate::Host::create_network`] takes — every typed spec converts into it).
+/// Built with [`Network`], checked by [`NetworkSpec::validate`] before anything is touched.
 ///
 /// Subnets: each [`NetworkSpec::subnet`] adds one (IPv4 or IPv6); gateways and ip-ranges attach
 /// to the subnet that contains them. With no IPv4 subnet, one is chosen from the host's address
 /// pools; with [`NetworkSpec::ipv6`] and no IPv6 subnet, a ULA /64 is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkSpec {
+pub struct NetworkSpec<O = DriverOptions> {
     pub(crate) name: String,
-    pub(crate) driver: DriverOptions,
+    pub(crate) driver: O,
     pub(crate) subnets: Vec<IpNet>,
     pub(crate) gateways: Vec<IpAddr>,
     pub(crate) ip_ranges: Vec<IpNet>,
@@ -189,11 +87,15 @@ pub struct NetworkSpec {
     pub(crate) mtu: Option<u32>,
     pub(crate) routes: Vec<RouteSpec>,
     pub(crate) no_default_route: bool,
+    /// Set only through [`NetworkSpec::dns`] of drivers whose networks the resolver can serve.
     pub(crate) dns: Option<bool>,
     pub(crate) dns_servers: Vec<IpAddr>,
-    /// [`NetworkSpec::anti_spoofing`] was asked for (kept for every driver, so that
-    /// [`NetworkSpec::validate`] can refuse it on one that has no such option).
-    pub(crate) anti_spoofing: bool,
+}
+
+impl<O: TypedOptions> From<NetworkSpec<O>> for NetworkSpec {
+    fn from(s: NetworkSpec<O>) -> Self {
+        s.erase()
+    }
 }
 
 /// One subnet as asked for: the subnet (or `None`: choose one of this family from the pools),
@@ -210,8 +112,9 @@ pub struct SubnetRequest {
     pub ip_range: Option<IpNet>,
 }
 
-impl NetworkSpec {
-    fn new(name: String, driver: DriverOptions) -> Self {
+/// The settings every driver has.
+impl<O> NetworkSpec<O> {
+    fn new(name: String, driver: O) -> Self {
         NetworkSpec {
             name,
             driver,
@@ -226,15 +129,7 @@ impl NetworkSpec {
             no_default_route: false,
             dns: None,
             dns_servers: Vec::new(),
-            anti_spoofing: false,
         }
-    }
-
-    /// Serve this network with the embedded resolver (default: on for bridge networks, which
-    /// have a gateway on the host; off for the others).
-    pub fn dns(mut self, on: bool) -> Self {
-        self.dns = Some(on);
-        self
     }
 
     /// A nameserver for containers on this network that set none (repeatable).
@@ -279,129 +174,11 @@ impl NetworkSpec {
         self
     }
 
-    /// MTU of the bridge and every veth (`com.docker.network.driver.mtu`); default: the MTU of
-    /// the host netns' default-route link, else 1500.
+    /// MTU of the network's links (`com.docker.network.driver.mtu`); default: for a bridge,
+    /// the MTU of the host netns' default-route link, else 1500; for macvlan/ipvlan, the
+    /// parent's.
     pub fn mtu(mut self, mtu: u32) -> Self {
         self.mtu = Some(mtu);
-        self
-    }
-
-    /// Bridge device name (`com.docker.network.bridge.name`). Ignored by other drivers.
-    pub fn bridge_name(mut self, name: impl Into<String>) -> Self {
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.bridge_name = Some(name.into());
-        }
-        self
-    }
-
-    /// Masquerade egress (`com.docker.network.bridge.enable_ip_masquerade`). Ignored by other
-    /// drivers.
-    pub fn masquerade(mut self, on: bool) -> Self {
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.masquerade = on;
-        }
-        self
-    }
-
-    /// Inter-container communication (`com.docker.network.bridge.enable_icc`). Ignored by other
-    /// drivers.
-    pub fn icc(mut self, on: bool) -> Self {
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.icc = on;
-        }
-        self
-    }
-
-    /// Anti-spoofing (default off): each container may send only from its own MAC and
-    /// addresses, and ARP / IPv6 neighbour discovery only for them, so a container that takes
-    /// a neighbour's address, MAC, or answers ARP / ND for it cannot take its traffic. See
-    /// [`BridgeOptions::anti_spoofing`]. Bridge networks only: on another driver
-    /// [`NetworkSpec::validate`] refuses it with [`Error::DriverUnsupported`] naming the
-    /// option.
-    ///
-    /// ```
-    /// let spec = berth::Network::bridge("web").anti_spoofing(true);
-    /// assert!(spec.validate().is_ok());
-    /// assert!(berth::Network::macvlan("lan").anti_spoofing(true).validate().is_err());
-    /// ```
-    pub fn anti_spoofing(mut self, on: bool) -> Self {
-        self.anti_spoofing = on;
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.anti_spoofing = on;
-        }
-        self
-    }
-
-    /// Allow direct access to container addresses from outside (default off). Ignored by other
-    /// drivers.
-    pub fn allow_direct_access(mut self, on: bool) -> Self {
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.allow_direct_access = on;
-        }
-        self
-    }
-
-    /// Default host address for published ports
-    /// (`com.docker.network.bridge.host_binding_ipv4`). Ignored by other drivers.
-    pub fn host_binding_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.host_binding_ipv4 = Some(ip);
-        }
-        self
-    }
-
-    /// SNAT egress to this host address instead of masquerading
-    /// (`com.docker.network.host_ipv4`). Ignored by other drivers.
-    pub fn outbound_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
-        if let DriverOptions::Bridge(o) = &mut self.driver {
-            o.outbound_ipv4 = Some(ip);
-        }
-        self
-    }
-
-    /// Parent link of a macvlan/ipvlan network (`-o parent=`): an existing link, or `BASE.ID`
-    /// (the 802.1q sub-interface is created if missing and removed with the last network using
-    /// it, if berth created it). Ignored by other drivers.
-    pub fn parent(mut self, parent: impl Into<String>) -> Self {
-        match &mut self.driver {
-            DriverOptions::Macvlan(o) => o.parent = Some(parent.into()),
-            DriverOptions::Ipvlan(o) => o.parent = Some(parent.into()),
-            _ => {}
-        }
-        self
-    }
-
-    /// macvlan mode (`-o macvlan_mode=`). Ignored by other drivers.
-    pub fn macvlan_mode(mut self, mode: MacvlanMode) -> Self {
-        if let DriverOptions::Macvlan(o) = &mut self.driver {
-            o.mode = mode;
-        }
-        self
-    }
-
-    /// A host-side macvlan shim with this address, so the host can reach the containers (the
-    /// address is reserved as the aux address `host-shim`). Ignored by other drivers.
-    pub fn host_shim(mut self, ip: IpAddr) -> Self {
-        if let DriverOptions::Macvlan(o) = &mut self.driver {
-            o.host_shim = Some(ip);
-            self.aux.insert("host-shim".into(), ip);
-        }
-        self
-    }
-
-    /// ipvlan mode (`-o ipvlan_mode=`). Ignored by other drivers.
-    pub fn ipvlan_mode(mut self, mode: IpvlanMode) -> Self {
-        if let DriverOptions::Ipvlan(o) = &mut self.driver {
-            o.mode = mode;
-        }
-        self
-    }
-
-    /// ipvlan flag (`-o ipvlan_flag=`). Ignored by other drivers.
-    pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
-        if let DriverOptions::Ipvlan(o) = &mut self.driver {
-            o.flag = flag;
-        }
         self
     }
 
@@ -423,11 +200,150 @@ impl NetworkSpec {
         &self.name
     }
 
-    /// The driver and its options.
-    pub fn driver(&self) -> &DriverOptions {
+    /// The driver's options.
+    pub fn driver(&self) -> &O {
         &self.driver
     }
 
+    /// Checks everything that can be checked without the kernel or the state dir (as
+    /// [`NetworkSpec::validate`] of the erased spec).
+    pub fn validate(&self) -> Result<()>
+    where
+        O: Clone + Into<DriverOptions>,
+    {
+        self.clone().erase().check()
+    }
+
+    /// The same spec with its options as [`DriverOptions`].
+    fn erase(self) -> NetworkSpec
+    where
+        O: Into<DriverOptions>,
+    {
+        NetworkSpec {
+            name: self.name,
+            driver: self.driver.into(),
+            subnets: self.subnets,
+            gateways: self.gateways,
+            ip_ranges: self.ip_ranges,
+            aux: self.aux,
+            ipv6: self.ipv6,
+            internal: self.internal,
+            mtu: self.mtu,
+            routes: self.routes,
+            no_default_route: self.no_default_route,
+            dns: self.dns,
+            dns_servers: self.dns_servers,
+        }
+    }
+}
+
+/// Options of bridge networks (`com.docker.network.bridge.*`).
+impl NetworkSpec<BridgeOptions> {
+    /// Serve this network with the embedded resolver (default on).
+    pub fn dns(mut self, on: bool) -> Self {
+        self.dns = Some(on);
+        self
+    }
+
+    /// Bridge device name (`com.docker.network.bridge.name`).
+    pub fn bridge_name(mut self, name: impl Into<String>) -> Self {
+        self.driver.bridge_name = Some(name.into());
+        self
+    }
+
+    /// Masquerade egress (`com.docker.network.bridge.enable_ip_masquerade`).
+    pub fn masquerade(mut self, on: bool) -> Self {
+        self.driver.masquerade = on;
+        self
+    }
+
+    /// Inter-container communication (`com.docker.network.bridge.enable_icc`).
+    pub fn icc(mut self, on: bool) -> Self {
+        self.driver.icc = on;
+        self
+    }
+
+    /// Anti-spoofing (default off): each container may send only from its own MAC and
+    /// addresses, and ARP / IPv6 neighbour discovery only for them, so a container that takes
+    /// a neighbour's address, MAC, or answers ARP / ND for it cannot take its traffic. See
+    /// [`BridgeOptions::anti_spoofing`]. Bridge networks only:
+    ///
+    /// ```compile_fail
+    /// let spec = berth::Network::macvlan("lan").anti_spoofing(true);
+    /// ```
+    pub fn anti_spoofing(mut self, on: bool) -> Self {
+        self.driver.anti_spoofing = on;
+        self
+    }
+
+    /// Allow direct access to container addresses from outside (default off).
+    pub fn allow_direct_access(mut self, on: bool) -> Self {
+        self.driver.allow_direct_access = on;
+        self
+    }
+
+    /// Default host address for published ports
+    /// (`com.docker.network.bridge.host_binding_ipv4`).
+    pub fn host_binding_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.driver.host_binding_ipv4 = Some(ip);
+        self
+    }
+
+    /// SNAT egress to this host address instead of masquerading
+    /// (`com.docker.network.host_ipv4`).
+    pub fn outbound_ipv4(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.driver.outbound_ipv4 = Some(ip);
+        self
+    }
+}
+
+/// Options of macvlan networks.
+impl NetworkSpec<MacvlanOptions> {
+    /// Parent link (`-o parent=`), see [`Parent`]: `"eth0".parse()?`, or
+    /// `Parent::Vlan { base: "eth0".into(), id: 50 }` (the 802.1q sub-interface `eth0.50`,
+    /// created if missing and removed with the last network using it, if berth created it).
+    pub fn parent(mut self, parent: Parent) -> Self {
+        self.driver.parent = parent;
+        self
+    }
+
+    /// macvlan mode (`-o macvlan_mode=`).
+    pub fn macvlan_mode(mut self, mode: MacvlanMode) -> Self {
+        self.driver.mode = mode;
+        self
+    }
+
+    /// A host-side macvlan shim with this address, so the host can reach the containers (the
+    /// address is reserved as the aux address `host-shim`).
+    pub fn host_shim(mut self, ip: IpAddr) -> Self {
+        self.driver.host_shim = Some(ip);
+        self.aux.insert("host-shim".into(), ip);
+        self
+    }
+}
+
+/// Options of ipvlan networks.
+impl NetworkSpec<IpvlanOptions> {
+    /// Parent link (`-o parent=`), as for macvlan.
+    pub fn parent(mut self, parent: Parent) -> Self {
+        self.driver.parent = parent;
+        self
+    }
+
+    /// ipvlan mode (`-o ipvlan_mode=`).
+    pub fn ipvlan_mode(mut self, mode: IpvlanMode) -> Self {
+        self.driver.mode = mode;
+        self
+    }
+
+    /// ipvlan flag (`-o ipvlan_flag=`).
+    pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
+        self.driver.flag = flag;
+        self
+    }
+}
+
+impl NetworkSpec {
     /// The subnets to reserve, in order: those given (with the gateway and ip-range inside
     /// each), then an automatic IPv4 one if none was given, then an automatic IPv6 one if IPv6
     /// is on and none was given. Empty for drivers without addresses.
@@ -461,39 +377,14 @@ impl NetworkSpec {
     }
 
     /// Checks everything that can be checked without the kernel or the state dir.
-    pub fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         validate_network_name(&self.name)?;
         if let Some(mtu) = self.mtu
             && !(68..=65535).contains(&mtu)
         {
             return Err(Error::invalid("mtu", mtu, "must be 68-65535"));
         }
-        match &self.driver {
-            DriverOptions::Bridge(o) => {
-                if let Some(b) = &o.bridge_name {
-                    validate_ifname("bridge", b)?;
-                }
-            }
-            DriverOptions::Macvlan(o) => {
-                ParentSpec::parse(o.parent.as_deref())?;
-            }
-            DriverOptions::Ipvlan(o) => {
-                ParentSpec::parse(o.parent.as_deref())?;
-            }
-            DriverOptions::None => {}
-        }
-        if self.anti_spoofing && self.driver.kind() != DriverKind::Bridge {
-            return Err(Error::DriverUnsupported {
-                driver: self.driver.kind().name(),
-                what: "the option anti_spoofing (bridge networks only)",
-            });
-        }
-        if self.dns == Some(true) && self.driver.kind() != DriverKind::Bridge {
-            return Err(Error::DriverUnsupported {
-                driver: self.driver.kind().name(),
-                what: "the embedded resolver (it serves on a gateway the host owns)",
-            });
-        }
+        self.driver.validate()?;
         if self.driver == DriverOptions::None {
             if !(self.subnets.is_empty()
                 && self.gateways.is_empty()
@@ -759,13 +650,17 @@ mod tests {
             .subnet("fd00:1::/64".parse().unwrap())
             .gateway("fd00:1::fe".parse().unwrap())
             .ipv6(true);
-        let r = s.subnet_requests();
+        let r = NetworkSpec::from(s).subnet_requests();
         assert_eq!(r.len(), 2);
         assert!(r[0].subnet.is_none() && !r[0].ipv6, "automatic IPv4 first");
         assert_eq!(r[1].gateway, Some("fd00:1::fe".parse().unwrap()));
-        let r = Network::bridge("n").ipv6(true).subnet_requests();
+        let r = NetworkSpec::from(Network::bridge("n").ipv6(true)).subnet_requests();
         assert_eq!((r.len(), r[1].ipv6, r[1].subnet), (2, true, None));
-        assert!(Network::none("n").subnet_requests().is_empty());
+        assert!(
+            NetworkSpec::from(Network::none("n"))
+                .subnet_requests()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -781,21 +676,31 @@ mod tests {
     fn anti_spoofing_is_a_bridge_option() {
         let spec = Network::bridge("web").anti_spoofing(true);
         spec.validate().unwrap();
-        assert!(matches!(spec.driver(), DriverOptions::Bridge(o) if o.anti_spoofing));
-        for spec in [
-            Network::macvlan("lan").anti_spoofing(true),
-            Network::ipvlan("lan").anti_spoofing(true),
-            Network::none("n").anti_spoofing(true),
-        ] {
-            let e = spec.validate().unwrap_err();
-            assert!(matches!(e, Error::DriverUnsupported { .. }), "{e}");
-            assert!(e.to_string().contains("anti_spoofing"), "{e}");
-        }
-        // Off is no request: every driver takes it.
-        Network::macvlan("lan")
-            .anti_spoofing(false)
+        assert!(spec.driver().anti_spoofing);
+        let erased: NetworkSpec = spec.into();
+        assert!(matches!(erased.driver(), DriverOptions::Bridge(o) if o.anti_spoofing));
+    }
+
+    #[test]
+    fn typed_specs_erase_with_their_options() {
+        let spec: NetworkSpec = Network::macvlan("lan")
+            .parent("eth0.50".parse().unwrap())
+            .host_shim("10.0.0.2".parse().unwrap())
+            .subnet("10.0.0.0/24".parse().unwrap())
+            .into();
+        let DriverOptions::Macvlan(o) = spec.driver() else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(o.parent.link_name().as_deref(), Some("eth0.50"));
+        assert!(spec.aux.contains_key("host-shim"));
+        let e = Network::ipvlan("lan")
+            .parent(Parent::Link("a/b".into()))
             .validate()
-            .unwrap();
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidName { kind: "parent", .. }),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Typed options of the drivers that put containers straight on a host link: macvlan and
-//! ipvlan (Docker's `-o parent=… -o macvlan_mode=… -o ipvlan_mode=… -o ipvlan_flag=…`).
-//! Parsed once from strings (`FromStr`), never carried as strings into drivers.
+//! The typed options of every driver, and [`DriverOptions`], the one enum that holds a
+//! network's driver with its options (what records keep). A driver receives its own options
+//! type (see `driver::driver_for`), never the enum, and never strings: Docker's `-o KEY=VALUE`
+//! are parsed once, by [`crate::docker_options`].
+//!
+//! Adding a driver: its options type here (implementing [`TypedOptions`]), a variant of
+//! [`DriverOptions`] and [`DriverKind`], a module in `driver/`, a line in the registry.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -9,6 +13,194 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// The driver a network uses, with its typed options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DriverOptions {
+    /// Linux bridge + one veth per endpoint (`docker network create -d bridge`).
+    Bridge(BridgeOptions),
+    /// No interface but `lo` (`--network none`).
+    None,
+    /// A macvlan per endpoint on a host link (`docker network create -d macvlan`).
+    Macvlan(MacvlanOptions),
+    /// An ipvlan per endpoint on a host link (`docker network create -d ipvlan`).
+    Ipvlan(IpvlanOptions),
+}
+
+impl DriverOptions {
+    /// Checks the options that can be checked without the kernel: interface names, VLAN ids.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            DriverOptions::Bridge(o) => match &o.bridge_name {
+                Some(b) => crate::validate::validate_ifname("bridge", b),
+                None => Ok(()),
+            },
+            DriverOptions::Macvlan(o) => o.parent.validate(),
+            DriverOptions::Ipvlan(o) => o.parent.validate(),
+            DriverOptions::None => Ok(()),
+        }
+    }
+
+    /// The driver's name, as `docker network ls` shows it.
+    pub fn kind(&self) -> DriverKind {
+        match self {
+            DriverOptions::Bridge(_) => DriverKind::Bridge,
+            DriverOptions::None => DriverKind::None,
+            DriverOptions::Macvlan(_) => DriverKind::Macvlan,
+            DriverOptions::Ipvlan(_) => DriverKind::Ipvlan,
+        }
+    }
+}
+
+/// Which driver, without its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DriverKind {
+    /// See [`DriverOptions::Bridge`].
+    Bridge,
+    /// See [`DriverOptions::None`].
+    None,
+    /// See [`DriverOptions::Macvlan`].
+    Macvlan,
+    /// See [`DriverOptions::Ipvlan`].
+    Ipvlan,
+}
+
+impl DriverKind {
+    /// The name used on the command line and in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Bridge => "bridge",
+            DriverKind::None => "none",
+            DriverKind::Macvlan => "macvlan",
+            DriverKind::Ipvlan => "ipvlan",
+        }
+    }
+}
+
+impl std::fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Options of a bridge network (Docker's `com.docker.network.bridge.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeOptions {
+    /// Bridge device name (`com.docker.network.bridge.name`); default `br-` + the network id.
+    pub bridge_name: Option<String>,
+    /// Masquerade traffic leaving the subnet (`…enable_ip_masquerade`, default true).
+    pub masquerade: bool,
+    /// Containers of the network may talk to each other (`…enable_icc`, default true). Off:
+    /// every container port of the bridge is marked with [`crate::network::ICC_OFF_PORT_GROUP`] and the
+    /// firewall drops what they send each other, except legacy-link flows (no br_netfilter);
+    /// egress and published ports keep working. Needs a firewall backend (as Docker's
+    /// `enable_icc=false` needs its iptables rules): with `NoFirewall` it is not enforced.
+    #[serde(default = "yes")]
+    pub icc: bool,
+    /// Let hosts outside reach container addresses directly on any port (default false: from
+    /// outside, only published ports get through).
+    #[serde(default)]
+    pub allow_direct_access: bool,
+    /// The host address `-p` publishes on when it names none
+    /// (`com.docker.network.bridge.host_binding_ipv4`; default all).
+    #[serde(default)]
+    pub host_binding_ipv4: Option<std::net::Ipv4Addr>,
+    /// SNAT egress to this host address instead of masquerading
+    /// (`com.docker.network.host_ipv4`).
+    #[serde(default)]
+    pub outbound_ipv4: Option<std::net::Ipv4Addr>,
+    /// Anti-spoofing (default off; Docker has none, CNI's bridge calls it `macspoofchk`): a
+    /// container may send only from its own MAC and addresses, and ARP / IPv6 neighbour
+    /// discovery only for them; everything else it sends (another source MAC or address, a
+    /// gratuitous ARP or unsolicited neighbour advertisement for another container's address,
+    /// VLAN-tagged frames, other ether types) is dropped at its bridge port. Enforced by the
+    /// firewall's table `bridge berth` (see `firewall::ruleset::spoof`); with `NoFirewall` it
+    /// is not enforced. Records written before the option existed load with it off.
+    #[serde(default)]
+    pub anti_spoofing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        BridgeOptions {
+            bridge_name: None,
+            masquerade: true,
+            icc: true,
+            allow_direct_access: false,
+            host_binding_ipv4: None,
+            outbound_ipv4: None,
+            anti_spoofing: false,
+        }
+    }
+}
+
+/// Options of a `none` network: there are none (the type exists so that every driver has one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoneOptions;
+
+/// The options type of one driver: what its builder ([`crate::Network`]) carries, and what
+/// that driver receives. [`DriverOptions`] is the sum of them.
+pub trait TypedOptions: Into<DriverOptions> + Clone + fmt::Debug {
+    /// The driver these options belong to.
+    const KIND: DriverKind;
+}
+
+impl TypedOptions for BridgeOptions {
+    const KIND: DriverKind = DriverKind::Bridge;
+}
+impl TypedOptions for NoneOptions {
+    const KIND: DriverKind = DriverKind::None;
+}
+impl TypedOptions for MacvlanOptions {
+    const KIND: DriverKind = DriverKind::Macvlan;
+}
+impl TypedOptions for IpvlanOptions {
+    const KIND: DriverKind = DriverKind::Ipvlan;
+}
+
+impl From<BridgeOptions> for DriverOptions {
+    fn from(o: BridgeOptions) -> Self {
+        DriverOptions::Bridge(o)
+    }
+}
+impl From<NoneOptions> for DriverOptions {
+    fn from(_: NoneOptions) -> Self {
+        DriverOptions::None
+    }
+}
+impl From<MacvlanOptions> for DriverOptions {
+    fn from(o: MacvlanOptions) -> Self {
+        DriverOptions::Macvlan(o)
+    }
+}
+impl From<IpvlanOptions> for DriverOptions {
+    fn from(o: IpvlanOptions) -> Self {
+        DriverOptions::Ipvlan(o)
+    }
+}
+
+impl FromStr for DriverKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            DriverKind::Bridge,
+            DriverKind::None,
+            DriverKind::Macvlan,
+            DriverKind::Ipvlan,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| Error::invalid("driver", s, "expected bridge, none, macvlan or ipvlan"))
+    }
+}
 
 /// macvlan modes (`-o macvlan_mode=`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +248,8 @@ pub enum IpvlanFlag {
 pub struct MacvlanOptions {
     /// Parent link (`-o parent=`): an existing link, `BASE.VLAN` (created if missing), or none
     /// (an internal network on a dummy link berth owns).
-    pub parent: Option<String>,
+    #[serde(default)]
+    pub parent: Parent,
     /// Mode.
     pub mode: MacvlanMode,
     /// An address for a host-side macvlan ("shim") on the parent, so the host itself can reach
@@ -68,7 +261,8 @@ pub struct MacvlanOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpvlanOptions {
     /// Parent link, as for macvlan.
-    pub parent: Option<String>,
+    #[serde(default)]
+    pub parent: Parent,
     /// Mode.
     pub mode: IpvlanMode,
     /// Flag.
@@ -120,44 +314,128 @@ names!(
     Vepa = "vepa"
 );
 
-/// A parent link as named: an existing link, or `BASE.ID` for an 802.1q sub-interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParentSpec {
-    /// No parent: a dummy link berth owns.
+/// The parent link of a macvlan or ipvlan network, parsed once from Docker's `-o parent=NAME`
+/// and kept typed in the record.
+///
+/// Records written before it was typed held the name as a string (or `null`): they still load
+/// (see the `Deserialize` impl).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum Parent {
+    /// No parent: an internal network on a dummy link berth owns.
+    #[default]
     Dummy,
-    /// A link name; `vlan` is `Some((base, id))` when it has the `BASE.ID` form.
-    Link {
-        /// The name.
-        name: String,
-        /// Base link and VLAN id of a `BASE.ID` name.
-        vlan: Option<(String, u16)>,
+    /// An existing link of the host netns, used as it is.
+    Link(String),
+    /// The 802.1q sub-interface `BASE.ID` of link `base`: used if it exists, else created (and
+    /// removed with the last network using it).
+    Vlan {
+        /// The base link.
+        base: String,
+        /// The VLAN id, 1-4094.
+        id: u16,
     },
 }
 
-impl ParentSpec {
-    /// Parses and validates an optional parent name.
-    pub fn parse(parent: Option<&str>) -> Result<Self> {
-        let Some(name) = parent else {
-            return Ok(ParentSpec::Dummy);
-        };
+impl Parent {
+    /// The parent's link name (`BASE.ID` for a VLAN), or `None` for the dummy.
+    pub fn link_name(&self) -> Option<String> {
+        match self {
+            Parent::Dummy => None,
+            Parent::Link(name) => Some(name.clone()),
+            Parent::Vlan { base, id } => Some(format!("{base}.{id}")),
+        }
+    }
+}
+
+impl Parent {
+    /// Checks a parent built by hand (parsing checks already): valid link names, a VLAN id of
+    /// 1-4094.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Parent::Dummy => Ok(()),
+            Parent::Link(name) => crate::validate::validate_ifname("parent", name),
+            Parent::Vlan { base, id } => {
+                crate::validate::validate_ifname("parent", base)?;
+                if !(1..=4094).contains(id) {
+                    return Err(Error::invalid("vlan id", id, "must be 1-4094"));
+                }
+                crate::validate::validate_ifname("parent", &format!("{base}.{id}"))
+            }
+        }
+    }
+}
+
+impl FromStr for Parent {
+    type Err = Error;
+
+    /// A link name; `BASE.ID` with a numeric `ID` is a VLAN of `BASE`. The whole name must be
+    /// a valid interface name.
+    fn from_str(name: &str) -> Result<Self> {
         crate::validate::validate_ifname("parent", name)?;
-        let vlan = match name.rsplit_once('.') {
+        match name.rsplit_once('.') {
             Some((base, id))
-                if !base.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty() =>
+                if !base.is_empty() && !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) =>
             {
                 let id: u16 = id
                     .parse()
-                    .map_err(|_| Error::invalid("vlan id", id, "must be 1-4094"))?;
-                if !(1..=4094).contains(&id) {
-                    return Err(Error::invalid("vlan id", id, "must be 1-4094"));
-                }
-                Some((base.to_string(), id))
+                    .ok()
+                    .filter(|id| (1..=4094).contains(id))
+                    .ok_or_else(|| Error::invalid("vlan id", id, "must be 1-4094"))?;
+                Ok(Parent::Vlan {
+                    base: base.to_string(),
+                    id,
+                })
             }
-            _ => None,
-        };
-        Ok(ParentSpec::Link {
-            name: name.to_string(),
-            vlan,
+            _ => Ok(Parent::Link(name.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Parent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.link_name() {
+            Some(n) => f.write_str(&n),
+            None => f.write_str("(dummy)"),
+        }
+    }
+}
+
+/// How a [`Parent`] is written: tagged, so that no link name can be mistaken for a kind.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum ParentRecord {
+    Dummy,
+    Link { name: String },
+    Vlan { base: String, id: u16 },
+}
+
+/// What a record may hold: the typed form, or the name string (or `null`) of records written
+/// before the parent was typed.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ParentOnDisk {
+    Typed(ParentRecord),
+    Legacy(Option<String>),
+}
+
+impl Serialize for Parent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.clone() {
+            Parent::Dummy => ParentRecord::Dummy,
+            Parent::Link(name) => ParentRecord::Link { name },
+            Parent::Vlan { base, id } => ParentRecord::Vlan { base, id },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Parent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match ParentOnDisk::deserialize(d)? {
+            ParentOnDisk::Typed(ParentRecord::Dummy) | ParentOnDisk::Legacy(None) => Parent::Dummy,
+            ParentOnDisk::Typed(ParentRecord::Link { name }) => Parent::Link(name),
+            ParentOnDisk::Typed(ParentRecord::Vlan { base, id }) => Parent::Vlan { base, id },
+            ParentOnDisk::Legacy(Some(name)) => name.parse().map_err(serde::de::Error::custom)?,
         })
     }
 }
@@ -182,22 +460,78 @@ mod tests {
 
     #[test]
     fn parents_and_vlans() {
-        assert_eq!(ParentSpec::parse(None).unwrap(), ParentSpec::Dummy);
         assert_eq!(
-            ParentSpec::parse(Some("eth0.50")).unwrap(),
-            ParentSpec::Link {
-                name: "eth0.50".into(),
-                vlan: Some(("eth0".into(), 50))
+            "eth0.50".parse::<Parent>().unwrap(),
+            Parent::Vlan {
+                base: "eth0".into(),
+                id: 50
             }
         );
         assert_eq!(
-            ParentSpec::parse(Some("eth0")).unwrap(),
-            ParentSpec::Link {
-                name: "eth0".into(),
-                vlan: None
+            "eth0".parse::<Parent>().unwrap(),
+            Parent::Link("eth0".into())
+        );
+        assert_eq!(
+            "br.x".parse::<Parent>().unwrap(),
+            Parent::Link("br.x".into())
+        );
+        assert!("eth0.5000".parse::<Parent>().is_err());
+        assert!("eth0.0".parse::<Parent>().is_err());
+        assert!("a-name-far-too-long".parse::<Parent>().is_err());
+        assert!(Parent::Link("a/b".into()).validate().is_err());
+        assert!(
+            Parent::Vlan {
+                base: "eth0".into(),
+                id: 0
+            }
+            .validate()
+            .is_err()
+        );
+        assert_eq!(
+            Parent::Vlan {
+                base: "eth0".into(),
+                id: 7
+            }
+            .link_name()
+            .as_deref(),
+            Some("eth0.7")
+        );
+    }
+
+    #[test]
+    fn parents_are_recorded_typed_and_old_records_still_load() {
+        for p in [
+            Parent::Dummy,
+            Parent::Link("dummy".into()),
+            Parent::Vlan {
+                base: "eth0".into(),
+                id: 50,
+            },
+        ] {
+            let json = serde_json::to_string(&p).unwrap();
+            assert!(json.contains("\"kind\""), "{json}");
+            assert_eq!(serde_json::from_str::<Parent>(&json).unwrap(), p);
+        }
+        // Records written before the parent was typed: the name, or null.
+        let old: MacvlanOptions =
+            serde_json::from_str(r#"{"parent":"eth0.50","mode":"bridge","host_shim":null}"#)
+                .unwrap();
+        assert_eq!(
+            old.parent,
+            Parent::Vlan {
+                base: "eth0".into(),
+                id: 50
             }
         );
-        assert!(ParentSpec::parse(Some("eth0.5000")).is_err());
-        assert!(ParentSpec::parse(Some("a-name-far-too-long")).is_err());
+        let old: IpvlanOptions =
+            serde_json::from_str(r#"{"parent":null,"mode":"l3","flag":"bridge"}"#).unwrap();
+        assert_eq!(old.parent, Parent::Dummy);
+        assert!(serde_json::from_str::<Parent>(r#""bad/name""#).is_err());
+    }
+
+    #[test]
+    fn driver_kinds_parse() {
+        assert_eq!("ipvlan".parse::<DriverKind>().unwrap(), DriverKind::Ipvlan);
+        assert!("overlay".parse::<DriverKind>().is_err());
     }
 }

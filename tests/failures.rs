@@ -6,7 +6,7 @@ mod common;
 use berth::{Endpoint, Error, FileIpam, Host, Ipam, Network, Port, Step};
 use common::*;
 
-fn web() -> berth::NetworkSpec {
+fn web() -> berth::NetworkSpec<berth::BridgeOptions> {
     Network::bridge("web").subnet("10.88.0.0/24".parse().unwrap())
 }
 

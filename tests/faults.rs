@@ -30,7 +30,7 @@ async fn world(sb: &Sandbox, c: &Netns) -> String {
     )
 }
 
-fn web() -> berth::NetworkSpec {
+fn web() -> berth::NetworkSpec<berth::BridgeOptions> {
     Network::bridge("web").subnet("10.91.0.0/24".parse().unwrap())
 }
 

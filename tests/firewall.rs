@@ -22,7 +22,7 @@ fn nft(sb: &Sandbox, args: &str) {
     );
 }
 
-fn net(name: &str, subnet: &str) -> berth::NetworkSpec {
+fn net(name: &str, subnet: &str) -> berth::NetworkSpec<berth::BridgeOptions> {
     Network::bridge(name).subnet(subnet.parse().unwrap())
 }
 

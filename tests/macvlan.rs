@@ -23,10 +23,15 @@ async fn segment(sb: &mut Sandbox, n: u8) -> Netns {
 
 /// A macvlan network on `parent`; the host's own address on the segment (.1) is reserved as an
 /// aux address, as a Docker user would with `--aux-address`.
-fn mv(name: &str, parent: &str, subnet: &str, gw: &str) -> berth::NetworkSpec {
+fn mv(
+    name: &str,
+    parent: &str,
+    subnet: &str,
+    gw: &str,
+) -> berth::NetworkSpec<berth::MacvlanOptions> {
     let host_ip: std::net::IpAddr = subnet.replace(".0/24", ".1").parse().unwrap();
     Network::macvlan(name)
-        .parent(parent)
+        .parent(parent.parse().unwrap())
         .subnet(subnet.parse().unwrap())
         .gateway(gw.parse().unwrap())
         .aux_address("host", host_ip)
@@ -165,21 +170,25 @@ async fn missing_parents_and_missing_link_kinds_are_typed_errors() {
         "{e}"
     );
     // Kinds this kernel lacks: a clear Unsupported naming the kind, and nothing left behind.
-    let kinds = [
+    let kinds: [(berth::NetworkSpec, &str); 3] = [
         (
             Network::ipvlan("x")
-                .parent("lan5")
-                .subnet("198.19.5.0/24".parse().unwrap()),
+                .parent("lan5".parse().unwrap())
+                .subnet("198.19.5.0/24".parse().unwrap())
+                .into(),
             "ipvlan",
         ),
         (
             Network::macvlan("x")
-                .parent("lan5.50")
-                .subnet("198.19.6.0/24".parse().unwrap()),
+                .parent("lan5.50".parse().unwrap())
+                .subnet("198.19.6.0/24".parse().unwrap())
+                .into(),
             "vlan",
         ),
         (
-            Network::macvlan("x").subnet("198.19.7.0/24".parse().unwrap()),
+            Network::macvlan("x")
+                .subnet("198.19.7.0/24".parse().unwrap())
+                .into(),
             "dummy",
         ),
     ];

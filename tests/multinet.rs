@@ -7,7 +7,7 @@ use berth::sandbox::Sandbox;
 use berth::{Endpoint, Network, RouteSpec};
 use common::*;
 
-fn net(name: &str, subnet: &str) -> berth::NetworkSpec {
+fn net(name: &str, subnet: &str) -> berth::NetworkSpec<berth::BridgeOptions> {
     Network::bridge(name).subnet(subnet.parse().unwrap())
 }
 

@@ -123,7 +123,7 @@ async fn ipvlan_l2_and_l3_carry_traffic() {
         "ipvlan_l2_and_l3_carry_traffic",
         host.create_network(
             Network::ipvlan("l2")
-                .parent("lan0")
+                .parent("lan0".parse().unwrap())
                 .subnet("198.31.0.0/24".parse().unwrap())
                 .gateway("198.31.0.2".parse().unwrap())
                 .aux_address("host", "198.31.0.1".parse().unwrap()),
@@ -150,7 +150,7 @@ async fn ipvlan_l2_and_l3_carry_traffic() {
     let l3 = host
         .create_network(
             Network::ipvlan("l3")
-                .parent("lan1")
+                .parent("lan1".parse().unwrap())
                 .ipvlan_mode(IpvlanMode::L3)
                 .subnet("10.33.0.0/24".parse().unwrap()),
         )
@@ -202,7 +202,7 @@ async fn an_8021q_parent_is_made_when_missing_and_removed_with_its_last_network(
     let c = sb.netns("c").await.unwrap();
     let spec = |name: &str, parent: &str, subnet: &str| {
         Network::macvlan(name)
-            .parent(parent)
+            .parent(parent.parse().unwrap())
             .subnet(subnet.parse().unwrap())
     };
     let Some(a) = or_skip(

@@ -20,27 +20,27 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
+use crate::firewall::NetworkRules;
 use crate::link_marks;
 use crate::mac::MacAddr;
 use crate::netlink::{Netlink, VethPeer};
-use crate::network::{DriverKind, DriverOptions, NetworkInfo};
+use crate::network::{NetworkInfo, NetworkSpec};
+use crate::options::{BridgeOptions, DriverKind};
 use crate::sysctl;
 
 /// How long attach waits for the bridge to enable a new port before announcing the
 /// container's addresses (it takes microseconds to milliseconds; skipped past this).
 const PORT_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// See the module docs.
+/// See the module docs; bound to the network's options.
 #[derive(Debug, Clone, Copy)]
-pub struct BridgeDriver;
+pub struct BridgeDriver<'a>(pub &'a BridgeOptions);
 
 /// The bridge device name of a network: the option, else `br-` + 12 hex digits of the id.
-pub fn bridge_name(net: &NetworkInfo) -> String {
-    match &net.driver {
-        DriverOptions::Bridge(o) if o.bridge_name.is_some() => {
-            o.bridge_name.clone().unwrap_or_default()
-        }
-        _ => format!("br-{}", &net.id[..12]),
+pub fn bridge_name(o: &BridgeOptions, net: &NetworkInfo) -> String {
+    match &o.bridge_name {
+        Some(name) => name.clone(),
+        None => format!("br-{}", &net.id[..12]),
     }
 }
 
@@ -59,7 +59,7 @@ async fn default_route_mtu(host: &Netlink) -> Result<Option<u32>> {
 }
 
 #[async_trait]
-impl NetworkDriver for BridgeDriver {
+impl NetworkDriver for BridgeDriver<'_> {
     fn kind(&self) -> DriverKind {
         DriverKind::Bridge
     }
@@ -68,12 +68,77 @@ impl NetworkDriver for BridgeDriver {
         true
     }
 
+    fn serves_dns(&self) -> bool {
+        true
+    }
+
+    fn firewall_rules(&self, net: &NetworkInfo) -> Option<NetworkRules> {
+        let o = self.0;
+        Some(NetworkRules {
+            name: net.name.clone(),
+            bridge: net.device.clone()?,
+            subnets: net.subnets.iter().map(|s| s.subnet).collect(),
+            masquerade: o.masquerade && !net.internal,
+            internal: net.internal,
+            allow_direct_access: o.allow_direct_access,
+            outbound_ipv4: o.outbound_ipv4,
+            icc: o.icc,
+            anti_spoofing: o.anti_spoofing,
+        })
+    }
+
+    fn default_host_ip(&self) -> std::net::IpAddr {
+        match self.0.host_binding_ipv4 {
+            Some(ip) => ip.into(),
+            None => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        }
+    }
+
+    fn endpoint_ports_of(&self, net: &NetworkInfo) -> Option<String> {
+        net.device.clone()
+    }
+
+    /// A bridge the admin made keeps its addresses: one inside a subnet that names no gateway
+    /// becomes that subnet's gateway (Docker's `-b bridge0` with `bip`).
+    async fn prepare(&self, ctx: DriverContext<'_>, spec: &mut NetworkSpec) -> Result<()> {
+        let Some(name) = &self.0.bridge_name else {
+            return Ok(());
+        };
+        let Some(link) = ctx
+            .host
+            .link_by_name(name)
+            .await?
+            .filter(|l| l.is_bridge && l.group != link_marks::BRIDGE)
+        else {
+            return Ok(());
+        };
+        for (_, ip, _) in ctx.host.addresses(Some(link.index)).await? {
+            let Some(subnet) = spec.subnets.iter().find(|s| s.contains(&ip)).copied() else {
+                continue;
+            };
+            if !spec.gateways.iter().any(|g| subnet.contains(g)) {
+                spec.gateways.push(ip);
+            }
+        }
+        Ok(())
+    }
+
     async fn create_network(
         &self,
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
-        let name = bridge_name(net);
+        let name = bridge_name(self.0, net);
+        if let Some(n) = ctx
+            .networks
+            .iter()
+            .find(|n| n.name != net.name && n.device.as_deref() == Some(&name))
+        {
+            return Err(Error::InterfaceInUse {
+                ifname: name,
+                network: n.name.clone(),
+            });
+        }
         // A bridge the admin made (`-b bridge0`): used as it is, never recreated.
         let existing = match ctx.host.link_by_name(&name).await? {
             // A bridge berth made for a network whose create died before its record was
@@ -123,7 +188,7 @@ impl NetworkDriver for BridgeDriver {
         };
         let mut added = Vec::new();
         let configured = async {
-            if net.anti_spoofing() {
+            if self.0.anti_spoofing {
                 // Frames to IEEE link-local addresses are learned from before any netfilter
                 // hook: see `firewall::ruleset::spoof`.
                 ctx.host.set_bridge_no_linklocal_learn(&name).await?;
@@ -212,7 +277,7 @@ impl NetworkDriver for BridgeDriver {
                 &host_if,
                 bridge.index,
                 net.mtu,
-                link_marks::port(net.icc(), net.anti_spoofing()),
+                link_marks::port(self.0.icc, self.0.anti_spoofing),
                 VethPeer {
                     name: ep.ifname,
                     mac: ep.mac,

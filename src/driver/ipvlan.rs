@@ -11,27 +11,16 @@ use super::{
     lower,
 };
 use crate::endpoint::Attachment;
-use crate::error::{Error, Result};
-use crate::network::{DriverKind, DriverOptions, NetworkInfo};
-use crate::options::{IpvlanFlag, IpvlanMode, IpvlanOptions};
+use crate::error::Result;
+use crate::network::NetworkInfo;
+use crate::options::{DriverKind, IpvlanFlag, IpvlanMode, IpvlanOptions, Parent};
 
-/// See the module docs.
+/// See the module docs; bound to the network's options.
 #[derive(Debug, Clone, Copy)]
-pub struct IpvlanDriver;
-
-fn options(net: &NetworkInfo) -> Result<&IpvlanOptions> {
-    match &net.driver {
-        DriverOptions::Ipvlan(o) => Ok(o),
-        _ => Err(Error::invalid(
-            "network record",
-            &net.name,
-            "not an ipvlan network",
-        )),
-    }
-}
+pub struct IpvlanDriver<'a>(pub &'a IpvlanOptions);
 
 #[async_trait]
-impl NetworkDriver for IpvlanDriver {
+impl NetworkDriver for IpvlanDriver<'_> {
     fn kind(&self) -> DriverKind {
         DriverKind::Ipvlan
     }
@@ -40,13 +29,22 @@ impl NetworkDriver for IpvlanDriver {
         true
     }
 
+    fn always_internal(&self) -> bool {
+        self.0.parent == Parent::Dummy
+    }
+
+    /// In L3 and L3S modes the parent routes: the default route is the device itself.
+    fn endpoint_gateway(&self) -> bool {
+        self.0.mode == IpvlanMode::L2
+    }
+
     async fn create_network(
         &self,
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
         ctx.host.probe_ipvlan().await?;
-        let parent = lower::ensure_parent(ctx, net, options(net)?.parent.as_deref()).await?;
+        let parent = lower::ensure_parent(ctx, net, &self.0.parent).await?;
         Ok(NetworkResources {
             mtu: lower::mtu(net, &parent),
             device: Some(parent.name),
@@ -64,7 +62,7 @@ impl NetworkDriver for IpvlanDriver {
         net: &NetworkInfo,
         ep: &EndpointPlan<'_>,
     ) -> Result<EndpointResources> {
-        let o = options(net)?;
+        let o = self.0;
         let parent = ctx
             .host
             .require_link(net.device.as_deref().unwrap_or_default())
@@ -89,8 +87,9 @@ impl NetworkDriver for IpvlanDriver {
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,
                 ipv6: ep.ipv6,
-                gateway: ep.gateway.filter(|_| !routed),
-                gateway6: ep.gateway6.filter(|_| !routed),
+                // `Host` gave no gateway when `endpoint_gateway` says so.
+                gateway: ep.gateway,
+                gateway6: ep.gateway6,
                 default_dev: routed && !net.internal && !net.no_default_route,
                 routes: &ep.routes,
                 take_default: ep.take_default,

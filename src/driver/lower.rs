@@ -12,7 +12,7 @@ use crate::netlink::Netlink;
 use crate::netlink::link::LinkInfo;
 use crate::netns::Netns;
 use crate::network::NetworkInfo;
-use crate::options::ParentSpec;
+use crate::options::Parent;
 
 use super::DriverContext;
 
@@ -29,47 +29,47 @@ pub fn dummy_name(net: &NetworkInfo) -> String {
 pub async fn ensure_parent(
     ctx: DriverContext<'_>,
     net: &NetworkInfo,
-    parent: Option<&str>,
+    parent: &Parent,
 ) -> Result<LinkInfo> {
-    match ParentSpec::parse(parent)? {
-        ParentSpec::Dummy => {
+    let (name, vlan) = match parent {
+        Parent::Dummy => {
             let name = dummy_name(net);
-            match ctx.host.link_by_name(&name).await? {
+            return match ctx.host.link_by_name(&name).await? {
                 Some(l) => Ok(l),
                 None => ctx.host.add_dummy(&name, OWNED_ALIAS).await,
-            }
-        }
-        ParentSpec::Link { name, vlan } => {
-            if let Some(l) = ctx.host.link_by_name(&name).await? {
-                if l.is_loopback || !l.is_ether {
-                    return Err(Error::invalid(
-                        "parent",
-                        &name,
-                        if l.is_loopback {
-                            "is the loopback device: a parent must be an Ethernet link"
-                        } else {
-                            "is not an Ethernet link"
-                        },
-                    ));
-                }
-                if !l.up {
-                    ctx.host.set_up(l.index, &name).await?;
-                }
-                return Ok(l);
-            }
-            let Some((base, id)) = vlan else {
-                return Err(Error::ParentNotFound { parent: name });
             };
-            let b = ctx
-                .host
-                .link_by_name(&base)
-                .await?
-                .ok_or_else(|| Error::ParentNotFound {
-                    parent: base.clone(),
-                })?;
-            ctx.host.add_vlan(&name, b.index, id, OWNED_ALIAS).await
         }
+        Parent::Link(name) => (name.clone(), None),
+        Parent::Vlan { base, id } => (format!("{base}.{id}"), Some((base, *id))),
+    };
+    if let Some(l) = ctx.host.link_by_name(&name).await? {
+        if l.is_loopback || !l.is_ether {
+            return Err(Error::invalid(
+                "parent",
+                &name,
+                if l.is_loopback {
+                    "is the loopback device: a parent must be an Ethernet link"
+                } else {
+                    "is not an Ethernet link"
+                },
+            ));
+        }
+        if !l.up {
+            ctx.host.set_up(l.index, &name).await?;
+        }
+        return Ok(l);
     }
+    let Some((base, id)) = vlan else {
+        return Err(Error::ParentNotFound { parent: name });
+    };
+    let b = ctx
+        .host
+        .link_by_name(base)
+        .await?
+        .ok_or_else(|| Error::ParentNotFound {
+            parent: base.clone(),
+        })?;
+    ctx.host.add_vlan(&name, b.index, id, OWNED_ALIAS).await
 }
 
 /// Deletes the network's parent if berth made it and no other network uses it. `ctx.networks`

@@ -12,23 +12,12 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
-use crate::network::{DriverKind, DriverOptions, NetworkInfo};
-use crate::options::{MacvlanMode, MacvlanOptions};
+use crate::network::NetworkInfo;
+use crate::options::{DriverKind, MacvlanMode, MacvlanOptions, Parent};
 
-/// See the module docs.
+/// See the module docs; bound to the network's options.
 #[derive(Debug, Clone, Copy)]
-pub struct MacvlanDriver;
-
-fn options(net: &NetworkInfo) -> Result<&MacvlanOptions> {
-    match &net.driver {
-        DriverOptions::Macvlan(o) => Ok(o),
-        _ => Err(Error::invalid(
-            "network record",
-            &net.name,
-            "not a macvlan network",
-        )),
-    }
-}
+pub struct MacvlanDriver<'a>(pub &'a MacvlanOptions);
 
 fn kernel_mode(m: MacvlanMode) -> MacVlanMode {
     match m {
@@ -45,13 +34,17 @@ pub fn shim_name(net: &NetworkInfo) -> String {
 }
 
 #[async_trait]
-impl NetworkDriver for MacvlanDriver {
+impl NetworkDriver for MacvlanDriver<'_> {
     fn kind(&self) -> DriverKind {
         DriverKind::Macvlan
     }
 
     fn uses_ipam(&self) -> bool {
         true
+    }
+
+    fn always_internal(&self) -> bool {
+        self.0.parent == Parent::Dummy
     }
 
     fn host_links(&self, net: &NetworkInfo) -> Vec<String> {
@@ -63,9 +56,9 @@ impl NetworkDriver for MacvlanDriver {
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
-        let o = options(net)?;
+        let o = self.0;
         ctx.host.probe_macvlan().await?;
-        let parent = lower::ensure_parent(ctx, net, o.parent.as_deref()).await?;
+        let parent = lower::ensure_parent(ctx, net, &o.parent).await?;
         let shim = async {
             if let Some(ip) = o.host_shim {
                 let subnet = net
@@ -118,7 +111,7 @@ impl NetworkDriver for MacvlanDriver {
         net: &NetworkInfo,
         ep: &EndpointPlan<'_>,
     ) -> Result<EndpointResources> {
-        let o = options(net)?;
+        let o = self.0;
         let parent = ctx
             .host
             .require_link(net.device.as_deref().unwrap_or_default())

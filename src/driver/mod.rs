@@ -1,10 +1,20 @@
 //! Network drivers: which links, addresses and routes a network and an endpoint need.
 //!
 //! A driver never talks to IPAM or the firewall: `Host` gives it the addresses it allocated and
-//! calls the firewall itself. Each driver undoes its own half-done work when one of its steps
-//! fails (attach is all-or-nothing inside the driver too). Drivers are registered in one place,
-//! [`driver_for`]. Shared pieces: [`veth`] (host-side naming and pair creation) and
-//! [`container`] (what goes inside the container netns).
+//! calls the firewall itself, with the facts the driver names ([`NetworkDriver::firewall_rules`]).
+//! `Host` never asks which driver a network has: every per-driver question (firewall facts,
+//! gateways, internal or DNS by default, published ports, what gc sweeps, how a spec is
+//! prepared) is a method of [`NetworkDriver`]. Each driver receives its own options type,
+//! bound in the one place that maps a record's [`DriverOptions`] to its driver,
+//! [`driver_for`]. Each driver undoes its own half-done work when one of its steps fails
+//! (attach is all-or-nothing inside the driver too).
+//!
+//! Adding a driver: a module here, its options type in [`crate::options`], a line in
+//! [`driver_for`].
+//!
+//! Shared pieces: [`veth`] (host-side naming and pair creation), [`lower`] (the parent link of
+//! macvlan/ipvlan), [`container`] (what goes inside the container netns), [`announce`]
+//! (gratuitous ARP / unsolicited NA).
 
 pub mod announce;
 pub mod bridge;
@@ -15,17 +25,19 @@ pub mod macvlan;
 pub mod none;
 pub mod veth;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::endpoint::Attachment;
 use crate::error::Result;
+use crate::firewall::NetworkRules;
 use crate::mac::MacAddr;
 use crate::netlink::Netlink;
 use crate::netns::Netns;
-use crate::network::{DriverKind, NetworkInfo};
+use crate::network::{NetworkInfo, NetworkSpec};
+use crate::options::{DriverKind, DriverOptions};
 
 /// The host side a driver works in.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +46,8 @@ pub struct DriverContext<'a> {
     pub host: &'a Netlink,
     /// The host netns.
     pub host_netns: &'a Netns,
-    /// The other networks (filled where a driver needs them: deleting a network, to tell
-    /// whether a parent link is still used).
+    /// The other networks (filled where a driver needs them: creating a network, to refuse a
+    /// device another one has; deleting one, to tell whether a parent link is still used).
     pub networks: &'a [NetworkInfo],
 }
 
@@ -88,20 +100,59 @@ pub struct EndpointResources {
     pub mac: Option<MacAddr>,
 }
 
-/// One kind of network.
+/// One kind of network, bound to the options of the network it serves (see [`driver_for`]).
 #[async_trait]
 pub trait NetworkDriver: Send + Sync {
     /// Which driver this is.
     fn kind(&self) -> DriverKind;
     /// Whether its endpoints get addresses from IPAM.
     fn uses_ipam(&self) -> bool;
+    /// Whether its networks are internal (no route out) whatever the spec says: macvlan and
+    /// ipvlan without a parent live on a dummy link, as in Docker. Default: no.
+    fn always_internal(&self) -> bool {
+        false
+    }
+    /// Whether the embedded resolver can serve its networks (it listens on a gateway address
+    /// the host owns); such networks are served unless the spec says otherwise. Default: no.
+    fn serves_dns(&self) -> bool {
+        false
+    }
+    /// Whether its endpoints route through the subnet's gateway (default) rather than the
+    /// device itself (ipvlan L3/L3S).
+    fn endpoint_gateway(&self) -> bool {
+        true
+    }
+    /// The firewall facts of one of its networks (NAT, isolation, ICC, anti-spoofing); `None`
+    /// when the firewall has nothing to do for it — and then it publishes no ports. Default:
+    /// none.
+    fn firewall_rules(&self, net: &NetworkInfo) -> Option<NetworkRules> {
+        let _ = net;
+        None
+    }
+    /// The host address a published port binds when its request names none. Default: all.
+    fn default_host_ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
     /// The links of the host netns this network keeps while it exists, from its record: `gc`
     /// removes every link marked as berth's ([`crate::link_marks`]) that no live network or
     /// endpoint keeps. Default: the network's device.
     fn host_links(&self, net: &NetworkInfo) -> Vec<String> {
         net.device.iter().cloned().collect()
     }
-    /// Creates the host side of a network (all or nothing).
+    /// A host device whose ports are all berth's endpoints (a bridge): `gc` also removes its
+    /// unmarked ports that no endpoint records (made by versions that did not mark them).
+    /// Default: none.
+    fn endpoint_ports_of(&self, net: &NetworkInfo) -> Option<String> {
+        let _ = net;
+        None
+    }
+    /// Completes a spec from what the host netns has before the network is made (the bridge
+    /// driver adopts the addresses of an admin's bridge as gateways). Default: nothing.
+    async fn prepare(&self, ctx: DriverContext<'_>, spec: &mut NetworkSpec) -> Result<()> {
+        let _ = (ctx, spec);
+        Ok(())
+    }
+    /// Creates the host side of a network (all or nothing). `ctx.networks` lists the others.
     async fn create_network(
         &self,
         ctx: DriverContext<'_>,
@@ -132,12 +183,13 @@ pub trait NetworkDriver: Send + Sync {
     ) -> Result<Vec<String>>;
 }
 
-/// The driver registry: the one place that maps a kind to its implementation.
-pub fn driver_for(kind: DriverKind) -> &'static dyn NetworkDriver {
-    match kind {
-        DriverKind::Bridge => &bridge::BridgeDriver,
-        DriverKind::None => &none::NoneDriver,
-        DriverKind::Macvlan => &macvlan::MacvlanDriver,
-        DriverKind::Ipvlan => &ipvlan::IpvlanDriver,
+/// The driver registry: the one place that maps a network's options to its driver, which
+/// receives its own options type.
+pub fn driver_for(options: &DriverOptions) -> Box<dyn NetworkDriver + '_> {
+    match options {
+        DriverOptions::Bridge(o) => Box::new(bridge::BridgeDriver(o)),
+        DriverOptions::None => Box::new(none::NoneDriver),
+        DriverOptions::Macvlan(o) => Box::new(macvlan::MacvlanDriver(o)),
+        DriverOptions::Ipvlan(o) => Box::new(ipvlan::IpvlanDriver(o)),
     }
 }

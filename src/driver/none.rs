@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use super::{DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources};
 use crate::endpoint::Attachment;
 use crate::error::Result;
-use crate::network::{DriverKind, NetworkInfo};
+use crate::network::NetworkInfo;
+use crate::options::DriverKind;
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]

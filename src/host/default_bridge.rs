@@ -26,7 +26,7 @@ impl Host {
         match network {
             DEFAULT_BRIDGE => self.ensure_default_bridge().await,
             NONE_NETWORK => match self
-                .create_network_unchecked(Network::none(NONE_NETWORK))
+                .create_network_unchecked(Network::none(NONE_NETWORK).into())
                 .await
             {
                 Ok(_) | Err(Error::NetworkExists { .. }) => Ok(()),
@@ -61,7 +61,10 @@ impl Host {
             tracing::info!(target: "berth::host", "daemon config changed: re-creating the bridge network");
             self.delete_network(DEFAULT_BRIDGE).await?;
         }
-        match self.create_network_unchecked(cfg.bridge_network()?).await {
+        match self
+            .create_network_unchecked(cfg.bridge_network()?.into())
+            .await
+        {
             Ok(_) | Err(Error::NetworkExists { .. }) => {}
             Err(e) => return Err(e),
         }

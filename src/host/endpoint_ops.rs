@@ -18,11 +18,6 @@ use super::journal::{Journal, Undo};
 use super::network_ops::network_rules;
 use super::{Host, Step};
 
-/// ipvlan L3/L3S endpoints have no gateway: their default route is the device itself.
-fn routes_by_device(net: &NetworkInfo) -> bool {
-    matches!(&net.driver, crate::network::DriverOptions::Ipvlan(o) if o.mode != crate::options::IpvlanMode::L2)
-}
-
 impl Host {
     /// Refuses a netns that cannot be a container's, naming it: not a network namespace at all,
     /// this host's netns, the machine's own (PID 1's), or any netns holding a bridge berth made
@@ -82,7 +77,7 @@ impl Host {
                 });
             }
         }
-        let driver = driver_for(net.driver.kind());
+        let driver = driver_for(&net.driver);
         if !ep.ports.is_empty() && network_rules(&net).is_none() {
             return Err(Error::DriverUnsupported {
                 driver: net.driver.kind().name(),
@@ -157,7 +152,7 @@ impl Host {
         others: &[Attachment],
         journal: &mut Journal,
     ) -> Result<Attachment> {
-        let driver = driver_for(net.driver.kind());
+        let driver = driver_for(&net.driver);
         let (mut ipv4, mut ipv6) = (None, None);
         if driver.uses_ipam() && !net.subnets.is_empty() {
             self.restore_lost_claims(net).await?;
@@ -182,7 +177,7 @@ impl Host {
         }
         let gw = |v6: bool| {
             let s = if v6 { net.subnet6() } else { net.subnet4() };
-            s.filter(|_| !net.internal && !net.no_default_route && !routes_by_device(net))
+            s.filter(|_| !net.internal && !net.no_default_route && driver.endpoint_gateway())
                 .map(|s| s.gateway)
         };
         let gateway = gw(false).and_then(|g| match g {
@@ -323,7 +318,7 @@ impl Host {
             (_, Err(e)) => errors.push(e),
             _ => {}
         }
-        let driver = driver_for(net.driver.kind());
+        let driver = driver_for(&net.driver);
         errors.extend(driver.detach(self.ctx(), net, att).await.err());
         errors.extend(self.after(Step::DetachDriver).err());
         // After the links are gone (no new flows) and before the address can be handed out
@@ -368,7 +363,7 @@ impl Host {
         let Some(att) = self.state.endpoint(network, container)? else {
             return Ok(vec![format!("endpoint record {network}/{container}")]);
         };
-        let mut missing = driver_for(net.driver.kind())
+        let mut missing = driver_for(&net.driver)
             .check(self.ctx(), &net, &att)
             .await?;
         if let Some(n) = network_rules(&net) {

@@ -12,7 +12,7 @@ use crate::dns::resolv::{self, ResolvConf, ResolvInput};
 use crate::endpoint::{Attachment, EndpointSpec};
 use crate::error::{Error, Result};
 use crate::names::{HostAddr, NameOptions, SandboxMode, SandboxRecord};
-use crate::network::{DriverKind, NetworkInfo};
+use crate::network::NetworkInfo;
 
 use super::Host;
 
@@ -346,7 +346,7 @@ impl Host {
                 .filter(|_| a.ipv6.is_some());
             gw4 = gw4.or(g4);
             gw6 = gw6.or(g6);
-            if net.dns_enabled && net.driver.kind() == DriverKind::Bridge {
+            if net.dns_enabled && crate::driver::driver_for(&net.driver).serves_dns() {
                 resolver.extend(g4);
                 resolver.extend(g6);
             }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::driver::driver_for;
 use crate::error::{Error, Result};
 use crate::ipam::{Conflict, RecordedPool, Released};
-use crate::network::{DriverKind, NetworkInfo};
+use crate::network::NetworkInfo;
 
 use super::{Host, Step};
 
@@ -176,7 +176,7 @@ impl Host {
                     att.ip().into_iter().chain(att.ip6()).collect(),
                 );
             }
-            if !driver_for(net.driver.kind()).uses_ipam() || net.subnets.is_empty() {
+            if !driver_for(&net.driver).uses_ipam() || net.subnets.is_empty() {
                 continue;
             }
             match self
@@ -318,17 +318,16 @@ impl Host {
     ) -> Result<()> {
         let mut keep: HashSet<String> = recorded.clone();
         for net in networks {
-            keep.extend(driver_for(net.driver.kind()).host_links(net));
+            keep.extend(driver_for(&net.driver).host_links(net));
         }
-        let bridges: Vec<&str> = networks
+        let bridges: Vec<String> = networks
             .iter()
-            .filter(|n| n.driver.kind() == DriverKind::Bridge)
-            .filter_map(|n| n.device.as_deref())
+            .filter_map(|n| driver_for(&n.driver).endpoint_ports_of(n))
             .collect();
         let links = self.nl.links().await?;
         let ours: HashSet<u32> = links
             .iter()
-            .filter(|l| bridges.contains(&l.name.as_str()))
+            .filter(|l| bridges.contains(&l.name))
             .map(|l| l.index)
             .collect();
         let mut errors = Vec::new();

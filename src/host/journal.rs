@@ -63,7 +63,7 @@ impl Host {
                 } => self.ipam.revert(network, container, allocation).await,
                 Undo::DriverNetwork(net) => match self.state.networks() {
                     Ok(others) => {
-                        crate::driver::driver_for(net.driver.kind())
+                        crate::driver::driver_for(&net.driver)
                             .delete_network(self.ctx_with(&others), net)
                             .await
                     }
@@ -71,7 +71,7 @@ impl Host {
                 },
                 Undo::DriverEndpoint(b) => {
                     let (net, att) = &**b;
-                    crate::driver::driver_for(net.driver.kind())
+                    crate::driver::driver_for(&net.driver)
                         .detach(self.ctx(), net, att)
                         .await
                 }

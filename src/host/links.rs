@@ -15,6 +15,7 @@ use crate::network::NetworkInfo;
 use crate::port::ExposedPort;
 
 use super::Host;
+use super::network_ops::network_rules;
 
 /// `from` → `to` on each of `exposed`, per family both have.
 fn flows(from: &Attachment, to: &Attachment, exposed: &[ExposedPort]) -> Vec<LinkRule> {
@@ -60,7 +61,7 @@ impl Host {
         names: &NameOptions,
     ) -> Result<Vec<LinkRule>> {
         let mut out = Vec::new();
-        if net.icc() {
+        if !icc_off(net) {
             return Ok(out);
         }
         for l in &names.links {
@@ -74,7 +75,7 @@ impl Host {
     /// The flows into `att`'s container from the containers on `net` that link to it.
     pub(super) fn links_to(&self, net: &NetworkInfo, att: &Attachment) -> Result<Vec<LinkRule>> {
         let mut out = Vec::new();
-        if net.icc() {
+        if !icc_off(net) {
             return Ok(out);
         }
         let exposed = self.exposed(att)?;
@@ -119,7 +120,8 @@ impl Host {
         let Some(ip) = att.ipv4.map(|n| n.addr()) else {
             return Ok(None);
         };
-        let guard = match (net.anti_spoofing(), &att.host_ifname, att.mac) {
+        let anti_spoofing = network_rules(net).is_some_and(|r| r.anti_spoofing);
+        let guard = match (anti_spoofing, &att.host_ifname, att.mac) {
             (true, Some(port), Some(mac)) => Some(PortGuard {
                 port: port.clone(),
                 mac: mac.octets(),
@@ -138,4 +140,10 @@ impl Host {
             }),
         )
     }
+}
+
+/// Whether the firewall isolates the containers of `net` from each other (so legacy links
+/// need flows of their own).
+fn icc_off(net: &NetworkInfo) -> bool {
+    network_rules(net).is_some_and(|r| !r.icc)
 }

@@ -6,28 +6,15 @@ use crate::driver::driver_for;
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
 use crate::ipam::PoolRequest;
-use crate::network::{DriverKind, DriverOptions, NetworkInfo, NetworkSpec};
+use crate::network::{NetworkInfo, NetworkSpec};
 
 use super::journal::{Journal, Undo};
 use super::{Host, Step};
 
-/// The firewall facts of a network, if the firewall has anything to do for it.
+/// The firewall facts of a network, if the firewall has anything to do for it (its driver
+/// says).
 pub(super) fn network_rules(net: &NetworkInfo) -> Option<NetworkRules> {
-    let device = net.device.clone()?;
-    (net.driver.kind() == DriverKind::Bridge).then(|| NetworkRules {
-        name: net.name.clone(),
-        bridge: device,
-        subnets: net.subnets.iter().map(|s| s.subnet).collect(),
-        masquerade: net.masquerade(),
-        internal: net.internal,
-        allow_direct_access: net.allow_direct_access(),
-        outbound_ipv4: match &net.driver {
-            crate::network::DriverOptions::Bridge(o) => o.outbound_ipv4,
-            _ => None,
-        },
-        icc: net.icc(),
-        anti_spoofing: net.anti_spoofing(),
-    })
+    driver_for(&net.driver).firewall_rules(net)
 }
 
 /// Names only berth's predefined networks may have.
@@ -66,41 +53,14 @@ impl Host {
         Ok(v)
     }
 
-    /// A bridge the admin made keeps its addresses: one inside a subnet that names no gateway
-    /// becomes that subnet's gateway (Docker's `-b bridge0` with `bip`).
-    async fn adopt_gateways(&self, spec: &mut NetworkSpec) -> Result<()> {
-        let DriverOptions::Bridge(o) = &spec.driver else {
-            return Ok(());
-        };
-        let Some(name) = &o.bridge_name else {
-            return Ok(());
-        };
-        let Some(link) = self
-            .nl
-            .link_by_name(name)
-            .await?
-            .filter(|l| l.is_bridge && l.group != crate::link_marks::BRIDGE)
-        else {
-            return Ok(());
-        };
-        for (_, ip, _) in self.nl.addresses(Some(link.index)).await? {
-            let Some(subnet) = spec.subnets.iter().find(|s| s.contains(&ip)).copied() else {
-                continue;
-            };
-            if !spec.gateways.iter().any(|g| subnet.contains(g)) {
-                spec.gateways.push(ip);
-            }
-        }
-        Ok(())
-    }
-
     /// Creates a network (`docker network create`). All or nothing: on failure nothing of it
     /// remains (no bridge, rules, pool or record).
     ///
     /// The names of Docker's predefined networks (`bridge`, `none`, `host`) are reserved:
     /// berth makes `bridge` and `none` itself (see [`crate::DaemonConfig`]), and `host` is a
     /// mode, not a network ([`Host::use_host_netns`]).
-    pub async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo> {
+    pub async fn create_network(&self, spec: impl Into<NetworkSpec>) -> Result<NetworkInfo> {
+        let spec = spec.into();
         if let Some(name) = RESERVED.iter().find(|n| **n == spec.name) {
             return Err(Error::InvalidName {
                 kind: "network",
@@ -124,7 +84,9 @@ impl Host {
             // A removal that was interrupted: finish it, then the name is free.
             self.remove_network_locked(&old).await?;
         }
-        self.adopt_gateways(&mut spec).await?;
+        let spec_driver = spec.driver.clone();
+        let driver = driver_for(&spec_driver);
+        driver.prepare(self.ctx(), &mut spec).await?;
         let others = self.state.networks()?;
         if others.iter().any(|n| n.name == spec.name) {
             return Err(Error::NetworkExists { name: spec.name });
@@ -136,30 +98,16 @@ impl Host {
             subnets: Vec::new(),
             aux: spec.aux.clone(),
             ipv6: spec.ipv6,
-            // Without a parent a macvlan/ipvlan network lives on a dummy link: internal, as in
-            // Docker.
-            internal: spec.internal
-                || matches!(&spec.driver, DriverOptions::Macvlan(o) if o.parent.is_none())
-                || matches!(&spec.driver, DriverOptions::Ipvlan(o) if o.parent.is_none()),
+            internal: spec.internal || driver.always_internal(),
             mtu: spec.mtu.unwrap_or(0),
             device: None,
             routes: spec.routes.clone(),
             no_default_route: spec.no_default_route,
             adopted: None,
-            dns_enabled: spec.dns.unwrap_or(spec.driver.kind() == DriverKind::Bridge),
+            dns_enabled: driver.serves_dns() && spec.dns != Some(false),
             dns_servers: spec.dns_servers.clone(),
             removing: false,
         };
-        let driver = driver_for(net.driver.kind());
-        if net.driver.kind() == DriverKind::Bridge {
-            let dev = crate::driver::bridge::bridge_name(&net);
-            if let Some(n) = others.iter().find(|n| n.device.as_deref() == Some(&dev)) {
-                return Err(Error::InterfaceInUse {
-                    ifname: dev,
-                    network: n.name.clone(),
-                });
-            }
-        }
         let mut journal = Journal::default();
         let r = async {
             let requests = spec.subnet_requests();
@@ -180,7 +128,7 @@ impl Host {
                 journal.push(Undo::IpamPool(net.name.clone()));
                 self.after(Step::IpamReserve)?;
             }
-            let res = driver.create_network(self.ctx(), &net).await?;
+            let res = driver.create_network(self.ctx_with(&others), &net).await?;
             net.device = res.device;
             net.mtu = res.mtu;
             net.adopted = res.adopted;
@@ -255,7 +203,7 @@ impl Host {
             .into_iter()
             .filter(|n| n.name != name)
             .collect();
-        driver_for(net.driver.kind())
+        driver_for(&net.driver)
             .delete_network(self.ctx_with(&others), net)
             .await?;
         self.after(Step::DeleteDriver)?;

@@ -3,11 +3,11 @@
 //! ports picked when none or a range is given — free meaning neither published by berth nor
 //! bound by a socket in the host netns.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 use crate::endpoint::check_distinct;
 use crate::error::{Error, Result};
-use crate::network::{DriverOptions, NetworkInfo};
+use crate::network::NetworkInfo;
 use crate::port::{PortMapping, PortRequest, Protocol};
 
 use super::Host;
@@ -23,12 +23,7 @@ impl Host {
         net: &NetworkInfo,
         reqs: &[PortRequest],
     ) -> Result<Vec<PortMapping>> {
-        let default_ip = match &net.driver {
-            DriverOptions::Bridge(o) => o
-                .host_binding_ipv4
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4),
-            _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        };
+        let default_ip = crate::driver::driver_for(&net.driver).default_host_ip();
         let mut out: Vec<PortMapping> = Vec::new();
         for r in reqs {
             if r.host_ip.is_some_and(|ip| ip.is_ipv6()) && net.subnet6().is_none() {

@@ -288,7 +288,8 @@ impl NameTable {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::network::{BridgeOptions, DriverOptions, SubnetInfo};
+    use crate::network::SubnetInfo;
+    use crate::options::{BridgeOptions, DriverOptions};
 
     pub(crate) fn net(name: &str, subnets: &[(&str, &str)]) -> NetworkInfo {
         NetworkInfo {
