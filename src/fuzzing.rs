@@ -13,6 +13,7 @@ use crate::dns::resolver::serve::{self, Decision, Transport};
 use crate::dns::resolver::table::NameTable;
 use crate::endpoint::Attachment;
 use crate::error::Result;
+use crate::firewall::frames;
 use crate::firewall::nft::dump::{self, KernelState};
 use crate::ipam::NetworkPool;
 use crate::names::SandboxRecord;
@@ -224,9 +225,10 @@ pub enum NftReply {
     Elems,
 }
 
-/// Reads one `recv` of an nf_tables dump reply, as `check` does: every message is read as a
-/// `reply` and folded into a [`KernelState`]. Returns the state and how
-/// the walk ended (`None`: more to receive; `Some(Ok(false))`: ENOENT).
+/// Reads one `recv` of an nf_tables dump reply, as `check` does: the netlink walk every reader
+/// of the kernel's answers shares, and every message read as a `reply` and folded into a
+/// [`KernelState`]. Returns the state and how the walk ended (`None`: more to receive;
+/// `Some(Ok(false))`: ENOENT).
 pub fn nft_dump(reply: NftReply, bytes: &[u8]) -> (KernelState, Option<std::io::Result<bool>>) {
     let mut st = KernelState::default();
     let reply = match reply {
@@ -235,18 +237,18 @@ pub fn nft_dump(reply: NftReply, bytes: &[u8]) -> (KernelState, Option<std::io::
         NftReply::Set => dump::Reply::Set,
         NftReply::Elems => dump::Reply::Elems,
     };
-    let done = dump::walk(bytes, &mut |msg| {
+    let done = frames::reply(bytes, &mut |msg| {
         dump::on_message(&mut st, reply, "map", msg)
     });
-    (st, done)
+    (st, done.map(dump::found))
 }
 
-/// Reads one `recv` of a ctnetlink reply, as conntrack cleanup does: each message's payload
-/// parsed as a conntrack entry (family, raw `CTA_TUPLE_ORIG`, addresses). Returns the entries
-/// and how the walk ended (`None`: more to receive).
+/// Reads one `recv` of a ctnetlink reply, as conntrack cleanup does: the shared netlink walk,
+/// and each message's payload parsed as a conntrack entry (family, raw `CTA_TUPLE_ORIG`,
+/// addresses). Returns the entries and how the walk ended (`None`: more to receive).
 pub fn conntrack_dump(bytes: &[u8]) -> (Vec<ConntrackEntry>, Option<std::io::Result<()>>) {
     let mut out = Vec::new();
-    let done = crate::firewall::conntrack::walk(bytes, &mut |msg| {
+    let done = frames::reply(bytes, &mut |msg| {
         out.extend(crate::firewall::conntrack::parse_entry(msg));
     });
     (out, done)

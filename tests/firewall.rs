@@ -6,21 +6,9 @@ mod common;
 
 use std::process::Command;
 
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::tcp_probe;
 use berth::{Endpoint, Error, Network, Port};
 use common::*;
-
-fn nft(sb: &Sandbox, args: &str) {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", sb.host_name(), "nft"])
-        .args(args.split(' '));
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn net(name: &str, subnet: &str) -> berth::NetworkSpec<berth::BridgeOptions> {
     Network::bridge(name).subnet(subnet.parse().unwrap())
@@ -28,127 +16,55 @@ fn net(name: &str, subnet: &str) -> berth::NetworkSpec<berth::BridgeOptions> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn networks_are_isolated_from_each_other_but_reach_the_outside() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-iso").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-iso").await;
-    let host = host(&sb).await;
+    };
     let (a1, b1) = (sb.netns("a1").await.unwrap(), sb.netns("b1").await.unwrap());
-    let a = host.create_network(net("a", "10.50.0.0/24")).await.unwrap();
-    let b = host.create_network(net("b", "10.51.0.0/24")).await.unwrap();
-    host.attach(&a, Endpoint::new("a1", a1.clone()))
-        .await
-        .unwrap();
-    host.attach(&b, Endpoint::new("b1", b1.clone()))
-        .await
-        .unwrap();
-    assert_blocked(
-        &b1,
-        sa("10.51.0.2:7000"),
-        &a1,
-        sa("10.51.0.2:7000"),
-        "a -> b must be blocked",
-    )
-    .await;
-    assert_blocked(
-        &a1,
-        sa("10.50.0.2:7000"),
-        &b1,
-        sa("10.50.0.2:7000"),
-        "b -> a must be blocked",
-    )
-    .await;
+    let a = network(&host, net("a", "10.50.0.0/24")).await;
+    let b = network(&host, net("b", "10.51.0.0/24")).await;
+    join(&host, &a, Endpoint::new("a1", a1.clone())).await;
+    join(&host, &b, Endpoint::new("b1", b1.clone())).await;
+    blocked_at(&b1, &a1, "10.51.0.2:7000", "a -> b must be blocked").await;
+    blocked_at(&a1, &b1, "10.50.0.2:7000", "b -> a must be blocked").await;
     for c in [&a1, &b1] {
-        assert_reaches(
-            &outside,
-            sa("0.0.0.0:7001"),
-            c,
-            sa(&format!("{OUTSIDE}:7001")),
-        )
-        .await;
+        reaches_outside(&outside, c, 7001).await;
     }
-    assert_reaches(sb.host(), sa("10.50.0.1:7002"), &a1, sa("10.50.0.1:7002")).await;
+    reaches_at(sb.host(), &a1, "10.50.0.1:7002").await;
     // Deleting a network removes its isolation element and chains; the other keeps working.
     host.detach(&b, "b1").await.unwrap();
     host.delete_network(&b).await.unwrap();
     assert_eq!(map_len(&sb, "isolate"), 1);
     assert!(!chain_names(&sb).iter().any(|c| c.starts_with("nw-b-")));
-    assert_reaches(
-        &outside,
-        sa("0.0.0.0:7003"),
-        &a1,
-        sa(&format!("{OUTSIDE}:7003")),
-    )
-    .await;
+    reaches_outside(&outside, &a1, 7003).await;
     host.detach(&a, "a1").await.unwrap();
     host.delete_network(&a).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn icc_off_blocks_container_to_container_but_not_egress_or_published_ports() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-icc").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-icc").await;
-    let host = host(&sb).await;
+    };
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
-    let n = host
-        .create_network(net("noicc", "10.52.0.0/24").icc(false))
-        .await
-        .unwrap();
-    host.attach(
+    let n = network(&host, net("noicc", "10.52.0.0/24").icc(false)).await;
+    join(
+        &host,
         &n,
         Endpoint::new("c1", c1.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
-    host.attach(&n, Endpoint::new("c2", c2.clone()))
-        .await
-        .unwrap();
-    assert_blocked(
-        &c2,
-        sa("10.52.0.3:7000"),
-        &c1,
-        sa("10.52.0.3:7000"),
-        "c1 -> c2 blocked",
-    )
     .await;
-    assert_blocked(
-        &c1,
-        sa("10.52.0.2:7000"),
-        &c2,
-        sa("10.52.0.2:7000"),
-        "c2 -> c1 blocked",
-    )
-    .await;
-    assert_reaches(
-        &outside,
-        sa("0.0.0.0:7001"),
-        &c1,
-        sa(&format!("{OUTSIDE}:7001")),
-    )
-    .await;
-    assert_reaches(
-        &c1,
-        sa("0.0.0.0:80"),
-        &outside,
-        sa(&format!("{HOST_UP}:8080")),
-    )
-    .await;
-    assert_reaches(sb.host(), sa("10.52.0.1:7002"), &c2, sa("10.52.0.1:7002")).await;
+    join(&host, &n, Endpoint::new("c2", c2.clone())).await;
+    blocked_at(&c2, &c1, "10.52.0.3:7000", "c1 -> c2 blocked").await;
+    blocked_at(&c1, &c2, "10.52.0.2:7000", "c2 -> c1 blocked").await;
+    reaches_outside(&outside, &c1, 7001).await;
+    reaches_published(&c1, 80, &outside, 8080).await;
+    reaches_at(sb.host(), &c2, "10.52.0.1:7002").await;
     // With ICC on (the default) the same pair talks.
     let (d1, d2) = (sb.netns("d1").await.unwrap(), sb.netns("d2").await.unwrap());
-    let m = host
-        .create_network(net("icc", "10.53.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(&m, Endpoint::new("d1", d1.clone()))
-        .await
-        .unwrap();
-    host.attach(&m, Endpoint::new("d2", d2.clone()))
-        .await
-        .unwrap();
-    assert_reaches(&d2, sa("10.53.0.3:7000"), &d1, sa("10.53.0.3:7000")).await;
+    let m = network(&host, net("icc", "10.53.0.0/24")).await;
+    join(&host, &m, Endpoint::new("d1", d1.clone())).await;
+    join(&host, &m, Endpoint::new("d2", d2.clone())).await;
+    reaches_at(&d2, &d1, "10.53.0.3:7000").await;
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
     host.delete_network(&m).await.unwrap();
@@ -156,16 +72,11 @@ async fn icc_off_blocks_container_to_container_but_not_egress_or_published_ports
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_networks_have_no_way_out_and_publish_nothing() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-int").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-int").await;
-    let host = host(&sb).await;
+    };
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
-    let n = host
-        .create_network(net("int", "10.54.0.0/24").internal(true))
-        .await
-        .unwrap();
+    let n = network(&host, net("int", "10.54.0.0/24").internal(true)).await;
     let a1 = host
         .attach(&n, Endpoint::new("c1", c1.clone()))
         .await
@@ -174,10 +85,8 @@ async fn internal_networks_have_no_way_out_and_publish_nothing() {
         a1.gateway.is_none(),
         "no default route on an internal network"
     );
-    host.attach(&n, Endpoint::new("c2", c2.clone()))
-        .await
-        .unwrap();
-    assert_reaches(&c2, sa("10.54.0.3:7000"), &c1, sa("10.54.0.3:7000")).await;
+    join(&host, &n, Endpoint::new("c2", c2.clone())).await;
+    reaches_at(&c2, &c1, "10.54.0.3:7000").await;
     // Even with a route out added by hand in the container, the host does not forward it.
     ip(
         &ns_name(&sb, "c1"),
@@ -213,32 +122,22 @@ async fn internal_networks_have_no_way_out_and_publish_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_hosts_reach_only_published_ports_unless_direct_access_is_allowed() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-direct").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-direct").await;
-    let host = host(&sb).await;
+    };
     let out = ns_name(&sb, "outside");
     ip(&out, &["route", "add", "10.55.0.0/24", "via", HOST_UP]);
     ip(&out, &["route", "add", "10.56.0.0/24", "via", HOST_UP]);
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
-    let p = host
-        .create_network(net("protected", "10.55.0.0/24"))
-        .await
-        .unwrap();
-    let o = host
-        .create_network(net("open", "10.56.0.0/24").allow_direct_access(true))
-        .await
-        .unwrap();
-    host.attach(
+    let p = network(&host, net("protected", "10.55.0.0/24")).await;
+    let o = network(&host, net("open", "10.56.0.0/24").allow_direct_access(true)).await;
+    join(
+        &host,
         &p,
         Endpoint::new("c1", c1.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
-    host.attach(&o, Endpoint::new("c2", c2.clone()))
-        .await
-        .unwrap();
+    .await;
+    join(&host, &o, Endpoint::new("c2", c2.clone())).await;
     assert_blocked(
         &c1,
         sa("0.0.0.0:81"),
@@ -255,13 +154,7 @@ async fn outside_hosts_reach_only_published_ports_unless_direct_access_is_allowe
         "by address: blocked",
     )
     .await;
-    assert_reaches(
-        &c1,
-        sa("0.0.0.0:80"),
-        &outside,
-        sa(&format!("{HOST_UP}:8080")),
-    )
-    .await;
+    reaches_published(&c1, 80, &outside, 8080).await;
     assert_reaches(&c2, sa("0.0.0.0:81"), &outside, sa("10.56.0.2:81")).await;
     // Direct access is from outside only: the other berth network stays isolated.
     assert!(
@@ -292,30 +185,20 @@ async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
     let host = host(&sb).await;
     let c = sb.netns("c").await.unwrap();
     let d = sb.netns("d").await.unwrap();
-    let n = host
-        .create_network(net("web", "10.57.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(
+    let n = network(&host, net("web", "10.57.0.0/24")).await;
+    join(
+        &host,
         &n,
         Endpoint::new("c", c.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
+    .await;
     // The DOCKER-USER use case: only 192.0.2.0/24 may reach published ports.
     nft(
         &sb,
         "add rule inet berth user-forward ct state new ip saddr != 192.0.2.0/24 ct status dnat drop",
     );
     let check = || async {
-        assert_blocked(
-            &c,
-            sa("0.0.0.0:80"),
-            &outside,
-            sa(&format!("{HOST_UP}:8080")),
-            "198.18.0.2 is refused",
-        )
-        .await;
+        blocked_published(&c, 80, &outside, 8080, "198.18.0.2 is refused").await;
         assert_reaches(&c, sa("0.0.0.0:80"), &allowed, sa("192.0.2.1:8080")).await;
         let rules = nft_objects(&sb, "rule");
         assert_eq!(
@@ -329,16 +212,13 @@ async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
     };
     check().await;
     // Every berth operation leaves it alone.
-    let m = host
-        .create_network(net("other", "10.58.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(
+    let m = network(&host, net("other", "10.58.0.0/24")).await;
+    join(
+        &host,
         &m,
         Endpoint::new("d", d.clone()).publish(Port::tcp(9090).to(90)),
     )
-    .await
-    .unwrap();
+    .await;
     check().await;
     host.detach(&m, "d").await.unwrap();
     host.delete_network(&m).await.unwrap();
@@ -359,24 +239,19 @@ async fn the_admins_hook_chain_survives_every_operation_and_is_in_force() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_them_before() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-reapply").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-reapply").await;
-    let host = host(&sb).await;
+    };
     let c = sb.netns("c").await.unwrap();
-    let n = host
-        .create_network(net("web", "10.59.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(
+    let n = network(&host, net("web", "10.59.0.0/24")).await;
+    join(
+        &host,
         &n,
         Endpoint::new("c", c.clone())
             .publish(Port::tcp(8080).to(80))
             .publish(Port::udp(5353).to(53)),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
     assert_eq!(host.check(&n, "c").await.unwrap(), Vec::<String>::new());
     let rules_before = rule_count(&sb);
@@ -416,13 +291,7 @@ async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_
     host.reapply().await.unwrap();
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
     assert_eq!(rule_count(&sb), rules_before);
-    assert_reaches(
-        &c,
-        sa("0.0.0.0:80"),
-        &outside,
-        sa(&format!("{HOST_UP}:8080")),
-    )
-    .await;
+    reaches_published(&c, 80, &outside, 8080).await;
     berth::sandbox::udp_probe(
         &c,
         sa("0.0.0.0:53"),
@@ -448,25 +317,18 @@ async fn reapply_after_a_ruleset_flush_restores_published_ports_and_check_flags_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_ports_answer_on_localhost_and_to_containers_through_the_host_address() {
-    if !require_root() {
+    let Some((mut sb, _outside, host)) = setup("bt-hairpin").await else {
         return;
-    }
-    let (mut sb, _outside) = sandbox("bt-hairpin").await;
-    let host = host(&sb).await;
+    };
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
-    let n = host
-        .create_network(net("hp", "10.43.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(
+    let n = network(&host, net("hp", "10.43.0.0/24")).await;
+    join(
+        &host,
         &n,
         Endpoint::new("c1", c1.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
-    host.attach(&n, Endpoint::new("c2", c2.clone()))
-        .await
-        .unwrap();
+    .await;
+    join(&host, &n, Endpoint::new("c2", c2.clone())).await;
     // From the host netns through 127.0.0.1 (route_localnet + masquerade).
     let seen = assert_reaches(&c1, sa("0.0.0.0:80"), sb.host(), sa("127.0.0.1:8080")).await;
     assert_eq!(
@@ -485,14 +347,14 @@ async fn published_ports_answer_on_localhost_and_to_containers_through_the_host_
                 .unwrap_or_default()
         })
         .unwrap();
-    let seen = assert_reaches(&c1, sa("0.0.0.0:80"), &c2, sa(&format!("{HOST_UP}:8080"))).await;
+    let seen = reaches_published(&c1, 80, &c2, 8080).await;
     let expected = if br_nf.trim() == "1" {
         ["10.43.0.3", "10.43.0.1"]
     } else {
         ["10.43.0.1", "10.43.0.1"]
     };
     assert!(expected.contains(&seen.ip().to_string().as_str()), "{seen}");
-    assert_reaches(&c1, sa("0.0.0.0:80"), &c1, sa(&format!("{HOST_UP}:8080"))).await;
+    reaches_published(&c1, 80, &c1, 8080).await;
     // An unpublished port stays closed on localhost.
     assert!(
         tcp_probe(&c1, sa("0.0.0.0:81"), sb.host(), sa("127.0.0.1:8081"))
@@ -524,35 +386,17 @@ async fn egress_can_leave_from_a_chosen_host_address_instead_of_masquerade() {
     assert!(st.success());
     let host = host(&sb).await;
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
-    let a = host
-        .create_network(net("snat", "10.42.0.0/24").outbound_ipv4("198.18.0.3".parse().unwrap()))
-        .await
-        .unwrap();
-    let b = host
-        .create_network(net("masq", "10.41.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(&a, Endpoint::new("c1", c1.clone()))
-        .await
-        .unwrap();
-    host.attach(&b, Endpoint::new("c2", c2.clone()))
-        .await
-        .unwrap();
-    let seen = assert_reaches(
-        &outside,
-        sa("0.0.0.0:7000"),
-        &c1,
-        sa(&format!("{OUTSIDE}:7000")),
+    let a = network(
+        &host,
+        net("snat", "10.42.0.0/24").outbound_ipv4("198.18.0.3".parse().unwrap()),
     )
     .await;
+    let b = network(&host, net("masq", "10.41.0.0/24")).await;
+    join(&host, &a, Endpoint::new("c1", c1.clone())).await;
+    join(&host, &b, Endpoint::new("c2", c2.clone())).await;
+    let seen = reaches_outside(&outside, &c1, 7000).await;
     assert_eq!(seen.ip().to_string(), "198.18.0.3");
-    let seen = assert_reaches(
-        &outside,
-        sa("0.0.0.0:7001"),
-        &c2,
-        sa(&format!("{OUTSIDE}:7001")),
-    )
-    .await;
+    let seen = reaches_outside(&outside, &c2, 7001).await;
     assert_eq!(seen.ip().to_string(), HOST_UP);
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&a).await.unwrap();
@@ -561,25 +405,20 @@ async fn egress_can_leave_from_a_chosen_host_address_instead_of_masquerade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_udp_flow_does_not_reach_a_new_container_with_the_old_address() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-ct").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-ct").await;
-    let host = host(&sb).await;
+    };
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
-    let n = host
-        .create_network(net("ct", "10.39.0.0/24"))
-        .await
-        .unwrap();
+    let n = network(&host, net("ct", "10.39.0.0/24")).await;
     let ip: std::net::Ipv4Addr = "10.39.0.7".parse().unwrap();
-    host.attach(
+    join(
+        &host,
         &n,
         Endpoint::new("c1", c1.clone())
             .ip(ip)
             .publish(Port::udp(5353).to(53)),
     )
-    .await
-    .unwrap();
+    .await;
     // One UDP "stream" from a fixed source port, as a DNS client or a game would keep.
     let client = outside
         .run(|| std::net::UdpSocket::bind("0.0.0.0:40404"))
@@ -601,9 +440,7 @@ async fn a_stale_udp_flow_does_not_reach_a_new_container_with_the_old_address() 
 
     // c1 goes away; c2 gets the same address but publishes nothing.
     host.detach(&n, "c1").await.unwrap();
-    host.attach(&n, Endpoint::new("c2", c2.clone()).ip(ip))
-        .await
-        .unwrap();
+    join(&host, &n, Endpoint::new("c2", c2.clone()).ip(ip)).await;
     let s2 = c2
         .run(|| std::net::UdpSocket::bind("0.0.0.0:53"))
         .unwrap()
@@ -621,75 +458,42 @@ async fn a_stale_udp_flow_does_not_reach_a_new_container_with_the_old_address() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_nft_save_and_restore_keeps_berths_ruleset_working() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-save").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-save").await;
-    let host = host(&sb).await;
+    };
     let c = sb.netns("c").await.unwrap();
-    let n = host
-        .create_network(net("web", "10.38.0.0/24").bridge_name("br-save"))
-        .await
-        .unwrap();
-    host.attach(
+    let n = network(&host, net("web", "10.38.0.0/24").bridge_name("br-save")).await;
+    join(
+        &host,
         &n,
         Endpoint::new("c", c.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
-    let file = sb.state_dir().join("ruleset.nft");
-    let script = format!(
-        "nft list ruleset > {f} && nft flush ruleset && nft -f {f}",
-        f = file.display()
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", sb.host_name(), "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "save/restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let saved = std::fs::read_to_string(&file).unwrap();
+    .await;
+    let saved = nft_save_restore(&sb);
     assert!(
         saved.contains("\"br-save\" : jump nw-web-from"),
         "interface keys are readable:\n{saved}"
     );
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
-    assert_reaches(
-        &c,
-        sa("0.0.0.0:80"),
-        &outside,
-        sa(&format!("{HOST_UP}:8080")),
-    )
-    .await;
+    reaches_published(&c, 80, &outside, 8080).await;
     host.gc::<&str>(&[]).await.unwrap();
     host.delete_network(&n).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_removes_the_firewall_objects_and_bridge_of_a_network_berth_no_longer_knows() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-fwgc").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-fwgc").await;
-    let host = host(&sb).await;
+    };
     let c = sb.netns("c").await.unwrap();
-    let keep = host
-        .create_network(net("keep", "10.36.0.0/24"))
-        .await
-        .unwrap();
-    host.attach(
+    let keep = network(&host, net("keep", "10.36.0.0/24")).await;
+    join(
+        &host,
         &keep,
         Endpoint::new("c", c.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
-    let lost = host
-        .create_network(net("lost", "10.35.0.0/24").bridge_name("br-lost"))
-        .await
-        .unwrap();
+    .await;
+    let lost = network(&host, net("lost", "10.35.0.0/24").bridge_name("br-lost")).await;
     // A crash lost the record (and pool) of "lost"; the kernel still holds its objects.
     std::fs::remove_file(sb.state_dir().join("networks/lost.json")).unwrap();
     assert!(chain_names(&sb).iter().any(|c| c.starts_with("nw-lost-")));
@@ -706,13 +510,7 @@ async fn gc_removes_the_firewall_objects_and_bridge_of_a_network_berth_no_longer
     assert!(!link_names(sb.host()).await.contains(&"br-lost".to_string()));
     assert_eq!(map_len(&sb, "fwd_from"), 1);
     assert_eq!(host.check_firewall().await.unwrap(), Vec::<String>::new());
-    assert_reaches(
-        &c,
-        sa("0.0.0.0:80"),
-        &outside,
-        sa(&format!("{HOST_UP}:8080")),
-    )
-    .await;
+    reaches_published(&c, 80, &outside, 8080).await;
     let _ = lost;
     host.detach(&keep, "c").await.unwrap();
     host.delete_network(&keep).await.unwrap();

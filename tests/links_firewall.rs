@@ -7,26 +7,12 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::Instant;
 
 use berth::firewall::{EndpointRules, LinkRule, NetworkRules};
 use berth::sandbox::{Sandbox, tcp_probe};
 use berth::{Endpoint, Firewall, Host, Network, NftFirewall, Port, Protocol};
 use common::*;
-
-fn nft(sb: &Sandbox, args: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", sb.host_name(), "nft"])
-        .args(args.split(' '))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nft {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The firewall facts of network `name`, as Host builds them.
 async fn network_rules(host: &Host, name: &str) -> NetworkRules {
@@ -91,39 +77,32 @@ async fn all_blocked(probes: &[(&berth::Netns, &str, &berth::Netns, u16, &str)])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_container_reaches_only_the_exposed_ports_of_the_one_it_links_to() {
-    if !require_root() {
+    let Some((mut sb, outside, host)) = setup("bt-links").await else {
         return;
-    }
-    let (mut sb, outside) = sandbox("bt-links").await;
-    let host = host(&sb).await;
+    };
     let fw = NftFirewall::new(sb.host().clone());
     let (x, y, z) = (
         sb.netns("x").await.unwrap(),
         sb.netns("y").await.unwrap(),
         sb.netns("z").await.unwrap(),
     );
-    let net = host
-        .create_network(
-            Network::bridge("noicc")
-                .subnet("10.81.0.0/24".parse().unwrap())
-                .ipv6(true)
-                .subnet("fd00:81::/64".parse().unwrap())
-                .icc(false),
-        )
-        .await
-        .unwrap();
-    host.attach(&net, Endpoint::new("x", x.clone()))
-        .await
-        .unwrap();
-    host.attach(
+    let net = network(
+        &host,
+        Network::bridge("noicc")
+            .subnet("10.81.0.0/24".parse().unwrap())
+            .ipv6(true)
+            .subnet("fd00:81::/64".parse().unwrap())
+            .icc(false),
+    )
+    .await;
+    join(&host, &net, Endpoint::new("x", x.clone())).await;
+    join(
+        &host,
         &net,
         Endpoint::new("y", y.clone()).publish(Port::tcp(8080).to(80)),
     )
-    .await
-    .unwrap();
-    host.attach(&net, Endpoint::new("z", z.clone()))
-        .await
-        .unwrap();
+    .await;
+    join(&host, &net, Endpoint::new("z", z.clone())).await;
     let (xa, ya, za) = ("10.81.0.2", "10.81.0.3", "10.81.0.4");
     let (xa6, ya6) = ("fd00:81::2", "fd00:81::3");
     let n = network_rules(&host, "noicc").await;
@@ -222,11 +201,9 @@ fn bridge_table(sb: &Sandbox) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_elements_are_flat_checked_restored_and_collected() {
-    if !require_root() {
+    let Some((mut sb, _outside, host)) = setup("bt-linkfw").await else {
         return;
-    }
-    let (mut sb, _outside) = sandbox("bt-linkfw").await;
-    let host = host(&sb).await;
+    };
     let fw = NftFirewall::new(sb.host().clone());
     let (x, y, z) = (
         sb.netns("x").await.unwrap(),
@@ -234,24 +211,22 @@ async fn link_elements_are_flat_checked_restored_and_collected() {
         sb.netns("z").await.unwrap(),
     );
     // A network with ICC on makes no bridge table (nothing hooks bridged traffic).
-    let on = host
-        .create_network(Network::bridge("on").subnet("10.82.0.0/24".parse().unwrap()))
-        .await
-        .unwrap();
+    let on = network(
+        &host,
+        Network::bridge("on").subnet("10.82.0.0/24".parse().unwrap()),
+    )
+    .await;
     assert!(!bridge_table(&sb));
-    let net = host
-        .create_network(
-            Network::bridge("noicc")
-                .subnet("10.81.0.0/24".parse().unwrap())
-                .icc(false),
-        )
-        .await
-        .unwrap();
+    let net = network(
+        &host,
+        Network::bridge("noicc")
+            .subnet("10.81.0.0/24".parse().unwrap())
+            .icc(false),
+    )
+    .await;
     assert!(bridge_table(&sb));
     for (c, ns) in [("x", &x), ("y", &y), ("z", &z)] {
-        host.attach(&net, Endpoint::new(c, ns.clone()))
-            .await
-            .unwrap();
+        join(&host, &net, Endpoint::new(c, ns.clone())).await;
     }
     let (xa, ya) = ("10.81.0.2", "10.81.0.3");
     let n = network_rules(&host, "noicc").await;
@@ -308,21 +283,7 @@ async fn link_elements_are_flat_checked_restored_and_collected() {
     assert_eq!(fw.check(&nets, &eps).await.unwrap(), Vec::<String>::new());
 
     // An admin's save and restore keeps it working.
-    let file = sb.state_dir().join("ruleset.nft");
-    let script = format!(
-        "nft list ruleset > {f} && nft flush ruleset && nft -f {f}",
-        f = file.display()
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", sb.host_name(), "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "save/restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let saved = std::fs::read_to_string(&file).unwrap();
+    let saved = nft_save_restore(&sb);
     assert!(
         saved.contains("10.81.0.2 . 10.81.0.3 . tcp . 80"),
         "link elements are readable:\n{saved}"

@@ -25,23 +25,10 @@ async fn netctl_macvlan_and_ipvlan_options() {
         .unwrap();
     let (c1, c2) = (sb.netns("c1").await.unwrap(), sb.netns("c2").await.unwrap());
     let nc = Netctl::new(&sb);
-    nc.ok(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "-o",
-        "parent=lan0",
-        "-o",
-        "macvlan_mode=bridge",
-        "--subnet",
-        "198.29.0.0/24",
-        "--gateway",
-        "198.29.0.2",
-        "--aux-address",
-        "host=198.29.0.1",
-        "mv",
-    ]);
+    nc.ok(&words(concat!(
+        "network create -d macvlan -o parent=lan0 -o macvlan_mode=bridge",
+        " --subnet 198.29.0.0/24 --gateway 198.29.0.2 --aux-address host=198.29.0.1 mv"
+    )));
     let inspect = nc.json(&["network", "inspect", "mv"]);
     assert_eq!(inspect["driver"], "macvlan");
     assert_eq!(inspect["options"]["parent"], "lan0");
@@ -49,76 +36,34 @@ async fn netctl_macvlan_and_ipvlan_options() {
     let a1 = nc.connect(&sb, "mv", "c1", &[]);
     nc.connect(&sb, "mv", "c2", &[]);
     assert_eq!(a1["ipv4"], "198.29.0.3/24");
-    assert_reaches(&c2, sa("198.29.0.4:7000"), &c1, sa("198.29.0.4:7000")).await;
-    assert_reaches(&lan, sa("198.29.0.2:7001"), &c1, sa("198.29.0.2:7001")).await;
+    reaches_at(&c2, &c1, "198.29.0.4:7000").await;
+    reaches_at(&lan, &c1, "198.29.0.2:7001").await;
     assert!(
-        nc.ok(&["network", "ls"])
+        nc.ok(&words("network ls"))
             .contains("mv macvlan 198.29.0.0/24")
     );
 
     // Errors name what is wrong.
-    let e = nc.error(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "-o",
-        "parent=nosuch0",
-        "--subnet",
-        "198.28.0.0/24",
-        "x",
-    ]);
-    assert!(e.contains("nosuch0"), "{e}");
-    let e = nc.error(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "-o",
-        "macvlan_mode=sideways",
-        "-o",
-        "parent=lan0",
-        "x",
-    ]);
-    assert!(e.contains("sideways"), "{e}");
-    let e = nc.error(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "-o",
-        "ipvlan_mode=l2",
-        "x",
-    ]);
-    assert!(e.contains("ipvlan_mode"), "{e}");
-    let e = nc.error(&[
-        "network",
-        "create",
-        "-d",
-        "ipvlan",
-        "-o",
-        "ipvlan_flag=loud",
-        "-o",
-        "parent=lan0",
-        "x",
-    ]);
-    assert!(e.contains("loud"), "{e}");
+    for (args, names) in [
+        (
+            "-d macvlan -o parent=nosuch0 --subnet 198.28.0.0/24",
+            "nosuch0",
+        ),
+        (
+            "-d macvlan -o macvlan_mode=sideways -o parent=lan0",
+            "sideways",
+        ),
+        ("-d macvlan -o ipvlan_mode=l2", "ipvlan_mode"),
+        ("-d ipvlan -o ipvlan_flag=loud -o parent=lan0", "loud"),
+    ] {
+        let e = nc.error(&words(&format!("network create {args} x")));
+        assert!(e.contains(names), "{args}: {e}");
+    }
     // ipvlan: the kernel is asked for the kind at create (nothing is made without it).
-    let out = nc.run(&[
-        "network",
-        "create",
-        "-d",
-        "ipvlan",
-        "-o",
-        "parent=lan0",
-        "-o",
-        "ipvlan_mode=l3",
-        "-o",
-        "ipvlan_flag=private",
-        "--subnet",
-        "10.29.0.0/24",
-        "iv",
-    ]);
+    let out = nc.run(&words(concat!(
+        "network create -d ipvlan -o parent=lan0 -o ipvlan_mode=l3 -o ipvlan_flag=private",
+        " --subnet 10.29.0.0/24 iv"
+    )));
     let have_ipvlan = out.status.success();
     if have_ipvlan {
         let inspect = nc.json(&["network", "inspect", "iv"]);
@@ -139,8 +84,8 @@ async fn netctl_macvlan_and_ipvlan_options() {
             "iv",
             "c1",
         ]);
-        nc.ok(&["disconnect", "iv", "c1"]);
-        nc.ok(&["network", "rm", "iv"]);
+        nc.ok(&words("disconnect iv c1"));
+        nc.ok(&words("network rm iv"));
     } else {
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -148,7 +93,7 @@ async fn netctl_macvlan_and_ipvlan_options() {
             "{e}"
         );
         assert!(
-            !nc.ok(&["network", "ls"]).contains("iv"),
+            !nc.ok(&words("network ls")).contains("iv"),
             "a refused create records nothing"
         );
         println!(
@@ -159,7 +104,7 @@ async fn netctl_macvlan_and_ipvlan_options() {
     for c in ["c1", "c2"] {
         nc.ok(&["disconnect", "mv", c]);
     }
-    nc.ok(&["network", "rm", "mv"]);
+    nc.ok(&words("network rm mv"));
     assert!(
         link_names(sb.host()).await.contains(&"lan0".to_string()),
         "the parent stays"
@@ -173,41 +118,22 @@ async fn netctl_several_networks_priorities_routes_and_an_admin_bridge() {
     }
     let mut sb = Sandbox::new("bt-ncmulti").await.unwrap();
     let h = sb.host_name().to_string();
-    let run = |args: &[&str]| {
-        assert!(
-            std::process::Command::new("ip")
-                .arg("-n")
-                .arg(&h)
-                .args(args)
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    run(&["link", "add", "bridge0", "type", "bridge"]);
-    run(&["addr", "add", "192.168.5.1/24", "dev", "bridge0"]);
-    run(&["link", "set", "bridge0", "up"]);
+    for cmd in [
+        "link add bridge0 type bridge",
+        "addr add 192.168.5.1/24 dev bridge0",
+        "link set bridge0 up",
+    ] {
+        ip(&h, &words(cmd));
+    }
     let (c, p) = (sb.netns("c").await.unwrap(), sb.netns("p").await.unwrap());
     let nc = Netctl::new(&sb);
-    nc.ok(&[
-        "network",
-        "create",
-        "--subnet",
-        "192.168.5.0/24",
-        "-o",
-        "com.docker.network.bridge.name=bridge0",
-        "seed",
-    ]);
-    nc.ok(&[
-        "network",
-        "create",
-        "--subnet",
-        "10.26.0.0/24",
-        "--no-default-route",
-        "--route",
-        "10.27.0.0/24,via=10.26.0.254",
-        "side",
-    ]);
+    nc.ok(&words(
+        "network create --subnet 192.168.5.0/24 -o com.docker.network.bridge.name=bridge0 seed",
+    ));
+    nc.ok(&words(concat!(
+        "network create --subnet 10.26.0.0/24 --no-default-route",
+        " --route 10.27.0.0/24,via=10.26.0.254 side"
+    )));
     let a = nc.connect(&sb, "seed", "c", &[]);
     assert_eq!(
         a["gateway"], "192.168.5.1",
@@ -228,11 +154,7 @@ async fn netctl_several_networks_priorities_routes_and_an_admin_bridge() {
     );
     assert!(b["gateway"].is_null(), "no default route from side");
     nc.connect(&sb, "seed", "p", &[]);
-    let routes = std::process::Command::new("ip")
-        .args(["-n", &ns_name(&sb, "c"), "route"])
-        .output()
-        .unwrap();
-    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    let routes = ip(&ns_name(&sb, "c"), &["route"]);
     assert!(
         routes.contains("default via 192.168.5.1 dev eth0"),
         "{routes}"
@@ -248,17 +170,13 @@ async fn netctl_several_networks_priorities_routes_and_an_admin_bridge() {
                 && l.contains("metric 7")),
         "{routes}"
     );
-    assert_reaches(&c, sa("192.168.5.2:7000"), &p, sa("192.168.5.2:7000")).await;
+    reaches_at(&c, &p, "192.168.5.2:7000").await;
     for (n, id) in [("seed", "c"), ("side", "c"), ("seed", "p")] {
         nc.ok(&["disconnect", n, id]);
     }
-    nc.ok(&["network", "rm", "seed", "side"]);
-    let show = std::process::Command::new("ip")
-        .args(["-n", &h, "addr", "show", "dev", "bridge0"])
-        .output()
-        .unwrap();
+    nc.ok(&words("network rm seed side"));
     assert!(
-        String::from_utf8_lossy(&show.stdout).contains("192.168.5.1/24"),
+        ip(&h, &words("addr show dev bridge0")).contains("192.168.5.1/24"),
         "the admin bridge stays"
     );
 }

@@ -1,6 +1,6 @@
-//! ctnetlink replies read by conntrack cleanup (`src/firewall/conntrack.rs`): the netlink
-//! message walk, and each dump message parsed as a conntrack entry (family, original tuple,
-//! addresses of both tuples). Input: one `recv`.
+//! ctnetlink replies read by conntrack cleanup (`src/firewall/conntrack.rs`): the shared netlink
+//! message walk (`src/firewall/frames.rs`), and each dump message parsed as a conntrack entry
+//! (family, original tuple, addresses of both tuples). Input: one `recv`.
 #![no_main]
 
 use berth::fuzzing;

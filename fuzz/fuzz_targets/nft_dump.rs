@@ -1,6 +1,7 @@
 //! nf_tables dump replies read back by `check` (`src/firewall/nft/dump.rs`): the netlink
-//! message walk and libnftnl's parse of each chain, rule, set or set-element message into the
-//! kernel state berth compares. Input: byte 0 picks the dump, the rest is one `recv`.
+//! message walk every reader of the kernel's answers shares (`src/firewall/frames.rs`) and the
+//! parse of each chain, rule, set or set-element message into the kernel state berth compares.
+//! Input: byte 0 picks the dump, the rest is one `recv`.
 #![no_main]
 
 use berth::fuzzing::{self, NftReply};

@@ -17,14 +17,14 @@ use std::os::fd::RawFd;
 
 use nix::sys::socket::{MsgFlags, recv, send};
 
+use super::frames;
+
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_TUPLE_IP: u16 = 1;
@@ -219,87 +219,29 @@ fn request(
             std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), storage.len() * 8)
         };
         let n = recv(fd, bytes, MsgFlags::empty())?;
-        if let Some(done) = walk(&bytes[..n], &mut on_msg) {
+        if let Some(done) = frames::reply(&bytes[..n], &mut |msg| on_msg(payload(msg))) {
             return done;
         }
     }
 }
 
-/// Walks the netlink messages of one `recv`, feeding each answer's payload (after the
-/// nlmsghdr) to `on_msg`. `Some` once the reply is complete (DONE, or an ERROR message: its
-/// code), `None` when more is to be received.
-pub(crate) fn walk(bytes: &[u8], on_msg: &mut impl FnMut(&[u8])) -> Option<io::Result<()>> {
-    let n = bytes.len();
-    let mut off = 0;
-    while off + 16 <= n {
-        let mlen = u32::from_ne_bytes(bytes[off..off + 4].try_into().expect("4 bytes")) as usize;
-        let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().expect("2 bytes"));
-        if mlen < 16 || mlen > n - off {
-            break;
-        }
-        match mty {
-            NLMSG_DONE => return Some(Ok(())),
-            NLMSG_ERROR => {
-                // An ERROR message too short to hold its code is not one the kernel sends.
-                let Some(code) = bytes.get(off + 16..off + 20).filter(|_| mlen >= 20) else {
-                    return Some(Err(io::Error::from_raw_os_error(libc::EBADMSG)));
-                };
-                let code = i32::from_ne_bytes(code.try_into().expect("4 bytes"));
-                return Some(if code == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(code.wrapping_neg()))
-                });
-            }
-            _ => on_msg(&bytes[off + 16..off + mlen]),
-        }
-        off += (mlen + 3) & !3;
-    }
-    None
+/// The payload of one whole message of an answer (after the nlmsghdr; [`frames::reply`]
+/// hands on no message shorter than that).
+fn payload(msg: &[u8]) -> &[u8] {
+    msg.get(16..).unwrap_or_default()
 }
 
 #[cfg(feature = "fuzzing")]
-/// One `IPCTNL_MSG_CT_NEW` message of a dump (header stripped): its family, the raw
-/// `CTA_TUPLE_ORIG` attribute and the addresses of both tuples (`None`: not an entry).
+/// One whole `IPCTNL_MSG_CT_NEW` message of a dump, as `request` reads it (its payload): its
+/// family, the raw `CTA_TUPLE_ORIG` attribute and the addresses of both tuples (`None`: not an
+/// entry).
 pub(crate) fn parse_entry(msg: &[u8]) -> Option<(u8, Vec<u8>, Vec<IpAddr>)> {
-    parse(msg).map(|e| (e.family, e.orig, e.addrs))
+    parse(payload(msg)).map(|e| (e.family, e.orig, e.addrs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn header(len: u32, ty: u16) -> Vec<u8> {
-        [&len.to_ne_bytes()[..], &ty.to_ne_bytes(), &[0; 10]].concat()
-    }
-
-    #[test]
-    fn replies_end_at_done_or_error_and_short_errors_are_refused() {
-        let mut seen = 0;
-        let mut count = |_: &[u8]| seen += 1;
-        assert!(walk(&header(16, NLMSG_DONE), &mut count).unwrap().is_ok());
-        let ack = [header(20, NLMSG_ERROR), 0i32.to_ne_bytes().to_vec()].concat();
-        assert!(walk(&ack, &mut count).unwrap().is_ok());
-        let einval = [
-            header(20, NLMSG_ERROR),
-            (-libc::EINVAL).to_ne_bytes().to_vec(),
-        ]
-        .concat();
-        let e = walk(&einval, &mut count).unwrap().unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
-        // An ERROR message without room for its code (it used to be read past the message,
-        // from whatever the receive buffer held), and one whose code cannot be negated.
-        let short = header(16, NLMSG_ERROR);
-        let e = walk(&short, &mut count).unwrap().unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EBADMSG));
-        let min = [header(20, NLMSG_ERROR), i32::MIN.to_ne_bytes().to_vec()].concat();
-        assert!(walk(&min, &mut count).unwrap().is_err());
-        // A message, then more to come; a truncated one is not handed on.
-        let msg = [header(20, 1 << 8), vec![2, 0, 0, 0]].concat();
-        assert!(walk(&msg, &mut count).is_none());
-        assert!(walk(&header(64, 1 << 8), &mut count).is_none());
-        assert_eq!(seen, 1);
-    }
 
     #[test]
     fn parses_tuples_of_a_dump_message() {

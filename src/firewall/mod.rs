@@ -2,7 +2,7 @@
 //! nf_tables backend [`NftFirewall`], and [`NoFirewall`] for hosts that manage their own.
 
 pub mod conntrack;
-mod frames;
+pub(crate) mod frames;
 pub mod nft;
 pub mod ruleset;
 mod socket;

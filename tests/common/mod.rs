@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use berth::netlink::Netlink;
 use berth::sandbox::Sandbox;
-use berth::{Host, Netns, Step};
+use berth::{Attachment, EndpointSpec, Host, Netns, Step};
 
 /// Host uplink address and the outside netns' address (benchmark range, sandbox only).
 pub const HOST_UP: &str = "198.18.0.1";
@@ -37,6 +37,22 @@ pub async fn sandbox(label: &str) -> (Sandbox, Netns) {
         .await
         .expect("outside netns");
     (sb, outside)
+}
+
+/// For a kernel test: `None` (skipped) when not root, else a [`sandbox`] with its outside
+/// netns and a [`host`] over it.
+pub async fn setup(label: &str) -> Option<(Sandbox, Netns, Host)> {
+    if !require_root() {
+        return None;
+    }
+    let (sb, outside) = sandbox(label).await;
+    let host = host(&sb).await;
+    Some((sb, outside, host))
+}
+
+/// Creates the network `spec`; panics on failure.
+pub async fn network(host: &Host, spec: berth::NetworkSpec) -> berth::NetworkInfo {
+    host.create_network(spec).await.expect("create network")
 }
 
 pub async fn host(sb: &Sandbox) -> Host {
@@ -74,6 +90,106 @@ pub async fn assert_blocked(
     if let Ok(seen) = berth::sandbox::tcp_probe(server, bind, client, target).await {
         panic!("{what}: {target} was reached (the server saw {seen})");
     }
+}
+
+/// [`assert_reaches`] to an address of `server` itself: its listener binds `addr` (`IP:PORT`)
+/// and `client` dials the same.
+pub async fn reaches_at(server: &Netns, client: &Netns, addr: &str) -> SocketAddr {
+    assert_reaches(server, sa(addr), client, sa(addr)).await
+}
+
+/// [`assert_blocked`] to an address of `server` itself (`addr`, as in [`reaches_at`]).
+pub async fn blocked_at(server: &Netns, client: &Netns, addr: &str, what: &str) {
+    assert_blocked(server, sa(addr), client, sa(addr), what).await
+}
+
+/// [`assert_reaches`] from `client` to the outside netns (a listener on `0.0.0.0:PORT` there,
+/// dialled at [`OUTSIDE`]); returns the source address the outside saw.
+pub async fn reaches_outside(outside: &Netns, client: &Netns, port: u16) -> SocketAddr {
+    assert_reaches(
+        outside,
+        sa(&format!("0.0.0.0:{port}")),
+        client,
+        sa(&format!("{OUTSIDE}:{port}")),
+    )
+    .await
+}
+
+/// [`assert_reaches`] from `client` to a published port: dialled at [`HOST_UP`]`:HOST_PORT`,
+/// answered by a listener on `0.0.0.0:PORT` in `container`.
+pub async fn reaches_published(
+    container: &Netns,
+    port: u16,
+    client: &Netns,
+    host_port: u16,
+) -> SocketAddr {
+    assert_reaches(
+        container,
+        sa(&format!("0.0.0.0:{port}")),
+        client,
+        sa(&format!("{HOST_UP}:{host_port}")),
+    )
+    .await
+}
+
+/// [`assert_blocked`] for a published port (as in [`reaches_published`]).
+pub async fn blocked_published(
+    container: &Netns,
+    port: u16,
+    client: &Netns,
+    host_port: u16,
+    what: &str,
+) {
+    assert_blocked(
+        container,
+        sa(&format!("0.0.0.0:{port}")),
+        client,
+        sa(&format!("{HOST_UP}:{host_port}")),
+        what,
+    )
+    .await
+}
+
+/// Attaches `ep` to `network`; panics (naming the network) on failure.
+pub async fn join(host: &Host, network: impl AsRef<str>, ep: EndpointSpec) -> Attachment {
+    let name = network.as_ref().to_string();
+    host.attach(network, ep)
+        .await
+        .unwrap_or_else(|e| panic!("attach to {name}: {e}"))
+}
+
+/// Runs `nft ARGS…` (split at spaces) in the sandbox's host netns, asserting success.
+pub fn nft(sb: &Sandbox, args: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", sb.host_name(), "nft"])
+        .args(args.split(' '))
+        .output()
+        .expect("run nft");
+    assert!(
+        out.status.success(),
+        "nft {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An admin's `nft list ruleset > FILE && nft flush ruleset && nft -f FILE` in the sandbox's
+/// host netns, asserting success; returns the saved ruleset.
+pub fn nft_save_restore(sb: &Sandbox) -> String {
+    let file = sb.state_dir().join("ruleset.nft");
+    let script = format!(
+        "nft list ruleset > {f} && nft flush ruleset && nft -f {f}",
+        f = file.display()
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", sb.host_name(), "sh", "-c", &script])
+        .output()
+        .expect("run nft");
+    assert!(
+        out.status.success(),
+        "save/restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&file).unwrap()
 }
 
 /// A Host whose operations fail after the step set in the returned switch.

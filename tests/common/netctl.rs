@@ -118,6 +118,11 @@ impl Netctl {
     }
 }
 
+/// The words of a command line written as one string (split at spaces: no quoting).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split(' ').collect()
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -10,10 +10,9 @@ use std::os::fd::AsRawFd;
 use nftnl_sys::{self as sys, libc};
 use nix::sys::socket::{MsgFlags, recv, send};
 
+use crate::firewall::frames;
 use crate::firewall::ruleset::Family;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_ERROR: u16 = 2;
 
 /// What the kernel holds of one of berth's tables.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -299,43 +298,20 @@ fn dump(
         // SAFETY: the u64 buffer is reinterpreted as bytes of the same length.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf, storage.len() * 8) };
         let n = recv(sock.as_raw_fd(), bytes, MsgFlags::empty())?;
-        if let Some(done) = walk(&bytes[..n], &mut on_msg) {
-            return done;
+        if let Some(done) = frames::reply(&bytes[..n], &mut on_msg) {
+            return found(done);
         }
     }
 }
 
-/// Walks the netlink messages of one `recv` (`bytes` starts 4-byte aligned), handing each
-/// answer message to `on_msg`. `Some` once the reply is complete: `Ok(true)` at DONE or an
-/// ACK, `Ok(false)` for ENOENT, else the kernel's error; `None` when more is to be received.
-pub(crate) fn walk(bytes: &[u8], on_msg: &mut impl FnMut(&[u8])) -> Option<io::Result<bool>> {
-    let n = bytes.len();
-    let mut off = 0;
-    while off + 16 <= n {
-        let mlen = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-        let mty = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
-        if mlen < 16 || mlen > n - off {
-            break;
-        }
-        match mty {
-            NLMSG_DONE => return Some(Ok(true)),
-            NLMSG_ERROR => {
-                // An ERROR message too short to hold its code is not one the kernel sends.
-                let Some(code) = bytes.get(off + 16..off + 20).filter(|_| mlen >= 20) else {
-                    return Some(Err(io::Error::from_raw_os_error(libc::EBADMSG)));
-                };
-                let code = i32::from_ne_bytes(code.try_into().unwrap());
-                return Some(match code {
-                    0 => Ok(true),
-                    c if c.wrapping_neg() == libc::ENOENT => Ok(false),
-                    c => Err(io::Error::from_raw_os_error(c.wrapping_neg())),
-                });
-            }
-            _ => on_msg(&bytes[off..off + mlen]),
-        }
-        off += (mlen + 3) & !3;
+/// Whether the answer to a GET request found what it asked for: false when the kernel
+/// answered ENOENT (no such table/set), else the answer's outcome.
+pub(crate) fn found(answer: io::Result<()>) -> io::Result<bool> {
+    match answer {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
     }
-    None
 }
 
 #[cfg(test)]
@@ -347,33 +323,12 @@ mod tests {
     }
 
     #[test]
-    fn replies_end_at_done_ack_enoent_or_error() {
-        let mut seen = 0;
-        let mut count = |_: &[u8]| seen += 1;
-        let err = |code: i32| [header(20, NLMSG_ERROR), code.to_ne_bytes().to_vec()].concat();
-        assert!(matches!(
-            walk(&header(16, NLMSG_DONE), &mut count),
-            Some(Ok(true))
-        ));
-        assert!(matches!(walk(&err(0), &mut count), Some(Ok(true))));
-        assert!(matches!(
-            walk(&err(-libc::ENOENT), &mut count),
-            Some(Ok(false))
-        ));
-        let e = walk(&err(-libc::EPERM), &mut count).unwrap().unwrap_err();
+    fn enoent_is_not_found_and_other_errors_stay_errors() {
+        let err = |c: i32| Err(io::Error::from_raw_os_error(c));
+        assert!(found(Ok(())).unwrap());
+        assert!(!found(err(libc::ENOENT)).unwrap());
+        let e = found(err(libc::EPERM)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EPERM));
-        // Too short to hold a code (it used to be read past the message), and a code that
-        // cannot be negated (it used to overflow).
-        let e = walk(&header(16, NLMSG_ERROR), &mut count)
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EBADMSG));
-        assert!(walk(&err(i32::MIN), &mut count).unwrap().is_err());
-        // Messages are handed on whole; a truncated one is not; then more is to be received.
-        let two = [header(20, 0xa03), vec![1, 0, 0, 0], header(16, 0xa03)].concat();
-        assert!(walk(&two, &mut count).is_none());
-        assert!(walk(&header(32, 0xa03), &mut count).is_none());
-        assert_eq!(seen, 2);
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub(crate) fn transact(fd: RawFd, ops: &[Op]) -> io::Result<()> {
                     }
                 }
                 // Nothing more can be read from this answer: no acknowledgement will come.
-                Frame::Malformed => return Err(first_err.unwrap_or(Frame::error(0))),
+                Frame::Malformed(_) => return Err(first_err.unwrap_or(Frame::error(0))),
                 Frame::Done | Frame::Msg(_) => {}
             }
         }
