@@ -797,3 +797,238 @@ impl Kernel for FakeKernel {
         self.run(Call::Announce(req), |_, _| Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::mac::MacAddr;
+    use crate::netlink::{RpFilter, VethPeer};
+
+    fn v4(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn builders_record_named_requests() {
+        let net = FakeNet::new();
+        let host = net.handle("host");
+        let br = host.link().bridge("br0").mtu(1400).add().await.unwrap();
+        assert!(br.is_bridge && br.up && br.group == crate::link_marks::BRIDGE);
+        host.link()
+            .set(br.index, "br0")
+            .group(7)
+            .apply()
+            .await
+            .unwrap();
+        host.link()
+            .bridge_port(br.index, "br0")
+            .hairpin(Hairpin::On)
+            .isolation(PortIsolation::Isolated)
+            .apply()
+            .await
+            .unwrap();
+        host.address()
+            .add(br.index, "br0", v4("10.0.0.1"), 24)
+            .await
+            .unwrap();
+        host.route()
+            .default_via(v4("10.0.0.254"))
+            .dev(br.index)
+            .replace()
+            .await
+            .unwrap();
+        let changes = net.changes_in("host");
+        assert!(matches!(
+            &changes[0],
+            Call::AddLink(LinkRequest::Bridge { name, mtu: 1400, .. }) if name == "br0"
+        ));
+        assert!(matches!(
+            &changes[1],
+            Call::SetLink(LinkChange::Set(SetLink {
+                group: Some(7),
+                state: None,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            &changes[2],
+            Call::SetLink(LinkChange::BridgePort {
+                hairpin: Hairpin::On,
+                isolation: PortIsolation::Isolated,
+                ..
+            })
+        ));
+        assert!(matches!(
+            &changes[3],
+            Call::AddAddress(AddressRequest { prefix: 24, name, .. }) if name == "br0"
+        ));
+        assert!(matches!(
+            &changes[4],
+            Call::Route(
+                RouteOp::Replace,
+                RouteRequest::DefaultVia { dev: Some(_), .. }
+            )
+        ));
+        assert_eq!(changes.len(), 5);
+        let l = net.link("host", "br0").unwrap();
+        assert_eq!((l.info.group, l.hairpin), (7, Hairpin::On));
+        assert_eq!(
+            host.onlink_routes().await.unwrap(),
+            vec!["10.0.0.0/24".parse().unwrap()]
+        );
+        assert!(matches!(
+            net.routes("host").last(),
+            Some(RouteInfo { gateway: Some(g), oif: Some(i), .. }) if *g == v4("10.0.0.254") && *i == br.index
+        ));
+    }
+
+    #[tokio::test]
+    async fn veth_peer_is_born_in_the_other_namespace_and_dies_with_its_host_end() {
+        let net = FakeNet::new();
+        let ns = Netns::current().unwrap();
+        net.bind("c1", &ns);
+        let host = net.handle("host");
+        let br = host.link().bridge("br0").add().await.unwrap();
+        let mac = MacAddr::random();
+        let v = host
+            .link()
+            .veth("veth1")
+            .master(br.index)
+            .mtu(1400)
+            .group(3)
+            .peer(VethPeer {
+                name: "eth0",
+                mac,
+                netns: &ns,
+            })
+            .add()
+            .await
+            .unwrap();
+        assert_eq!((v.controller, v.group, v.up), (Some(br.index), 3, true));
+        assert_eq!(
+            net.sysctl("host", "net/ipv6/conf/veth1/disable_ipv6")
+                .as_deref(),
+            Some("1")
+        );
+        // The opener finds the namespace by the netns.
+        let c1 = net.open(&ns).await.unwrap();
+        let eth0 = c1.require_link("eth0").await.unwrap();
+        assert_eq!(eth0.mac, Some(mac.octets().to_vec()));
+        assert_eq!(eth0.mtu, Some(1400));
+        c1.link()
+            .set(eth0.index, "eth0")
+            .up()
+            .rp_filter(RpFilter::Loose)
+            .apply()
+            .await
+            .unwrap();
+        assert_eq!(
+            net.sysctl("c1", "net/ipv4/conf/eth0/rp_filter").as_deref(),
+            Some("2")
+        );
+        assert!(host.delete_link("veth1").await.unwrap());
+        assert!(c1.link_by_name("eth0").await.unwrap().is_none());
+        assert!(!host.delete_link("veth1").await.unwrap());
+        let log = net.log();
+        assert!(
+            log.iter()
+                .any(|r| r.ns == "c1" && matches!(r.call, Call::SetLink(_)))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_nth_matching_call_fails_once() {
+        let net = FakeNet::new();
+        let host = net.handle("host");
+        let eth = net.add_ether("host", "eth0");
+        net.fail_nth(
+            2,
+            |ns, c| ns == "host" && matches!(c, Call::Route(RouteOp::Add, _)),
+            libc::ENETUNREACH,
+        );
+        let gw = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        host.route().host(gw, eth).add().await.unwrap();
+        let e = host
+            .route()
+            .default_dev(Family::V4, eth)
+            .add()
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENETUNREACH));
+        host.route()
+            .default_dev(Family::V4, eth)
+            .add()
+            .await
+            .unwrap();
+        assert_eq!(host.default_route_oif_v4().await.unwrap(), Some(eth));
+        // A real route that exists already: EEXIST, as from the kernel.
+        let e = host
+            .route()
+            .default_dev(Family::V4, eth)
+            .add()
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        let failed: Vec<_> = net.log().into_iter().filter(|r| r.failed).collect();
+        assert_eq!(failed.len(), 1);
+        net.fail_nth_with(
+            1,
+            |_, c| matches!(c, Call::AddLink(_)),
+            |_| Error::invalid("test", "x", "injected"),
+        );
+        assert!(matches!(
+            host.link().dummy("d0").add().await,
+            Err(Error::InvalidValue { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn configure_interface_sends_what_a_container_needs() {
+        let net = FakeNet::new();
+        let c = net.handle("c");
+        let idx = net.add_ether("c", "eth0");
+        net.clear_log();
+        let routes = [crate::route::RouteSpec {
+            dst: "192.168.0.0/16".parse().unwrap(),
+            via: None,
+            metric: Some(5),
+        }];
+        let cfg = crate::driver::container::InterfaceConfig {
+            ipv4: Some("10.1.0.2/24".parse().unwrap()),
+            ipv6: Some("fd00::2/64".parse().unwrap()),
+            gateway: Some("10.1.0.1".parse().unwrap()),
+            gateway6: None,
+            default_dev: false,
+            routes: &routes,
+            take_default: Default::default(),
+        };
+        crate::driver::container::configure_interface(&c, "eth0", cfg)
+            .await
+            .unwrap();
+        let changes = net.changes_in("c");
+        assert!(
+            matches!(&changes[0], Call::WriteSysctl { key, value } if key == "net/ipv6/conf/eth0/accept_dad" && value == "0")
+        );
+        assert!(matches!(&changes[1], Call::AddAddress(a) if a.index == idx && a.prefix == 24));
+        assert!(matches!(&changes[2], Call::AddAddress(a) if a.addr.is_ipv6()));
+        assert!(matches!(
+            &changes[3],
+            Call::SetLink(LinkChange::Set(SetLink {
+                state: Some(LinkState::Up),
+                rp_filter: Some(RpFilter::Loose),
+                ..
+            }))
+        ));
+        assert!(matches!(
+            &changes[4],
+            Call::Route(RouteOp::Add, RouteRequest::DefaultVia { dev: None, .. })
+        ));
+        assert!(matches!(
+            &changes[5],
+            Call::Route(RouteOp::Add, RouteRequest::Spec { .. })
+        ));
+        assert_eq!(changes.len(), 6);
+    }
+}
