@@ -13,11 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::error::{Error, Result};
-use crate::netlink::{Netlink, to_io};
+use crate::netlink::Netlink;
 use crate::netns::Netns;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -106,24 +104,15 @@ impl Sandbox {
     ) -> Result<Netns> {
         let peer_ns = self.netns(role).await?;
         let host_nl = Netlink::open(&self.host).await?;
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
-            .name("eth0".to_string())
-            .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&peer_ns))
-            .build();
-        let msg = LinkVeth::new(host_ifname, "eth0")
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .up()
-            .build();
-        host_nl
-            .handle
+        let up = host_nl
             .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| Error::netlink("add veth", host_ifname, to_io(e)))?;
-        let up = host_nl.require_link(host_ifname).await?;
+            .veth(host_ifname)
+            .peer_in("eth0", &peer_ns)
+            .add()
+            .await?;
         host_nl
-            .add_address(
+            .address()
+            .add(
                 up.index,
                 host_ifname,
                 IpAddr::V4(host_addr.addr()),
@@ -132,14 +121,15 @@ impl Sandbox {
             .await?;
         let nl = Netlink::open(&peer_ns).await?;
         let eth = nl.require_link("eth0").await?;
-        nl.add_address(
-            eth.index,
-            "eth0",
-            IpAddr::V4(peer_addr.addr()),
-            peer_addr.prefix_len(),
-        )
-        .await?;
-        nl.set_up(eth.index, "eth0").await?;
+        nl.address()
+            .add(
+                eth.index,
+                "eth0",
+                IpAddr::V4(peer_addr.addr()),
+                peer_addr.prefix_len(),
+            )
+            .await?;
+        nl.link().set(eth.index, "eth0").up().apply().await?;
         Ok(peer_ns)
     }
 }

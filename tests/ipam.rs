@@ -289,19 +289,19 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         .require_link(net.device.as_deref().unwrap())
         .await
         .unwrap();
-    nl.add_veth_into(
-        "vethghost",
-        bridge.index,
-        1500,
-        berth::link_marks::PORT,
-        berth::netlink::VethPeer {
+    nl.link()
+        .veth("vethghost")
+        .master(bridge.index)
+        .mtu(1500)
+        .group(berth::link_marks::PORT)
+        .peer(berth::netlink::VethPeer {
             name: "eth0",
             mac: MacAddr::random(),
             netns: &ghost_ns,
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .add()
+        .await
+        .unwrap();
     let fw = berth::NftFirewall::new(sb.host().clone());
     let rules = berth::firewall::NetworkRules {
         name: "g".into(),

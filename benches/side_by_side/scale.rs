@@ -213,19 +213,19 @@ async fn veth_floor(w: &World, idx: u32, k: usize) -> Result<Vec<Duration>, Stri
     let mut out = Vec::new();
     for _ in 0..k {
         let t = Instant::now();
-        nl.add_veth_into(
-            "flr0",
-            bridge,
-            1500,
-            0,
-            berth::netlink::VethPeer {
+        nl.link()
+            .veth("flr0")
+            .master(bridge)
+            .mtu(1500)
+            .group(0)
+            .peer(berth::netlink::VethPeer {
                 name: "eth9",
                 mac,
                 netns: &c.netns,
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+            })
+            .add()
+            .await
+            .map_err(|e| e.to_string())?;
         out.push(t.elapsed());
         nl.delete_link("flr0").await.map_err(|e| e.to_string())?;
     }

@@ -149,7 +149,11 @@ impl VethFloor {
         let nl = Netlink::open(w.host()).await.map_err(|e| e.to_string())?;
         let mac: MacAddr = "02:00:00:00:f1:00".parse().map_err(|e| format!("{e}"))?;
         let br = nl
-            .add_bridge("floor0", mac, 1500)
+            .link()
+            .bridge("floor0")
+            .mac(mac)
+            .mtu(1500)
+            .add()
             .await
             .map_err(|e| e.to_string())?;
         let c = w.container(9_999).await?;
@@ -164,17 +168,17 @@ impl VethFloor {
     async fn delete_one(&self) -> Result<Duration, String> {
         let mac: MacAddr = "02:00:00:00:f1:01".parse().map_err(|e| format!("{e}"))?;
         self.nl
-            .add_veth_into(
-                "flv0",
-                self.bridge,
-                1500,
-                0,
-                berth::netlink::VethPeer {
-                    name: "eth9",
-                    mac,
-                    netns: &self.c.netns,
-                },
-            )
+            .link()
+            .veth("flv0")
+            .master(self.bridge)
+            .mtu(1500)
+            .group(0)
+            .peer(berth::netlink::VethPeer {
+                name: "eth9",
+                mac,
+                netns: &self.c.netns,
+            })
+            .add()
             .await
             .map_err(|e| e.to_string())?;
         let t = Instant::now();

@@ -13,12 +13,9 @@
 //!
 //! Best effort: a failure to send is logged, never fails the attach.
 
-use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::netlink::Netlink;
-use crate::netns::Netns;
+use crate::netlink::{Announcement, Frame, Netlink};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -27,7 +24,6 @@ const ETH_P_IPV6: u16 = 0x86dd;
 /// netns (`nl` is a handle there), whose addresses are `ipv4` / `ipv6`.
 pub async fn announce_interface(
     nl: &Netlink,
-    netns: &Netns,
     ifname: &str,
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
@@ -43,85 +39,46 @@ pub async fn announce_interface(
     else {
         return;
     };
-    announce(netns, link.index, mac, ipv4, ipv6).await;
+    announce(nl, link.index, mac, ipv4, ipv6).await;
 }
 
 /// Broadcasts the announcements for `ipv4` / `ipv6` on interface `index` (whose MAC is `mac`)
-/// of `netns`.
+/// of the netns of `nl` (the kernel sends them from a packet socket there: see
+/// [`crate::netlink::Kernel::announce`]).
 pub async fn announce(
-    netns: &Netns,
+    nl: &Netlink,
     index: u32,
     mac: [u8; 6],
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
 ) {
-    let mut frames = Vec::new();
-    if let Some(ip) = ipv4 {
-        frames.push(([0xff; 6], ETH_P_ARP, gratuitous_arp(mac, ip)));
-    }
-    if let Some(ip) = ipv6 {
-        let all_nodes = [0x33, 0x33, 0, 0, 0, 1];
-        frames.push((all_nodes, ETH_P_IPV6, unsolicited_na(mac, ip)));
-    }
+    let frames = frames(mac, ipv4, ipv6);
     if frames.is_empty() {
         return;
     }
-    let sent = netns
-        .enter(move || -> io::Result<()> {
-            let sock = packet_socket()?;
-            for (dst, proto, frame) in &frames {
-                send(&sock, index, *dst, *proto, frame)?;
-            }
-            Ok(())
-        })
-        .await;
-    match sent {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::debug!(target: "berth::driver", index, error = %e, "address announcement not sent")
-        }
-        Err(e) => {
-            tracing::debug!(target: "berth::driver", index, error = %e, "address announcement not sent")
-        }
+    if let Err(e) = nl.announce(Announcement { index, frames }).await {
+        tracing::debug!(target: "berth::driver", index, error = %e, "address announcement not sent")
     }
 }
 
-/// An `AF_PACKET` socket that only sends (protocol 0: it receives nothing).
-fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned by the OwnedFd on success.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+/// The frames announcing `ipv4` / `ipv6` from `mac`: a gratuitous ARP, an unsolicited NA.
+pub fn frames(mac: [u8; 6], ipv4: Option<Ipv4Addr>, ipv6: Option<Ipv6Addr>) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    if let Some(ip) = ipv4 {
+        frames.push(Frame {
+            dst: [0xff; 6],
+            ethertype: ETH_P_ARP,
+            payload: gratuitous_arp(mac, ip),
+        });
     }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Sends `payload` (the frame after the Ethernet header, which the kernel builds for a
-/// `SOCK_DGRAM` packet socket) to `dst` with EtherType `proto` on interface `index`.
-fn send(sock: &OwnedFd, index: u32, dst: [u8; 6], proto: u16, payload: &[u8]) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = proto.to_be();
-    addr.sll_ifindex = index as i32;
-    addr.sll_halen = 6;
-    addr.sll_addr[..6].copy_from_slice(&dst);
-    // SAFETY: the buffer and the address are valid for the lengths given.
-    let n = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            payload.as_ptr().cast(),
-            payload.len(),
-            0,
-            (&raw const addr).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
+    if let Some(ip) = ipv6 {
+        frames.push(Frame {
+            dst: [0x33, 0x33, 0, 0, 0, 1],
+            ethertype: ETH_P_IPV6,
+            payload: unsolicited_na(mac, ip),
+        });
     }
-    Ok(())
+    frames
 }
 
 /// An ARP request for `ip` from `ip` (RFC 5227's announcement).

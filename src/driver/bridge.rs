@@ -23,10 +23,9 @@ use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
 use crate::link_marks;
 use crate::mac::MacAddr;
-use crate::netlink::{Netlink, VethPeer};
+use crate::netlink::{Hairpin, Netlink, PortIsolation, VethPeer};
 use crate::network::{NetworkInfo, NetworkSpec};
 use crate::options::{BridgeOptions, DriverKind};
-use crate::sysctl;
 
 /// How long attach waits for the bridge to enable a new port before announcing the
 /// container's addresses (it takes microseconds to milliseconds; skipped past this).
@@ -171,7 +170,13 @@ impl NetworkDriver for BridgeDriver<'_> {
                     m => m,
                 };
                 (
-                    ctx.host.add_bridge(&name, MacAddr::random(), mtu).await?,
+                    ctx.host
+                        .link()
+                        .bridge(&name)
+                        .mac(MacAddr::random())
+                        .mtu(mtu)
+                        .add()
+                        .await?,
                     mtu,
                 )
             }
@@ -191,37 +196,34 @@ impl NetworkDriver for BridgeDriver<'_> {
             if self.0.anti_spoofing {
                 // Frames to IEEE link-local addresses are learned from before any netfilter
                 // hook: see `firewall::ruleset::spoof`.
-                ctx.host.set_bridge_no_linklocal_learn(&name).await?;
+                ctx.host.link().bridge_no_linklocal_learn(&name).await?;
             }
             if net.subnet6().is_some() {
                 // The bridge's own link-local and gateway addresses skip DAD too.
-                sysctl::write(
-                    ctx.host_netns,
-                    &format!("net/ipv6/conf/{name}/accept_dad"),
-                    "0",
-                )
-                .await?;
+                ctx.host
+                    .write_sysctl(&format!("net/ipv6/conf/{name}/accept_dad"), "0")
+                    .await?;
             }
             for s in &net.subnets {
                 if !present.contains(&s.gateway) {
                     ctx.host
-                        .add_address(link.index, &name, s.gateway, s.subnet.prefix_len())
+                        .address()
+                        .add(link.index, &name, s.gateway, s.subnet.prefix_len())
                         .await?;
                     added.push((s.gateway, s.subnet.prefix_len()));
                 }
             }
             if !net.internal {
-                sysctl::write(ctx.host_netns, "net/ipv4/ip_forward", "1").await?;
+                ctx.host.write_sysctl("net/ipv4/ip_forward", "1").await?;
                 // Lets DNATed packets from 127.0.0.1 (published ports reached via localhost)
                 // leave through the bridge; they are masqueraded in postrouting.
-                sysctl::write(
-                    ctx.host_netns,
-                    &format!("net/ipv4/conf/{name}/route_localnet"),
-                    "1",
-                )
-                .await?;
+                ctx.host
+                    .write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
+                    .await?;
                 if net.subnet6().is_some() {
-                    sysctl::write(ctx.host_netns, "net/ipv6/conf/all/forwarding", "1").await?;
+                    ctx.host
+                        .write_sysctl("net/ipv6/conf/all/forwarding", "1")
+                        .await?;
                 }
             }
             Ok::<_, Error>(())
@@ -230,7 +232,7 @@ impl NetworkDriver for BridgeDriver<'_> {
         if let Err(e) = configured {
             if adopted {
                 for (ip, len) in &added {
-                    let _ = ctx.host.del_address(link.index, &name, *ip, *len).await;
+                    let _ = ctx.host.address().del(link.index, &name, *ip, *len).await;
                 }
             } else {
                 let _ = ctx.host.delete_link(&name).await;
@@ -252,7 +254,7 @@ impl NetworkDriver for BridgeDriver<'_> {
         // The admin's bridge stays, with what it had; only what berth added goes.
         if let Some(l) = ctx.host.link_by_name(name).await? {
             for (ip, len) in added {
-                ctx.host.del_address(l.index, name, *ip, *len).await?;
+                ctx.host.address().del(l.index, name, *ip, *len).await?;
             }
         }
         Ok(())
@@ -273,21 +275,25 @@ impl NetworkDriver for BridgeDriver<'_> {
         // see `link_marks` and `firewall::ruleset::icc`.
         let link = ctx
             .host
-            .add_veth_into(
-                &host_if,
-                bridge.index,
-                net.mtu,
-                link_marks::port(self.0.icc, self.0.anti_spoofing),
-                VethPeer {
-                    name: ep.ifname,
-                    mac: ep.mac,
-                    netns: ep.netns,
-                },
-            )
+            .link()
+            .veth(&host_if)
+            .master(bridge.index)
+            .mtu(net.mtu)
+            .group(link_marks::port(self.0.icc, self.0.anti_spoofing))
+            .peer(VethPeer {
+                name: ep.ifname,
+                mac: ep.mac,
+                netns: ep.netns,
+            })
+            .add()
             .await?;
         let inside = async {
             ctx.host
-                .set_bridge_port(link.index, &host_if, true, false)
+                .link()
+                .bridge_port(link.index, &host_if)
+                .hairpin(Hairpin::On)
+                .isolation(PortIsolation::Open)
+                .apply()
                 .await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,
@@ -298,7 +304,7 @@ impl NetworkDriver for BridgeDriver<'_> {
                 routes: &ep.routes,
                 take_default: ep.take_default,
             };
-            container::configure_interface(nl, ep.netns, ep.ifname, cfg).await
+            container::configure_interface(nl, ep.ifname, cfg).await
         }
         .await;
         if let Err(e) = inside {
@@ -310,7 +316,7 @@ impl NetworkDriver for BridgeDriver<'_> {
         // for it (the kernel does it as soon as it sees the carrier; bounded all the same).
         if let Ok(true) = ctx.host.wait_oper_up(link.index, PORT_UP_WAIT).await {
             let (v4, v6) = (ep.ipv4.map(|n| n.addr()), ep.ipv6.map(|n| n.addr()));
-            announce::announce_interface(nl, ep.netns, ep.ifname, v4, v6).await;
+            announce::announce_interface(nl, ep.ifname, v4, v6).await;
         }
         Ok(EndpointResources {
             host_ifname: Some(host_if),

@@ -6,17 +6,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::Result;
-use crate::netlink::Netlink;
-use crate::netns::Netns;
+use crate::netlink::{Family, Netlink, RpFilter};
 use crate::route::RouteSpec;
-use crate::sysctl;
 
 /// `ip link set lo up` in the container netns; returns whether it was down (so a failed
 /// attach can put it back down: see [`loopback_down`]).
 pub async fn loopback_up(nl: &Netlink) -> Result<bool> {
     let lo = nl.require_link("lo").await?;
     if !lo.up {
-        nl.set_up(lo.index, "lo").await?;
+        nl.link().set(lo.index, "lo").up().apply().await?;
     }
     Ok(!lo.up)
 }
@@ -25,7 +23,7 @@ pub async fn loopback_up(nl: &Netlink) -> Result<bool> {
 pub async fn loopback_down(nl: &Netlink) -> Result<()> {
     let lo = nl.require_link("lo").await?;
     if lo.up {
-        nl.set_down(lo.index, "lo").await?;
+        nl.link().set(lo.index, "lo").down().apply().await?;
     }
     Ok(())
 }
@@ -80,28 +78,35 @@ pub struct InterfaceConfig<'a> {
 /// The caller announces the addresses once the link can carry them (see [`super::announce`]).
 pub async fn configure_interface(
     nl: &Netlink,
-    netns: &Netns,
     ifname: &str,
     cfg: InterfaceConfig<'_>,
 ) -> Result<()> {
     let link = nl.require_link(ifname).await?;
     if cfg.ipv6.is_some() {
-        sysctl::write(netns, &format!("net/ipv6/conf/{ifname}/accept_dad"), "0").await?;
+        nl.write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")
+            .await?;
     }
     if let Some(net) = cfg.ipv4 {
-        nl.add_address(link.index, ifname, IpAddr::V4(net.addr()), net.prefix_len())
+        nl.address()
+            .add(link.index, ifname, IpAddr::V4(net.addr()), net.prefix_len())
             .await?;
     }
     if let Some(net) = cfg.ipv6 {
-        nl.add_address(link.index, ifname, IpAddr::V6(net.addr()), net.prefix_len())
+        nl.address()
+            .add(link.index, ifname, IpAddr::V6(net.addr()), net.prefix_len())
             .await?;
     }
     if cfg.ipv4.is_some() {
         // Loose reverse-path filtering: on several networks, a packet may arrive on one
         // interface from a peer the default route points through another.
-        nl.set_up_with_rp_filter(link.index, ifname, 2).await?;
+        nl.link()
+            .set(link.index, ifname)
+            .up()
+            .rp_filter(RpFilter::Loose)
+            .apply()
+            .await?;
     } else {
-        nl.set_up(link.index, ifname).await?;
+        nl.link().set(link.index, ifname).up().apply().await?;
     }
     let keep_existing = |r: Result<()>| match r {
         Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
@@ -109,28 +114,42 @@ pub async fn configure_interface(
     };
     if let Some(gw) = cfg.gateway {
         if cfg.take_default.v4 {
-            nl.replace_default_route(IpAddr::V4(gw), link.index).await?;
+            nl.route()
+                .default_via(IpAddr::V4(gw))
+                .dev(link.index)
+                .replace()
+                .await?;
         } else {
-            keep_existing(nl.add_default_route_v4(gw).await)?;
+            keep_existing(nl.route().default_via(IpAddr::V4(gw)).add().await)?;
         }
     }
     if let Some(gw) = cfg.gateway6 {
         if cfg.take_default.v6 {
-            nl.replace_default_route(IpAddr::V6(gw), link.index).await?;
+            nl.route()
+                .default_via(IpAddr::V6(gw))
+                .dev(link.index)
+                .replace()
+                .await?;
         } else {
-            keep_existing(nl.add_default_route_v6(gw, link.index).await)?;
+            keep_existing(
+                nl.route()
+                    .default_via(IpAddr::V6(gw))
+                    .dev(link.index)
+                    .add()
+                    .await,
+            )?;
         }
     }
     if cfg.default_dev {
         if cfg.ipv4.is_some() {
-            keep_existing(nl.add_default_route_dev(link.index, false).await)?;
+            keep_existing(nl.route().default_dev(Family::V4, link.index).add().await)?;
         }
         if cfg.ipv6.is_some() {
-            keep_existing(nl.add_default_route_dev(link.index, true).await)?;
+            keep_existing(nl.route().default_dev(Family::V6, link.index).add().await)?;
         }
     }
     for r in cfg.routes {
-        nl.add_route(r, link.index).await?;
+        nl.route().spec(r, link.index).add().await?;
     }
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! itself, no gateway needed.
 
 use async_trait::async_trait;
-use rtnetlink::packet_route::link::{IpVlanFlags, IpVlanMode};
 
 use super::{
     DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, container,
@@ -12,8 +11,9 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::Result;
+use crate::netlink::ProbeKind;
 use crate::network::NetworkInfo;
-use crate::options::{DriverKind, IpvlanFlag, IpvlanMode, IpvlanOptions, Parent};
+use crate::options::{DriverKind, IpvlanMode, IpvlanOptions, Parent};
 
 /// See the module docs; bound to the network's options.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +43,7 @@ impl NetworkDriver for IpvlanDriver<'_> {
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
-        ctx.host.probe_ipvlan().await?;
+        ctx.host.probe(ProbeKind::Ipvlan).await?;
         let parent = lower::ensure_parent(ctx, net, &self.0.parent).await?;
         Ok(NetworkResources {
             mtu: lower::mtu(net, &parent),
@@ -69,18 +69,13 @@ impl NetworkDriver for IpvlanDriver<'_> {
             .await?;
         let nl = ep.container_nl;
         container::ensure_ifname_free(nl, ep.ifname).await?;
-        let mode = match o.mode {
-            IpvlanMode::L2 => IpVlanMode::L2,
-            IpvlanMode::L3 => IpVlanMode::L3,
-            IpvlanMode::L3s => IpVlanMode::L3S,
-        };
-        let flags = match o.flag {
-            IpvlanFlag::Bridge => IpVlanFlags::empty(),
-            IpvlanFlag::Private => IpVlanFlags::Private,
-            IpvlanFlag::Vepa => IpVlanFlags::Vepa,
-        };
         ctx.host
-            .add_ipvlan_into(ep.ifname, parent.index, mode, flags, ep.netns)
+            .link()
+            .ipvlan(ep.ifname, parent.index)
+            .mode(o.mode)
+            .flag(o.flag)
+            .netns(ep.netns)
+            .add()
             .await?;
         let routed = o.mode != IpvlanMode::L2;
         let inside = async {
@@ -94,7 +89,7 @@ impl NetworkDriver for IpvlanDriver<'_> {
                 routes: &ep.routes,
                 take_default: ep.take_default,
             };
-            container::configure_interface(nl, ep.netns, ep.ifname, cfg).await
+            container::configure_interface(nl, ep.ifname, cfg).await
         }
         .await;
         if let Err(e) = inside {

@@ -8,8 +8,8 @@
 
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
+use crate::netlink::LinkInfo;
 use crate::netlink::Netlink;
-use crate::netlink::link::LinkInfo;
 use crate::netns::Netns;
 use crate::network::NetworkInfo;
 use crate::options::Parent;
@@ -36,7 +36,7 @@ pub async fn ensure_parent(
             let name = dummy_name(net);
             return match ctx.host.link_by_name(&name).await? {
                 Some(l) => Ok(l),
-                None => ctx.host.add_dummy(&name, OWNED_ALIAS).await,
+                None => ctx.host.link().dummy(&name).alias(OWNED_ALIAS).add().await,
             };
         }
         Parent::Link(name) => (name.clone(), None),
@@ -55,7 +55,7 @@ pub async fn ensure_parent(
             ));
         }
         if !l.up {
-            ctx.host.set_up(l.index, &name).await?;
+            ctx.host.link().set(l.index, &name).up().apply().await?;
         }
         return Ok(l);
     }
@@ -69,7 +69,12 @@ pub async fn ensure_parent(
         .ok_or_else(|| Error::ParentNotFound {
             parent: base.clone(),
         })?;
-    ctx.host.add_vlan(&name, b.index, id, OWNED_ALIAS).await
+    ctx.host
+        .link()
+        .vlan(&name, b.index, id)
+        .alias(OWNED_ALIAS)
+        .add()
+        .await
 }
 
 /// Deletes the network's parent if berth made it and no other network uses it. `ctx.networks`

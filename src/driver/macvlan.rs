@@ -4,7 +4,6 @@
 //! optional host-side macvlan "shim" with an address of the subnet lets the host reach them.
 
 use async_trait::async_trait;
-use rtnetlink::packet_route::link::MacVlanMode;
 
 use super::{
     DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, container,
@@ -12,21 +11,13 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
+use crate::netlink::ProbeKind;
 use crate::network::NetworkInfo;
 use crate::options::{DriverKind, MacvlanMode, MacvlanOptions, Parent};
 
 /// See the module docs; bound to the network's options.
 #[derive(Debug, Clone, Copy)]
 pub struct MacvlanDriver<'a>(pub &'a MacvlanOptions);
-
-fn kernel_mode(m: MacvlanMode) -> MacVlanMode {
-    match m {
-        MacvlanMode::Bridge => MacVlanMode::Bridge,
-        MacvlanMode::Private => MacVlanMode::Private,
-        MacvlanMode::Vepa => MacVlanMode::Vepa,
-        MacvlanMode::Passthru => MacVlanMode::Passthrough,
-    }
-}
 
 /// The host-side shim of a network: `ms-` + 8 hex digits of the id.
 pub fn shim_name(net: &NetworkInfo) -> String {
@@ -57,7 +48,7 @@ impl NetworkDriver for MacvlanDriver<'_> {
         net: &NetworkInfo,
     ) -> Result<NetworkResources> {
         let o = self.0;
-        ctx.host.probe_macvlan().await?;
+        ctx.host.probe(ProbeKind::Macvlan).await?;
         let parent = lower::ensure_parent(ctx, net, &o.parent).await?;
         let shim = async {
             if let Some(ip) = o.host_shim {
@@ -77,10 +68,15 @@ impl NetworkDriver for MacvlanDriver<'_> {
                 let name = shim_name(net);
                 let l = ctx
                     .host
-                    .add_macvlan(&name, parent.index, MacVlanMode::Bridge, lower::OWNED_ALIAS)
+                    .link()
+                    .macvlan_shim(&name, parent.index)
+                    .mode(MacvlanMode::Bridge)
+                    .alias(lower::OWNED_ALIAS)
+                    .add()
                     .await?;
                 ctx.host
-                    .add_address(l.index, &name, ip, subnet.subnet.prefix_len())
+                    .address()
+                    .add(l.index, &name, ip, subnet.subnet.prefix_len())
                     .await?;
             }
             Ok::<_, Error>(())
@@ -119,13 +115,12 @@ impl NetworkDriver for MacvlanDriver<'_> {
         let nl = ep.container_nl;
         container::ensure_ifname_free(nl, ep.ifname).await?;
         ctx.host
-            .add_macvlan_into(
-                ep.ifname,
-                parent.index,
-                kernel_mode(o.mode),
-                ep.mac,
-                ep.netns,
-            )
+            .link()
+            .macvlan(ep.ifname, parent.index)
+            .mode(o.mode)
+            .mac(ep.mac)
+            .netns(ep.netns)
+            .add()
             .await?;
         let inside = async {
             let cfg = container::InterfaceConfig {
@@ -137,7 +132,7 @@ impl NetworkDriver for MacvlanDriver<'_> {
                 routes: &ep.routes,
                 take_default: ep.take_default,
             };
-            container::configure_interface(nl, ep.netns, ep.ifname, cfg).await
+            container::configure_interface(nl, ep.ifname, cfg).await
         }
         .await;
         // With a shim, a host route to each container through it: more specific than any route
@@ -151,7 +146,7 @@ impl NetworkDriver for MacvlanDriver<'_> {
                     .into_iter()
                     .chain(ep.ipv6.map(|n| n.addr().into()))
                 {
-                    ctx.host.add_host_route(ip, shim.index).await?;
+                    ctx.host.route().host(ip, shim.index).add().await?;
                 }
             }
             Ok::<_, Error>(())
@@ -169,7 +164,7 @@ impl NetworkDriver for MacvlanDriver<'_> {
                     .into_iter()
                     .chain(ep.ipv6.map(|n| n.addr().into()))
                 {
-                    let _ = ctx.host.del_host_route(ip, shim.index).await;
+                    let _ = ctx.host.route().host(ip, shim.index).del().await;
                 }
             }
             return Err(e);
@@ -188,7 +183,7 @@ impl NetworkDriver for MacvlanDriver<'_> {
     ) -> Result<()> {
         if let Some(shim) = ctx.host.link_by_name(&shim_name(net)).await? {
             for ip in att.ip().into_iter().chain(att.ip6()) {
-                ctx.host.del_host_route(ip, shim.index).await?;
+                ctx.host.route().host(ip, shim.index).del().await?;
             }
         }
         lower::delete_in_container(att).await

@@ -77,7 +77,11 @@ impl Host {
             let Some(link) = nl.link_by_name(&a.ifname).await? else {
                 continue;
             };
-            nl.replace_default_route(gateway, link.index).await?;
+            nl.route()
+                .default_via(gateway)
+                .dev(link.index)
+                .replace()
+                .await?;
         }
         Ok(())
     }

@@ -1,60 +1,184 @@
-//! rtnetlink access, one handle per network namespace.
+//! Kernel access, one handle per network namespace.
 //!
-//! [`Netlink::open`] creates the route-netlink socket on a dedicated thread that entered the
-//! target namespace (the socket stays bound to it), registers it with the caller's tokio runtime,
-//! and spawns the connection task there. The handle is then used from any task. Typed operations
-//! live in one file per object kind ([`link`], [`addr`], [`route`], [`neigh`]); each maps the kernel's errno
-//! into [`crate::Error`] with the operation and interface name.
+//! - [`kernel`]: the [`Kernel`] trait (what berth asks of one netns's kernel, as request values
+//!   in berth's own types), its request and answer types, and [`KernelOpener`].
+//! - [`rt`]: [`RtKernel`], the real one over rtnetlink (plus `/proc/sys` and a packet socket).
+//! - [`fake`]: [`fake::FakeNet`], a recording in-memory fake for tests without root.
+//! - [`builders`]: the request builders of [`Netlink`] (`nl.link().veth(…)…add()`).
+//!
+//! [`Netlink`] is a cheap clonable handle over an `Arc<dyn Kernel>`. [`Netlink::open`] opens the
+//! real kernel of a netns: the route-netlink socket is created on a dedicated thread that entered
+//! the target namespace (the socket stays bound to it), registered with the caller's tokio
+//! runtime, and its connection task spawned there; the handle is then used from any task.
 
-pub mod addr;
-pub mod link;
-pub mod neigh;
-pub mod route;
-pub use link::VethPeer;
+pub mod builders;
+pub mod fake;
+pub mod kernel;
+pub mod rt;
 
-use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+
+pub use builders::{AddressOps, LinkOps, RouteOps, VethPeer};
+pub use kernel::{
+    Announcement, Family, Frame, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn, LinkRef,
+    LinkState, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest, RpFilter,
+};
+pub use rt::RtKernel;
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 
-/// A route-netlink handle bound to one network namespace.
+/// A handle on the kernel of one network namespace (real or fake).
 #[derive(Clone, Debug)]
 pub struct Netlink {
-    pub(crate) handle: rtnetlink::Handle,
-    netns: Netns,
+    kernel: Arc<dyn Kernel>,
 }
 
 impl Netlink {
-    /// Opens a handle inside `netns`. Must be called within a tokio runtime.
+    /// Opens a handle on the real kernel inside `netns`. Must be called within a tokio runtime.
     pub async fn open(netns: &Netns) -> Result<Self> {
-        let rt = tokio::runtime::Handle::current();
-        let (conn, handle) = netns
-            .enter(move || {
-                let _enter = rt.enter();
-                rtnetlink::new_connection().map(|(conn, handle, _)| (conn, handle))
-            })
-            .await?
-            .map_err(|e| Error::netlink("open socket", "rtnetlink", e))?;
-        tokio::spawn(conn);
-        Ok(Netlink {
-            handle,
-            netns: netns.clone(),
+        Ok(Self::from_kernel(Arc::new(RtKernel::open(netns).await?)))
+    }
+
+    /// A handle over any [`Kernel`].
+    pub fn from_kernel(kernel: Arc<dyn Kernel>) -> Self {
+        Netlink { kernel }
+    }
+
+    /// The kernel behind the handle.
+    pub fn kernel(&self) -> &Arc<dyn Kernel> {
+        &self.kernel
+    }
+
+    /// Links: create (`nl.link().bridge(…)…add()`), change (`nl.link().set(…)…apply()`).
+    pub fn link(&self) -> LinkOps<'_> {
+        LinkOps::new(self)
+    }
+
+    /// Addresses (`nl.address().add(…)`).
+    pub fn address(&self) -> AddressOps<'_> {
+        AddressOps::new(self)
+    }
+
+    /// Routes (`nl.route().default_via(gw).dev(i).replace()`).
+    pub fn route(&self) -> RouteOps<'_> {
+        RouteOps::new(self)
+    }
+
+    /// `ip link show NAME`; `None` when there is no such link.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>> {
+        self.kernel.link(LinkRef::Name(name.to_string())).await
+    }
+
+    /// `ip link show` by index; `None` when there is no such link.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>> {
+        self.kernel.link(LinkRef::Index(index)).await
+    }
+
+    /// Like [`Netlink::link_by_name`], but a missing link is an error naming it.
+    pub async fn require_link(&self, name: &str) -> Result<LinkInfo> {
+        self.link_by_name(name).await?.ok_or_else(|| {
+            Error::netlink(
+                "get link",
+                name,
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )
         })
     }
-}
 
-/// The errno of an rtnetlink error as an `io::Error` (ENOENT … ), or a generic one.
-pub(crate) fn to_io(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(msg) => match msg.code {
-            Some(code) => io::Error::from_raw_os_error(-code.get()),
-            None => io::Error::other("netlink ack without error"),
-        },
-        other => io::Error::other(other.to_string()),
+    /// Every link (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<LinkInfo>> {
+        self.kernel.links().await
+    }
+
+    /// `ip link del NAME`. Returns `false` when it did not exist (idempotent); returns once
+    /// the link has left the netns (see [`RtKernel`]'s `delete_link`).
+    pub async fn delete_link(&self, name: &str) -> Result<bool> {
+        self.kernel.delete_link(name).await
+    }
+
+    /// Waits until link `index` is operationally up, at most `limit`; returns whether it is.
+    pub async fn wait_oper_up(&self, index: u32, limit: Duration) -> Result<bool> {
+        self.kernel.wait_oper_up(index, limit).await
+    }
+
+    /// Addresses `(ifindex, address, prefix)` on link `index` (`ip address show dev …`), or on
+    /// every link when `None`.
+    pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>> {
+        self.kernel.addresses(index).await
+    }
+
+    /// `ip neigh del ADDR dev (index)`: forgets the link-layer address cached for `addr` on
+    /// link `index` (named `name`). Returns whether there was an entry.
+    pub async fn del_neighbour(&self, index: u32, name: &str, addr: IpAddr) -> Result<bool> {
+        self.kernel
+            .del_neighbour(kernel::NeighbourRequest {
+                index,
+                name: name.to_string(),
+                addr,
+            })
+            .await
+    }
+
+    /// Whether the kernel has link kind `kind` (see [`Kernel::probe_kind`]).
+    pub async fn probe(&self, kind: ProbeKind) -> Result<()> {
+        self.kernel.probe_kind(kind).await
+    }
+
+    /// Writes `value` to `/proc/sys/KEY` of this netns (`key` with slashes, under `net/`):
+    /// `ip netns exec NS sysctl -w KEY=VALUE`.
+    pub async fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.kernel.write_sysctl(key, value).await
+    }
+
+    /// Broadcasts link-layer frames from one interface of this netns.
+    pub async fn announce(&self, req: Announcement) -> Result<()> {
+        self.kernel.announce(req).await
+    }
+
+    /// The output interface of the IPv4 default route, if there is one.
+    pub async fn default_route_oif_v4(&self) -> Result<Option<u32>> {
+        Ok(self
+            .kernel
+            .routes()
+            .await?
+            .into_iter()
+            .filter(|r| r.prefix_len == 0 && r.family == Family::V4)
+            .find_map(|r| r.oif))
+    }
+
+    /// Destinations of on-link routes (no gateway, not default) in the main table, both
+    /// families (`ip route show scope link`), without loopback, link-local and multicast ones.
+    pub async fn onlink_routes(&self) -> Result<Vec<IpNet>> {
+        let mut out = Vec::new();
+        for r in self.kernel.routes().await? {
+            if r.prefix_len == 0 || r.table != kernel::RT_TABLE_MAIN || r.has_gateway {
+                continue;
+            }
+            if let Some(d) = r.dst
+                && let Ok(n) = IpNet::new(d, r.prefix_len)
+                && !d.is_loopback()
+                && !matches!(d, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 || v6.segments()[0] & 0xff00 == 0xff00)
+            {
+                out.push(n.trunc());
+            }
+        }
+        Ok(out)
     }
 }
 
-/// Whether an rtnetlink error carries `errno`.
-pub(crate) fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.map(|c| -c.get()) == Some(errno))
+/// Opens real handles ([`Netlink::open`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RtOpener;
+
+#[async_trait]
+impl KernelOpener for RtOpener {
+    async fn open(&self, ns: &Netns) -> Result<Netlink> {
+        Netlink::open(ns).await
+    }
 }

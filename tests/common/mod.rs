@@ -51,7 +51,7 @@ pub async fn setup(label: &str) -> Option<(Sandbox, Netns, Host)> {
 }
 
 /// Creates the network `spec`; panics on failure.
-pub async fn network(host: &Host, spec: berth::NetworkSpec) -> berth::NetworkInfo {
+pub async fn network(host: &Host, spec: impl Into<berth::NetworkSpec>) -> berth::NetworkInfo {
     host.create_network(spec).await.expect("create network")
 }
 

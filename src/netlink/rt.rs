@@ -1,0 +1,871 @@
+//! [`RtKernel`]: the real [`Kernel`], over a route-netlink socket bound to one network namespace,
+//! `/proc/sys` written from a thread inside it, and an `AF_PACKET` socket for announcements.
+//!
+//! Each operation maps the kernel's errno into [`crate::Error`] with the operation and
+//! interface name.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, IpVlanFlags, IpVlanMode,
+    LinkAttribute, LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::{
+    LinkBridge, LinkBridgePort, LinkDummy, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec,
+    LinkVeth, LinkVlan, RouteMessageBuilder,
+};
+
+use super::kernel::*;
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+use crate::options::{IpvlanFlag, IpvlanMode, MacvlanMode};
+
+/// The real kernel of one network namespace.
+#[derive(Clone, Debug)]
+pub struct RtKernel {
+    handle: rtnetlink::Handle,
+    netns: Netns,
+}
+
+impl RtKernel {
+    /// Opens the route-netlink socket inside `netns`: created on a dedicated thread that entered
+    /// the namespace (the socket stays bound to it), registered with the caller's tokio runtime,
+    /// its connection task spawned there. Must be called within a tokio runtime.
+    pub async fn open(netns: &Netns) -> Result<Self> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle) = netns
+            .enter(move || {
+                let _enter = rt.enter();
+                rtnetlink::new_connection().map(|(conn, handle, _)| (conn, handle))
+            })
+            .await?
+            .map_err(|e| Error::netlink("open socket", "rtnetlink", e))?;
+        tokio::spawn(conn);
+        Ok(RtKernel {
+            handle,
+            netns: netns.clone(),
+        })
+    }
+}
+
+/// The errno of an rtnetlink error as an `io::Error` (ENOENT … ), or a generic one.
+fn to_io(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => match msg.code {
+            Some(code) => io::Error::from_raw_os_error(-code.get()),
+            None => io::Error::other("netlink ack without error"),
+        },
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Whether an rtnetlink error carries `errno`.
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.map(|c| -c.get()) == Some(errno))
+}
+
+fn info(msg: LinkMessage) -> LinkInfo {
+    use rtnetlink::packet_route::link::{InfoKind, LinkFlags, LinkLayerType, State};
+    let mut l = LinkInfo {
+        index: msg.header.index,
+        name: String::new(),
+        mtu: None,
+        controller: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        oper_up: false,
+        mac: None,
+        alias: None,
+        is_bridge: false,
+        group: 0,
+        is_loopback: msg.header.link_layer_type == LinkLayerType::Loopback,
+        is_ether: msg.header.link_layer_type == LinkLayerType::Ether,
+    };
+    for a in msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n,
+            LinkAttribute::Mtu(m) => l.mtu = Some(m),
+            LinkAttribute::Controller(c) => l.controller = Some(c),
+            LinkAttribute::Address(a) => l.mac = Some(a),
+            LinkAttribute::IfAlias(a) => l.alias = Some(a),
+            LinkAttribute::Group(g) => l.group = g,
+            LinkAttribute::OperState(st) => l.oper_up = st == State::Up,
+            LinkAttribute::LinkInfo(infos) => {
+                l.is_bridge |= infos.iter().any(|i| {
+                    matches!(
+                        i,
+                        rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Bridge)
+                    )
+                });
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+/// Link creation failing with EOPNOTSUPP means the kernel lacks the kind.
+fn add_err(kind: &'static str, name: &str, e: rtnetlink::Error) -> Error {
+    if is_errno(&e, libc::EOPNOTSUPP) {
+        return Error::Unsupported {
+            what: format!("link kind {kind}"),
+            source: to_io(e),
+        };
+    }
+    Error::netlink("add link", name, to_io(e))
+}
+
+fn macvlan_mode(m: MacvlanMode) -> MacVlanMode {
+    match m {
+        MacvlanMode::Bridge => MacVlanMode::Bridge,
+        MacvlanMode::Private => MacVlanMode::Private,
+        MacvlanMode::Vepa => MacVlanMode::Vepa,
+        MacvlanMode::Passthru => MacVlanMode::Passthrough,
+    }
+}
+
+fn ipvlan_mode(m: IpvlanMode) -> IpVlanMode {
+    match m {
+        IpvlanMode::L2 => IpVlanMode::L2,
+        IpvlanMode::L3 => IpVlanMode::L3,
+        IpvlanMode::L3s => IpVlanMode::L3S,
+    }
+}
+
+fn ipvlan_flags(f: IpvlanFlag) -> IpVlanFlags {
+    match f {
+        IpvlanFlag::Bridge => IpVlanFlags::empty(),
+        IpvlanFlag::Private => IpVlanFlags::Private,
+        IpvlanFlag::Vepa => IpVlanFlags::Vepa,
+    }
+}
+
+impl RtKernel {
+    async fn get_link(&self, by: &LinkRef) -> Result<Option<LinkInfo>> {
+        let req = self.handle.link().get();
+        let (mut s, what) = match by {
+            LinkRef::Name(n) => (req.match_name(n.clone()).execute(), n.clone()),
+            LinkRef::Index(i) => (req.match_index(*i).execute(), i.to_string()),
+        };
+        match s.try_next().await {
+            Ok(m) => Ok(m.map(info)),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(Error::netlink("get link", what, to_io(e))),
+        }
+    }
+
+    async fn require(&self, name: &str) -> Result<LinkInfo> {
+        self.get_link(&LinkRef::Name(name.to_string()))
+            .await?
+            .ok_or_else(|| {
+                Error::netlink("get link", name, io::Error::from_raw_os_error(libc::ENODEV))
+            })
+    }
+
+    /// A link of `kind` created in this netns, or born inside another one.
+    async fn create(&self, kind: &'static str, msg: LinkMessage, name: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| add_err(kind, name, e))
+    }
+
+    /// `ip link set dev NAME alias ALIAS` (the kernel ignores IFLA_IFALIAS in a create request);
+    /// on failure the new link is deleted again. Returns the link.
+    async fn set_alias_after_create(&self, name: &str, alias: &str) -> Result<LinkInfo> {
+        let l = self.require(name).await?;
+        let set = self
+            .handle
+            .link()
+            .set(LinkUnspec::new_with_index(l.index).alias(alias).build())
+            .execute()
+            .await;
+        if let Err(e) = set {
+            let _ = self.delete_link(name).await;
+            return Err(Error::netlink("set alias", name, to_io(e)));
+        }
+        self.require(name).await
+    }
+
+    /// See [`VethRequest`] for the order of things.
+    async fn add_veth(&self, v: VethRequest) -> Result<LinkInfo> {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(v.peer_name.clone());
+        if let Some(mac) = v.peer_mac {
+            peer = peer.address(mac.octets().to_vec());
+        }
+        if let Some(mtu) = v.mtu {
+            peer = peer.mtu(mtu);
+        }
+        let peer = peer.setns_by_fd(v.peer_netns.as_raw_fd()).build();
+        let mut msg = LinkVeth::new(&v.name, &v.peer_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+        if let Some(mtu) = v.mtu {
+            msg = msg.mtu(mtu);
+        }
+        if let Some(master) = v.master {
+            msg = msg.controller(master);
+        }
+        if let Some(group) = v.group {
+            msg = msg.link_group(group);
+        }
+        if v.master.is_none() {
+            msg = msg.up();
+        }
+        self.create("veth", msg.build(), &v.name).await?;
+        let link = self.require(&v.name).await?;
+        if v.master.is_none() {
+            return Ok(link);
+        }
+        let host = &v.name;
+        let up = async {
+            let key = format!("net/ipv6/conf/{host}/disable_ipv6");
+            crate::sysctl::write(&self.netns, &key, "1").await?;
+            self.set_link(LinkChange::Set(SetLink {
+                index: link.index,
+                name: host.clone(),
+                state: Some(LinkState::Up),
+                rp_filter: None,
+                group: None,
+                alias: None,
+            }))
+            .await
+        };
+        if let Err(e) = up.await {
+            let _ = self.delete_link(host).await;
+            return Err(e);
+        }
+        Ok(LinkInfo { up: true, ..link })
+    }
+
+    /// Resolves once no link has `index` (polled; a lookup by index takes no rtnl lock).
+    async fn until_gone(&self, index: u32) {
+        loop {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            if let Ok(None) = self.get_link(&LinkRef::Index(index)).await {
+                return;
+            }
+        }
+    }
+
+    fn route_message(req: &RouteRequest) -> RouteMessage {
+        match req {
+            RouteRequest::DefaultVia { gateway, dev } => match gateway {
+                IpAddr::V4(g) => {
+                    let mut b = RouteMessageBuilder::<Ipv4Addr>::new().gateway(*g);
+                    if let Some(i) = dev {
+                        b = b.output_interface(*i);
+                    }
+                    b.build()
+                }
+                IpAddr::V6(g) => {
+                    let mut b = RouteMessageBuilder::<Ipv6Addr>::new().gateway(*g);
+                    if let Some(i) = dev {
+                        b = b.output_interface(*i);
+                    }
+                    b.build()
+                }
+            },
+            RouteRequest::DefaultDev { family, dev } => match family {
+                Family::V6 => RouteMessageBuilder::<Ipv6Addr>::new()
+                    .output_interface(*dev)
+                    .build(),
+                Family::V4 => RouteMessageBuilder::<Ipv4Addr>::new()
+                    .output_interface(*dev)
+                    .build(),
+            },
+            RouteRequest::Host { addr, dev } => match addr {
+                IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(*a, 32)
+                    .output_interface(*dev)
+                    .scope(rtnetlink::packet_route::route::RouteScope::Link)
+                    .build(),
+                IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(*a, 128)
+                    .output_interface(*dev)
+                    .build(),
+            },
+            RouteRequest::Spec { spec: r, dev } => {
+                let mut msg = match (r.dst, r.via) {
+                    (IpNet::V4(d), via) => {
+                        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+                            .destination_prefix(d.addr(), d.prefix_len())
+                            .output_interface(*dev);
+                        if let Some(IpAddr::V4(g)) = via {
+                            b = b.gateway(g);
+                        }
+                        b.build()
+                    }
+                    (IpNet::V6(d), via) => {
+                        let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                            .destination_prefix(d.addr(), d.prefix_len())
+                            .output_interface(*dev);
+                        if let Some(IpAddr::V6(g)) = via {
+                            b = b.gateway(g);
+                        }
+                        b.build()
+                    }
+                };
+                if let Some(m) = r.metric {
+                    msg.attributes.push(RouteAttribute::Priority(m));
+                }
+                msg
+            }
+        }
+    }
+}
+
+/// The operation and object named in a route error.
+fn route_what(op: RouteOp, req: &RouteRequest) -> (&'static str, String) {
+    let verb = match op {
+        RouteOp::Add => "add",
+        RouteOp::Replace => "replace",
+        RouteOp::Delete => "delete",
+    };
+    match req {
+        RouteRequest::DefaultVia { gateway, .. } => (
+            match op {
+                RouteOp::Add => "add default route",
+                RouteOp::Replace => "replace default route",
+                RouteOp::Delete => "delete default route",
+            },
+            format!("via {gateway}"),
+        ),
+        RouteRequest::DefaultDev { dev, .. } => (
+            match op {
+                RouteOp::Add => "add default route",
+                RouteOp::Replace => "replace default route",
+                RouteOp::Delete => "delete default route",
+            },
+            format!("dev {dev}"),
+        ),
+        RouteRequest::Host { addr, dev } => (route_verb(verb), format!("{addr} dev {dev}")),
+        RouteRequest::Spec { spec, .. } => (route_verb(verb), spec.to_string()),
+    }
+}
+
+fn route_verb(verb: &str) -> &'static str {
+    match verb {
+        "add" => "add route",
+        "replace" => "replace route",
+        _ => "delete route",
+    }
+}
+
+#[async_trait]
+impl Kernel for RtKernel {
+    async fn add_link(&self, req: LinkRequest) -> Result<Option<LinkInfo>> {
+        match req {
+            LinkRequest::Bridge { name, mac, mtu } => {
+                let msg = LinkBridge::new(&name)
+                    .address(mac.octets().to_vec())
+                    .mtu(mtu)
+                    .link_group(crate::link_marks::BRIDGE)
+                    .up()
+                    .build();
+                self.create("bridge", msg, &name).await?;
+                self.require(&name).await.map(Some)
+            }
+            LinkRequest::Veth(v) => self.add_veth(v).await.map(Some),
+            LinkRequest::MacvlanInto {
+                name,
+                parent,
+                mode,
+                mac,
+                netns,
+            } => {
+                let msg = LinkMacVlan::new(&name, parent, macvlan_mode(mode))
+                    .address(mac.octets().to_vec())
+                    .setns_by_fd(netns.as_raw_fd())
+                    .build();
+                self.create("macvlan", msg, &name).await.map(|()| None)
+            }
+            LinkRequest::IpvlanInto {
+                name,
+                parent,
+                mode,
+                flag,
+                netns,
+            } => {
+                let msg = LinkIpVlan::new(&name, parent, ipvlan_mode(mode))
+                    .flag(ipvlan_flags(flag))
+                    .setns_by_fd(netns.as_raw_fd())
+                    .build();
+                self.create("ipvlan", msg, &name).await.map(|()| None)
+            }
+            LinkRequest::MacvlanShim {
+                name,
+                parent,
+                mode,
+                alias,
+            } => {
+                let msg = LinkMacVlan::new(&name, parent, macvlan_mode(mode))
+                    .link_group(crate::link_marks::LOWER)
+                    .up()
+                    .build();
+                self.create("macvlan", msg, &name).await?;
+                self.set_alias_after_create(&name, &alias).await.map(Some)
+            }
+            LinkRequest::Vlan {
+                name,
+                base,
+                id,
+                alias,
+            } => {
+                let msg = LinkVlan::new(&name, base, id)
+                    .link_group(crate::link_marks::LOWER)
+                    .up()
+                    .build();
+                self.create("vlan (802.1q)", msg, &name).await?;
+                self.set_alias_after_create(&name, &alias).await.map(Some)
+            }
+            LinkRequest::Dummy { name, alias } => {
+                let msg = LinkDummy::new(&name)
+                    .link_group(crate::link_marks::LOWER)
+                    .up()
+                    .build();
+                self.create("dummy", msg, &name).await?;
+                self.set_alias_after_create(&name, &alias).await.map(Some)
+            }
+        }
+    }
+
+    async fn set_link(&self, change: LinkChange) -> Result<()> {
+        match change {
+            LinkChange::Set(s) => {
+                let mut b = LinkUnspec::new_with_index(s.index);
+                let mut op = "set link";
+                match s.state {
+                    Some(LinkState::Up) => {
+                        b = b.up();
+                        op = "set link up";
+                    }
+                    Some(LinkState::Down) => {
+                        b = b.down();
+                        op = "set link down";
+                    }
+                    None => {}
+                }
+                if let Some(mode) = s.rp_filter {
+                    // net.ipv4.conf.NAME.rp_filter in the same request (IFLA_AF_SPEC /
+                    // IFLA_INET_CONF): no thread entering the netns to write /proc/sys.
+                    let mut conf = InetDevConf::default();
+                    conf.rp_filter = mode.value();
+                    b = b.append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![
+                        AfSpecUnspec::Inet(vec![AfSpecInet::DevConfRequest(conf)]),
+                    ]));
+                }
+                if let Some(alias) = &s.alias {
+                    b = b.alias(alias);
+                    op = "set alias";
+                }
+                let mut msg = b.build();
+                if let Some(g) = s.group {
+                    msg.attributes.push(LinkAttribute::Group(g));
+                    if s.state.is_none() && s.alias.is_none() {
+                        op = "set link group";
+                    }
+                }
+                self.handle
+                    .link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| Error::netlink(op, &s.name, to_io(e)))
+            }
+            LinkChange::BridgePort {
+                index,
+                name,
+                hairpin,
+                isolation,
+            } => self
+                .handle
+                .link()
+                .set_port(
+                    LinkBridgePort::new(index)
+                        .hairpin(hairpin == Hairpin::On)
+                        .isolated(isolation == PortIsolation::Isolated)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| Error::netlink("set bridge port flags", &name, to_io(e))),
+            LinkChange::Bridge {
+                name,
+                linklocal_learn,
+            } => {
+                use rtnetlink::packet_route::link::{
+                    BridgeBooleanOptionFlags, BridgeBooleanOptions, InfoBridge,
+                };
+                let flag = BridgeBooleanOptionFlags::NoLinkLocalLearn;
+                let value = match linklocal_learn {
+                    LinkLocalLearn::Off => flag,
+                    LinkLocalLearn::On => BridgeBooleanOptionFlags::empty(),
+                };
+                let msg = LinkBridge::new(&name)
+                    .append_info_data(InfoBridge::MultiBoolOpt(BridgeBooleanOptions {
+                        value,
+                        mask: flag,
+                    }))
+                    .build();
+                self.handle
+                    .link()
+                    .change(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| Error::netlink("set bridge no_linklocal_learn", &name, to_io(e)))
+            }
+        }
+    }
+
+    /// Returns as soon as the link has left the netns (its name and index are free, and so are
+    /// a veth peer's), not when the kernel acknowledges the request: unregistering a device ends
+    /// with an RCU barrier after the kernel has released the rtnl lock (~20 ms here, whatever
+    /// the API), and the acknowledgement waits for it. So the request is sent from a thread of
+    /// its own, which sits out that wait in the background, while this polls for the link to
+    /// disappear; an error the kernel reports first is returned. A process may exit meanwhile:
+    /// the kernel finishes the deletion regardless.
+    async fn delete_link(&self, name: &str) -> Result<bool> {
+        let Some(l) = self.get_link(&LinkRef::Name(name.to_string())).await? else {
+            return Ok(false);
+        };
+        let index = l.index;
+        let request = self.netns.spawn(move || del_link_blocking(index));
+        tokio::pin!(request);
+        tokio::select! {
+            r = &mut request => match r? {
+                Ok(()) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+                Err(e) => Err(Error::netlink("delete link", name, e)),
+            },
+            () = self.until_gone(index) => Ok(true),
+        }
+    }
+
+    async fn link(&self, by: LinkRef) -> Result<Option<LinkInfo>> {
+        self.get_link(&by).await
+    }
+
+    async fn links(&self) -> Result<Vec<LinkInfo>> {
+        let s = self.handle.link().get().execute();
+        s.map_ok(info)
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("list links", "", to_io(e)))
+    }
+
+    async fn wait_oper_up(&self, index: u32, limit: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self
+                .get_link(&LinkRef::Index(index))
+                .await?
+                .is_some_and(|l| l.oper_up)
+            {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// IPv6 addresses get `nodad` (DAD stalls container start-up for seconds).
+    async fn add_address(&self, r: AddressRequest) -> Result<()> {
+        let mut req = self.handle.address().add(r.index, r.addr, r.prefix);
+        if r.addr.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute().await.map_err(|e| {
+            Error::netlink(
+                "add address",
+                format!("{}/{} on {}", r.addr, r.prefix, r.name),
+                to_io(e),
+            )
+        })
+    }
+
+    async fn del_address(&self, r: AddressRequest) -> Result<()> {
+        let mut req = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(r.index)
+            .execute();
+        while let Some(m) = req
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink("list addresses", &r.name, to_io(e)))?
+        {
+            let hit = m.header.prefix_len == r.prefix
+                && m.attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == r.addr));
+            if hit {
+                return self.handle.address().del(m).execute().await.map_err(|e| {
+                    Error::netlink(
+                        "delete address",
+                        format!("{}/{} on {}", r.addr, r.prefix, r.name),
+                        to_io(e),
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn addresses(&self, index: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>> {
+        let mut req = self.handle.address().get();
+        if let Some(i) = index {
+            req = req.set_link_index_filter(i);
+        }
+        let msgs: Vec<_> = req
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("list addresses", "", to_io(e)))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            for a in &m.attributes {
+                if let AddressAttribute::Address(ip) = a {
+                    out.push((m.header.index, *ip, m.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn route(&self, op: RouteOp, req: RouteRequest) -> Result<()> {
+        let msg = Self::route_message(&req);
+        let res = match op {
+            RouteOp::Add => self.handle.route().add(msg).execute().await,
+            RouteOp::Replace => self.handle.route().add(msg).replace().execute().await,
+            RouteOp::Delete => self.handle.route().del(msg).execute().await,
+        };
+        match res {
+            Ok(()) => Ok(()),
+            Err(e)
+                if op == RouteOp::Delete
+                    && (is_errno(&e, libc::ESRCH) || is_errno(&e, libc::ENOENT)) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                let (what, obj) = route_what(op, &req);
+                Err(Error::netlink(what, obj, to_io(e)))
+            }
+        }
+    }
+
+    async fn routes(&self) -> Result<Vec<RouteInfo>> {
+        let mut all = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let v: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(msg)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::netlink("list routes", "", to_io(e)))?;
+            for r in v {
+                let family = if r.header.address_family == AddressFamily::Inet6 {
+                    Family::V6
+                } else {
+                    Family::V4
+                };
+                let mut info = RouteInfo {
+                    family,
+                    dst: None,
+                    prefix_len: r.header.destination_prefix_length,
+                    has_gateway: false,
+                    gateway: None,
+                    oif: None,
+                    table: u32::from(r.header.table),
+                };
+                for a in &r.attributes {
+                    match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                            info.dst = Some(IpAddr::V4(*ip))
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                            info.dst = Some(IpAddr::V6(*ip))
+                        }
+                        RouteAttribute::Gateway(g) => {
+                            info.has_gateway = true;
+                            info.gateway = match g {
+                                RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+                                RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+                                _ => None,
+                            };
+                        }
+                        RouteAttribute::Via(_) => info.has_gateway = true,
+                        RouteAttribute::Oif(i) => {
+                            info.oif.get_or_insert(*i);
+                        }
+                        RouteAttribute::Table(t) => info.table = *t,
+                        _ => {}
+                    }
+                }
+                all.push(info);
+            }
+        }
+        Ok(all)
+    }
+
+    async fn del_neighbour(&self, r: NeighbourRequest) -> Result<bool> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.ifindex = r.index;
+        let (family, dst) = match r.addr {
+            IpAddr::V4(a) => (AddressFamily::Inet, NeighbourAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, NeighbourAddress::Inet6(a)),
+        };
+        msg.header.family = family;
+        msg.attributes.push(NeighbourAttribute::Destination(dst));
+        match self.handle.neighbours().del(msg).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENOENT) => Ok(false),
+            Err(e) => Err(Error::netlink(
+                "delete neighbour",
+                format!("{} on {}", r.addr, r.name),
+                to_io(e),
+            )),
+        }
+    }
+
+    /// Asks with a create request for such a link on parent ifindex 0: the kernel looks the
+    /// kind up before the parent, so an unknown kind answers `EOPNOTSUPP` (→
+    /// [`Error::Unsupported`] naming it) and a known one the kind's own complaint about the
+    /// missing parent (`ENODEV`/`EINVAL`). Network creation probes this, as Docker checks for
+    /// the module, so that a kernel without ipvlan is refused at create, not at the first
+    /// connect.
+    async fn probe_kind(&self, kind: ProbeKind) -> Result<()> {
+        let name = "berth-probe";
+        let (kind, msg) = match kind {
+            ProbeKind::Macvlan => (
+                "macvlan",
+                LinkMacVlan::new(name, 0, MacVlanMode::Bridge).build(),
+            ),
+            ProbeKind::Ipvlan => ("ipvlan", LinkIpVlan::new(name, 0, IpVlanMode::L2).build()),
+        };
+        match self.handle.link().add(msg).execute().await {
+            Err(e) if is_errno(&e, libc::EOPNOTSUPP) => Err(add_err(kind, name, e)),
+            Err(_) => Ok(()),
+            // Not expected (no parent); never leave it behind.
+            Ok(()) => self.delete_link(name).await.map(drop),
+        }
+    }
+
+    async fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        crate::sysctl::write(&self.netns, key, value).await
+    }
+
+    /// From an `AF_PACKET` socket opened inside the netns (protocol 0: it receives nothing).
+    async fn announce(&self, req: Announcement) -> Result<()> {
+        let index = req.index;
+        self.netns
+            .enter(move || -> io::Result<()> {
+                let sock = packet_socket()?;
+                for f in &req.frames {
+                    send(&sock, index, f.dst, f.ethertype, &f.payload)?;
+                }
+                Ok(())
+            })
+            .await?
+            .map_err(|e| Error::netlink("send announcement", index.to_string(), e))
+    }
+}
+
+/// An `AF_PACKET` socket that only sends (protocol 0: it receives nothing).
+fn packet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned by the OwnedFd on success.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `payload` (the frame after the Ethernet header, which the kernel builds for a
+/// `SOCK_DGRAM` packet socket) to `dst` with EtherType `proto` on interface `index`.
+fn send(sock: &OwnedFd, index: u32, dst: [u8; 6], proto: u16, payload: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto.to_be();
+    addr.sll_ifindex = index as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&dst);
+    // SAFETY: the buffer and the address are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `RTM_DELLINK` for `index` on a new blocking socket of the calling thread's netns and
+/// waits for the kernel's answer (see [`RtKernel::delete_link`] for why on a thread of its own).
+fn del_link_blocking(index: u32) -> io::Result<()> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelLink(link));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.header.sequence_number = 1;
+    msg.finalize();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    loop {
+        let (reply, _) = socket.recv_from_full()?;
+        let mut off = 0;
+        while off < reply.len() {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[off..])
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            let len = m.header.length as usize;
+            if let NetlinkPayload::Error(e) = m.payload {
+                return match e.code {
+                    None => Ok(()),
+                    Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                };
+            }
+            if len == 0 {
+                break;
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
