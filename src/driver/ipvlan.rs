@@ -102,8 +102,13 @@ impl NetworkDriver for IpvlanDriver<'_> {
         })
     }
 
-    async fn detach(&self, _: DriverContext<'_>, _: &NetworkInfo, att: &Attachment) -> Result<()> {
-        lower::delete_in_container(att).await
+    async fn detach(
+        &self,
+        ctx: DriverContext<'_>,
+        _: &NetworkInfo,
+        att: &Attachment,
+    ) -> Result<()> {
+        lower::delete_in_container(ctx, att).await
     }
 
     async fn check(

@@ -9,7 +9,6 @@
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
-use crate::netlink::Netlink;
 use crate::netns::Netns;
 use crate::network::NetworkInfo;
 use crate::options::Parent;
@@ -105,14 +104,15 @@ pub fn mtu(net: &NetworkInfo, parent: &LinkInfo) -> u32 {
 
 /// Removes an endpoint's interface inside its container netns, if that netns still exists (the
 /// interface dies with the netns otherwise). Needs the netns path the attach recorded.
-pub async fn delete_in_container(att: &Attachment) -> Result<()> {
+pub async fn delete_in_container(ctx: DriverContext<'_>, att: &Attachment) -> Result<()> {
     let Some(path) = &att.netns else {
         return Ok(());
     };
     let Ok(ns) = Netns::from_path(path) else {
         return Ok(());
     };
-    Netlink::open(&ns)
+    ctx.kernel
+        .open(&ns)
         .await?
         .delete_link(&att.ifname)
         .await
@@ -132,7 +132,9 @@ pub async fn check_endpoint(
     }
     if let Some(path) = &att.netns
         && let Ok(ns) = Netns::from_path(path)
-        && Netlink::open(&ns)
+        && ctx
+            .kernel
+            .open(&ns)
             .await?
             .link_by_name(&att.ifname)
             .await?

@@ -186,7 +186,7 @@ impl NetworkDriver for MacvlanDriver<'_> {
                 ctx.host.route().host(ip, shim.index).del().await?;
             }
         }
-        lower::delete_in_container(att).await
+        lower::delete_in_container(ctx, att).await
     }
 
     async fn check(

@@ -34,7 +34,7 @@ use crate::endpoint::Attachment;
 use crate::error::Result;
 use crate::firewall::NetworkRules;
 use crate::mac::MacAddr;
-use crate::netlink::Netlink;
+use crate::netlink::{KernelOpener, Netlink};
 use crate::netns::Netns;
 use crate::network::{NetworkInfo, NetworkSpec};
 use crate::options::{DriverKind, DriverOptions};
@@ -46,6 +46,8 @@ pub struct DriverContext<'a> {
     pub host: &'a Netlink,
     /// The host netns.
     pub host_netns: &'a Netns,
+    /// Opens handles in other namespaces (a container's, from its record's path).
+    pub kernel: &'a dyn KernelOpener,
     /// The other networks (filled where a driver needs them: creating a network, to refuse a
     /// device another one has; deleting one, to tell whether a parent link is still used).
     pub networks: &'a [NetworkInfo],

@@ -37,7 +37,7 @@ impl Host {
                 "it is the machine's own network namespace (PID 1's)",
             ));
         }
-        let nl = Netlink::open(ns).await?;
+        let nl = self.kernel.open(ns).await?;
         if nl
             .links()
             .await?

@@ -29,7 +29,7 @@ use crate::driver::DriverContext;
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NftFirewall};
 use crate::ipam::{AddressPool, FileIpam, Ipam};
-use crate::netlink::Netlink;
+use crate::netlink::{KernelOpener, Netlink, RtOpener};
 use crate::netns::Netns;
 use crate::state::StateDir;
 
@@ -53,6 +53,7 @@ pub struct HostBuilder {
     hosts_file: Option<PathBuf>,
     daemon: Option<DaemonConfig>,
     fault: Option<FaultHook>,
+    kernel: Option<Arc<dyn KernelOpener>>,
 }
 
 impl fmt::Debug for HostBuilder {
@@ -127,6 +128,14 @@ impl HostBuilder {
         self
     }
 
+    /// How handles on network namespaces are opened (default: [`RtOpener`], rtnetlink on the
+    /// real kernel). Tests pass a [`crate::netlink::fake::FakeNet`] to run `Host` without
+    /// root, recording every kernel request.
+    pub fn kernel(mut self, opener: impl KernelOpener + 'static) -> Self {
+        self.kernel = Some(Arc::new(opener));
+        self
+    }
+
     /// A hook called after every step (fault injection in tests).
     pub fn fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault = Some(hook);
@@ -139,7 +148,8 @@ impl HostBuilder {
             Error::invalid("host netns", "(unset)", "HostBuilder::netns is required")
         })?;
         let state = StateDir::open(self.state_dir.unwrap_or_else(|| "/var/lib/berth".into()))?;
-        let nl = Netlink::open(&netns).await?;
+        let kernel = self.kernel.unwrap_or_else(|| Arc::new(RtOpener));
+        let nl = kernel.open(&netns).await?;
         let firewall = self
             .firewall
             .unwrap_or_else(|| Arc::new(NftFirewall::new(netns.clone())));
@@ -166,6 +176,7 @@ impl HostBuilder {
             state,
             netns,
             nl,
+            kernel,
             firewall,
             ipam,
             resolv_conf,
@@ -185,6 +196,7 @@ pub struct Host {
     state: StateDir,
     netns: Netns,
     nl: Netlink,
+    kernel: Arc<dyn KernelOpener>,
     firewall: Arc<dyn Firewall>,
     ipam: Arc<dyn Ipam>,
     resolv_conf: PathBuf,
@@ -224,6 +236,7 @@ impl Host {
         DriverContext {
             host: &self.nl,
             host_netns: &self.netns,
+            kernel: self.kernel.as_ref(),
             networks: &[],
         }
     }

@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use crate::driver::container::TakeDefault;
 use crate::endpoint::Attachment;
 use crate::error::Result;
-use crate::netlink::Netlink;
 use crate::netns::Netns;
 
 use super::Host;
@@ -73,7 +72,7 @@ impl Host {
             let Ok(ns) = Netns::from_path(path) else {
                 continue;
             };
-            let nl = Netlink::open(&ns).await?;
+            let nl = self.kernel.open(&ns).await?;
             let Some(link) = nl.link_by_name(&a.ifname).await? else {
                 continue;
             };
