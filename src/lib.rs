@@ -30,9 +30,9 @@
 //! | layer | modules |
 //! |---|---|
 //! | face | [`host`]: [`Host`], validate → lock → IPAM → driver → firewall → persist, with rollback |
-//! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container` |
+//! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container`, `announce`; every per-driver answer `Host` needs is a [`driver::NetworkDriver`] method, and [`driver::driver_for`] binds a record's options to its driver |
 //! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
-//! | kernel | [`netns`], [`netlink`], [`sysctl`] |
+//! | kernel | [`netns`], [`netlink`] (the [`netlink::Kernel`] trait with request builders on [`netlink::Netlink`]; the rtnetlink implementation; [`netlink::fake::FakeNet`], a recording fake injected with [`HostBuilder::kernel`]), [`sysctl`] |
 //! | model | [`network`], [`options`], [`docker_options`], [`endpoint`], [`names`], [`port`], [`route`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
 //! | tooling | [`sandbox`]: throwaway namespaces and probe traffic, for tests, examples and benchmarks (uses every layer; nothing uses it) |
 //!

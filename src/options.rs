@@ -376,6 +376,14 @@ impl FromStr for Parent {
             Some((base, id))
                 if !base.is_empty() && !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) =>
             {
+                if id.starts_with('0') {
+                    // `eth0.050` would name a link other than the `eth0.50` it creates.
+                    return Err(Error::invalid(
+                        "vlan id",
+                        id,
+                        "must be 1-4094, written without leading zeros",
+                    ));
+                }
                 let id: u16 = id
                     .parse()
                     .ok()
@@ -477,6 +485,7 @@ mod tests {
         );
         assert!("eth0.5000".parse::<Parent>().is_err());
         assert!("eth0.0".parse::<Parent>().is_err());
+        assert!("eth0.050".parse::<Parent>().is_err());
         assert!("a-name-far-too-long".parse::<Parent>().is_err());
         assert!(Parent::Link("a/b".into()).validate().is_err());
         assert!(

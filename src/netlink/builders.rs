@@ -1,5 +1,5 @@
 //! Request builders on [`Netlink`], rtnetlink-style: each names its arguments, then `add()`,
-//! `apply()`, `replace()` … sends one [`Kernel`](super::Kernel) request.
+//! `apply()`, `replace()` … sends one [`Kernel`] request.
 //!
 //! ```no_run
 //! # async fn f(nl: &berth::netlink::Netlink, peer_ns: &berth::netns::Netns) -> berth::Result<()> {
