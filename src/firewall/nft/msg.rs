@@ -11,11 +11,13 @@ use std::os::raw::c_char;
 use nftnl::{MsgType, NlMsg};
 use nftnl_sys::{self as sys, libc};
 
+use crate::firewall::ruleset::facts::{
+    MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE, MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY,
+    MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF,
+};
 use crate::firewall::ruleset::icc::{SET_LINKS4, SET_LINKS6};
-use crate::firewall::ruleset::{
-    ChainKind, CmpOp, CtKey, ElemData, Expr, Family, Hook, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
-    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF,
-    MapData, MetaKey, Op, PayloadBase,
+use crate::firewall::ruleset::ops::{
+    ChainKind, CmpOp, CtKey, ElemData, Expr, Family, Hook, MapData, MetaKey, Op, PayloadBase,
 };
 
 /// The nfproto number of a table family.

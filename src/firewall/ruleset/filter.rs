@@ -16,8 +16,8 @@
 //! this chain (berth needs no br_netfilter): ICC off and its link exceptions live in table
 //! `bridge berth` ([`super::icc`]).
 
+use super::facts::{MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE, ifname_key};
 use super::ops::*;
-use super::{MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE, ifname_key};
 
 /// The admin's hook chain, evaluated first in forward; berth never adds, flushes or deletes
 /// rules there.

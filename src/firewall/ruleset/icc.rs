@@ -39,8 +39,8 @@
 
 use std::net::IpAddr;
 
+use super::facts::{LinkRule, NetworkRules};
 use super::ops::*;
-use super::{LinkRule, NetworkRules};
 use crate::network::ICC_OFF_PORT_GROUP;
 
 /// Link flows between IPv4 addresses.

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use super::ops::*;
 use std::net::Ipv6Addr;
 
-use super::{MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, ifname_key};
+use super::facts::{MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, ifname_key};
 use crate::port::PortMapping;
 
 /// RTN_LOCAL, the `fib daddr type local` result.

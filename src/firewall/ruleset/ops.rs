@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::TABLE;
+use super::facts::TABLE;
 
 // nft's datatype ids, and concatenations of them (6 bits per component).
 pub(super) const TYPE_IPV4_ADDR: u32 = 7;

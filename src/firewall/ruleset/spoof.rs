@@ -46,8 +46,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::facts::{EndpointRules, NetworkRules, PortGuard, ifname_key};
 use super::ops::*;
-use super::{EndpointRules, NetworkRules, PortGuard, ifname_key};
 use crate::link_marks;
 
 /// The table of the guard (family bridge), made only while an anti-spoofing network exists.
