@@ -389,10 +389,13 @@ impl FromStr for Parent {
                     .ok()
                     .filter(|id| (1..=4094).contains(id))
                     .ok_or_else(|| Error::invalid("vlan id", id, "must be 1-4094"))?;
-                Ok(Parent::Vlan {
+                // The base must be a link name of its own (`..1` names base `.`).
+                let parent = Parent::Vlan {
                     base: base.to_string(),
                     id,
-                })
+                };
+                parent.validate()?;
+                Ok(parent)
             }
             _ => Ok(Parent::Link(name.to_string())),
         }
@@ -486,6 +489,7 @@ mod tests {
         assert!("eth0.5000".parse::<Parent>().is_err());
         assert!("eth0.0".parse::<Parent>().is_err());
         assert!("eth0.050".parse::<Parent>().is_err());
+        assert!("..1".parse::<Parent>().is_err(), "base `.` is no link name");
         assert!("a-name-far-too-long".parse::<Parent>().is_err());
         assert!(Parent::Link("a/b".into()).validate().is_err());
         assert!(
