@@ -130,6 +130,26 @@ impl<'a> LinkOps<'a> {
         }
     }
 
+    /// A VXLAN device `name` with `vni`, its local VTEP `local` (see [`VxlanRequest`]): UDP
+    /// port 4789, a random MAC, MTU 1450 (1430 with an IPv6 `local`: 1500 less the
+    /// encapsulation), no underlay, master or group unless given.
+    pub fn vxlan(self, name: &str, vni: u32, local: IpAddr) -> VxlanBuilder<'a> {
+        VxlanBuilder {
+            nl: self.nl,
+            req: VxlanRequest {
+                name: name.to_string(),
+                vni,
+                local,
+                underlay: None,
+                port: VXLAN_PORT,
+                mtu: if local.is_ipv6() { 1430 } else { 1450 },
+                master: None,
+                group: None,
+                mac: MacAddr::random(),
+            },
+        }
+    }
+
     /// Changes attributes of link `index` (named `name`): `ip link set dev … ` (see
     /// [`SetLink`]).
     pub fn set(self, index: u32, name: &str) -> SetLinkBuilder<'a> {
@@ -266,6 +286,55 @@ impl VethBuilder<'_> {
             peer_netns,
         });
         created(self.nl, req, &self.name).await
+    }
+}
+
+/// IANA's UDP port for VXLAN.
+pub const VXLAN_PORT: u16 = 4789;
+
+/// Builds a [`VxlanRequest`].
+#[derive(Debug)]
+#[must_use = "send it with add()"]
+pub struct VxlanBuilder<'a> {
+    nl: &'a Netlink,
+    req: VxlanRequest,
+}
+
+impl VxlanBuilder<'_> {
+    /// The underlay link the tunnel packets leave by (`dev`).
+    pub fn underlay(mut self, index: u32) -> Self {
+        self.req.underlay = Some(index);
+        self
+    }
+    /// UDP destination port (`dstport`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.req.port = port;
+        self
+    }
+    /// Its MTU (the kernel clamps it to the underlay's minus the encapsulation).
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.req.mtu = mtu;
+        self
+    }
+    /// The bridge it joins (it then comes up without an IPv6 address: see [`VxlanRequest`]).
+    pub fn master(mut self, index: u32) -> Self {
+        self.req.master = Some(index);
+        self
+    }
+    /// Device group (berth's mark).
+    pub fn group(mut self, group: u32) -> Self {
+        self.req.group = Some(group);
+        self
+    }
+    /// Its MAC.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.req.mac = mac;
+        self
+    }
+    /// Creates it, up; returns the new device.
+    pub async fn add(self) -> Result<LinkInfo> {
+        let name = self.req.name.clone();
+        created(self.nl, LinkRequest::Vxlan(self.req), &name).await
     }
 }
 

@@ -2,8 +2,9 @@
 //! namespaces, so that code above [`Netlink`] runs without root.
 //!
 //! Each namespace (named by a label: "host", "c1" …, or keyed by a real [`Netns`] through
-//! [`KernelOpener`]) holds a link table (indices, names, master, group, up, MAC, alias), its
-//! addresses (each with its prefix route), routes and sysctls. Every call, from any namespace,
+//! [`KernelOpener`]) holds a link table (indices, names, master, group, up, MAC, alias, a VXLAN
+//! device's attributes), its addresses (each with its prefix route), routes, sysctls, permanent
+//! neighbour entries and VXLAN forwarding databases (both removed with their link). Every call, from any namespace,
 //! is appended to one shared log ([`FakeNet::log`]) as a [`Call`] carrying the request, with the
 //! label of the namespace it ran in. [`FakeNet::fail_nth`] makes the n-th call matching a
 //! predicate fail.
@@ -61,6 +62,16 @@ pub enum Call {
     Routes,
     /// [`Kernel::del_neighbour`].
     DelNeighbour(NeighbourRequest),
+    /// [`Kernel::add_neighbour`].
+    AddNeighbour(NeighbourEntry),
+    /// [`Kernel::neighbours`].
+    Neighbours(u32),
+    /// [`Kernel::add_fdb`].
+    AddFdb(FdbEntry),
+    /// [`Kernel::del_fdb`].
+    DelFdb(FdbEntry),
+    /// [`Kernel::fdb`].
+    Fdb(u32),
     /// [`Kernel::probe_kind`].
     Probe(ProbeKind),
     /// [`Kernel::write_sysctl`].
@@ -84,6 +95,8 @@ impl Call {
                 | Call::WaitOperUp(_)
                 | Call::Addresses(_)
                 | Call::Routes
+                | Call::Neighbours(_)
+                | Call::Fdb(_)
         )
     }
 }
@@ -112,6 +125,8 @@ pub struct FakeLink {
     pub linklocal_learn: LinkLocalLearn,
     /// The other end of a veth: (namespace label, ifindex).
     pub peer: Option<(String, u32)>,
+    /// What a VXLAN device was created with (its `mtu` as asked, before the clamp).
+    pub vxlan: Option<VxlanRequest>,
 }
 
 type Pred = Box<dyn Fn(&str, &Call) -> bool + Send + Sync>;
@@ -132,6 +147,8 @@ struct Ns {
     addrs: Vec<(u32, IpAddr, u8)>,
     routes: Vec<RouteInfo>,
     sysctls: BTreeMap<String, String>,
+    neighbours: Vec<NeighbourEntry>,
+    fdb: Vec<FdbEntry>,
 }
 
 #[derive(Default)]
@@ -185,6 +202,7 @@ impl World {
             isolation: PortIsolation::Open,
             linklocal_learn: LinkLocalLearn::On,
             peer: None,
+            vxlan: None,
         });
         i
     }
@@ -224,6 +242,7 @@ impl World {
             isolation: PortIsolation::Open,
             linklocal_learn: LinkLocalLearn::On,
             peer: None,
+            vxlan: None,
         }
     }
 
@@ -397,6 +416,20 @@ impl FakeNet {
         w.nss[i].routes.clone()
     }
 
+    /// The permanent neighbour entries of namespace `label`, every link's.
+    pub fn neighbours(&self, label: &str) -> Vec<NeighbourEntry> {
+        let mut w = self.lock();
+        let i = w.ns_index(label);
+        w.nss[i].neighbours.clone()
+    }
+
+    /// The forwarding-database entries of namespace `label`, every VXLAN device's.
+    pub fn fdb(&self, label: &str) -> Vec<FdbEntry> {
+        let mut w = self.lock();
+        let i = w.ns_index(label);
+        w.nss[i].fdb.clone()
+    }
+
     /// Sysctl `key` of namespace `label`, if written.
     pub fn sysctl(&self, label: &str, key: &str) -> Option<String> {
         let mut w = self.lock();
@@ -485,6 +518,47 @@ fn same_dst(a: &RouteInfo, b: &RouteInfo) -> bool {
     a.family == b.family && a.dst == b.dst && a.prefix_len == b.prefix_len && a.table == b.table
 }
 
+/// As the kernel: the underlay and the master must exist, one device per VNI, port and
+/// family, the MTU clamped to the underlay's minus the encapsulation, and a bridge port gets
+/// `addr_gen_mode` none before it comes up.
+fn add_vxlan(n: &mut Ns, mut l: FakeLink, v: VxlanRequest) -> Result<LinkInfo> {
+    let mut mtu = v.mtu;
+    if let Some(dev) = v.underlay {
+        let Some(under) = n.by_index_mut(dev) else {
+            return Err(errno("add link", &v.name, libc::ENODEV));
+        };
+        let overhead = if v.local.is_ipv6() { 70 } else { 50 };
+        if let Some(max) = under.info.mtu.map(|m| m.saturating_sub(overhead).max(68)) {
+            mtu = mtu.min(max);
+        }
+    }
+    if let Some(m) = v.master
+        && !n.has_index(m)
+    {
+        return Err(errno("add link", &v.name, libc::ENODEV));
+    }
+    let taken = n
+        .links
+        .iter()
+        .filter_map(|o| o.vxlan.as_ref())
+        .any(|o| o.vni == v.vni && o.port == v.port && o.local.is_ipv6() == v.local.is_ipv6());
+    if taken {
+        return Err(errno("add link", &v.name, libc::EEXIST));
+    }
+    l.info.mac = Some(v.mac.octets().to_vec());
+    l.info.mtu = Some(mtu);
+    l.info.controller = v.master;
+    l.info.group = v.group.unwrap_or(0);
+    if v.master.is_some() {
+        n.sysctls.insert(
+            format!("net/ipv6/conf/{}/addr_gen_mode", v.name),
+            "1".into(),
+        );
+    }
+    l.vxlan = Some(v);
+    Ok(n.insert(l, true))
+}
+
 fn remove_link(w: &mut World, ns: usize, index: u32) {
     let n = &mut w.nss[ns];
     let Some(pos) = n.links.iter().position(|l| l.info.index == index) else {
@@ -493,6 +567,8 @@ fn remove_link(w: &mut World, ns: usize, index: u32) {
     let gone = n.links.remove(pos);
     n.addrs.retain(|a| a.0 != index);
     n.routes.retain(|r| r.oif != Some(index));
+    n.neighbours.retain(|e| e.index != index);
+    n.fdb.retain(|e| e.index != index);
     for l in &mut n.links {
         if l.info.controller == Some(index) {
             l.info.controller = None;
@@ -591,6 +667,7 @@ impl Kernel for FakeKernel {
                     l.info.alias = Some(alias);
                     Ok(Some(w.nss[ns].insert(l, true)))
                 }
+                LinkRequest::Vxlan(v) => add_vxlan(&mut w.nss[ns], l, v).map(Some),
             }
         })
     }
@@ -769,9 +846,105 @@ impl Kernel for FakeKernel {
         self.run(Call::Routes, |w, ns| Ok(w.nss[ns].routes.clone()))
     }
 
-    /// The fake keeps no neighbour cache: there never is an entry.
+    /// The fake keeps only the permanent entries made with [`Kernel::add_neighbour`]; no
+    /// other entry is ever there.
     async fn del_neighbour(&self, req: NeighbourRequest) -> Result<bool> {
-        self.run(Call::DelNeighbour(req), |_, _| Ok(false))
+        self.run(Call::DelNeighbour(req.clone()), |w, ns| {
+            let n = &mut w.nss[ns];
+            let before = n.neighbours.len();
+            n.neighbours
+                .retain(|e| !(e.index == req.index && e.addr == req.addr));
+            Ok(n.neighbours.len() < before)
+        })
+    }
+
+    /// As the kernel, an IPv6 entry on a link with `disable_ipv6` is refused (EINVAL).
+    async fn add_neighbour(&self, e: NeighbourEntry) -> Result<()> {
+        self.run(Call::AddNeighbour(e.clone()), |w, ns| {
+            let n = &mut w.nss[ns];
+            let what = || format!("{} lladdr {} on {}", e.addr, e.mac, e.name);
+            let Some(link) = n.links.iter().find(|l| l.info.index == e.index) else {
+                return Err(errno("replace neighbour", what(), libc::ENODEV));
+            };
+            let key = format!("net/ipv6/conf/{}/disable_ipv6", link.info.name);
+            if e.addr.is_ipv6() && n.sysctls.get(&key).is_some_and(|v| v == "1") {
+                return Err(errno("replace neighbour", what(), libc::EINVAL));
+            }
+            match n
+                .neighbours
+                .iter_mut()
+                .find(|x| x.index == e.index && x.addr == e.addr)
+            {
+                Some(x) => x.mac = e.mac,
+                None => n.neighbours.push(e),
+            }
+            Ok(())
+        })
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>> {
+        self.run(Call::Neighbours(index), |w, ns| {
+            Ok(w.nss[ns]
+                .neighbours
+                .iter()
+                .filter(|e| e.index == index)
+                .cloned()
+                .collect())
+        })
+    }
+
+    /// As the kernel: one entry per MAC (a replace points it at the new VTEP), whose
+    /// destination is of the family of the device's local VTEP (else EAFNOSUPPORT). The fake
+    /// keeps forwarding databases for VXLAN devices only (EOPNOTSUPP for other links).
+    async fn add_fdb(&self, e: FdbEntry) -> Result<()> {
+        self.run(Call::AddFdb(e.clone()), |w, ns| {
+            let n = &mut w.nss[ns];
+            let what = || format!("{} dst {} on {}", e.mac, e.dst, e.name);
+            let Some(link) = n.links.iter().find(|l| l.info.index == e.index) else {
+                return Err(errno("replace fdb entry", what(), libc::ENODEV));
+            };
+            let Some(vx) = &link.vxlan else {
+                return Err(errno("replace fdb entry", what(), libc::EOPNOTSUPP));
+            };
+            if vx.local.is_ipv6() != e.dst.is_ipv6() {
+                return Err(errno("replace fdb entry", what(), libc::EAFNOSUPPORT));
+            }
+            match n
+                .fdb
+                .iter_mut()
+                .find(|x| x.index == e.index && x.mac == e.mac)
+            {
+                Some(x) => x.dst = e.dst,
+                None => n.fdb.push(e),
+            }
+            Ok(())
+        })
+    }
+
+    /// As the kernel: an entry for the MAC with another destination is not deleted (`false`).
+    async fn del_fdb(&self, e: FdbEntry) -> Result<bool> {
+        self.run(Call::DelFdb(e.clone()), |w, ns| {
+            let n = &mut w.nss[ns];
+            if !n.has_index(e.index) {
+                let what = format!("{} dst {} on {}", e.mac, e.dst, e.name);
+                return Err(errno("delete fdb entry", what, libc::ENODEV));
+            }
+            let before = n.fdb.len();
+            n.fdb
+                .retain(|x| !(x.index == e.index && x.mac == e.mac && x.dst == e.dst));
+            Ok(n.fdb.len() < before)
+        })
+    }
+
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>> {
+        self.run(Call::Fdb(index), |w, ns| {
+            Ok(w.nss[ns]
+                .fdb
+                .iter()
+                .filter(|e| e.index == index)
+                .cloned()
+                .collect())
+        })
     }
 
     /// The fake has every kind.
@@ -982,6 +1155,173 @@ mod tests {
             host.link().dummy("d0").add().await,
             Err(Error::InvalidValue { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn vxlan_is_a_bridge_port_with_fdb_and_neighbours_that_die_with_it() {
+        let net = FakeNet::new();
+        let host = net.handle("host");
+        let eth = net.add_ether("host", "eth0");
+        let br = host.link().bridge("br0").add().await.unwrap();
+        let mac = MacAddr::random();
+        let local = v4("192.168.7.1");
+        let vx = host
+            .link()
+            .vxlan("vx0", 42, local)
+            .underlay(eth)
+            .port(4790)
+            .mtu(9000)
+            .master(br.index)
+            .group(9)
+            .mac(mac)
+            .add()
+            .await
+            .unwrap();
+        assert_eq!(
+            (vx.controller, vx.group, vx.up, vx.mtu),
+            (Some(br.index), 9, true, Some(1450))
+        );
+        assert_eq!(vx.mac, Some(mac.octets().to_vec()));
+        assert_eq!(
+            net.sysctl("host", "net/ipv6/conf/vx0/addr_gen_mode")
+                .as_deref(),
+            Some("1")
+        );
+        let attrs = net.link("host", "vx0").unwrap().vxlan.unwrap();
+        assert_eq!(
+            (attrs.vni, attrs.local, attrs.underlay, attrs.port),
+            (42, local, Some(eth), 4790)
+        );
+        // One device per VNI, port and family; an IPv6 VTEP is another family.
+        let e = host
+            .link()
+            .vxlan("vx1", 42, v4("192.168.7.9"))
+            .port(4790)
+            .add()
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        let vx6 = host
+            .link()
+            .vxlan("vx6", 42, v4("fd00:7::1"))
+            .underlay(eth)
+            .port(4790)
+            .add()
+            .await
+            .unwrap();
+        assert_eq!((vx6.mtu, vx6.up, vx6.controller), (Some(1430), true, None));
+        assert!(
+            net.sysctl("host", "net/ipv6/conf/vx6/addr_gen_mode")
+                .is_none()
+        );
+        let e = host
+            .link()
+            .vxlan("vx2", 43, local)
+            .underlay(99)
+            .add()
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENODEV));
+
+        // FDB: one entry per MAC, replaced in place; the family of the local VTEP.
+        let (m1, m2) = (MacAddr::random(), MacAddr::random());
+        let (vtep2, vtep3) = (v4("192.168.7.2"), v4("192.168.7.3"));
+        host.replace_fdb(vx.index, "vx0", m1, vtep2).await.unwrap();
+        host.replace_fdb(vx.index, "vx0", m1, vtep3).await.unwrap();
+        host.replace_fdb(vx.index, "vx0", m2, vtep2).await.unwrap();
+        let e = host
+            .replace_fdb(vx.index, "vx0", m2, v4("fd00:7::2"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EAFNOSUPPORT));
+        let e = host
+            .replace_fdb(br.index, "br0", m2, vtep2)
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EOPNOTSUPP));
+        let entry = |mac, dst| FdbEntry {
+            index: vx.index,
+            name: "vx0".into(),
+            mac,
+            dst,
+        };
+        assert_eq!(
+            host.fdb(vx.index).await.unwrap(),
+            vec![entry(m1, vtep3), entry(m2, vtep2)]
+        );
+        assert!(host.fdb(vx6.index).await.unwrap().is_empty());
+        assert!(!host.del_fdb(vx.index, "vx0", m1, vtep2).await.unwrap());
+        assert!(host.del_fdb(vx.index, "vx0", m1, vtep3).await.unwrap());
+        assert!(!host.del_fdb(vx.index, "vx0", m1, vtep3).await.unwrap());
+        assert_eq!(host.fdb(vx.index).await.unwrap(), vec![entry(m2, vtep2)]);
+
+        // Neighbours: both families, replaced in place, forgotten by del_neighbour.
+        let (a4, a6) = (v4("10.7.0.3"), v4("fd00:a::3"));
+        host.replace_neighbour(vx.index, "vx0", a4, m1)
+            .await
+            .unwrap();
+        host.replace_neighbour(vx.index, "vx0", a4, m2)
+            .await
+            .unwrap();
+        host.replace_neighbour(vx.index, "vx0", a6, m2)
+            .await
+            .unwrap();
+        let got = host.neighbours(vx.index).await.unwrap();
+        let pairs: Vec<_> = got.iter().map(|e| (e.addr, e.mac)).collect();
+        assert_eq!(pairs, vec![(a4, m2), (a6, m2)]);
+        assert!(host.del_neighbour(vx.index, "vx0", a6).await.unwrap());
+        assert!(!host.del_neighbour(vx.index, "vx0", a6).await.unwrap());
+        assert_eq!(host.neighbours(vx.index).await.unwrap().len(), 1);
+
+        // An injected failure changes nothing and is logged.
+        net.fail_nth(1, |_, c| matches!(c, Call::AddFdb(_)), libc::ENOBUFS);
+        let e = host
+            .replace_fdb(vx.index, "vx0", m1, vtep2)
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOBUFS));
+        assert_eq!(net.fdb("host").len(), 1);
+        assert!(
+            net.log()
+                .iter()
+                .any(|r| r.failed && matches!(&r.call, Call::AddFdb(e) if e.mac == m1))
+        );
+        assert!(matches!(
+            net.changes_in("host").first(),
+            Some(Call::AddLink(LinkRequest::Bridge { .. }))
+        ));
+
+        // Both tables go with the device.
+        assert!(host.delete_link("vx0").await.unwrap());
+        assert!(net.fdb("host").is_empty());
+        assert!(net.neighbours("host").is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_ipv6_neighbour_on_a_link_with_ipv6_disabled() {
+        let net = FakeNet::new();
+        let ns = Netns::current().unwrap();
+        net.bind("c1", &ns);
+        let host = net.handle("host");
+        let br = host.link().bridge("br0").add().await.unwrap();
+        let v = host
+            .link()
+            .veth("veth1")
+            .master(br.index)
+            .peer_in("eth0", &ns)
+            .add()
+            .await
+            .unwrap();
+        let mac = MacAddr::random();
+        host.replace_neighbour(v.index, "veth1", v4("10.0.0.2"), mac)
+            .await
+            .unwrap();
+        let e = host
+            .replace_neighbour(v.index, "veth1", v4("fd00::2"), mac)
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EINVAL));
+        assert_eq!(net.neighbours("host").len(), 1);
     }
 
     #[tokio::test]

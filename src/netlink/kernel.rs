@@ -121,6 +121,8 @@ pub enum LinkRequest {
         /// `ifalias`, set after the creation.
         alias: String,
     },
+    /// A VXLAN device, up (see [`VxlanRequest`]).
+    Vxlan(VxlanRequest),
 }
 
 impl LinkRequest {
@@ -134,6 +136,7 @@ impl LinkRequest {
             | LinkRequest::Vlan { name, .. }
             | LinkRequest::Dummy { name, .. } => name,
             LinkRequest::Veth(v) => &v.name,
+            LinkRequest::Vxlan(v) => &v.name,
         }
     }
 }
@@ -165,6 +168,47 @@ pub struct VethRequest {
     pub peer_mac: Option<MacAddr>,
     /// Where the peer is born.
     pub peer_netns: Netns,
+}
+
+/// A VXLAN device, the tunnel end (VTEP) of an overlay on this host. Equivalent of
+/// `ip link add NAME address MAC mtu MTU master BR group G type vxlan id VNI local VTEP
+/// dev UNDERLAY dstport PORT nolearning proxy`, then `ip link set NAME up`.
+///
+/// It has no remote and no multicast group: where a frame goes is what its forwarding database
+/// says ([`FdbEntry`], `bridge fdb … self`), and a destination MAC without an entry is dropped,
+/// not flooded. It learns nothing from what it receives (`nolearning`: the entries are all
+/// programmed), and it answers ARP requests and IPv6 neighbour solicitations from the frames
+/// it would send itself out of its own neighbour table (`proxy`: [`NeighbourEntry`]), so
+/// neither crosses the tunnel. The kernel clamps the MTU to the underlay's minus the
+/// encapsulation (50 bytes over IPv4, 70 over IPv6).
+///
+/// With a `master`, it is a bridge port and needs no address; unlike a veth's host end
+/// ([`VethRequest`]) it keeps IPv6 on (with `disable_ipv6` the kernel refuses IPv6 neighbour
+/// entries on it: "IPv6 is disabled on this device"), but generates no address
+/// (`net.ipv6.conf.NAME.addr_gen_mode=1`, set before it comes up): no link-local address, so
+/// no DAD, router solicitations or MLD reports of its own, and no `fe80::/64` route. A failure
+/// there deletes it again. Without a master, it comes up in the creating request itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanRequest {
+    /// Name.
+    pub name: String,
+    /// VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// The local VTEP address, source of the encapsulated packets (`IFLA_VXLAN_LOCAL` or
+    /// `IFLA_VXLAN_LOCAL6`); its family is the one of every remote VTEP.
+    pub local: IpAddr,
+    /// ifindex of the underlay link the tunnel packets leave by (`dev`).
+    pub underlay: Option<u32>,
+    /// UDP destination port (`dstport`; IANA's is 4789).
+    pub port: u16,
+    /// MTU.
+    pub mtu: u32,
+    /// ifindex of the bridge it joins at creation.
+    pub master: Option<u32>,
+    /// Device group (berth's mark).
+    pub group: Option<u32>,
+    /// Its MAC.
+    pub mac: MacAddr,
 }
 
 /// Administrative state of a link.
@@ -390,6 +434,35 @@ pub struct NeighbourRequest {
     pub addr: IpAddr,
 }
 
+/// A permanent forwarding-database entry of a VXLAN device: frames to `mac` go through the
+/// tunnel to the remote VTEP `dst` (`bridge fdb replace MAC dev NAME dst DST self permanent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// ifindex of the VXLAN device.
+    pub index: u32,
+    /// Its name (for errors).
+    pub name: String,
+    /// The destination MAC (a remote container's).
+    pub mac: MacAddr,
+    /// The remote VTEP's address (of the family of the device's local VTEP).
+    pub dst: IpAddr,
+}
+
+/// A permanent neighbour entry: `addr` is at `mac` on link `index`
+/// (`ip neigh replace ADDR lladdr MAC dev NAME nud permanent`). On a VXLAN device with
+/// `proxy`, it answers ARP and neighbour solicitations for `addr` locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    /// ifindex.
+    pub index: u32,
+    /// Its name (for errors).
+    pub name: String,
+    /// The neighbour's address (IPv4 or IPv6).
+    pub addr: IpAddr,
+    /// Its MAC.
+    pub mac: MacAddr,
+}
+
 /// A link kind whose presence in the kernel can be probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -450,6 +523,20 @@ pub trait Kernel: Send + Sync + Debug {
     async fn routes(&self) -> Result<Vec<RouteInfo>>;
     /// `ip neigh del`; returns whether there was an entry.
     async fn del_neighbour(&self, req: NeighbourRequest) -> Result<bool>;
+    /// `ip neigh replace ADDR lladdr MAC dev (index) nud permanent` (either family).
+    async fn add_neighbour(&self, entry: NeighbourEntry) -> Result<()>;
+    /// The permanent neighbour entries of link `index`, both families (`ip neigh show dev
+    /// (index) nud permanent`).
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>>;
+    /// `bridge fdb replace MAC dev (index) dst DST self permanent`: creates the entry, or
+    /// points an existing one for the MAC at `dst`.
+    async fn add_fdb(&self, entry: FdbEntry) -> Result<()>;
+    /// `bridge fdb del MAC dev (index) dst DST self`; returns whether there was such an entry.
+    async fn del_fdb(&self, entry: FdbEntry) -> Result<bool>;
+    /// The entries of link `index`'s own forwarding database that have a remote VTEP
+    /// (`bridge fdb show dev (index) self` with a `dst`, permanent): what [`Kernel::add_fdb`]
+    /// made, not what a bridge master learned on the port.
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>>;
     /// Whether the kernel has the link kind, asked without making anything; a missing kind is
     /// [`crate::Error::Unsupported`] naming it.
     async fn probe_kind(&self, kind: ProbeKind) -> Result<()>;

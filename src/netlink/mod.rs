@@ -25,12 +25,14 @@ use ipnet::IpNet;
 
 pub use builders::{AddressOps, LinkOps, RouteOps, VethPeer};
 pub use kernel::{
-    Announcement, Family, Frame, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn, LinkRef,
-    LinkState, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest, RpFilter,
+    Announcement, Family, FdbEntry, Frame, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn,
+    LinkRef, LinkState, NeighbourEntry, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest,
+    RpFilter,
 };
 pub use rt::RtKernel;
 
 use crate::error::{Error, Result};
+use crate::mac::MacAddr;
 use crate::netns::Netns;
 
 /// A handle on the kernel of one network namespace (real or fake).
@@ -123,6 +125,70 @@ impl Netlink {
                 addr,
             })
             .await
+    }
+
+    /// `ip neigh replace ADDR lladdr MAC dev (index) nud permanent` on link `index` (named
+    /// `name`), either family: on a VXLAN device, it answers ARP and neighbour solicitations
+    /// for `addr` (see [`kernel::VxlanRequest`]).
+    pub async fn replace_neighbour(
+        &self,
+        index: u32,
+        name: &str,
+        addr: IpAddr,
+        mac: MacAddr,
+    ) -> Result<()> {
+        self.kernel
+            .add_neighbour(NeighbourEntry {
+                index,
+                name: name.to_string(),
+                addr,
+                mac,
+            })
+            .await
+    }
+
+    /// The permanent neighbour entries of link `index`, both families (`ip neigh show dev
+    /// (index) nud permanent`).
+    pub async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>> {
+        self.kernel.neighbours(index).await
+    }
+
+    /// `bridge fdb replace MAC dev (index) dst DST self permanent` on VXLAN device `index`
+    /// (named `name`): frames to `mac` go through the tunnel to the remote VTEP `dst`.
+    pub async fn replace_fdb(
+        &self,
+        index: u32,
+        name: &str,
+        mac: MacAddr,
+        dst: IpAddr,
+    ) -> Result<()> {
+        self.kernel
+            .add_fdb(FdbEntry {
+                index,
+                name: name.to_string(),
+                mac,
+                dst,
+            })
+            .await
+    }
+
+    /// `bridge fdb del MAC dev (index) dst DST self` on VXLAN device `index` (named `name`).
+    /// Returns whether there was such an entry.
+    pub async fn del_fdb(&self, index: u32, name: &str, mac: MacAddr, dst: IpAddr) -> Result<bool> {
+        self.kernel
+            .del_fdb(FdbEntry {
+                index,
+                name: name.to_string(),
+                mac,
+                dst,
+            })
+            .await
+    }
+
+    /// The forwarding-database entries of VXLAN device `index` with a remote VTEP (see
+    /// [`Kernel::fdb`]).
+    pub async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>> {
+        self.kernel.fdb(index).await
     }
 
     /// Whether the kernel has link kind `kind` (see [`Kernel::probe_kind`]).

@@ -18,15 +18,18 @@ use rtnetlink::packet_route::link::{
     AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, IpVlanFlags, IpVlanMode,
     LinkAttribute, LinkMessage, MacVlanMode,
 };
-use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::{
     LinkBridge, LinkBridgePort, LinkDummy, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec,
-    LinkVeth, LinkVlan, RouteMessageBuilder,
+    LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder,
 };
 
 use super::kernel::*;
 use crate::error::{Error, Result};
+use crate::mac::MacAddr;
 use crate::netns::Netns;
 use crate::options::{IpvlanFlag, IpvlanMode, MacvlanMode};
 
@@ -227,13 +230,51 @@ impl RtKernel {
         if v.master.is_none() {
             return Ok(link);
         }
-        let host = &v.name;
+        self.port_up(link, "disable_ipv6").await
+    }
+
+    /// See [`VxlanRequest`] for the order of things.
+    async fn add_vxlan(&self, v: VxlanRequest) -> Result<LinkInfo> {
+        let mut b = LinkVxlan::new(&v.name, v.vni)
+            .port(v.port)
+            .learning(false)
+            .proxy(true);
+        b = match v.local {
+            IpAddr::V4(a) => b.local(a),
+            IpAddr::V6(a) => b.local6(a),
+        };
+        if let Some(dev) = v.underlay {
+            b = b.dev(dev);
+        }
+        let mut msg = b.address(v.mac.octets().to_vec()).mtu(v.mtu);
+        if let Some(master) = v.master {
+            msg = msg.controller(master);
+        }
+        if let Some(group) = v.group {
+            msg = msg.link_group(group);
+        }
+        if v.master.is_none() {
+            msg = msg.up();
+        }
+        self.create("vxlan", msg.build(), &v.name).await?;
+        let link = self.require(&v.name).await?;
+        if v.master.is_none() {
+            return Ok(link);
+        }
+        self.port_up(link, "addr_gen_mode").await
+    }
+
+    /// Brings up a new bridge port after setting `net.ipv6.conf.NAME.KNOB=1` (`disable_ipv6`,
+    /// `addr_gen_mode` none): no IPv6 address of its own, so no DAD, router solicitations or
+    /// MLD reports flooded to the other ports. On failure the link is deleted again.
+    async fn port_up(&self, link: LinkInfo, knob: &str) -> Result<LinkInfo> {
+        let name = &link.name;
         let up = async {
-            let key = format!("net/ipv6/conf/{host}/disable_ipv6");
+            let key = format!("net/ipv6/conf/{name}/{knob}");
             crate::sysctl::write(&self.netns, &key, "1").await?;
             self.set_link(LinkChange::Set(SetLink {
                 index: link.index,
-                name: host.clone(),
+                name: name.clone(),
                 state: Some(LinkState::Up),
                 rp_filter: None,
                 group: None,
@@ -242,10 +283,37 @@ impl RtKernel {
             .await
         };
         if let Err(e) = up.await {
-            let _ = self.delete_link(host).await;
+            let _ = self.delete_link(name).await;
             return Err(e);
         }
         Ok(LinkInfo { up: true, ..link })
+    }
+
+    /// Every neighbour message of `family` (a dump) on link `index`.
+    async fn neighbour_dump(
+        &self,
+        family: AddressFamily,
+        index: u32,
+        op: &'static str,
+    ) -> Result<Vec<NeighbourMessage>> {
+        let msgs: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink(op, index.to_string(), to_io(e)))?;
+        Ok(msgs
+            .into_iter()
+            .filter(|m| m.header.ifindex == index)
+            .collect())
+    }
+
+    /// The name of link `index`, for the entries read back from it (`None` once it is gone).
+    async fn name_of(&self, index: u32) -> Result<Option<String>> {
+        Ok(self.get_link(&LinkRef::Index(index)).await?.map(|l| l.name))
     }
 
     /// Resolves once no link has `index` (polled; a lookup by index takes no rtnl lock).
@@ -377,6 +445,7 @@ impl Kernel for RtKernel {
                 self.require(&name).await.map(Some)
             }
             LinkRequest::Veth(v) => self.add_veth(v).await.map(Some),
+            LinkRequest::Vxlan(v) => self.add_vxlan(v).await.map(Some),
             LinkRequest::MacvlanInto {
                 name,
                 parent,
@@ -749,6 +818,130 @@ impl Kernel for RtKernel {
         }
     }
 
+    async fn add_neighbour(&self, e: NeighbourEntry) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add(e.index, e.addr)
+            .link_layer_address(&e.mac.octets())
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(|err| {
+                Error::netlink(
+                    "replace neighbour",
+                    format!("{} lladdr {} on {}", e.addr, e.mac, e.name),
+                    to_io(err),
+                )
+            })
+    }
+
+    /// Two dumps (`AF_INET`, `AF_INET6`: an `AF_UNSPEC` one would also list the forwarding
+    /// databases), kept to link `index` and `NUD_PERMANENT`.
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>> {
+        let mut msgs = self
+            .neighbour_dump(AddressFamily::Inet, index, "list neighbours")
+            .await?;
+        msgs.extend(
+            self.neighbour_dump(AddressFamily::Inet6, index, "list neighbours")
+                .await?,
+        );
+        let found: Vec<(IpAddr, MacAddr)> = msgs
+            .iter()
+            .filter(|m| m.header.state == NeighbourState::Permanent)
+            .filter_map(|m| Some((neighbour_dst(m)?, neighbour_mac(m)?)))
+            .collect();
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(name) = self.name_of(index).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(found
+            .into_iter()
+            .map(|(addr, mac)| NeighbourEntry {
+                index,
+                name: name.clone(),
+                addr,
+                mac,
+            })
+            .collect())
+    }
+
+    /// `NTF_SELF` (the device's own database, not its bridge master's), `NUD_PERMANENT`,
+    /// `NLM_F_CREATE | NLM_F_REPLACE`.
+    async fn add_fdb(&self, e: FdbEntry) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add_bridge(e.index, &e.mac.octets())
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .destination(e.dst)
+            .replace()
+            .execute()
+            .await
+            .map_err(|err| {
+                Error::netlink(
+                    "replace fdb entry",
+                    format!("{} dst {} on {}", e.mac, e.dst, e.name),
+                    to_io(err),
+                )
+            })
+    }
+
+    async fn del_fdb(&self, e: FdbEntry) -> Result<bool> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = e.index;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.header.state = NeighbourState::Permanent;
+        msg.attributes.push(NeighbourAttribute::LinkLayerAddress(
+            e.mac.octets().to_vec(),
+        ));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(e.dst.into()));
+        match self.handle.neighbours().del(msg).execute().await {
+            Ok(()) => Ok(true),
+            Err(err) if is_errno(&err, libc::ENOENT) => Ok(false),
+            Err(err) => Err(Error::netlink(
+                "delete fdb entry",
+                format!("{} dst {} on {}", e.mac, e.dst, e.name),
+                to_io(err),
+            )),
+        }
+    }
+
+    /// A dump of `AF_BRIDGE` neighbours (every bridge port's and VXLAN device's), kept to link
+    /// `index`, `NTF_SELF`, `NUD_PERMANENT` and a destination (`NDA_DST`).
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbEntry>> {
+        let msgs = self
+            .neighbour_dump(AddressFamily::Bridge, index, "list fdb")
+            .await?;
+        let found: Vec<(MacAddr, IpAddr)> = msgs
+            .iter()
+            .filter(|m| {
+                m.header.flags.contains(NeighbourFlags::Own)
+                    && m.header.state == NeighbourState::Permanent
+            })
+            .filter_map(|m| Some((neighbour_mac(m)?, neighbour_dst(m)?)))
+            .collect();
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(name) = self.name_of(index).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(found
+            .into_iter()
+            .map(|(mac, dst)| FdbEntry {
+                index,
+                name: name.clone(),
+                mac,
+                dst,
+            })
+            .collect())
+    }
+
     /// Asks with a create request for such a link on parent ifindex 0: the kernel looks the
     /// kind up before the parent, so an unknown kind answers `EOPNOTSUPP` (→
     /// [`Error::Unsupported`] naming it) and a known one the kind's own complaint about the
@@ -790,6 +983,35 @@ impl Kernel for RtKernel {
             .await?
             .map_err(|e| Error::netlink("send announcement", index.to_string(), e))
     }
+}
+
+/// The `NDA_DST` of a neighbour message: typed for `AF_INET`/`AF_INET6`, raw bytes (4 or 16)
+/// for `AF_BRIDGE`.
+fn neighbour_dst(m: &NeighbourMessage) -> Option<IpAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+            if let Ok(o) = <[u8; 4]>::try_from(b.as_slice()) {
+                Some(IpAddr::V4(Ipv4Addr::from(o)))
+            } else {
+                <[u8; 16]>::try_from(b.as_slice())
+                    .ok()
+                    .map(|o| IpAddr::V6(Ipv6Addr::from(o)))
+            }
+        }
+        _ => None,
+    })
+}
+
+/// The `NDA_LLADDR` of a neighbour message, when an Ethernet address.
+fn neighbour_mac(m: &NeighbourMessage) -> Option<MacAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => {
+            <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr)
+        }
+        _ => None,
+    })
 }
 
 /// An `AF_PACKET` socket that only sends (protocol 0: it receives nothing).
