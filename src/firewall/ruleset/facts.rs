@@ -52,10 +52,10 @@ pub struct NetworkRules {
     /// SNAT IPv4 egress to this host address instead of masquerading.
     pub outbound_ipv4: Option<Ipv4Addr>,
     /// Containers may talk to each other. Off: only [`LinkRule`] flows pass between them (table
-    /// `bridge berth`, see [`icc`]); the bridge driver marks the ports.
+    /// `bridge berth`, see [`super::icc`]); the bridge driver marks the ports.
     pub icc: bool,
     /// Containers may send only from their own MAC and addresses (table `bridge berth`, see
-    /// [`spoof`]); the bridge driver marks the ports.
+    /// [`super::spoof`]); the bridge driver marks the ports.
     pub anti_spoofing: bool,
 }
 
@@ -97,7 +97,7 @@ pub struct EndpointRules {
     /// enforced on networks with ICC off, ignored elsewhere.
     pub links: Vec<LinkRule>,
     /// On an anti-spoofing network: the port and MAC its addresses are bound to (elements of
-    /// `spoof4`/`spoof6`, see [`spoof`]); `None` elsewhere.
+    /// `spoof4`/`spoof6`, see [`super::spoof`]); `None` elsewhere.
     pub guard: Option<PortGuard>,
 }
 
