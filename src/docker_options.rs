@@ -22,7 +22,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::{Error, Result};
 use crate::network::{Network, NetworkInfo, NetworkSpec};
-use crate::options::{BridgeOptions, DriverKind, DriverOptions, IpvlanOptions, MacvlanOptions};
+use crate::options::{
+    BridgeOptions, DriverKind, DriverOptions, IpvlanOptions, MacvlanOptions, OverlayOptions,
+};
 
 /// `com.docker.network.bridge.name`: the bridge device.
 pub const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
@@ -46,6 +48,8 @@ pub const MACVLAN_MODE: &str = "macvlan_mode";
 pub const IPVLAN_MODE: &str = "ipvlan_mode";
 /// `ipvlan_flag`: bridge, private or vepa.
 pub const IPVLAN_FLAG: &str = "ipvlan_flag";
+/// `com.docker.network.driver.overlay.vxlanid_list`: the VXLAN id of an overlay network.
+pub const VXLANID_LIST: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
 /// What one `docker network create -d DRIVER -o …` asked for: the driver with its typed options,
 /// and the driver-independent options.
@@ -70,6 +74,7 @@ impl DockerOptions {
                 DriverKind::Bridge => BridgeOptions::default().into(),
                 DriverKind::Macvlan => MacvlanOptions::default().into(),
                 DriverKind::Ipvlan => IpvlanOptions::default().into(),
+                DriverKind::Overlay => OverlayOptions::default().into(),
                 _ => DriverOptions::None,
             },
             mtu: None,
@@ -133,6 +138,15 @@ impl DockerOptions {
                 IPVLAN_FLAG => o.flag = value.parse()?,
                 _ => return Err(unknown(DriverKind::Ipvlan, IPVLAN_KEYS)),
             },
+            DriverOptions::Overlay(o) => match key {
+                // Docker takes a list (one VNI per subnet); berth's overlay has one VNI.
+                VXLANID_LIST => {
+                    o.vni = Some(value.parse().map_err(|_| {
+                        Error::invalid(VXLANID_LIST, value, "expected one VXLAN id (1-16777215)")
+                    })?)
+                }
+                _ => return Err(unknown(DriverKind::Overlay, OVERLAY_KEYS)),
+            },
             other => return Err(unknown(other.kind(), MTU)),
         }
         Ok(())
@@ -176,6 +190,10 @@ impl DockerOptions {
                 m.insert(IPVLAN_MODE, o.mode.to_string());
                 m.insert(IPVLAN_FLAG, o.flag.to_string());
             }
+            DriverOptions::Overlay(o) => {
+                m.extend(o.vni.map(|v| (VXLANID_LIST, v.to_string())));
+                m.insert(MTU, net.mtu.to_string());
+            }
             DriverOptions::None => {}
         }
         m
@@ -188,6 +206,8 @@ const BRIDGE_KEYS: &str = "com.docker.network.bridge.name, …bridge.enable_ip_m
                            anti_spoofing";
 const MACVLAN_KEYS: &str = "parent, macvlan_mode, com.docker.network.driver.mtu";
 const IPVLAN_KEYS: &str = "parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu";
+const OVERLAY_KEYS: &str =
+    "com.docker.network.driver.overlay.vxlanid_list, com.docker.network.driver.mtu";
 
 fn parse_bool(what: &'static str, s: &str) -> Result<bool> {
     match s {

@@ -308,6 +308,45 @@ pub enum Error {
         /// Every step that failed.
         errors: Vec<Error>,
     },
+    /// The cluster store did not answer or refused a request: nothing of the operation was
+    /// made (or, for detach, the local side was removed and the store side is finished when
+    /// the store is back).
+    #[error("cluster store {store}: {op}: {reason}")]
+    Store {
+        /// The store (`etcd http://10.0.0.1:2379 /berth`).
+        store: String,
+        /// What was asked.
+        op: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A network needs a cluster store (overlay) and this host has none
+    /// ([`crate::HostBuilder::cluster`]).
+    #[error(
+        "network {network}: the {driver} driver needs a cluster store (HostBuilder::cluster, netctl --cluster-store)"
+    )]
+    NoCluster {
+        /// The network.
+        network: String,
+        /// The driver.
+        driver: &'static str,
+    },
+    /// A VXLAN id another overlay network has.
+    #[error("VXLAN id {vni} is in use by overlay network {network}")]
+    VniInUse {
+        /// The VNI.
+        vni: u32,
+        /// The network that has it.
+        network: String,
+    },
+    /// Endpoints on other hosts keep a cluster network in use.
+    #[error("network {name} has endpoints: {}", endpoints.iter().map(|(h, c)| format!("{c} on {h}")).collect::<Vec<_>>().join(", "))]
+    NetworkInUseOnHosts {
+        /// The network.
+        name: String,
+        /// (host, container) of every endpoint.
+        endpoints: Vec<(String, String)>,
+    },
 }
 
 fn join(errors: &[Error]) -> String {

@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod cluster;
 pub mod daemon_config;
 pub mod dns;
 pub mod docker_options;
@@ -70,6 +71,7 @@ pub mod step;
 pub mod sysctl;
 pub mod validate;
 
+pub use cluster::{ClusterSettings, ClusterStore, Etcd, EtcdConfig, HostIdentity, MemoryStore};
 pub use daemon_config::DaemonConfig;
 pub use endpoint::{Attachment, Endpoint, EndpointSpec};
 pub use error::{Error, Result};
@@ -82,7 +84,7 @@ pub use netns::Netns;
 pub use network::{Network, NetworkInfo, NetworkSpec, SubnetInfo};
 pub use options::{
     BridgeOptions, DriverKind, DriverOptions, IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode,
-    MacvlanOptions, NoneOptions, Parent,
+    MacvlanOptions, NoneOptions, OverlayOptions, Parent,
 };
 pub use port::{ExposedPort, Port, PortMapping, PortRequest, Protocol};
 pub use route::RouteSpec;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::options::{
     BridgeOptions, DriverOptions, IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode,
-    MacvlanOptions, NoneOptions, Parent, TypedOptions,
+    MacvlanOptions, NoneOptions, OverlayOptions, Parent, TypedOptions,
 };
 use crate::route::RouteSpec;
 pub(crate) use crate::validate::validate_id;
@@ -56,6 +56,12 @@ impl Network {
     /// An ipvlan network (`docker network create -d ipvlan`).
     pub fn ipvlan(name: impl Into<String>) -> NetworkSpec<IpvlanOptions> {
         NetworkSpec::new(name.into(), IpvlanOptions::default())
+    }
+
+    /// An overlay network across the hosts of a cluster (`docker network create -d overlay`);
+    /// the host creating it needs a cluster ([`crate::HostBuilder::cluster`]).
+    pub fn overlay(name: impl Into<String>) -> NetworkSpec<OverlayOptions> {
+        NetworkSpec::new(name.into(), OverlayOptions::default())
     }
 
     /// A network of any driver with options given already typed — for options parsed from
@@ -339,6 +345,16 @@ impl NetworkSpec<IpvlanOptions> {
     /// ipvlan flag (`-o ipvlan_flag=`).
     pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
         self.driver.flag = flag;
+        self
+    }
+}
+
+/// Options of overlay networks.
+impl NetworkSpec<OverlayOptions> {
+    /// The VXLAN id (`-o com.docker.network.driver.overlay.vxlanid_list=`): refused if another
+    /// overlay network has it; default: the lowest free one from 4096.
+    pub fn vni(mut self, vni: u32) -> Self {
+        self.driver.vni = Some(vni);
         self
     }
 }

@@ -27,6 +27,8 @@ pub enum DriverOptions {
     Macvlan(MacvlanOptions),
     /// An ipvlan per endpoint on a host link (`docker network create -d ipvlan`).
     Ipvlan(IpvlanOptions),
+    /// A VXLAN across hosts, kept in the cluster store (`docker network create -d overlay`).
+    Overlay(OverlayOptions),
 }
 
 impl DriverOptions {
@@ -40,6 +42,7 @@ impl DriverOptions {
             DriverOptions::Macvlan(o) => o.parent.validate(),
             DriverOptions::Ipvlan(o) => o.parent.validate(),
             DriverOptions::None => Ok(()),
+            DriverOptions::Overlay(o) => o.validate(),
         }
     }
 
@@ -50,6 +53,7 @@ impl DriverOptions {
             DriverOptions::None => DriverKind::None,
             DriverOptions::Macvlan(_) => DriverKind::Macvlan,
             DriverOptions::Ipvlan(_) => DriverKind::Ipvlan,
+            DriverOptions::Overlay(_) => DriverKind::Overlay,
         }
     }
 }
@@ -67,6 +71,8 @@ pub enum DriverKind {
     Macvlan,
     /// See [`DriverOptions::Ipvlan`].
     Ipvlan,
+    /// See [`DriverOptions::Overlay`].
+    Overlay,
 }
 
 impl DriverKind {
@@ -77,6 +83,7 @@ impl DriverKind {
             DriverKind::None => "none",
             DriverKind::Macvlan => "macvlan",
             DriverKind::Ipvlan => "ipvlan",
+            DriverKind::Overlay => "overlay",
         }
     }
 }
@@ -146,6 +153,31 @@ impl Default for BridgeOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoneOptions;
 
+/// The highest VXLAN network identifier (24 bits).
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+
+/// Options of an overlay network (Docker's `com.docker.network.driver.overlay.*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayOptions {
+    /// The VXLAN network identifier (`…overlay.vxlanid_list`): allocated cluster-wide when
+    /// unset; a VNI another overlay network has is refused.
+    pub vni: Option<u32>,
+}
+
+impl OverlayOptions {
+    /// Checks the VNI is in 1..=2^24-1.
+    pub fn validate(&self) -> Result<()> {
+        match self.vni {
+            Some(v) if v == 0 || v > VNI_MAX => Err(Error::invalid(
+                "vxlanid_list",
+                v,
+                "a VXLAN id is 1-16777215",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The options type of one driver: what its builder ([`crate::Network`]) carries, and what
 /// that driver receives. [`DriverOptions`] is the sum of them.
 pub trait TypedOptions: Into<DriverOptions> + Clone + fmt::Debug {
@@ -164,6 +196,14 @@ impl TypedOptions for MacvlanOptions {
 }
 impl TypedOptions for IpvlanOptions {
     const KIND: DriverKind = DriverKind::Ipvlan;
+}
+impl TypedOptions for OverlayOptions {
+    const KIND: DriverKind = DriverKind::Overlay;
+}
+impl From<OverlayOptions> for DriverOptions {
+    fn from(o: OverlayOptions) -> Self {
+        DriverOptions::Overlay(o)
+    }
 }
 
 impl From<BridgeOptions> for DriverOptions {
@@ -195,10 +235,17 @@ impl FromStr for DriverKind {
             DriverKind::None,
             DriverKind::Macvlan,
             DriverKind::Ipvlan,
+            DriverKind::Overlay,
         ]
         .into_iter()
         .find(|k| k.name() == s)
-        .ok_or_else(|| Error::invalid("driver", s, "expected bridge, none, macvlan or ipvlan"))
+        .ok_or_else(|| {
+            Error::invalid(
+                "driver",
+                s,
+                "expected bridge, none, macvlan, ipvlan or overlay",
+            )
+        })
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Step {
     IpamAllocate,
     /// The driver plumbed the endpoint (veth exists).
     DriverAttach,
+    /// A cluster network's endpoint was advertised in the cluster store (after this host was
+    /// made to forward to the network's other endpoints).
+    ClusterAdvertise,
     /// The firewall added the endpoint's ports.
     FirewallEndpoint,
     /// The endpoint record was written.
@@ -71,6 +74,7 @@ impl Step {
         Step::PersistNetwork,
         Step::IpamAllocate,
         Step::DriverAttach,
+        Step::ClusterAdvertise,
         Step::FirewallEndpoint,
         Step::PersistEndpoint,
         Step::DetachFirewall,
@@ -114,6 +118,7 @@ impl fmt::Display for Step {
             Step::PersistNetwork => "persist-network",
             Step::IpamAllocate => "ipam-allocate",
             Step::DriverAttach => "driver-attach",
+            Step::ClusterAdvertise => "cluster-advertise",
             Step::FirewallEndpoint => "firewall-endpoint",
             Step::PersistEndpoint => "persist-endpoint",
             Step::DetachFirewall => "detach-firewall",

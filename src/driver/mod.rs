@@ -12,6 +12,10 @@
 //! Adding a driver: a module here, its options type in [`crate::options`], a line in
 //! [`driver_for`].
 //!
+//! Cluster networks ([`Scope::Global`], the overlay driver) live in the cluster store; the
+//! driver keeps each host's forwarding to the other hosts' endpoints in
+//! [`NetworkDriver::sync_peers`].
+//!
 //! Shared pieces: [`veth`] (host-side naming and pair creation), [`lower`] (the parent link of
 //! macvlan/ipvlan), [`container`] (what goes inside the container netns), [`announce`]
 //! (gratuitous ARP / unsolicited NA).
@@ -23,6 +27,7 @@ pub mod ipvlan;
 pub mod lower;
 pub mod macvlan;
 pub mod none;
+pub mod overlay;
 pub mod veth;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -51,6 +56,48 @@ pub struct DriverContext<'a> {
     /// The other networks (filled where a driver needs them: creating a network, to refuse a
     /// device another one has; deleting one, to tell whether a parent link is still used).
     pub networks: &'a [NetworkInfo],
+    /// This host's place on the underlay, when it is in a cluster (overlay networks).
+    pub underlay: Option<Underlay>,
+}
+
+/// This host's VXLAN tunnel endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Underlay {
+    /// The address other hosts reach it at (`--cluster-advertise`).
+    pub vtep: IpAddr,
+    /// The VXLAN UDP port.
+    pub port: u16,
+}
+
+/// Where a driver's networks live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// On one host: its state dir has them (bridge, macvlan, ipvlan, none).
+    Local,
+    /// In the cluster store, on every host of the cluster (overlay): names, subnets and
+    /// addresses are unique cluster-wide and `Host` needs a cluster
+    /// ([`crate::HostBuilder::cluster`]).
+    Global,
+}
+
+/// An endpoint on another host, as a driver forwards to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The MAC of its interface.
+    pub mac: MacAddr,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Its host's VTEP.
+    pub vtep: IpAddr,
+}
+
+/// What [`NetworkDriver::sync_peers`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerSync {
+    /// Entries added or replaced.
+    pub added: usize,
+    /// Stray entries removed.
+    pub removed: usize,
 }
 
 /// What a driver made for a network.
@@ -109,6 +156,10 @@ pub trait NetworkDriver: Send + Sync {
     fn kind(&self) -> DriverKind;
     /// Whether its endpoints get addresses from IPAM.
     fn uses_ipam(&self) -> bool;
+    /// Where its networks live. Default: on this host.
+    fn scope(&self) -> Scope {
+        Scope::Local
+    }
     /// Whether its networks are internal (no route out) whatever the spec says: macvlan and
     /// ipvlan without a parent live on a dummy link, as in Docker. Default: no.
     fn always_internal(&self) -> bool {
@@ -183,6 +234,17 @@ pub trait NetworkDriver: Send + Sync {
         net: &NetworkInfo,
         att: &Attachment,
     ) -> Result<Vec<String>>;
+    /// Makes this host forward to exactly `peers`, the network's endpoints on other hosts
+    /// (cluster networks). Default: nothing to do.
+    async fn sync_peers(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        peers: &[Peer],
+    ) -> Result<PeerSync> {
+        let _ = (ctx, net, peers);
+        Ok(PeerSync::default())
+    }
 }
 
 /// The driver registry: the one place that maps a network's options to its driver, which
@@ -193,5 +255,6 @@ pub fn driver_for(options: &DriverOptions) -> Box<dyn NetworkDriver + '_> {
         DriverOptions::None => Box::new(none::NoneDriver),
         DriverOptions::Macvlan(o) => Box::new(macvlan::MacvlanDriver(o)),
         DriverOptions::Ipvlan(o) => Box::new(ipvlan::IpvlanDriver(o)),
+        DriverOptions::Overlay(o) => Box::new(overlay::OverlayDriver(o)),
     }
 }

@@ -59,13 +59,10 @@ impl Host {
         let container_nl = self.check_container_netns(&ep.netns).await?;
         self.ensure_predefined(network).await?;
         let _lock = self.state.lock().await?;
-        let net = self
-            .state
-            .network(network)?
-            .filter(|n| !n.removing)
-            .ok_or_else(|| Error::NetworkNotFound {
-                name: network.into(),
-            })?;
+        let net = match self.state.network(network)?.filter(|n| !n.removing) {
+            Some(n) => self.current_cluster_network(n).await?,
+            None => self.import_cluster_network(network).await?,
+        };
         if let Some(old) = self.state.endpoint(network, &ep.container)? {
             // A detach of it was killed half-way: finish it, then attach afresh.
             if self.state.is_detaching(network, &ep.container) {
@@ -160,9 +157,11 @@ impl Host {
                 v4: ep.ip,
                 v6: ep.ip6,
             };
-            let got = self.ipam.allocate(&net.name, &ep.container, req).await?;
+            let ipam = self.ipam_of(net)?;
+            let got = ipam.allocate(&net.name, &ep.container, req).await?;
             let addresses = got.addresses.clone();
             journal.push(Undo::IpamAddress {
+                ipam,
                 network: net.name.clone(),
                 container: ep.container.clone(),
                 allocation: got,
@@ -237,6 +236,9 @@ impl Host {
         };
         journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
         self.after(Step::DriverAttach)?;
+        if driver.scope() == crate::driver::Scope::Global {
+            self.cluster_attach(net, &att, journal).await?;
+        }
         let names = self
             .state
             .sandbox(&ep.container)?
@@ -328,7 +330,9 @@ impl Host {
             errors.extend(self.firewall.forget_flows(&ips).await.err());
             errors.extend(self.after(Step::DetachConntrack).err());
         }
-        if driver.uses_ipam() {
+        if driver.scope() == crate::driver::Scope::Global {
+            self.cluster_detach(net, att).await;
+        } else if driver.uses_ipam() {
             errors.extend(self.ipam.release(network, container).await.err());
             errors.extend(self.after(Step::DetachIpam).err());
         }

@@ -84,7 +84,8 @@ impl Host {
                 .count()
                 .min(1);
         let expected = self.state.endpoint_count(&net.name)? * families;
-        if self.ipam.claim_count(&net.name).await? >= expected {
+        let ipam = self.ipam_of(net)?;
+        if ipam.claim_count(&net.name).await? >= expected {
             return Ok(());
         }
         let mut held: BTreeMap<String, Vec<IpAddr>> = self
@@ -100,7 +101,7 @@ impl Host {
             .collect();
         // Claims no record holds stay (a dead attach's: its link may still carry the address
         // until gc removes both together); only lost ones are restored.
-        if let Some(pool) = self.ipam.pool(&net.name).await? {
+        if let Some(pool) = ipam.pool(&net.name).await? {
             for (ip, c) in pool.allocations() {
                 let ips = held.entry(c.clone()).or_default();
                 if !ips.contains(&ip) {
@@ -108,10 +109,7 @@ impl Host {
                 }
             }
         }
-        let r = self
-            .ipam
-            .reconcile(&net.name, &recorded_pool(net, held))
-            .await?;
+        let r = ipam.reconcile(&net.name, &recorded_pool(net, held)).await?;
         tracing::warn!(target: "berth::host", network = %net.name, restored = ?r.restored,
                        released = r.released.len(), conflicts = ?r.conflicts,
                        "address claims were lost; restored from the endpoint records");

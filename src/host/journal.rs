@@ -13,11 +13,19 @@ use super::Host;
 pub(super) enum Undo {
     IpamPool(String),
     IpamAddress {
+        ipam: std::sync::Arc<dyn crate::ipam::Ipam>,
         network: String,
         container: String,
         allocation: crate::ipam::Allocation,
     },
     DriverNetwork(Box<NetworkInfo>),
+    /// A network created in the cluster store.
+    ClusterNetwork(String),
+    /// An endpoint advertised in the cluster store.
+    ClusterEndpoint {
+        network: String,
+        container: String,
+    },
     /// `lo` of the container netns was down and was brought up.
     LoopbackUp(crate::netlink::Netlink),
     DriverEndpoint(Box<(NetworkInfo, Attachment)>),
@@ -57,10 +65,19 @@ impl Host {
             let r = match &undo {
                 Undo::IpamPool(n) => self.ipam.release_pool(n).await,
                 Undo::IpamAddress {
+                    ipam,
                     network,
                     container,
                     allocation,
-                } => self.ipam.revert(network, container, allocation).await,
+                } => ipam.revert(network, container, allocation).await,
+                Undo::ClusterNetwork(name) => match &self.cluster {
+                    Some(c) => c.delete_network(name).await,
+                    None => Ok(()),
+                },
+                Undo::ClusterEndpoint { network, container } => match &self.cluster {
+                    Some(c) => c.unregister(network, container).await,
+                    None => Ok(()),
+                },
                 Undo::DriverNetwork(net) => match self.state.networks() {
                     Ok(others) => {
                         crate::driver::driver_for(&net.driver)

@@ -5,6 +5,7 @@
 //! Concurrency: every mutating operation holds the state dir's exclusive `flock` (see
 //! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
 
+mod cluster_ops;
 mod default_bridge;
 mod endpoint_ops;
 mod files_ops;
@@ -18,14 +19,16 @@ mod resolver_ops;
 mod routes;
 
 pub use crate::step::Step;
+pub(crate) use cluster_ops::{PendingDetach, peer_of};
 pub use gc::GcReport;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cluster::{Cluster, ClusterIpam, ClusterSettings, ClusterStore, HostIdentity};
 use crate::daemon_config::DaemonConfig;
-use crate::driver::DriverContext;
+use crate::driver::{DriverContext, Scope, Underlay, driver_for};
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NftFirewall};
 use crate::ipam::{AddressPool, FileIpam, Ipam};
@@ -54,6 +57,8 @@ pub struct HostBuilder {
     daemon: Option<DaemonConfig>,
     fault: Option<FaultHook>,
     kernel: Option<Arc<dyn KernelOpener>>,
+    cluster: Option<(Arc<dyn ClusterStore>, HostIdentity)>,
+    cluster_settings: ClusterSettings,
 }
 
 impl fmt::Debug for HostBuilder {
@@ -136,6 +141,26 @@ impl HostBuilder {
         self
     }
 
+    /// Makes this host a member of a cluster: overlay networks live in `store`, this host is
+    /// `identity` in it (its name, and the underlay address of its VTEP). Run
+    /// [`Host::overlay_agent`] beside it.
+    pub fn cluster(mut self, store: impl ClusterStore + 'static, identity: HostIdentity) -> Self {
+        self.cluster = Some((Arc::new(store), identity));
+        self
+    }
+
+    /// [`HostBuilder::cluster`] with a store shared with others.
+    pub fn cluster_arc(mut self, store: Arc<dyn ClusterStore>, identity: HostIdentity) -> Self {
+        self.cluster = Some((store, identity));
+        self
+    }
+
+    /// The cluster's timings (lease TTL, reclaim grace …; default [`ClusterSettings::default`]).
+    pub fn cluster_settings(mut self, settings: ClusterSettings) -> Self {
+        self.cluster_settings = settings;
+        self
+    }
+
     /// A hook called after every step (fault injection in tests).
     pub fn fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault = Some(hook);
@@ -172,7 +197,20 @@ impl HostBuilder {
         let resolv_conf = self
             .resolv_conf
             .unwrap_or_else(|| "/etc/resolv.conf".into());
+        let cluster = match self.cluster {
+            Some((store, id)) => {
+                let c = Cluster::from_arc(store, id, self.cluster_settings)?;
+                c.set_lease_file(state.root().join("cluster-lease.json"));
+                Some(c)
+            }
+            None => None,
+        };
+        let cluster_ipam: Option<Arc<dyn Ipam>> = cluster
+            .as_ref()
+            .map(|c| Arc::new(ClusterIpam::new(c.clone())) as Arc<dyn Ipam>);
         let host = Host {
+            cluster,
+            cluster_ipam,
             state,
             netns,
             nl,
@@ -191,8 +229,12 @@ impl HostBuilder {
     }
 }
 
-/// Networks and endpoints of one host netns, backed by one state dir.
+/// Networks and endpoints of one host netns, backed by one state dir. Cloning is cheap and
+/// the clones share everything (the state dir's lock serialises them as it does processes).
+#[derive(Clone)]
 pub struct Host {
+    cluster: Option<Cluster>,
+    cluster_ipam: Option<Arc<dyn Ipam>>,
     state: StateDir,
     netns: Netns,
     nl: Netlink,
@@ -238,6 +280,28 @@ impl Host {
             host_netns: &self.netns,
             kernel: self.kernel.as_ref(),
             networks: &[],
+            underlay: self.cluster.as_ref().and_then(|c| {
+                c.identity().advertise.map(|vtep| Underlay {
+                    vtep,
+                    port: c.identity().port,
+                })
+            }),
+        }
+    }
+
+    /// The cluster this host belongs to, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// The IPAM of a network: the cluster's for cluster networks, else this host's.
+    fn ipam_of(&self, net: &crate::network::NetworkInfo) -> Result<Arc<dyn Ipam>> {
+        match driver_for(&net.driver).scope() {
+            Scope::Local => Ok(self.ipam.clone()),
+            Scope::Global => self.cluster_ipam.clone().ok_or_else(|| Error::NoCluster {
+                network: net.name.clone(),
+                driver: net.driver.kind().name(),
+            }),
         }
     }
 

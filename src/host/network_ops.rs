@@ -2,7 +2,7 @@
 
 use ipnet::IpNet;
 
-use crate::driver::driver_for;
+use crate::driver::{Scope, driver_for};
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
 use crate::ipam::PoolRequest;
@@ -24,7 +24,7 @@ const RESERVED: &[&str] = &[
     "host",
 ];
 
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     let b: [u8; 32] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -32,7 +32,7 @@ fn random_id() -> String {
 impl Host {
     /// Prefixes an automatic subnet must avoid: every address and on-link route of the host
     /// netns, and the nameservers of the host's resolv.conf.
-    async fn avoid_prefixes(&self) -> Result<Vec<IpNet>> {
+    pub(super) async fn avoid_prefixes(&self) -> Result<Vec<IpNet>> {
         let mut v: Vec<IpNet> = self
             .nl
             .addresses(None)
@@ -86,6 +86,9 @@ impl Host {
         }
         let spec_driver = spec.driver.clone();
         let driver = driver_for(&spec_driver);
+        if driver.scope() == Scope::Global {
+            return self.create_cluster_network(spec).await;
+        }
         driver.prepare(self.ctx(), &mut spec).await?;
         let others = self.state.networks()?;
         if others.iter().any(|n| n.name == spec.name) {
@@ -158,13 +161,26 @@ impl Host {
     /// Resumable: the record is first marked as being removed (durably), so a process killed
     /// at any instant of the removal leaves a network that takes no endpoints and that the next
     /// `delete_network`, `create_network` of its name, or `gc` finishes removing.
+    ///
+    /// A cluster network is deleted cluster-wide, refused while any host has endpoints on it
+    /// (naming them and their hosts); the other hosts drop their records of it when they next
+    /// use or list it, or when their agent sees it go.
     pub async fn delete_network(&self, name: impl AsRef<str>) -> Result<()> {
         let name = name.as_ref();
         let _lock = self.state.lock().await?;
-        let mut net = self
-            .state
-            .network(name)?
-            .ok_or_else(|| Error::NetworkNotFound { name: name.into() })?;
+        let local = self.state.network(name)?;
+        let global = match &local {
+            Some(n) => driver_for(&n.driver).scope() == Scope::Global,
+            None => true,
+        };
+        if global && let Some(cluster) = &self.cluster {
+            match cluster.delete_network(name).await {
+                Ok(()) | Err(Error::NetworkNotFound { .. }) if local.is_some() => {}
+                Ok(()) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut net = local.ok_or_else(|| Error::NetworkNotFound { name: name.into() })?;
         let mut eps = Vec::new();
         for att in self.state.endpoints(name)? {
             if self.state.is_detaching(name, &att.container) {
@@ -207,7 +223,9 @@ impl Host {
             .delete_network(self.ctx_with(&others), net)
             .await?;
         self.after(Step::DeleteDriver)?;
-        self.ipam.release_pool(name).await?;
+        if driver_for(&net.driver).scope() == Scope::Local {
+            self.ipam.release_pool(name).await?;
+        }
         self.after(Step::DeleteIpam)?;
         self.state.remove_network(name)?;
         self.after(Step::DeleteRecord)
@@ -215,21 +233,43 @@ impl Host {
 
     /// Every network, sorted by name (`docker network ls`); a network whose removal was
     /// interrupted is not listed.
+    ///
+    /// With a cluster, the cluster's networks are listed too (as the store has them: a host
+    /// that has not used one has no record of it); a store that does not answer is an error.
     pub async fn networks(&self) -> Result<Vec<NetworkInfo>> {
-        Ok(self
+        let mut v: Vec<NetworkInfo> = self
             .state
             .networks()?
             .into_iter()
             .filter(|n| !n.removing)
-            .collect())
+            .collect();
+        if let Some(cluster) = &self.cluster {
+            let global = cluster.networks().await?;
+            v.retain(|n| {
+                driver_for(&n.driver).scope() == Scope::Local || global.iter().any(|g| g.id == n.id)
+            });
+            for g in global {
+                if !v.iter().any(|n| n.name == g.name) {
+                    v.push(g);
+                }
+            }
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(v)
     }
 
     /// One network's record (`docker network inspect`).
+    /// With a cluster, a cluster network this host has no record of is the store's.
     pub async fn network(&self, name: impl AsRef<str>) -> Result<NetworkInfo> {
         let name = name.as_ref();
-        self.state
-            .network(name)?
-            .filter(|n| !n.removing)
-            .ok_or_else(|| Error::NetworkNotFound { name: name.into() })
+        if let Some(n) = self.state.network(name)?.filter(|n| !n.removing) {
+            return Ok(n);
+        }
+        if let Some(cluster) = &self.cluster
+            && let Some((n, _)) = cluster.network(name).await?
+        {
+            return Ok(n);
+        }
+        Err(Error::NetworkNotFound { name: name.into() })
     }
 }

@@ -560,6 +560,28 @@ impl StateDir {
             .collect())
     }
 
+    fn pending_path(&self, network: &str, container: &str) -> PathBuf {
+        self.root
+            .join("cluster-pending")
+            .join(format!("{network}@{container}.json"))
+    }
+
+    /// Records a detach whose cluster-store side is still to do.
+    pub(crate) fn put_pending_detach(&self, p: &crate::host::PendingDetach) -> Result<()> {
+        create_dir(&self.root.join("cluster-pending"))?;
+        write_json(&self.pending_path(&p.network, &p.container), p)
+    }
+
+    /// The detaches whose cluster-store side is still to do.
+    pub(crate) fn pending_detaches(&self) -> Result<Vec<crate::host::PendingDetach>> {
+        self.read_records(&self.root.join("cluster-pending"))
+    }
+
+    /// Forgets one pending detach (idempotent).
+    pub(crate) fn remove_pending_detach(&self, p: &crate::host::PendingDetach) -> Result<()> {
+        remove(&self.pending_path(&p.network, &p.container))
+    }
+
     /// Every attachment of `container`, on any network, in attach order.
     pub fn attachments_of(&self, container: &str) -> Result<Vec<Attachment>> {
         let mut atts = Vec::new();

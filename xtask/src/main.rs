@@ -27,6 +27,10 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "nftables",
     "iproute2",
+    // etcd-client's build script compiles etcd's protobuf definitions.
+    "protobuf-compiler",
+    // The cluster store of the overlay tests and demo (started by them, on loopback).
+    "etcd-server",
 ];
 
 fn main() -> ExitCode {

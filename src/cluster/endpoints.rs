@@ -1,0 +1,47 @@
+//! This host's endpoints in the store: put under its lease when attached (so they vanish from
+//! every peer when it dies), deleted when detached.
+
+use super::Cluster;
+use super::records::{self, EndpointRecord, to_json};
+use super::store::{Op, Txn};
+use crate::error::Result;
+
+impl Cluster {
+    /// Advertises one endpoint of this host.
+    pub(crate) async fn register(&self, network: &str, rec: &EndpointRecord) -> Result<()> {
+        let lease = self.lease().await?;
+        let key = records::endpoint(network, &self.identity.name, &rec.container);
+        let put = Op::Put {
+            key,
+            value: to_json(rec),
+            lease: Some(lease),
+        };
+        match self.store.txn(Txn::new(vec![], vec![put.clone()])).await {
+            Ok(_) => Ok(()),
+            // The lease ended behind our back (the agent has not noticed yet): a new one.
+            Err(e) if e.to_string().contains("lease") => {
+                self.lease_lost(lease).await;
+                let lease = self.lease().await?;
+                let Op::Put { key, value, .. } = put else {
+                    unreachable!()
+                };
+                let put = Op::Put {
+                    key,
+                    value,
+                    lease: Some(lease),
+                };
+                self.store.txn(Txn::new(vec![], vec![put])).await.map(drop)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Withdraws one endpoint of this host.
+    pub(crate) async fn unregister(&self, network: &str, container: &str) -> Result<()> {
+        let key = records::endpoint(network, &self.identity.name, container);
+        self.store
+            .txn(Txn::new(vec![], vec![Op::Delete(key)]))
+            .await
+            .map(drop)
+    }
+}

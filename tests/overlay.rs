@@ -1,0 +1,594 @@
+//! Overlay networks across simulated hosts, proven by traffic and read back from the kernel
+//! and the store. An "underlay" netns (the sandbox's host netns) with a bridge joins N host
+//! netns by veths (`10.99.N.I/24`); each host netns has its own berth `Host` (own state dir,
+//! own firewall) in one cluster, whose store is a real etcd (Debian's `etcd-server`) started by
+//! the test on a loopback port of its own, with its data dir in a temp dir, stopped and removed
+//! at the end (also on panic). Each host runs its overlay agent.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth::cluster::{ClusterSettings, ClusterStore, Etcd, HostIdentity};
+use berth::netlink::{Netlink, VethPeer};
+use berth::sandbox::{Sandbox, tcp_probe};
+use berth::{Endpoint, Error, Host, MacAddr, Netns, Network};
+use common::*;
+
+/// A real etcd on 127.0.0.1, killed and its data removed on drop.
+struct EtcdServer {
+    child: Option<Child>,
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl EtcdServer {
+    /// `None` (the test is skipped, saying so) when Debian's etcd-server is not installed.
+    fn start(label: &str) -> Option<EtcdServer> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            println!(
+                "SKIPPED: etcd is not installed (apt-get install etcd-server; cargo xtask setup does)"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("berth-etcd-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = EtcdServer {
+            child: None,
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+        };
+        s.spawn();
+        Some(s)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn spawn(&mut self) {
+        let c = self.endpoint();
+        let p = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("etcd")
+            .args(["--name", "berth-test", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args([
+                "--listen-peer-urls",
+                &p,
+                "--initial-advertise-peer-urls",
+                &p,
+            ])
+            .args(["--initial-cluster", &format!("berth-test={p}")])
+            .args(["--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Kills it (data kept): `restart` brings it back with its data.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    async fn store(&self, prefix: &str) -> Etcd {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(e) = Etcd::connect([self.endpoint()], prefix).await
+                && e.list("").await.is_ok()
+            {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "etcd did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped etcd does not die of SIGKILL until continued.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One simulated host.
+struct SimHost {
+    name: String,
+    ns: Netns,
+    nl: Netlink,
+    host: Host,
+    vtep: IpAddr,
+    agent: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Cluster {
+    sb: Sandbox,
+    etcd: EtcdServer,
+    hosts: Vec<SimHost>,
+    outside: Netns,
+    n: u8,
+}
+
+fn settings() -> ClusterSettings {
+    ClusterSettings {
+        lease_ttl: Duration::from_secs(3),
+        reclaim_grace: Duration::from_secs(4),
+        expiry_hold: Duration::from_millis(500),
+        reconcile_every: Duration::from_secs(2),
+    }
+}
+
+/// `hosts` simulated hosts on underlay `10.99.N.0/24`, an outside netns at `10.99.N.200`.
+async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
+    if !require_root() {
+        return None;
+    }
+    let etcd = EtcdServer::start(label)?;
+    let mut sb = Sandbox::new(label).await.expect("sandbox");
+    let under = Netlink::open(sb.host()).await.unwrap();
+    let br = under.link().bridge("ul").mtu(1500).add().await.unwrap();
+    let mut plug = async |sb: &mut Sandbox, role: &str, ip: IpAddr| -> (Netns, Netlink) {
+        let ns = sb.netns(role).await.unwrap();
+        let v = under
+            .link()
+            .veth(&format!("ul-{role}"))
+            .master(br.index)
+            .peer(VethPeer {
+                name: "eth0",
+                mac: MacAddr::random(),
+                netns: &ns,
+            })
+            .add()
+            .await
+            .unwrap();
+        under
+            .link()
+            .set(v.index, &format!("ul-{role}"))
+            .up()
+            .apply()
+            .await
+            .unwrap();
+        let nl = Netlink::open(&ns).await.unwrap();
+        let eth = nl.require_link("eth0").await.unwrap();
+        nl.address().add(eth.index, "eth0", ip, 24).await.unwrap();
+        nl.link().set(eth.index, "eth0").up().apply().await.unwrap();
+        (ns, nl)
+    };
+    let (outside, _) = plug(&mut sb, "out", format!("10.99.{n}.200").parse().unwrap()).await;
+    let mut sims = Vec::new();
+    for i in 1..=hosts {
+        let name = format!("h{i}");
+        let vtep: IpAddr = format!("10.99.{n}.{i}").parse().unwrap();
+        let (ns, nl) = plug(&mut sb, &name, vtep).await;
+        let store = etcd.store(&format!("/berth-{label}")).await;
+        let state = sb.state_dir().join(&name);
+        let host = Host::builder()
+            .state_dir(&state)
+            .netns(ns.clone())
+            .resolv_conf(sb.state_dir().join("no-resolv.conf"))
+            .cluster(store, HostIdentity::new(&name).advertise(vtep))
+            .cluster_settings(settings())
+            .build()
+            .await
+            .expect("host");
+        let agent = Some(tokio::spawn(host.overlay_agent().unwrap().run()));
+        sims.push(SimHost {
+            name,
+            ns,
+            nl,
+            host,
+            vtep,
+            agent,
+        });
+    }
+    Some(Cluster {
+        sb,
+        etcd,
+        hosts: sims,
+        outside,
+        n,
+    })
+}
+
+impl Cluster {
+    async fn container(&mut self, role: &str) -> Netns {
+        self.sb.netns(role).await.unwrap()
+    }
+}
+
+/// The FDB destinations (VTEPs) on host `h`'s VXLAN device of `vni`.
+async fn fdb_vteps(h: &SimHost, vni: u32) -> Vec<IpAddr> {
+    let Some(vx) = h.nl.link_by_name(&format!("vx-{vni}")).await.unwrap() else {
+        return Vec::new();
+    };
+    h.nl.fdb(vx.index)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.dst)
+        .collect()
+}
+
+fn vni_of(net: &berth::NetworkInfo) -> u32 {
+    match &net.driver {
+        berth::DriverOptions::Overlay(o) => o.vni.unwrap(),
+        _ => panic!("not overlay"),
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if f().await {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_hosts_all_to_all_names_and_teardown() {
+    let Some(mut c) = cluster("ov-all", 1, 4).await else {
+        return;
+    };
+    let net = c.hosts[0]
+        .host
+        .create_network(
+            Network::overlay("ov")
+                .subnet("10.200.1.0/24".parse().unwrap())
+                .ipv6(true)
+                .subnet("fd00:200:1::/64".parse().unwrap()),
+        )
+        .await
+        .expect("create overlay");
+    let vni = vni_of(&net);
+    assert!(vni >= 4096);
+    // Made on h1, listed on h4 (which has never used it).
+    let on4 = c.hosts[3].host.networks().await.unwrap();
+    assert!(
+        on4.iter().any(|n| n.name == "ov" && n.id == net.id),
+        "{on4:?}"
+    );
+    // The same name again, from another host: one network.
+    let again = c.hosts[2]
+        .host
+        .create_network(Network::overlay("ov"))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, Error::NetworkExists { .. }), "{again}");
+
+    let mut eps: Vec<(usize, Netns, IpAddr, IpAddr)> = Vec::new();
+    for h in 0..4 {
+        for j in 0..3 {
+            let role = format!("h{}c{j}", h + 1);
+            let ns = c.container(&role).await;
+            let att = c.hosts[h]
+                .host
+                .attach("ov", Endpoint::new(&role, ns.clone()))
+                .await
+                .expect("attach");
+            eps.push((h, ns, att.ip().unwrap(), att.ip6().unwrap()));
+        }
+    }
+    let distinct: BTreeSet<IpAddr> = eps.iter().map(|e| e.2).collect();
+    assert_eq!(distinct.len(), 12, "addresses are distinct cluster-wide");
+    // Every host forwards to the 9 endpoints of the others.
+    for h in &c.hosts {
+        let hs = h;
+        wait_for("FDB complete", Duration::from_secs(5), async || {
+            fdb_vteps(hs, vni).await.len() == 9
+        })
+        .await;
+        assert!(!fdb_vteps(hs, vni).await.contains(&hs.vtep));
+    }
+    // All to all, IPv4; a ring over IPv6.
+    for (i, (_, server, ip4, ip6)) in eps.iter().enumerate() {
+        for (k, (_, client, _, _)) in eps.iter().enumerate() {
+            if i != k {
+                reaches_at(server, client, &format!("{ip4}:{}", 7000 + i)).await;
+            }
+        }
+        let (_, client, _, _) = &eps[(i + 4) % eps.len()];
+        reaches_at(server, client, &format!("[{ip6}]:{}", 7100 + i)).await;
+    }
+    // In the store: 12 endpoints, 24 claims.
+    let store = c.etcd.store("/berth-ov-all").await;
+    assert_eq!(store.list("net/ov/ep/").await.unwrap().0.len(), 12);
+    assert_eq!(store.list("net/ov/ipam/").await.unwrap().0.len(), 24);
+
+    // Delete refused while endpoints exist, naming them and their hosts.
+    let e = c.hosts[3].host.delete_network("ov").await.unwrap_err();
+    assert!(
+        matches!(&e, Error::NetworkInUseOnHosts { endpoints, .. } if endpoints.len() == 12),
+        "{e}"
+    );
+
+    // Teardown: after every detach and the delete, nothing of it anywhere.
+    for h in 0..4 {
+        for j in 0..3 {
+            c.hosts[h]
+                .host
+                .detach("ov", &format!("h{}c{j}", h + 1))
+                .await
+                .expect("detach");
+        }
+        let links = link_names(&c.hosts[h].ns).await;
+        assert!(
+            !links
+                .iter()
+                .any(|l| l.starts_with("vx-") || l.starts_with("ov-")),
+            "h{}: devices left: {links:?}",
+            h + 1
+        );
+    }
+    c.hosts[1].host.delete_network("ov").await.expect("delete");
+    assert!(store.list("net/ov/").await.unwrap().0.is_empty());
+    for h in &c.hosts {
+        assert!(
+            h.host
+                .networks()
+                .await
+                .unwrap()
+                .iter()
+                .all(|n| n.name != "ov")
+        );
+    }
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_host_vanishes_within_the_ttl_and_a_restarted_agent_causes_no_churn() {
+    let Some(mut c) = cluster("ov-dead", 2, 3).await else {
+        return;
+    };
+    let net = c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.2.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let vni = vni_of(&net);
+    let mut eps = Vec::new();
+    for h in 0..3 {
+        let role = format!("h{}c", h + 1);
+        let ns = c.container(&role).await;
+        let att = c.hosts[h]
+            .host
+            .attach("ov", Endpoint::new(&role, ns.clone()))
+            .await
+            .unwrap();
+        eps.push((ns, att.ip().unwrap()));
+    }
+    for h in &c.hosts {
+        wait_for("FDB complete", Duration::from_secs(5), async || {
+            fdb_vteps(h, vni).await.len() == 2
+        })
+        .await;
+    }
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7001", eps[1].1)).await;
+
+    // h2's agent restarted within the TTL: it re-attaches to its live lease, peers see no
+    // delete (h1's FDB keeps h2's entry throughout).
+    c.hosts[1].agent.take().unwrap().abort();
+    let again = c.hosts[1].host.overlay_agent().unwrap();
+    let status = again.status();
+    c.hosts[1].agent = Some(tokio::spawn(again.run()));
+    let t0 = Instant::now();
+    while t0.elapsed() < settings().lease_ttl * 2 {
+        assert!(
+            fdb_vteps(&c.hosts[0], vni).await.contains(&c.hosts[1].vtep),
+            "h1 dropped h2 although h2's agent came back within the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.lock().unwrap().connected);
+
+    // h3's agent killed (no goodbye): gone from h1 and h2 within TTL + hold (+ 1 s of etcd's
+    // own expiry granularity), and its container unreachable.
+    c.hosts[2].agent.take().unwrap().abort();
+    let h3 = c.hosts[2].vtep;
+    let limit = settings().lease_ttl + settings().expiry_hold + Duration::from_secs(2);
+    for h in 0..2 {
+        let hs = &c.hosts[h];
+        let took = wait_for("dead host's entries gone", limit, async || {
+            !fdb_vteps(hs, vni).await.contains(&h3)
+        })
+        .await;
+        println!(
+            "h{}: h3's entries gone {took:?} after its agent died",
+            h + 1
+        );
+    }
+    blocked_at(
+        &eps[2].0,
+        &eps[0].0,
+        &format!("{}:7002", eps[2].1),
+        "a dead host",
+    )
+    .await;
+    // Its address stays claimed (grace), then the reclaimer frees it.
+    let store = c.etcd.store("/berth-ov-dead").await;
+    let claims_of_h3 = async || {
+        store
+            .list("net/ov/ipam/")
+            .await
+            .unwrap()
+            .0
+            .iter()
+            .filter(|kv| String::from_utf8_lossy(&kv.value).contains("\"h3\""))
+            .count()
+    };
+    assert_eq!(claims_of_h3().await, 1, "claimed during the grace period");
+    wait_for(
+        "reclaimed after the grace period",
+        settings().reclaim_grace * 4,
+        async || claims_of_h3().await == 0,
+    )
+    .await;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_down_refuses_attach_cleanly_and_the_data_plane_keeps_working() {
+    let Some(mut c) = cluster("ov-down", 3, 2).await else {
+        return;
+    };
+    c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.3.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let mut eps = Vec::new();
+    for h in 0..2 {
+        let role = format!("h{}c", h + 1);
+        let ns = c.container(&role).await;
+        let att = c.hosts[h]
+            .host
+            .attach("ov", Endpoint::new(&role, ns.clone()))
+            .await
+            .unwrap();
+        eps.push((ns, att.ip().unwrap()));
+    }
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7001", eps[1].1)).await;
+    let before = link_names(&c.hosts[0].ns).await;
+
+    c.etcd.kill();
+    // The data plane keeps working.
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7002", eps[1].1)).await;
+    // Attach fails fast with the typed error naming the store, and makes nothing.
+    let ns = c.container("late").await;
+    let t0 = Instant::now();
+    let e = c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("late", ns))
+        .await
+        .unwrap_err();
+    println!("attach with etcd down failed after {:?}: {e}", t0.elapsed());
+    assert!(
+        matches!(&e, Error::Store { store, .. } if store.contains("etcd"))
+            || e.to_string().contains("etcd"),
+        "{e}"
+    );
+    assert_eq!(link_names(&c.hosts[0].ns).await, before, "nothing made");
+    assert!(c.hosts[0].host.endpoints("ov").await.unwrap().len() == 1);
+    // Detach completes locally; the store side when etcd is back.
+    c.hosts[1]
+        .host
+        .detach("ov", "h2c")
+        .await
+        .expect("detach while the store is down");
+    c.etcd.restart();
+    let store = c.etcd.store("/berth-ov-down").await;
+    wait_for(
+        "pending detach finished",
+        Duration::from_secs(15),
+        async || {
+            store
+                .list("net/ov/ep/")
+                .await
+                .map(|l| l.0.len())
+                .unwrap_or(9)
+                == 1
+        },
+    )
+    .await;
+    let claims = store.list("net/ov/ipam/").await.unwrap().0;
+    assert_eq!(
+        claims.len(),
+        1,
+        "h2c's address released once the store was back"
+    );
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_attaches_and_creates_stay_unique() {
+    let Some(mut c) = cluster("ov-race", 4, 4).await else {
+        return;
+    };
+    // Two hosts creating different networks at once: distinct VNIs and subnets.
+    let (a, b) = tokio::join!(
+        c.hosts[0].host.create_network(Network::overlay("ova")),
+        c.hosts[1].host.create_network(Network::overlay("ovb")),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(vni_of(&a), vni_of(&b));
+    assert_ne!(a.subnets[0].subnet, b.subnets[0].subnet);
+    // Two hosts creating the same name at once: one network.
+    let (x, y) = tokio::join!(
+        c.hosts[2].host.create_network(Network::overlay("same")),
+        c.hosts[3].host.create_network(Network::overlay("same")),
+    );
+    assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
+
+    // 4 hosts × 25 attaches at once → 100 distinct addresses.
+    const PER_HOST: usize = 25;
+    let mut nss = Vec::new();
+    for h in 0..4 {
+        for j in 0..PER_HOST {
+            nss.push((
+                h,
+                format!("r{h}x{j}"),
+                c.container(&format!("r{h}x{j}")).await,
+            ));
+        }
+    }
+    let hosts: Vec<Host> = c.hosts.iter().map(|h| h.host.clone()).collect();
+    let hosts = Arc::new(hosts);
+    let tasks: Vec<_> = nss
+        .iter()
+        .map(|(h, role, ns)| {
+            let hosts = hosts.clone();
+            let (h, role, ns) = (*h, role.clone(), ns.clone());
+            tokio::spawn(async move { hosts[h].attach("ova", Endpoint::new(&role, ns)).await })
+        })
+        .collect();
+    let mut ips = BTreeSet::new();
+    for t in tasks {
+        ips.insert(t.await.unwrap().expect("attach").ip().unwrap());
+    }
+    assert_eq!(ips.len(), 4 * PER_HOST, "every address distinct");
+    let _ = &c.outside;
+    let _ = c.n;
+    let _: Option<SocketAddr> = None;
+    let _ = tcp_probe;
+    drop(c);
+}
