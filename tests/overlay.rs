@@ -165,7 +165,7 @@ async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
     let mut sb = Sandbox::new(label).await.expect("sandbox");
     let under = Netlink::open(sb.host()).await.unwrap();
     let br = under.link().bridge("ul").mtu(1500).add().await.unwrap();
-    let mut plug = async |sb: &mut Sandbox, role: &str, ip: IpAddr| -> (Netns, Netlink) {
+    let plug = async |sb: &mut Sandbox, role: &str, ip: IpAddr| -> (Netns, Netlink) {
         let ns = sb.netns(role).await.unwrap();
         let v = under
             .link()
@@ -559,8 +559,8 @@ async fn concurrent_attaches_and_creates_stay_unique() {
     );
     assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
 
-    // 4 hosts × 25 attaches at once → 100 distinct addresses.
-    const PER_HOST: usize = 25;
+    // 4 hosts × 50 attaches at once → 200 distinct addresses.
+    const PER_HOST: usize = 50;
     let mut nss = Vec::new();
     for h in 0..4 {
         for j in 0..PER_HOST {
@@ -586,9 +586,199 @@ async fn concurrent_attaches_and_creates_stay_unique() {
         ips.insert(t.await.unwrap().expect("attach").ip().unwrap());
     }
     assert_eq!(ips.len(), 4 * PER_HOST, "every address distinct");
-    let _ = &c.outside;
-    let _ = c.n;
-    let _: Option<SocketAddr> = None;
-    let _ = tcp_probe;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_stalled_past_the_ttl_or_restarted_converges() {
+    let Some(mut c) = cluster("ov-stall", 5, 2).await else {
+        return;
+    };
+    let net = c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.5.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let vni = vni_of(&net);
+    let mut eps = Vec::new();
+    for h in 0..2 {
+        let role = format!("h{}c", h + 1);
+        let ns = c.container(&role).await;
+        let att = c.hosts[h]
+            .host
+            .attach("ov", Endpoint::new(&role, ns.clone()))
+            .await
+            .unwrap();
+        eps.push((ns, att.ip().unwrap()));
+    }
+    let converged = async |c: &Cluster| {
+        for (i, h) in c.hosts.iter().enumerate() {
+            let other = c.hosts[1 - i].vtep;
+            wait_for(
+                &format!("{} forwards to the other host", h.name),
+                Duration::from_secs(20),
+                async || fdb_vteps(h, vni).await == vec![other],
+            )
+            .await;
+        }
+    };
+    converged(&c).await;
+    // SIGSTOP past the TTL: on resume etcd ends every lease at once; the hosts re-advertise.
+    let pid = nix::unistd::Pid::from_raw(c.etcd.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    tokio::time::sleep(settings().lease_ttl * 2).await;
+    // The data plane kept working meanwhile.
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7001", eps[1].1)).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    tokio::time::sleep(settings().lease_ttl).await;
+    converged(&c).await;
+    let store = c.etcd.store("/berth-ov-stall").await;
+    wait_for(
+        "both endpoints advertised again",
+        Duration::from_secs(20),
+        async || {
+            store
+                .list("net/ov/ep/")
+                .await
+                .map(|l| l.0.len())
+                .unwrap_or(0)
+                == 2
+        },
+    )
+    .await;
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7002", eps[1].1)).await;
+    // A restart keeps the leases: convergence again, traffic flows.
+    c.etcd.restart();
+    let _ = c.etcd.store("/berth-ov-stall").await;
+    converged(&c).await;
+    reaches_at(&eps[0].0, &eps[1].0, &format!("{}:7003", eps[0].1)).await;
+    // An FDB entry an admin removed by hand is restored by the periodic reconcile.
+    let h = &c.hosts[0];
+    let vx =
+        h.nl.link_by_name(&format!("vx-{vni}"))
+            .await
+            .unwrap()
+            .unwrap();
+    for e in h.nl.fdb(vx.index).await.unwrap() {
+        h.nl.del_fdb(e.index, &e.name, e.mac, e.dst).await.unwrap();
+    }
+    blocked_at(
+        &eps[1].0,
+        &eps[0].0,
+        &format!("{}:7004", eps[1].1),
+        "FDB entry removed",
+    )
+    .await;
+    converged(&c).await;
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7005", eps[1].1)).await;
+    drop(c);
+}
+
+/// Outside world and isolation: an overlay container reaches an outside netns, masqueraded by
+/// its own host; a port published on host 2 is reached from outside at host 2's address; two
+/// overlay networks do not reach each other; an internal overlay has no way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outside_published_ports_and_isolation() {
+    let Some(mut c) = cluster("ov-out", 6, 2).await else {
+        return;
+    };
+    let n = c.n;
+    for h in &c.hosts {
+        // The hosts' default route: the outside netns (as a LAN router would be).
+        h.nl.route()
+            .default_via(format!("10.99.{n}.200").parse().unwrap())
+            .replace()
+            .await
+            .unwrap();
+    }
+    let host0 = &c.hosts[0].host;
+    host0
+        .create_network(Network::overlay("ov").subnet("10.200.6.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    host0
+        .create_network(Network::overlay("ov2").subnet("10.201.6.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    host0
+        .create_network(
+            Network::overlay("ovi")
+                .subnet("10.202.6.0/24".parse().unwrap())
+                .internal(true),
+        )
+        .await
+        .unwrap();
+    let a_ns = c.container("a").await;
+    let b_ns = c.container("b").await;
+    let o2_ns = c.container("o2").await;
+    let i_ns = c.container("i").await;
+    let a = c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("a", a_ns.clone()))
+        .await
+        .unwrap();
+    let port: berth::PortRequest = "8080:80/tcp".parse().unwrap();
+    let b = c.hosts[1]
+        .host
+        .attach("ov", Endpoint::new("b", b_ns.clone()).publish_request(port))
+        .await
+        .unwrap();
+    let o2 = c.hosts[1]
+        .host
+        .attach("ov2", Endpoint::new("o2", o2_ns.clone()))
+        .await
+        .unwrap();
+    c.hosts[0]
+        .host
+        .attach("ovi", Endpoint::new("i", i_ns.clone()))
+        .await
+        .unwrap();
+    // Out, masqueraded by its own host.
+    let out = format!("10.99.{n}.200");
+    let seen = assert_reaches(
+        &c.outside,
+        sa("0.0.0.0:9100"),
+        &a_ns,
+        sa(&format!("{out}:9100")),
+    )
+    .await;
+    assert_eq!(seen.ip(), c.hosts[0].vtep, "masqueraded by its own host");
+    let seen = assert_reaches(
+        &c.outside,
+        sa("0.0.0.0:9101"),
+        &b_ns,
+        sa(&format!("{out}:9101")),
+    )
+    .await;
+    assert_eq!(seen.ip(), c.hosts[1].vtep);
+    // -p on host 2 into the container on host 2.
+    let target = SocketAddr::new(c.hosts[1].vtep, 8080);
+    tcp_probe(&b_ns, "0.0.0.0:80".parse().unwrap(), &c.outside, target)
+        .await
+        .expect("published port on host 2");
+    // Isolation: ov ↔ ov2 refused both ways; the internal network has no way out.
+    blocked_at(
+        &o2_ns,
+        &a_ns,
+        &format!("{}:7001", o2.ip().unwrap()),
+        "another overlay",
+    )
+    .await;
+    blocked_at(
+        &a_ns,
+        &o2_ns,
+        &format!("{}:7002", a.ip().unwrap()),
+        "another overlay",
+    )
+    .await;
+    blocked_at(
+        &c.outside,
+        &i_ns,
+        &format!("10.99.{n}.200:7003"),
+        "internal overlay",
+    )
+    .await;
+    // Same network across hosts still flows.
+    reaches_at(&b_ns, &a_ns, &format!("{}:7004", b.ip().unwrap())).await;
     drop(c);
 }

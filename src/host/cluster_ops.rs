@@ -299,6 +299,9 @@ impl Host {
         network: &str,
         peers: &[Peer],
     ) -> Result<Option<crate::driver::PeerSync>> {
+        // Under the state lock: an attach or detach does not make or remove the devices
+        // meanwhile.
+        let _lock = self.state.lock().await?;
         let Some(net) = self.state.network(network)?.filter(|n| !n.removing) else {
             return Ok(None);
         };

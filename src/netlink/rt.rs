@@ -296,15 +296,26 @@ impl RtKernel {
         index: u32,
         op: &'static str,
     ) -> Result<Vec<NeighbourMessage>> {
-        let msgs: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(family)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(op, index.to_string(), to_io(e)))?;
+        // The kernel runs one dump per socket at a time: another task's dump on this handle
+        // answers EBUSY, which passes once it is done.
+        let mut tries = 0;
+        let msgs: Vec<NeighbourMessage> = loop {
+            let r = self
+                .handle
+                .neighbours()
+                .get()
+                .set_address_family(family)
+                .execute()
+                .try_collect()
+                .await;
+            match r {
+                Err(e) if is_errno(&e, libc::EBUSY) && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                r => break r.map_err(|e| Error::netlink(op, index.to_string(), to_io(e)))?,
+            }
+        };
         Ok(msgs
             .into_iter()
             .filter(|m| m.header.ifindex == index)
