@@ -592,6 +592,7 @@ mod tests {
     #[test]
     fn driver_kinds_parse() {
         assert_eq!("ipvlan".parse::<DriverKind>().unwrap(), DriverKind::Ipvlan);
-        assert!("overlay".parse::<DriverKind>().is_err());
+        assert_eq!("overlay".parse::<DriverKind>().unwrap(), DriverKind::Overlay);
+        assert!("weave".parse::<DriverKind>().is_err());
     }
 }
