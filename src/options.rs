@@ -592,7 +592,10 @@ mod tests {
     #[test]
     fn driver_kinds_parse() {
         assert_eq!("ipvlan".parse::<DriverKind>().unwrap(), DriverKind::Ipvlan);
-        assert_eq!("overlay".parse::<DriverKind>().unwrap(), DriverKind::Overlay);
+        assert_eq!(
+            "overlay".parse::<DriverKind>().unwrap(),
+            DriverKind::Overlay
+        );
         assert!("weave".parse::<DriverKind>().is_err());
     }
 }
