@@ -161,6 +161,11 @@ async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
     if !require_root() {
         return None;
     }
+    // `RUST_LOG=berth::cluster=debug` shows what the agents do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let etcd = EtcdServer::start(label)?;
     let mut sb = Sandbox::new(label).await.expect("sandbox");
     let under = Netlink::open(sb.host()).await.unwrap();

@@ -225,6 +225,12 @@ impl OverlayAgent {
         loop {
             match self.session().await {
                 Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) if super::lease_gone(&e) => {
+                    tracing::warn!(target: "berth::cluster", error = %e, "lease gone: taking a new one");
+                    if let Some(l) = self.cluster.current_lease().await {
+                        self.cluster.lease_lost(l).await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(target: "berth::cluster", error = %e, retry_in = ?backoff,
                                    "overlay agent: store unavailable");

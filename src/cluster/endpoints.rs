@@ -2,7 +2,7 @@
 //! every peer when it dies), deleted when detached.
 
 use super::Cluster;
-use super::records::{self, EndpointRecord, to_json};
+use super::records::{self, Claim, EndpointRecord, to_json};
 use super::store::{Op, Txn};
 use crate::error::Result;
 
@@ -19,7 +19,7 @@ impl Cluster {
         match self.store.txn(Txn::new(vec![], vec![put.clone()])).await {
             Ok(_) => Ok(()),
             // The lease ended behind our back (the agent has not noticed yet): a new one.
-            Err(e) if e.to_string().contains("lease") => {
+            Err(e) if super::lease_gone(&e) => {
                 self.lease_lost(lease).await;
                 let lease = self.lease().await?;
                 let Op::Put { key, value, .. } = put else {
@@ -36,12 +36,31 @@ impl Cluster {
         }
     }
 
-    /// Withdraws one endpoint of this host.
+    /// Withdraws one endpoint of this host (its addresses stay claimed).
     pub(crate) async fn unregister(&self, network: &str, container: &str) -> Result<()> {
         let key = records::endpoint(network, &self.identity.name, container);
         self.store
             .txn(Txn::new(vec![], vec![Op::Delete(key)]))
             .await
             .map(drop)
+    }
+
+    /// Withdraws one endpoint of this host and releases its addresses, in one transaction.
+    pub(crate) async fn withdraw(&self, network: &str, container: &str) -> Result<()> {
+        let (claims, _) = self.store.list(&records::claims(network)).await?;
+        let mut ops = vec![Op::Delete(records::endpoint(
+            network,
+            &self.identity.name,
+            container,
+        ))];
+        for kv in &claims {
+            if let Ok(c) = self.decode::<Claim>(kv)
+                && c.host == self.identity.name
+                && c.container == container
+            {
+                ops.push(Op::Delete(kv.key.clone()));
+            }
+        }
+        self.store.txn(Txn::new(vec![], ops)).await.map(drop)
     }
 }

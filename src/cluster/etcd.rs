@@ -284,14 +284,18 @@ impl ClusterStore for Etcd {
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<Option<Duration>> {
         let mut c = self.client.lease_client();
-        let ttl = self
+        let ttl = match self
             .deadline("lease keep-alive", async {
                 let (mut keeper, mut stream) = c.keep_alive(lease.0).await?;
                 keeper.keep_alive().await?;
                 let m = stream.message().await?;
                 Ok(m.map_or(0, |m| m.ttl()))
             })
-            .await?;
+            .await
+        {
+            Err(e) if super::lease_gone(&e) => return Ok(None),
+            r => r?,
+        };
         // etcd answers TTL 0 for a lease it no longer has ("lease not found").
         Ok((ttl > 0).then(|| Duration::from_secs(ttl as u64)))
     }

@@ -188,7 +188,7 @@ impl ClusterStore for MemoryStore {
                 return Err(Error::Store {
                     store: self.describe(),
                     op: "put",
-                    reason: format!("requested lease {} not found", l.0),
+                    reason: format!("requested lease not found ({})", l.0),
                 });
             }
         }

@@ -38,6 +38,12 @@ use crate::error::{Error, Result};
 use records::HostRecord;
 use store::{Op, Txn};
 
+/// Whether a store error says the lease named no longer exists (etcd: "requested lease not
+/// found"): the holder must take a new one, never retry it.
+pub fn lease_gone(e: &Error) -> bool {
+    matches!(e, Error::Store { reason, .. } if reason.contains("lease not found"))
+}
+
 /// The default VXLAN UDP port (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
 

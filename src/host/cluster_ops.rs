@@ -249,12 +249,9 @@ impl Host {
 
     /// Withdraws an endpoint and releases its addresses in the store.
     pub(crate) async fn finish_store_detach(&self, network: &str, container: &str) -> Result<()> {
-        let cluster = self.need_cluster(network)?;
-        cluster.unregister(network, container).await?;
-        if let Some(ipam) = &self.cluster_ipam {
-            ipam.release(network, container).await?;
-        }
-        Ok(())
+        self.need_cluster(network)?
+            .withdraw(network, container)
+            .await
     }
 
     /// Detaches whose store side is still to do: finished now if the store answers.
