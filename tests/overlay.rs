@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::cluster::{ClusterSettings, ClusterStore, Etcd, HostIdentity};
+use berth::cluster::{ClusterSettings, ClusterStore, HostIdentity};
 use berth::netlink::{Netlink, VethPeer};
 use berth::sandbox::{Sandbox, tcp_probe};
 use berth::{Endpoint, Error, Host, MacAddr, Netns, Network};
