@@ -677,3 +677,213 @@ async fn outside_published_ports_and_isolation() {
     reaches_at(&b_ns, &a_ns, &format!("{}:7004", b.ip().unwrap())).await;
     drop(c);
 }
+
+/// MTU: a full-size datagram with DF set crosses hosts; one byte more is refused to the sender
+/// (EMSGSIZE), not lost silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_size_packets_cross_and_one_byte_more_is_refused() {
+    let Some(mut c) = cluster("ov-mtu", 7, 2).await else {
+        return;
+    };
+    let net = c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.7.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(net.mtu, 1450, "underlay 1500 − 50");
+    let a_ns = c.container("a").await;
+    let b_ns = c.container("b").await;
+    c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("a", a_ns.clone()))
+        .await
+        .unwrap();
+    let b = c.hosts[1]
+        .host
+        .attach("ov", Endpoint::new("b", b_ns.clone()))
+        .await
+        .unwrap();
+    let target = SocketAddr::new(b.ip().unwrap(), 7777);
+    let srv = b_ns
+        .run(move || std::net::UdpSocket::bind(target))
+        .unwrap()
+        .unwrap();
+    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let cli = a_ns
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    let on: libc::c_int = libc::IP_PMTUDISC_DO;
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&cli),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let full = vec![7u8; 1450 - 28];
+    let got = tokio::task::spawn_blocking(move || {
+        cli.send_to(&full, target).unwrap();
+        let mut buf = vec![0u8; 2000];
+        let n = srv.recv(&mut buf).expect("the full-size datagram crossed");
+        let e = cli
+            .send_to(&vec![7u8; 1450 - 28 + 1], target)
+            .expect_err("one byte more must be refused");
+        (n, e)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.0, 1422);
+    assert_eq!(got.1.raw_os_error(), Some(libc::EMSGSIZE), "{}", got.1);
+    drop(c);
+}
+
+/// Attach made to fail after each step of an overlay attach: nothing of it remains — no
+/// endpoint key or address claim in the store, no device on the host, no record — and the
+/// next attach works. Then gc: an endpoint key no record keeps (an attach killed after
+/// advertising) is withdrawn with its claim, and a stray FDB entry is named by `check` and
+/// removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_attaches_leave_nothing_and_gc_repairs_the_rest() {
+    let Some(mut c) = cluster("ov-fault", 8, 2).await else {
+        return;
+    };
+    c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.8.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let b_ns = c.container("b").await;
+    let a_ns = c.container("a").await;
+    c.hosts[1]
+        .host
+        .attach("ov", Endpoint::new("b", b_ns.clone()))
+        .await
+        .unwrap();
+    let store = c.etcd.store("/berth-ov-fault").await;
+    let fail_at: Arc<std::sync::Mutex<Option<berth::Step>>> = Arc::default();
+    let f = fail_at.clone();
+    let h1 = &c.hosts[0];
+    let faulty = Host::builder()
+        .state_dir(c.sb.state_dir().join("h1"))
+        .netns(h1.ns.clone())
+        .resolv_conf(c.sb.state_dir().join("no-resolv.conf"))
+        .cluster(
+            c.etcd.store("/berth-ov-fault").await,
+            HostIdentity::new("h1").advertise(h1.vtep),
+        )
+        .cluster_settings(settings())
+        .fault_hook(Arc::new(move |step| match *f.lock().unwrap() {
+            Some(s) if s == step => Err(Error::Injected { step }),
+            _ => Ok(()),
+        }))
+        .build()
+        .await
+        .unwrap();
+    let links_before = link_names(&h1.ns).await;
+    for step in [
+        berth::Step::IpamAllocate,
+        berth::Step::DriverAttach,
+        berth::Step::ClusterAdvertise,
+        berth::Step::PersistEndpoint,
+    ] {
+        *fail_at.lock().unwrap() = Some(step);
+        let e = faulty
+            .attach("ov", Endpoint::new("a", a_ns.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Injected { step: s } if s == step),
+            "{step}: {e}"
+        );
+        let keys: Vec<String> = store
+            .list("net/ov/")
+            .await
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|kv| kv.key)
+            .filter(|k| k.contains("/h1/") || k.contains("ipam/"))
+            .collect();
+        assert_eq!(keys.len(), 1, "{step}: only b's claim is left: {keys:?}");
+        assert_eq!(link_names(&h1.ns).await, links_before, "{step}: links left");
+        assert!(faulty.endpoints("ov").await.unwrap().is_empty());
+    }
+    *fail_at.lock().unwrap() = None;
+    let a = faulty
+        .attach("ov", Endpoint::new("a", a_ns.clone()))
+        .await
+        .unwrap();
+    let b_ip = c.hosts[1].host.endpoints("ov").await.unwrap()[0]
+        .ip()
+        .unwrap();
+    reaches_at(&b_ns, &a_ns, &format!("{b_ip}:7001")).await;
+
+    // A ghost endpoint of h1 in the store (its attach died after advertising), with a claim.
+    let ghost = berth::cluster::records::EndpointRecord {
+        host: "h1".into(),
+        container: "ghost".into(),
+        vtep: h1.vtep,
+        mac: MacAddr::random(),
+        ipv4: Some("10.200.8.250".parse().unwrap()),
+        ipv6: None,
+        names: vec![],
+    };
+    let claim = berth::cluster::records::Claim {
+        host: "h1".into(),
+        container: "ghost".into(),
+    };
+    use berth::cluster::store::{Op, Txn};
+    store
+        .txn(Txn::new(
+            vec![],
+            vec![
+                Op::put("net/ov/ep/h1/ghost", serde_json::to_vec(&ghost).unwrap()),
+                Op::put(
+                    "net/ov/ipam/10.200.8.250",
+                    serde_json::to_vec(&claim).unwrap(),
+                ),
+            ],
+        ))
+        .await
+        .unwrap();
+    // A stray FDB entry on h1's VXLAN device.
+    let vx = h1
+        .nl
+        .links()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.name.starts_with("vx-"))
+        .unwrap();
+    let stray = MacAddr::random();
+    h1.nl
+        .replace_fdb(vx.index, &vx.name, stray, "10.99.8.99".parse().unwrap())
+        .await
+        .unwrap();
+    let missing = faulty.check("ov", "a").await.unwrap();
+    assert!(
+        missing.iter().any(|m| m.starts_with("stray fdb entry")),
+        "{missing:?}"
+    );
+    let report = faulty.gc(&["a"]).await.unwrap();
+    assert_eq!(
+        report.cluster_withdrawn,
+        vec![("ov".to_string(), "ghost".to_string())]
+    );
+    assert!(report.forwarding_fixed >= 1, "{report:?}");
+    assert!(store.get("net/ov/ep/h1/ghost").await.unwrap().is_none());
+    assert!(
+        store
+            .get("net/ov/ipam/10.200.8.250")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(faulty.check("ov", "a").await.unwrap().is_empty());
+    assert!(a.ip().is_some());
+    drop(c);
+}

@@ -245,6 +245,17 @@ pub trait NetworkDriver: Send + Sync {
         let _ = (ctx, net, peers);
         Ok(PeerSync::default())
     }
+    /// What of the forwarding to `peers` is missing or stray here (for `check`); empty when
+    /// it matches. Default: nothing to check.
+    async fn check_peers(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        peers: &[Peer],
+    ) -> Result<Vec<String>> {
+        let _ = (ctx, net, peers);
+        Ok(Vec::new())
+    }
 }
 
 /// The driver registry: the one place that maps a network's options to its driver, which

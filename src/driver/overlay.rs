@@ -287,26 +287,7 @@ impl NetworkDriver for OverlayDriver<'_> {
         let Some(link) = ctx.host.link_by_name(&vx).await? else {
             return Ok(out);
         };
-        let want_fdb: Vec<FdbEntry> = peers
-            .iter()
-            .map(|p| FdbEntry {
-                index: link.index,
-                name: vx.clone(),
-                mac: p.mac,
-                dst: p.vtep,
-            })
-            .collect();
-        let want_neigh: Vec<NeighbourEntry> = peers
-            .iter()
-            .flat_map(|p| {
-                p.addresses.iter().map(|ip| NeighbourEntry {
-                    index: link.index,
-                    name: vx.clone(),
-                    addr: *ip,
-                    mac: p.mac,
-                })
-            })
-            .collect();
+        let (want_fdb, want_neigh) = wanted(link.index, &vx, peers);
         let have_fdb = ctx.host.fdb(link.index).await?;
         for e in &have_fdb {
             if !want_fdb.contains(e) {
@@ -337,4 +318,57 @@ impl NetworkDriver for OverlayDriver<'_> {
         }
         Ok(out)
     }
+
+    async fn check_peers(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        peers: &[Peer],
+    ) -> Result<Vec<String>> {
+        let vx = vxlan_name(self.vni(net)?);
+        let Some(link) = ctx.host.link_by_name(&vx).await? else {
+            // No endpoint here: nothing to forward (`check` names the device if one should
+            // be there).
+            return Ok(Vec::new());
+        };
+        let (want_fdb, want_neigh) = wanted(link.index, &vx, peers);
+        let have_fdb = ctx.host.fdb(link.index).await?;
+        let have_neigh = ctx.host.neighbours(link.index).await?;
+        let mut v = Vec::new();
+        for e in want_fdb.iter().filter(|e| !have_fdb.contains(e)) {
+            v.push(format!("fdb entry {} dst {} on {vx}", e.mac, e.dst));
+        }
+        for e in want_neigh.iter().filter(|e| !have_neigh.contains(e)) {
+            v.push(format!("neighbour {} lladdr {} on {vx}", e.addr, e.mac));
+        }
+        for e in have_fdb.iter().filter(|e| !want_fdb.contains(e)) {
+            v.push(format!("stray fdb entry {} dst {} on {vx}", e.mac, e.dst));
+        }
+        Ok(v)
+    }
+}
+
+/// The FDB and neighbour entries that forward to `peers` on VXLAN device `index`.
+fn wanted(index: u32, vx: &str, peers: &[Peer]) -> (Vec<FdbEntry>, Vec<NeighbourEntry>) {
+    let fdb = peers
+        .iter()
+        .map(|p| FdbEntry {
+            index,
+            name: vx.to_string(),
+            mac: p.mac,
+            dst: p.vtep,
+        })
+        .collect();
+    let neigh = peers
+        .iter()
+        .flat_map(|p| {
+            p.addresses.iter().map(|ip| NeighbourEntry {
+                index,
+                name: vx.to_string(),
+                addr: *ip,
+                mac: p.mac,
+            })
+        })
+        .collect();
+    (fdb, neigh)
 }

@@ -268,6 +268,38 @@ impl Host {
         Ok(done)
     }
 
+    /// gc of one cluster network (the caller holds the lock): this host's endpoints in the
+    /// store that no record keeps are withdrawn with their addresses, and the forwarding is
+    /// made to match the store. Returns (withdrawn containers, entries fixed).
+    pub(super) async fn cluster_gc(
+        &self,
+        net: &NetworkInfo,
+        live: &std::collections::HashSet<&str>,
+    ) -> Result<(Vec<String>, usize)> {
+        let cluster = self.need_cluster(&net.name)?;
+        let me = cluster.identity().name.clone();
+        let mut withdrawn = Vec::new();
+        for r in cluster.endpoint_records(&net.name).await? {
+            if r.host == me && !live.contains(r.container.as_str()) {
+                cluster.withdraw(&net.name, &r.container).await?;
+                withdrawn.push(r.container);
+            }
+        }
+        let peers = self.peers_of(net).await?;
+        let fixed = driver_for(&net.driver)
+            .sync_peers(self.ctx(), net, &peers)
+            .await?;
+        Ok((withdrawn, fixed.added + fixed.removed))
+    }
+
+    /// What of a cluster network's forwarding is missing here (for `check`).
+    pub(super) async fn cluster_check(&self, net: &NetworkInfo) -> Result<Vec<String>> {
+        let peers = self.peers_of(net).await?;
+        driver_for(&net.driver)
+            .check_peers(self.ctx(), net, &peers)
+            .await
+    }
+
     /// Every local network of cluster scope.
     pub(crate) fn cluster_networks_here(&self) -> Result<Vec<NetworkInfo>> {
         Ok(self

@@ -370,6 +370,9 @@ impl Host {
         let mut missing = driver_for(&net.driver)
             .check(self.ctx(), &net, &att)
             .await?;
+        if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
+            missing.extend(self.cluster_check(&net).await?);
+        }
         if let Some(n) = network_rules(&net) {
             let eps: Vec<_> = self.endpoint_fw(&net, &att, None)?.into_iter().collect();
             missing.extend(self.firewall.check(&[n], &eps).await?);

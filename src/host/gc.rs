@@ -50,6 +50,12 @@ pub struct GcReport {
     /// Temporary files of writers killed mid-write, and detach marks of detaches killed
     /// after their record was removed.
     pub tmp_files_removed: usize,
+    /// This host's endpoints in the cluster store that no record here keeps (an attach killed
+    /// after advertising), withdrawn with their addresses: (network, container).
+    pub cluster_withdrawn: Vec<(String, String)>,
+    /// Forwarding entries to other hosts' endpoints added or removed so that the kernel
+    /// matches the store (cluster networks).
+    pub forwarding_fixed: usize,
 }
 
 /// What `net`'s IPAM must hold: its subnets and aux addresses, and `held` (container → its
@@ -177,11 +183,26 @@ impl Host {
             if !driver_for(&net.driver).uses_ipam() || net.subnets.is_empty() {
                 continue;
             }
-            match self
-                .ipam
-                .reconcile(&net.name, &recorded_pool(net, held))
-                .await
-            {
+            let ipam = match self.ipam_of(net) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
+                let live: HashSet<&str> = eps.iter().map(|a| a.container.as_str()).collect();
+                match self.cluster_gc(net, &live).await {
+                    Ok((withdrawn, fixed)) => {
+                        report
+                            .cluster_withdrawn
+                            .extend(withdrawn.into_iter().map(|c| (net.name.clone(), c)));
+                        report.forwarding_fixed += fixed;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            match ipam.reconcile(&net.name, &recorded_pool(net, held)).await {
                 Ok(r) => {
                     report.released.extend(r.released);
                     report.restored.extend(
