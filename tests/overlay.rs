@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use berth::cluster::{ClusterSettings, ClusterStore, HostIdentity};
 use berth::netlink::{Netlink, VethPeer};
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::{Sandbox, dns_probe, tcp_probe};
 use berth::{Endpoint, Error, Host, MacAddr, Netns, Network};
 use common::etcd::EtcdServer;
 use common::*;
@@ -198,7 +198,10 @@ async fn four_hosts_all_to_all_names_and_teardown() {
             let ns = c.container(&role).await;
             let att = c.hosts[h]
                 .host
-                .attach("ov", Endpoint::new(&role, ns.clone()))
+                .attach(
+                    "ov",
+                    Endpoint::new(&role, ns.clone()).alias(format!("alias-{role}")),
+                )
                 .await
                 .expect("attach");
             eps.push((h, ns, att.ip().unwrap(), att.ip6().unwrap()));
@@ -224,6 +227,29 @@ async fn four_hosts_all_to_all_names_and_teardown() {
         }
         let (_, client, _, _) = &eps[(i + 4) % eps.len()];
         reaches_at(server, client, &format!("[{ip6}]:{}", 7100 + i)).await;
+    }
+    // Names and aliases across hosts, from every host's embedded resolver.
+    let resolvers: Vec<_> = c
+        .hosts
+        .iter()
+        .map(|h| tokio::spawn(h.host.dns_resolver().run()))
+        .collect();
+    let dns: SocketAddr = "10.200.1.1:53".parse().unwrap();
+    for (h, (_, ns, _, _)) in eps.iter().enumerate().step_by(3) {
+        let other = (h / 3 + 1) % 4;
+        let name = format!("h{}c2", other + 1);
+        let want = eps[other * 3 + 2].2;
+        for q in [name.clone(), format!("alias-{name}")] {
+            wait_for(
+                &format!("{q} from h{}", h / 3 + 1),
+                Duration::from_secs(5),
+                async || dns_probe(ns, dns, &q).await.is_ok_and(|v| v == vec![want]),
+            )
+            .await;
+        }
+    }
+    for r in resolvers {
+        r.abort();
     }
     // In the store: 12 endpoints, 24 claims.
     let store = c.etcd.store("/berth-ov-all").await;
@@ -299,6 +325,20 @@ async fn a_dead_host_vanishes_within_the_ttl_and_a_restarted_agent_causes_no_chu
         .await;
     }
     reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7001", eps[1].1)).await;
+    // Names across hosts: h1's resolver answers for h3's container.
+    let resolvers: Vec<_> = c
+        .hosts
+        .iter()
+        .map(|h| tokio::spawn(h.host.dns_resolver().run()))
+        .collect();
+    let dns: SocketAddr = "10.200.2.1:53".parse().unwrap();
+    let h3c = eps[2].1;
+    wait_for("h3c resolves on h1", Duration::from_secs(5), async || {
+        dns_probe(&eps[0].0, dns, "h3c")
+            .await
+            .is_ok_and(|v| v == vec![h3c])
+    })
+    .await;
 
     // h2's agent restarted within the TTL: it re-attaches to its live lease, peers see no
     // delete (h1's FDB keeps h2's entry throughout).
@@ -339,6 +379,16 @@ async fn a_dead_host_vanishes_within_the_ttl_and_a_restarted_agent_causes_no_chu
         "a dead host",
     )
     .await;
+    // … and its name is no longer answered.
+    wait_for(
+        "h3c no longer resolves on h1",
+        Duration::from_secs(2),
+        async || dns_probe(&eps[0].0, dns, "h3c").await.is_err(),
+    )
+    .await;
+    for r in resolvers {
+        r.abort();
+    }
     // Its address stays claimed (grace), then the reclaimer frees it.
     let store = c.etcd.store("/berth-ov-dead").await;
     let claims_of_h3 = async || {

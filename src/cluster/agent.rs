@@ -343,13 +343,13 @@ impl OverlayAgent {
     /// Makes this host's forwarding on one network equal to the view.
     async fn sync(&self, view: &View, network: &str) -> Result<()> {
         let me = self.cluster.identity().name.as_str();
-        let peers: Vec<crate::driver::Peer> = view
+        let peers: Vec<EndpointRecord> = view
             .endpoints
             .get(network)
             .into_iter()
             .flat_map(|m| m.values())
             .filter(|r| r.host != me)
-            .map(crate::host::peer_of)
+            .cloned()
             .collect();
         match self.host.apply_peers(network, &peers).await {
             Ok(Some(r)) => {

@@ -162,6 +162,7 @@ impl Host {
         driver_for(&net.driver)
             .delete_network(self.ctx_with(&others), net)
             .await?;
+        self.state.put_cluster_peers(&net.name, &[])?;
         self.state.remove_network(&net.name)
     }
 
@@ -175,7 +176,9 @@ impl Host {
         journal: &mut Journal,
     ) -> Result<()> {
         let cluster = self.need_cluster(&net.name)?;
-        let peers = self.peers_of(net).await?;
+        let records = self.peer_records(net).await?;
+        self.publish_peers(&net.name, &records)?;
+        let peers: Vec<Peer> = records.iter().map(peer_of).collect();
         driver_for(&net.driver)
             .sync_peers(self.ctx(), net, &peers)
             .await?;
@@ -195,14 +198,9 @@ impl Host {
         att: &Attachment,
     ) -> Result<EndpointRecord> {
         let cluster = self.need_cluster(&net.name)?;
+        // What the embedded resolver answers for it on this network: its name and aliases.
         let mut names = vec![att.container.clone()];
         names.extend(att.aliases.iter().cloned());
-        if let Some(s) = self.state.sandbox(&att.container)?
-            && let Some(h) = s.names.hostname.clone()
-        {
-            names.push(h);
-        }
-        names.sort();
         names.dedup();
         Ok(EndpointRecord {
             host: cluster.identity().name.clone(),
@@ -217,8 +215,8 @@ impl Host {
         })
     }
 
-    /// The endpoints of a cluster network on other hosts, as the driver forwards to them.
-    pub(crate) async fn peers_of(&self, net: &NetworkInfo) -> Result<Vec<Peer>> {
+    /// The endpoints of a cluster network on other hosts, as the store has them.
+    pub(crate) async fn peer_records(&self, net: &NetworkInfo) -> Result<Vec<EndpointRecord>> {
         let cluster = self.need_cluster(&net.name)?;
         let me = cluster.identity().name.clone();
         Ok(cluster
@@ -226,8 +224,12 @@ impl Host {
             .await?
             .into_iter()
             .filter(|r| r.host != me)
-            .map(|r| peer_of(&r))
             .collect())
+    }
+
+    /// The endpoints of a cluster network on other hosts, as the driver forwards to them.
+    pub(crate) async fn peers_of(&self, net: &NetworkInfo) -> Result<Vec<Peer>> {
+        Ok(self.peer_records(net).await?.iter().map(peer_of).collect())
     }
 
     /// The store side of a detach: withdraw the endpoint, release its addresses. With the
@@ -326,7 +328,7 @@ impl Host {
     pub(crate) async fn apply_peers(
         &self,
         network: &str,
-        peers: &[Peer],
+        records: &[EndpointRecord],
     ) -> Result<Option<crate::driver::PeerSync>> {
         // Under the state lock: an attach or detach does not make or remove the devices
         // meanwhile.
@@ -334,10 +336,23 @@ impl Host {
         let Some(net) = self.state.network(network)?.filter(|n| !n.removing) else {
             return Ok(None);
         };
+        self.publish_peers(network, records)?;
+        let peers: Vec<Peer> = records.iter().map(peer_of).collect();
         driver_for(&net.driver)
-            .sync_peers(self.ctx(), &net, peers)
+            .sync_peers(self.ctx(), &net, &peers)
             .await
             .map(Some)
+    }
+
+    /// Writes the other hosts' endpoints of a network for the embedded resolver, when they
+    /// changed (an unchanged file would make it reload for nothing).
+    fn publish_peers(&self, network: &str, records: &[EndpointRecord]) -> Result<()> {
+        let mut sorted = records.to_vec();
+        sorted.sort_by(|a, b| (&a.host, &a.container).cmp(&(&b.host, &b.container)));
+        if self.state.cluster_peers(network)? != sorted {
+            self.state.put_cluster_peers(network, &sorted)?;
+        }
+        Ok(())
     }
 
     /// With a new lease: re-validates this host's address claims against its records

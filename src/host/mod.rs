@@ -19,7 +19,7 @@ mod resolver_ops;
 mod routes;
 
 pub use crate::step::Step;
-pub(crate) use cluster_ops::{PendingDetach, peer_of};
+pub(crate) use cluster_ops::PendingDetach;
 pub use gc::GcReport;
 
 use std::fmt;

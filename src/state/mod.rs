@@ -582,6 +582,38 @@ impl StateDir {
         remove(&self.pending_path(&p.network, &p.container))
     }
 
+    fn peers_path(&self, network: &str) -> PathBuf {
+        self.root
+            .join("cluster-peers")
+            .join(format!("{network}.json"))
+    }
+
+    /// The endpoints of a cluster network on other hosts, as this host's overlay agent last saw
+    /// them in the store (what the embedded resolver answers for them).
+    pub fn cluster_peers(
+        &self,
+        network: &str,
+    ) -> Result<Vec<crate::cluster::records::EndpointRecord>> {
+        match self.read_record(&self.peers_path(network)) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) | Err(Error::StateCorrupt { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the endpoints of a cluster network on other hosts (empty: the file goes).
+    pub(crate) fn put_cluster_peers(
+        &self,
+        network: &str,
+        peers: &[crate::cluster::records::EndpointRecord],
+    ) -> Result<()> {
+        if peers.is_empty() {
+            return remove(&self.peers_path(network));
+        }
+        create_dir(&self.root.join("cluster-peers"))?;
+        write_json(&self.peers_path(network), &peers)
+    }
+
     /// Every attachment of `container`, on any network, in attach order.
     pub fn attachments_of(&self, container: &str) -> Result<Vec<Attachment>> {
         let mut atts = Vec::new();

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::cluster::records::EndpointRecord;
 use crate::endpoint::Attachment;
 use crate::error::Result;
 use crate::names::SandboxRecord;
@@ -95,10 +96,23 @@ pub(crate) fn normalize(name: &str) -> String {
 impl NameTable {
     /// Builds the table from records: networks (only DNS-enabled ones are kept), attachments
     /// (those of other networks are ignored) and sandbox records (for `--dns`).
+    #[cfg(test)]
     pub(crate) fn from_records(
         networks: &[NetworkInfo],
         attachments: &[Attachment],
         sandboxes: &[SandboxRecord],
+    ) -> Self {
+        Self::with_peers(networks, attachments, sandboxes, &[])
+    }
+
+    /// [`NameTable::from_records`] plus the endpoints of cluster networks on other hosts
+    /// (`(network, endpoint)`): their names resolve like local ones; they are never clients
+    /// (their queries go to their own host's resolver).
+    pub(crate) fn with_peers(
+        networks: &[NetworkInfo],
+        attachments: &[Attachment],
+        sandboxes: &[SandboxRecord],
+        peers: &[(String, EndpointRecord)],
     ) -> Self {
         let mut nets: BTreeMap<String, Net> = networks
             .iter()
@@ -142,6 +156,30 @@ impl NameTable {
                 v6: a.ipv6.map(|n| n.addr()),
             });
         }
+        for (network, p) in peers {
+            let Some(net) = nets.get_mut(network) else {
+                continue;
+            };
+            let mut names: Vec<String> = Vec::new();
+            for n in &p.names {
+                let n = normalize(n);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            net.entries.push(Entry {
+                container: p.container.clone(),
+                names,
+                v4: match p.ipv4 {
+                    Some(IpAddr::V4(a)) => Some(a),
+                    _ => None,
+                },
+                v6: match p.ipv6 {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                },
+            });
+        }
         let dns_of = sandboxes
             .iter()
             .filter(|s| !s.names.dns.is_empty())
@@ -162,11 +200,23 @@ impl NameTable {
     pub(crate) fn load(state: &StateDir) -> Result<Self> {
         let networks = state.networks()?;
         let mut attachments = Vec::new();
+        let mut peers = Vec::new();
         for n in &networks {
             attachments.extend(state.endpoints(&n.name)?);
+            peers.extend(
+                state
+                    .cluster_peers(&n.name)?
+                    .into_iter()
+                    .map(|p| (n.name.clone(), p)),
+            );
         }
         let sandboxes = state.sandboxes()?;
-        Ok(Self::from_records(&networks, &attachments, &sandboxes))
+        Ok(Self::with_peers(
+            &networks,
+            &attachments,
+            &sandboxes,
+            &peers,
+        ))
     }
 
     /// The addresses to serve on: each DNS-enabled network's gateways, on its device. A

@@ -1,5 +1,5 @@
 //! Following the state dir: one inotify instance watches `networks/`, `endpoints/`, every
-//! `endpoints/NETWORK/` and `sandboxes/` (and the root, for directories that appear), so a
+//! `endpoints/NETWORK/`, `sandboxes/` and `cluster-peers/` (and the root, for directories that appear), so a
 //! record written or removed by any process — atomically, by rename — is seen at once.
 //!
 //! The resolver asks [`Watch::changed`] before answering each query (one non-blocking `read`):
@@ -18,7 +18,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// The directories under the root that hold records.
-const RECORD_DIRS: [&str; 3] = ["networks", "endpoints", "sandboxes"];
+const RECORD_DIRS: [&str; 4] = ["networks", "endpoints", "sandboxes", "cluster-peers"];
 
 struct Fd(Inotify);
 
