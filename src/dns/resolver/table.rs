@@ -96,7 +96,7 @@ pub(crate) fn normalize(name: &str) -> String {
 impl NameTable {
     /// Builds the table from records: networks (only DNS-enabled ones are kept), attachments
     /// (those of other networks are ignored) and sandbox records (for `--dns`).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn from_records(
         networks: &[NetworkInfo],
         attachments: &[Attachment],
