@@ -1,0 +1,489 @@
+//! Overlay networks across simulated hosts (root, Debian's `etcd-server`):
+//! `cargo bench --bench overlay [-- --quick]`. Writes `target/bench/overlay.md`.
+//!
+//! - **attach**: an overlay attach in-process against a bridge attach on the same host, and the
+//!   store round trips one overlay attach makes;
+//! - **convergence** at 2, 8 and 32 hosts (threads in this process, not processes): from
+//!   `attach` returning on host B until a TCP connect from a container on host A succeeds;
+//! - **kernel objects per host** against endpoints: FDB and neighbour entries;
+//! - **a dead host**: from its agent dying until its entries are gone from a peer.
+//!
+//! Everything runs in sandbox namespaces (an underlay bridge joining the host netns); etcd runs
+//! on a loopback port of this process's netns, its data in a temp dir, killed at the end.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use berth::cluster::store::{KeyValue, LeaseId, Revision, Txn, WatchStream};
+use berth::cluster::{ClusterSettings, ClusterStore, Etcd, HostIdentity};
+use berth::netlink::{Netlink, VethPeer};
+use berth::sandbox::Sandbox;
+use berth::{Endpoint, Host, MacAddr, Netns, Network};
+
+/// A store that counts the requests it forwards (round trips).
+#[derive(Debug)]
+struct Counting {
+    inner: Etcd,
+    calls: Arc<AtomicU64>,
+}
+
+impl Counting {
+    fn hit(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl ClusterStore for Counting {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn get(&self, key: &str) -> berth::Result<Option<KeyValue>> {
+        self.hit();
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> berth::Result<(Vec<KeyValue>, Revision)> {
+        self.hit();
+        self.inner.list(prefix).await
+    }
+    async fn txn(&self, txn: Txn) -> berth::Result<bool> {
+        self.hit();
+        self.inner.txn(txn).await
+    }
+    async fn grant(&self, ttl: Duration) -> berth::Result<LeaseId> {
+        self.hit();
+        self.inner.grant(ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> berth::Result<Option<Duration>> {
+        self.hit();
+        self.inner.keep_alive(lease).await
+    }
+    async fn time_to_live(&self, lease: LeaseId) -> berth::Result<Option<Duration>> {
+        self.hit();
+        self.inner.time_to_live(lease).await
+    }
+    async fn revoke(&self, lease: LeaseId) -> berth::Result<()> {
+        self.hit();
+        self.inner.revoke(lease).await
+    }
+    async fn watch(&self, prefix: &str, from: Revision) -> berth::Result<WatchStream> {
+        self.hit();
+        self.inner.watch(prefix, from).await
+    }
+}
+
+struct EtcdProc {
+    child: Child,
+    dir: std::path::PathBuf,
+    endpoint: String,
+}
+
+impl Drop for EtcdProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_etcd() -> Option<EtcdProc> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        println!("SKIPPED: overlay bench needs etcd (apt-get install etcd-server)");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("berth-bench-etcd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (c, p) = (
+        format!("http://127.0.0.1:{}", port()),
+        format!("http://127.0.0.1:{}", port()),
+    );
+    let child = Command::new("etcd")
+        .args(["--name", "bench", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+        .args(["--initial-cluster", &format!("bench={p}"), "--log-level", "error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(EtcdProc {
+        child,
+        dir,
+        endpoint: c,
+    })
+}
+
+struct SimHost {
+    ns: Netns,
+    nl: Netlink,
+    host: Host,
+    vtep: IpAddr,
+    calls: Arc<AtomicU64>,
+    agent: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct World {
+    sb: Sandbox,
+    hosts: Vec<SimHost>,
+    containers: u32,
+}
+
+fn settings() -> ClusterSettings {
+    ClusterSettings {
+        lease_ttl: Duration::from_secs(3),
+        reclaim_grace: Duration::from_secs(60),
+        expiry_hold: Duration::from_millis(500),
+        reconcile_every: Duration::from_secs(10),
+    }
+}
+
+async fn connect_store(endpoint: &str, prefix: &str) -> Etcd {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(e) = Etcd::connect([endpoint.to_string()], prefix).await
+            && e.list("").await.is_ok()
+        {
+            return e;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "etcd did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `n` hosts on underlay `10.98.S.0/24`, agents running, under store prefix `/bench-S`.
+async fn world(etcd: &str, s: u8, n: usize) -> World {
+    let mut sb = Sandbox::new(&format!("bov{s}")).await.unwrap();
+    let under = Netlink::open(sb.host()).await.unwrap();
+    let br = under.link().bridge("ul").mtu(1500).add().await.unwrap();
+    let mut hosts = Vec::new();
+    for i in 1..=n {
+        let role = format!("h{i}");
+        let ns = sb.netns(&role).await.unwrap();
+        let v = under
+            .link()
+            .veth(&format!("ul-{role}"))
+            .master(br.index)
+            .peer(VethPeer {
+                name: "eth0",
+                mac: MacAddr::random(),
+                netns: &ns,
+            })
+            .add()
+            .await
+            .unwrap();
+        under
+            .link()
+            .set(v.index, &format!("ul-{role}"))
+            .up()
+            .apply()
+            .await
+            .unwrap();
+        let nl = Netlink::open(&ns).await.unwrap();
+        let eth = nl.require_link("eth0").await.unwrap();
+        let vtep: IpAddr = format!("10.98.{s}.{i}").parse().unwrap();
+        nl.address().add(eth.index, "eth0", vtep, 24).await.unwrap();
+        nl.link().set(eth.index, "eth0").up().apply().await.unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let store = Counting {
+            inner: connect_store(etcd, &format!("/bench-{s}")).await,
+            calls: calls.clone(),
+        };
+        let host = Host::builder()
+            .state_dir(sb.state_dir().join(&role))
+            .netns(ns.clone())
+            .resolv_conf(sb.state_dir().join("none"))
+            .cluster(store, HostIdentity::new(&role).advertise(vtep))
+            .cluster_settings(settings())
+            .build()
+            .await
+            .unwrap();
+        let agent = Some(tokio::spawn(host.overlay_agent().unwrap().run()));
+        hosts.push(SimHost {
+            ns,
+            nl,
+            host,
+            vtep,
+            calls,
+            agent,
+        });
+    }
+    hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet(format!("10.210.{s}.0/24").parse().unwrap()))
+        .await
+        .unwrap();
+    World {
+        sb,
+        hosts,
+        containers: 0,
+    }
+}
+
+impl World {
+    async fn attach(&mut self, h: usize) -> (Netns, IpAddr, Duration) {
+        self.containers += 1;
+        let role = format!("c{}", self.containers);
+        let ns = self.sb.netns(&role).await.unwrap();
+        let t0 = Instant::now();
+        let att = self.hosts[h]
+            .host
+            .attach("ov", Endpoint::new(&role, ns.clone()))
+            .await
+            .unwrap();
+        (ns, att.ip().unwrap(), t0.elapsed())
+    }
+
+    async fn entries(&self, h: usize) -> (usize, usize) {
+        let nl = &self.hosts[h].nl;
+        let Some(vx) = nl
+            .links()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.name.starts_with("vx-"))
+        else {
+            return (0, 0);
+        };
+        (
+            nl.fdb(vx.index).await.unwrap().len(),
+            nl.neighbours(vx.index).await.unwrap().len(),
+        )
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [Duration], p: usize) -> Duration {
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Until a TCP connect from `client` to `target` (a listener started in the server netns)
+/// succeeds: the convergence time.
+async fn until_reachable(client: &Netns, target: SocketAddr, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || {
+        while t0.elapsed() < limit {
+            let ok = client
+                .run(move || TcpStream::connect_timeout(&target, Duration::from_millis(20)).is_ok())
+                .unwrap_or(false);
+            if ok {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    })
+    .await
+    .unwrap()
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: overlay bench needs root (sandbox namespaces)");
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let Some(etcd) = start_etcd() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(run(&etcd.endpoint, quick));
+    println!("{report}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let _ = std::fs::create_dir_all(&dir);
+    std::fs::write(dir.join("overlay.md"), &report).unwrap();
+    println!("written to target/bench/overlay.md");
+}
+
+async fn run(etcd: &str, quick: bool) -> String {
+    let mut out = String::from("# Overlay benchmark\n\n");
+    out += &format!(
+        "Lease TTL {:?}, expiry hold {:?}; etcd {} on loopback; {}.\n\n",
+        settings().lease_ttl,
+        settings().expiry_hold,
+        String::from_utf8_lossy(&Command::new("etcd").arg("--version").output().unwrap().stdout)
+            .lines()
+            .next()
+            .unwrap_or(""),
+        if quick { "quick run" } else { "full run" }
+    );
+
+    // Attach cost: overlay vs bridge on host 1 of a 2-host cluster.
+    let reps = if quick { 15 } else { 40 };
+    let mut w = world(etcd, 1, 2).await;
+    w.hosts[0]
+        .host
+        .create_network(Network::bridge("br").subnet("10.211.1.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let (mut ov, mut br, mut trips) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..reps {
+        let ns = w.sb.netns(&format!("a{i}")).await.unwrap();
+        let before = w.hosts[0].calls.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        w.hosts[0]
+            .host
+            .attach("ov", Endpoint::new(format!("a{i}"), ns.clone()))
+            .await
+            .unwrap();
+        ov.push(t0.elapsed());
+        trips.push(w.hosts[0].calls.load(Ordering::Relaxed) - before);
+        let ns = w.sb.netns(&format!("b{i}")).await.unwrap();
+        let t0 = Instant::now();
+        w.hosts[0]
+            .host
+            .attach("br", Endpoint::new(format!("b{i}"), ns.clone()))
+            .await
+            .unwrap();
+        br.push(t0.elapsed());
+    }
+    trips.sort();
+    let (mo, mb) = (median(&mut ov), median(&mut br));
+    out += "## Attach\n\n| | median | p90 |\n|---|---|---|\n";
+    out += &format!("| overlay | {} | {} |\n", ms(mo), ms(pct(&mut ov, 90)));
+    out += &format!("| bridge (same host) | {} | {} |\n\n", ms(mb), ms(pct(&mut br, 90)));
+    out += &format!(
+        "Overlay/bridge: {:.2}×. Store round trips per overlay attach: median {} (min {}, max {}); \
+         the agent's keep-alives and watch of the same host count in too, so the minimum is the \
+         attach's own.\n\n",
+        mo.as_secs_f64() / mb.as_secs_f64(),
+        trips[trips.len() / 2],
+        trips[0],
+        trips[trips.len() - 1]
+    );
+    drop(w);
+
+    // Convergence at 2, 8, 32 hosts.
+    out += "## Convergence\n\nFrom `attach` returning on host B until a TCP connect from a \
+            container on host A succeeds.\n\n| hosts | samples | median | p90 | max |\n|---|---|---|---|---|\n";
+    let mut dead_line = String::new();
+    let mut objects = String::new();
+    for (s, n) in [(2u8, 2usize), (3, 8), (4, 32)] {
+        let mut w = world(etcd, s, n).await;
+        let (a_ns, _, _) = w.attach(0).await;
+        for h in 1..n {
+            w.attach(h).await;
+        }
+        let samples = if quick { 8 } else { 20 };
+        let mut conv = Vec::new();
+        for k in 0..samples {
+            let b = 1 + k % (n - 1);
+            w.containers += 1;
+            let role = format!("c{}", w.containers);
+            let ns = w.sb.netns(&role).await.unwrap();
+            let lst = ns
+                .run(|| TcpListener::bind("0.0.0.0:7000"))
+                .unwrap()
+                .unwrap();
+            let acceptor = std::thread::spawn(move || {
+                let _ = lst.accept();
+            });
+            let att = w.hosts[b]
+                .host
+                .attach("ov", Endpoint::new(&role, ns.clone()))
+                .await
+                .unwrap();
+            let target = SocketAddr::new(att.ip().unwrap(), 7000);
+            match until_reachable(&a_ns, target, Duration::from_secs(10)).await {
+                Some(d) => conv.push(d),
+                None => println!("convergence sample {k} at {n} hosts: not within 10 s"),
+            }
+            let _ = acceptor.join();
+        }
+        if !conv.is_empty() {
+            let len = conv.len();
+            out += &format!(
+                "| {n} | {len} | {} | {} | {} |\n",
+                ms(median(&mut conv)),
+                ms(pct(&mut conv, 90)),
+                ms(*conv.iter().max().unwrap())
+            );
+        }
+        if n == 8 {
+            // Kernel objects per host against endpoints per host.
+            objects += "## Kernel objects on one host\n\n| hosts | endpoints per host | FDB entries | neighbour entries |\n|---|---|---|---|\n";
+            let per_host = w.containers as usize / n;
+            for extra in 0..3 {
+                if extra > 0 {
+                    for _ in 0..per_host * extra {
+                        for h in 0..n {
+                            w.attach(h).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let e = w.entries(0).await;
+                objects += &format!(
+                    "| {n} | {:.1} | {} | {} |\n",
+                    w.containers as f64 / n as f64,
+                    e.0,
+                    e.1
+                );
+                if quick {
+                    break;
+                }
+            }
+            objects += "\nOne FDB entry per remote endpoint's MAC and one neighbour entry per remote \
+                        address: O(remote endpoints), nothing per local one.\n\n";
+            // A dead host.
+            let victim = n - 1;
+            let vtep = w.hosts[victim].vtep;
+            w.hosts[victim].agent.take().unwrap().abort();
+            let t0 = Instant::now();
+            loop {
+                let nl = &w.hosts[0].nl;
+                let vx = nl
+                    .links()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|l| l.name.starts_with("vx-"))
+                    .unwrap();
+                if !nl.fdb(vx.index).await.unwrap().iter().any(|e| e.dst == vtep) {
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            dead_line = format!(
+                "## A dead host\n\nFrom its agent dying (no goodbye) until a peer's entries for \
+                 it are gone: {} (TTL {:?} + hold {:?}; etcd checks expiry every ~500 ms).\n\n",
+                ms(t0.elapsed()),
+                settings().lease_ttl,
+                settings().expiry_hold
+            );
+        }
+        let _ = &w.hosts[0].ns;
+        drop(w);
+    }
+    out += "\n";
+    out += &objects;
+    out += &dead_line;
+    out
+}
