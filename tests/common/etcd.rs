@@ -71,7 +71,8 @@ impl EtcdServer {
     /// An etcd inside the sandbox netns `netns` (its name under /run/netns), listening on
     /// `listen_ip` there (ports 2379 and 2380: the netns is the test's own), started with
     /// `ip netns exec` (which execs: the child is etcd itself, killed by its pid). Returns once
-    /// etcd answers `/health`; `None` (the test is skipped, saying so) without etcd.
+    /// etcd answers `/health` (within 60 s: a busy machine can be slow to start it); `None`
+    /// (the test is skipped, saying so) without etcd.
     pub fn start_in(label: &str, netns: &str, listen_ip: IpAddr) -> Option<EtcdServer> {
         if !installed() {
             return None;
@@ -85,7 +86,7 @@ impl EtcdServer {
             netns: Some(netns.to_string()),
         };
         s.spawn();
-        s.wait_healthy(Duration::from_secs(20));
+        s.wait_healthy(Duration::from_secs(60));
         Some(s)
     }
 
@@ -99,8 +100,8 @@ impl EtcdServer {
     }
 
     /// Waits until etcd answers `GET /health` with `"health":"true"` (asked from the netns it
-    /// runs in); panics after `limit`.
-    pub fn wait_healthy(&self, limit: Duration) {
+    /// runs in); panics after `limit` (or when etcd exits), with its last answer and its log.
+    pub fn wait_healthy(&mut self, limit: Duration) {
         let ns = match &self.netns {
             Some(n) => Netns::from_path(Path::new(berth::netns::NETNS_RUN_DIR).join(n)).unwrap(),
             None => Netns::current().unwrap(),
@@ -116,12 +117,25 @@ impl EtcdServer {
                 s.read_to_string(&mut out)?;
                 Ok(out)
             };
-            if let Ok(Ok(answer)) = ns.run(ask)
-                && answer.contains(r#""health":"true""#)
-            {
-                return;
+            let last = match ns.run(ask) {
+                Ok(Ok(answer)) if answer.contains(r#""health":"true""#) => return,
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                panic!(
+                    "etcd at {addr} not healthy (exited: {exited:?}; last answer: {last}); \
+                     its log, last lines first:\n{}",
+                    tail.join("\n")
+                );
             }
-            assert!(Instant::now() < deadline, "etcd at {addr} not healthy");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -150,10 +164,19 @@ impl EtcdServer {
             .args(["--initial-cluster", &format!("berth-test={p}")])
             .args(["--log-level", "error"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .expect("start etcd");
         self.child = Some(child);
+    }
+
+    /// etcd's stderr: `etcd.log` in its dir (appended to across restarts).
+    fn log(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
     pub fn pid(&self) -> i32 {
