@@ -1,12 +1,14 @@
 //! `netctl`: `docker network` plus the per-container network flags of `docker run`, over berth.
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
-//! returns. The contract it follows is `docs/netctl.md`; what the library cannot do yet
-//! (the overlay driver) is refused with `error: … is not supported yet` (exit 1), never
-//! silently ignored.
+//! returns. The contract it follows is `docs/netctl.md`; the flags of it the library cannot
+//! serve yet (`--ipam-driver`, `--rule`, rate limits, `--vlan`) are not accepted (a usage
+//! error, exit 2), never silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
-//! (default `/var/lib/berth`), so several invocations, also at once, see one world.
+//! (default `/var/lib/berth`), so several invocations, also at once, see one world. With
+//! `--cluster-store etcd://…` the host is a member of a cluster (dockerd's flags): overlay
+//! networks live in etcd, and `netctl serve` runs the host's overlay agent beside the resolver.
 //!
 //! ```text
 //! cargo build --example netctl
@@ -36,6 +38,16 @@
 //! netctl --daemon-config daemon.json connect bridge c6   # the default bridge, daemon.json's
 //! netctl gc c1 c2                            # keep c1's and c2's attachments: detaches c3
 //! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web dual auto
+//!
+//! # Two hosts, one overlay network (etcd at 10.99.0.254:2379, reached over the underlay)
+//! alias netctl1='ip netns exec h1 target/debug/examples/netctl --state-dir /tmp/h1 \
+//!     --cluster-store etcd://10.99.0.254:2379/berth --cluster-advertise eth0 --cluster-host h1'
+//! # netctl2: the same in netns h2, --state-dir /tmp/h2 --cluster-host h2
+//! netctl1 network create -d overlay --subnet 10.200.0.0/24 \
+//!     -o com.docker.network.driver.overlay.vxlanid_list=4242 ov
+//! netctl2 network ls                         # ov overlay 10.200.0.0/24 (from the store)
+//! netctl1 serve & netctl2 serve &            # each host's overlay agent + resolver
+//! netctl1 connect ov c1 && netctl2 connect ov c2   # c1 and c2 talk across the hosts
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the operation failed (one `error: …` line on stderr),
@@ -47,6 +59,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 
+use berth::cluster::{ClusterSettings, Etcd, EtcdConfig, HostIdentity};
 use berth::docker_options::DockerOptions;
 use berth::host::GcReport;
 use berth::{
@@ -70,8 +83,35 @@ struct Cli {
     /// mtu, dns, icc, ip-masq, ipv6, default-address-pools …).
     #[arg(long, global = true, value_name = "FILE")]
     daemon_config: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// dockerd's cluster flags: with `--cluster-store`, every command's host is a cluster member.
+#[derive(Args, Debug, Clone)]
+struct ClusterArgs {
+    /// The cluster store overlay networks live in: etcd://HOST:PORT[,HOST:PORT…][/PREFIX]
+    /// (prefix default /berth).
+    #[arg(long, global = true, value_name = "URL")]
+    cluster_store: Option<String>,
+    /// This host's underlay address other hosts reach its VXLAN endpoint at: an IP address, or
+    /// an interface whose first IPv4 address it is (in the netns netctl runs in).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR|IFACE",
+        requires = "cluster_store"
+    )]
+    cluster_advertise: Option<String>,
+    /// This host's unique name in the cluster (default: the machine's hostname).
+    #[arg(long, global = true, value_name = "NAME", requires = "cluster_store")]
+    cluster_host: Option<String>,
+    /// TTL of this host's lease: its endpoints vanish from the other hosts this long after it
+    /// died (default 10).
+    #[arg(long, global = true, value_name = "SECS", requires = "cluster_store")]
+    cluster_ttl: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +136,10 @@ enum Command {
     /// Run the embedded DNS resolver for every DNS-enabled network, in the foreground, until
     /// SIGINT/SIGTERM.
     ServeDns,
+    /// Run this host's agents in the foreground until SIGINT/SIGTERM: the embedded DNS
+    /// resolver (as `serve-dns`) and, with `--cluster-store`, the overlay agent (lease,
+    /// watch of the store, VXLAN forwarding entries).
+    Serve,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,21 +166,9 @@ enum DriverArg {
     Overlay,
 }
 
-impl DriverArg {
-    fn name(self) -> &'static str {
-        match self {
-            DriverArg::Bridge => "bridge",
-            DriverArg::None => "none",
-            DriverArg::Macvlan => "macvlan",
-            DriverArg::Ipvlan => "ipvlan",
-            DriverArg::Overlay => "overlay",
-        }
-    }
-}
-
 #[derive(Args, Debug)]
 struct CreateArgs {
-    /// Network driver (only bridge and none so far).
+    /// Network driver (overlay needs --cluster-store).
     #[arg(short, long, value_enum, default_value = "bridge")]
     driver: DriverArg,
     /// Subnet in CIDR form, IPv4 or IPv6 (repeatable; default: a free one from the pools).
@@ -234,7 +266,7 @@ struct ConnectArgs {
 enum Failure {
     /// The library refused or failed: printed as `error: <its Display>`.
     Berth(berth::Error),
-    /// Something netctl itself refuses (a flag the library does not support yet …).
+    /// Something netctl itself reports (a partial `network rm`, a missing hostname …).
     Msg(String),
     /// `check` found things missing: one `missing: …` line each.
     Missing(Vec<String>),
@@ -244,10 +276,6 @@ impl From<berth::Error> for Failure {
     fn from(e: berth::Error) -> Self {
         Failure::Berth(e)
     }
-}
-
-fn not_yet(what: impl std::fmt::Display) -> Failure {
-    Failure::Msg(format!("{what} is not supported yet"))
 }
 
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> Failure {
@@ -303,8 +331,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .as_deref()
         .map(DaemonConfig::load)
         .transpose()?;
+    let cluster = cluster_member(&cli.cluster).await?;
     let dir = &cli.state_dir;
-    let open_host = |dir: &Path| open_host(dir.to_path_buf(), daemon.clone());
+    let open_host = |dir: &Path| open_host(dir.to_path_buf(), daemon.clone(), cluster.clone());
     // Flags are parsed and checked before the host is opened.
     match cli.command {
         Command::Network(NetworkCmd::Create(a)) => {
@@ -390,29 +419,120 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::ServeDns => {
             let host = open_host(dir).await?;
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .map_err(|e| Failure::Msg(format!("SIGTERM handler: {e}")))?;
-            let stop = async move {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            };
+            let stop = stop_signal()?;
             eprintln!("serving DNS; SIGINT or SIGTERM stops");
             host.dns_resolver().run_until(stop).await?;
+        }
+        Command::Serve => {
+            let host = open_host(dir).await?;
+            let stop = stop_signal()?;
+            match host.overlay_agent() {
+                Some(agent) => {
+                    eprintln!("serving DNS and the overlay agent; SIGINT or SIGTERM stops");
+                    // The agent never returns (it retries while the store is away); the
+                    // resolver returns on a stop signal or a fatal error, which ends both.
+                    tokio::select! {
+                        () = agent.run() => {}
+                        r = host.dns_resolver().run_until(stop) => r?,
+                    }
+                }
+                None => {
+                    eprintln!(
+                        "serving DNS (no --cluster-store: no overlay agent); SIGINT or SIGTERM stops"
+                    );
+                    host.dns_resolver().run_until(stop).await?;
+                }
+            }
         }
     }
     Ok(())
 }
 
+/// Completes on the first SIGINT or SIGTERM (the handlers are installed now).
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::Msg(format!("SIGTERM handler: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// What `--cluster-*` make of this host: the store (connected), its identity and timings.
+#[derive(Clone)]
+struct Member {
+    store: Etcd,
+    identity: HostIdentity,
+    settings: ClusterSettings,
+}
+
+/// `--cluster-store`/`--cluster-advertise`/`--cluster-host`/`--cluster-ttl` → the membership
+/// every command's host gets (`None` without `--cluster-store`).
+async fn cluster_member(a: &ClusterArgs) -> Result<Option<Member>, Failure> {
+    let Some(url) = &a.cluster_store else {
+        return Ok(None);
+    };
+    let cfg = EtcdConfig::parse(url)?;
+    let name = match &a.cluster_host {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .map_err(|e| Failure::Msg(format!("--cluster-host not given and no hostname: {e}")))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let mut identity = HostIdentity::new(name);
+    if let Some(adv) = &a.cluster_advertise {
+        identity = identity.advertise(advertise_address(adv).await?);
+    }
+    let mut settings = ClusterSettings::default();
+    if let Some(secs) = a.cluster_ttl {
+        settings.lease_ttl = std::time::Duration::from_secs(secs);
+    }
+    let store = Etcd::with_config(cfg).await?;
+    Ok(Some(Member {
+        store,
+        identity,
+        settings,
+    }))
+}
+
+/// `--cluster-advertise`: an IP address as given, else an interface of this netns whose first
+/// IPv4 address is taken (as dockerd does).
+async fn advertise_address(s: &str) -> Result<IpAddr, Failure> {
+    if let Ok(ip) = IpAddr::from_str(s) {
+        return Ok(ip);
+    }
+    let nl = berth::netlink::Netlink::open(&Netns::current()?).await?;
+    let Some(link) = nl.link_by_name(s).await? else {
+        return Err(invalid(
+            "cluster advertise",
+            s,
+            "neither an IP address nor an interface of this network namespace",
+        ));
+    };
+    nl.addresses(Some(link.index))
+        .await?
+        .into_iter()
+        .find_map(|(_, ip, _)| ip.is_ipv4().then_some(ip))
+        .ok_or_else(|| invalid("cluster advertise", s, "the interface has no IPv4 address"))
+}
+
 /// The host is the netns netctl runs in.
-async fn open_host(state_dir: PathBuf, daemon: Option<DaemonConfig>) -> Result<Host, Failure> {
+async fn open_host(
+    state_dir: PathBuf,
+    daemon: Option<DaemonConfig>,
+    cluster: Option<Member>,
+) -> Result<Host, Failure> {
     let mut b = Host::builder()
         .state_dir(state_dir)
         .netns(Netns::current()?);
     if let Some(cfg) = daemon {
         b = b.daemon_config(cfg);
+    }
+    if let Some(m) = cluster {
+        b = b.cluster(m.store, m.identity).cluster_settings(m.settings);
     }
     if let Some(hook) = crash_hook()? {
         b = b.fault_hook(hook);
@@ -485,7 +605,7 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
         DriverArg::None => DriverKind::None,
         DriverArg::Macvlan => DriverKind::Macvlan,
         DriverArg::Ipvlan => DriverKind::Ipvlan,
-        other => return Err(not_yet(format_args!("driver {}", other.name()))),
+        DriverArg::Overlay => DriverKind::Overlay,
     };
     // Docker's `-o` keys are the library's to parse (berth::docker_options).
     let mut spec =

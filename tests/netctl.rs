@@ -84,10 +84,7 @@ async fn netctl_end_to_end() {
         "overlay",
         "bad",
     ]);
-    assert!(
-        e.contains("overlay") && e.contains("not supported yet"),
-        "{e}"
-    );
+    assert!(e.contains("overlay") && e.contains("cluster store"), "{e}");
     let e = nc.fails(2, &["network", "create", "--bogus", "bad"]);
     assert!(e.contains("--bogus"), "{e}");
     nc.fails(2, &["network", "create"]); // NAME missing

@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod netctl;
 pub mod state;
+pub mod underlay;
 
 use std::net::SocketAddr;
 use std::process::Command;

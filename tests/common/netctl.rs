@@ -28,6 +28,8 @@ pub struct Netctl {
     exe: PathBuf,
     host: String,
     state_dir: PathBuf,
+    /// Global flags put before every command (`--cluster-store …`).
+    global: Vec<String>,
 }
 
 impl Netctl {
@@ -36,7 +38,25 @@ impl Netctl {
             exe: netctl_exe(),
             host: sb.host_name().to_string(),
             state_dir: sb.state_dir().to_path_buf(),
+            global: Vec::new(),
         }
+    }
+
+    /// netctl in the netns `netns` (a name under /run/netns) with state dir `state_dir`.
+    pub fn in_netns(netns: &str, state_dir: &Path) -> Self {
+        Netctl {
+            exe: netctl_exe(),
+            host: netns.to_string(),
+            state_dir: state_dir.to_path_buf(),
+            global: Vec::new(),
+        }
+    }
+
+    /// The same, with these global flags too (before every command).
+    pub fn with_flags(&self, flags: &[&str]) -> Self {
+        let mut n = self.clone();
+        n.global.extend(flags.iter().map(|f| f.to_string()));
+        n
     }
 
     /// The same, over another state dir.
@@ -54,6 +74,7 @@ impl Netctl {
             .arg(&self.exe)
             .arg("--state-dir")
             .arg(&self.state_dir)
+            .args(&self.global)
             .args(args);
         c
     }

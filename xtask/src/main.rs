@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask setup | demo | test | bench`.
 //!
 //! - `setup`: installs the Debian packages berth needs to build and test (when missing).
-//! - `demo`:  setup, then runs `examples/quickstart.rs` (the README demo, in a sandbox).
+//! - `demo`:  setup, then runs `examples/quickstart.rs` (the README demo, in a sandbox) and
+//!   `examples/overlay.rs` (two simulated hosts on one overlay network, etcd as the store).
 //! - `test`:  setup, then fmt, clippy, build of examples, and every test tier, then a short
 //!   run of every fuzz target in `fuzz/` (one test each), and ends with one summary line
 //!   `tests: N passed, N failed, N skipped`.
@@ -29,7 +30,8 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     // etcd-client's build script compiles etcd's protobuf definitions.
     "protobuf-compiler",
-    // The cluster store of the overlay tests and demo (started by them, on loopback).
+    // The cluster store of the overlay tests and demo (started by them, on loopback or inside
+    // a sandbox netns).
     "etcd-server",
 ];
 
@@ -37,7 +39,9 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let r = match task.as_str() {
         "setup" => setup(),
-        "demo" => setup().and_then(|()| run("cargo", &["run", "--example", "quickstart"])),
+        "demo" => setup()
+            .and_then(|()| run("cargo", &["run", "--example", "quickstart"]))
+            .and_then(|()| run("cargo", &["run", "--example", "overlay"])),
         "test" => setup().and_then(|()| test()),
         "vm-run" => {
             let argv: Vec<String> = std::env::args().skip(2).collect();
