@@ -83,7 +83,11 @@ struct View {
 /// What one batch of watch events changed.
 #[derive(Debug, Default)]
 struct Changes {
+    /// Networks that need a full sync (an endpoint went).
     networks: BTreeSet<String>,
+    /// Endpoints of other hosts put, by network (applied without reading the kernel unless
+    /// the network needs a full sync anyway).
+    added: BTreeMap<String, Vec<EndpointRecord>>,
     index: bool,
     own_lease_ended: bool,
 }
@@ -133,15 +137,25 @@ impl View {
                     if kv.key == records::NETWORKS {
                         ch.index = true;
                     }
-                    if let Some(NetKey::Endpoint { network, .. }) = NetKey::parse(&kv.key)
+                    if let Some(NetKey::Endpoint { network, host, .. }) = NetKey::parse(&kv.key)
                         && let Ok(rec) = cluster.decode::<EndpointRecord>(&kv)
                     {
                         self.held.remove(&kv.key);
-                        self.endpoints
+                        let old = self
+                            .endpoints
                             .entry(network.to_string())
                             .or_default()
-                            .insert(kv.key.clone(), rec);
-                        ch.networks.insert(network.to_string());
+                            .insert(kv.key.clone(), rec.clone());
+                        match old {
+                            // Moved (another MAC or VTEP): the old entries must go.
+                            Some(o) if o.mac != rec.mac || o.vtep != rec.vtep => {
+                                ch.networks.insert(network.to_string());
+                            }
+                            _ if host != me => {
+                                ch.added.entry(network.to_string()).or_default().push(rec);
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 WatchEvent::Delete { key, lease, .. } => {
@@ -301,6 +315,11 @@ impl OverlayAgent {
                         if ch.index {
                             self.host.forget_deleted_networks().await?;
                         }
+                        for (n, new) in &ch.added {
+                            if !ch.networks.contains(n) {
+                                self.add(&view, n, new).await;
+                            }
+                        }
                         for n in ch.networks {
                             self.sync(&view, &n).await?;
                         }
@@ -340,17 +359,35 @@ impl OverlayAgent {
         Ok(())
     }
 
-    /// Makes this host's forwarding on one network equal to the view.
-    async fn sync(&self, view: &View, network: &str) -> Result<()> {
+    /// The other hosts' endpoints of a network, as the view has them.
+    fn others(&self, view: &View, network: &str) -> Vec<EndpointRecord> {
         let me = self.cluster.identity().name.as_str();
-        let peers: Vec<EndpointRecord> = view
-            .endpoints
+        view.endpoints
             .get(network)
             .into_iter()
             .flat_map(|m| m.values())
             .filter(|r| r.host != me)
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Adds forwarding to endpoints just advertised (no read of the kernel: the next full
+    /// reconcile checks it all).
+    async fn add(&self, view: &View, network: &str, new: &[EndpointRecord]) {
+        let all = self.others(view, network);
+        match self.host.add_peers(network, new, &all).await {
+            Ok(_) => self.update(|s| s.syncs += 1),
+            Err(e) => {
+                tracing::warn!(target: "berth::cluster", network, error = %e,
+                               "forwarding not added");
+                self.update(|s| s.last_error = Some(e.to_string()));
+            }
+        }
+    }
+
+    /// Makes this host's forwarding on one network equal to the view.
+    async fn sync(&self, view: &View, network: &str) -> Result<()> {
+        let peers = self.others(view, network);
         match self.host.apply_peers(network, &peers).await {
             Ok(Some(r)) => {
                 if r.added + r.removed > 0 {

@@ -245,6 +245,18 @@ pub trait NetworkDriver: Send + Sync {
         let _ = (ctx, net, peers);
         Ok(PeerSync::default())
     }
+    /// Adds forwarding to `peers` (new or changed endpoints on other hosts) without reading
+    /// what is there: the fast path of a change the agent is told of. Default: a full
+    /// [`NetworkDriver::sync_peers`] would be wrong here (it removes the others), so nothing.
+    async fn add_peers(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        peers: &[Peer],
+    ) -> Result<PeerSync> {
+        let _ = (ctx, net, peers);
+        Ok(PeerSync::default())
+    }
     /// What of the forwarding to `peers` is missing or stray here (for `check`); empty when
     /// it matches. Default: nothing to check.
     async fn check_peers(

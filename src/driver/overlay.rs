@@ -319,6 +319,33 @@ impl NetworkDriver for OverlayDriver<'_> {
         Ok(out)
     }
 
+    async fn add_peers(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        peers: &[Peer],
+    ) -> Result<PeerSync> {
+        let vx = vxlan_name(self.vni(net)?);
+        let mut out = PeerSync::default();
+        let Some(link) = ctx.host.link_by_name(&vx).await? else {
+            return Ok(out);
+        };
+        let (fdb, neigh) = wanted(link.index, &vx, peers);
+        // Neighbours first: the FDB entry makes frames flow, the neighbour entry lets the
+        // proxy answer the ARP/ND that precedes them.
+        for e in &neigh {
+            ctx.host
+                .replace_neighbour(e.index, &e.name, e.addr, e.mac)
+                .await?;
+            out.added += 1;
+        }
+        for e in &fdb {
+            ctx.host.replace_fdb(e.index, &e.name, e.mac, e.dst).await?;
+            out.added += 1;
+        }
+        Ok(out)
+    }
+
     async fn check_peers(
         &self,
         ctx: DriverContext<'_>,

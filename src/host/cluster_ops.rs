@@ -336,12 +336,34 @@ impl Host {
         let Some(net) = self.state.network(network)?.filter(|n| !n.removing) else {
             return Ok(None);
         };
-        self.publish_peers(network, records)?;
         let peers: Vec<Peer> = records.iter().map(peer_of).collect();
-        driver_for(&net.driver)
+        let r = driver_for(&net.driver)
             .sync_peers(self.ctx(), &net, &peers)
-            .await
-            .map(Some)
+            .await?;
+        // The kernel first (that is what the peers wait for), then the names.
+        self.publish_peers(network, records)?;
+        Ok(Some(r))
+    }
+
+    /// Adds forwarding to `new` endpoints of other hosts without reading the kernel (the
+    /// agent's fast path for an endpoint just advertised); `all` is every other host's
+    /// endpoint now, for the names. `None` when this host has no record of the network.
+    pub(crate) async fn add_peers(
+        &self,
+        network: &str,
+        new: &[EndpointRecord],
+        all: &[EndpointRecord],
+    ) -> Result<Option<crate::driver::PeerSync>> {
+        let _lock = self.state.lock().await?;
+        let Some(net) = self.state.network(network)?.filter(|n| !n.removing) else {
+            return Ok(None);
+        };
+        let peers: Vec<Peer> = new.iter().map(peer_of).collect();
+        let r = driver_for(&net.driver)
+            .add_peers(self.ctx(), &net, &peers)
+            .await?;
+        self.publish_peers(network, all)?;
+        Ok(Some(r))
     }
 
     /// Writes the other hosts' endpoints of a network for the embedded resolver, when they
