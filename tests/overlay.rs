@@ -46,6 +46,38 @@ fn settings() -> ClusterSettings {
     }
 }
 
+/// A netns `role` plugged into the underlay bridge `ul` (of the sandbox's host netns) by a
+/// veth, with `ip`/24 on its `eth0`.
+async fn plug(sb: &mut Sandbox, role: &str, ip: IpAddr) -> (Netns, Netlink) {
+    let under = Netlink::open(sb.host()).await.unwrap();
+    let br = under.require_link("ul").await.unwrap();
+    let ns = sb.netns(role).await.unwrap();
+    let v = under
+        .link()
+        .veth(&format!("ul-{role}"))
+        .master(br.index)
+        .peer(VethPeer {
+            name: "eth0",
+            mac: MacAddr::random(),
+            netns: &ns,
+        })
+        .add()
+        .await
+        .unwrap();
+    under
+        .link()
+        .set(v.index, &format!("ul-{role}"))
+        .up()
+        .apply()
+        .await
+        .unwrap();
+    let nl = Netlink::open(&ns).await.unwrap();
+    let eth = nl.require_link("eth0").await.unwrap();
+    nl.address().add(eth.index, "eth0", ip, 24).await.unwrap();
+    nl.link().set(eth.index, "eth0").up().apply().await.unwrap();
+    (ns, nl)
+}
+
 /// `hosts` simulated hosts on underlay `10.99.N.0/24`, an outside netns at `10.99.N.200`.
 async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
     if !require_root() {
@@ -59,34 +91,7 @@ async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
     let etcd = EtcdServer::start(label)?;
     let mut sb = Sandbox::new(label).await.expect("sandbox");
     let under = Netlink::open(sb.host()).await.unwrap();
-    let br = under.link().bridge("ul").mtu(1500).add().await.unwrap();
-    let plug = async |sb: &mut Sandbox, role: &str, ip: IpAddr| -> (Netns, Netlink) {
-        let ns = sb.netns(role).await.unwrap();
-        let v = under
-            .link()
-            .veth(&format!("ul-{role}"))
-            .master(br.index)
-            .peer(VethPeer {
-                name: "eth0",
-                mac: MacAddr::random(),
-                netns: &ns,
-            })
-            .add()
-            .await
-            .unwrap();
-        under
-            .link()
-            .set(v.index, &format!("ul-{role}"))
-            .up()
-            .apply()
-            .await
-            .unwrap();
-        let nl = Netlink::open(&ns).await.unwrap();
-        let eth = nl.require_link("eth0").await.unwrap();
-        nl.address().add(eth.index, "eth0", ip, 24).await.unwrap();
-        nl.link().set(eth.index, "eth0").up().apply().await.unwrap();
-        (ns, nl)
-    };
+    under.link().bridge("ul").mtu(1500).add().await.unwrap();
     let (outside, _) = plug(&mut sb, "out", format!("10.99.{n}.200").parse().unwrap()).await;
     let mut sims = Vec::new();
     for i in 1..=hosts {
@@ -126,6 +131,14 @@ async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
 impl Cluster {
     async fn container(&mut self, role: &str) -> Netns {
         self.sb.netns(role).await.unwrap()
+    }
+
+    /// Another host netns `role` on the underlay at `10.99.N.i`, without a berth `Host` (the
+    /// test builds its own): (netns, netlink handle, VTEP).
+    async fn add_host(&mut self, role: &str, i: u8) -> (Netns, Netlink, IpAddr) {
+        let vtep: IpAddr = format!("10.99.{}.{i}", self.n).parse().unwrap();
+        let (ns, nl) = plug(&mut self.sb, role, vtep).await;
+        (ns, nl, vtep)
     }
 }
 
@@ -935,5 +948,224 @@ async fn failed_attaches_leave_nothing_and_gc_repairs_the_rest() {
     );
     assert!(faulty.check("ov", "a").await.unwrap().is_empty());
     assert!(a.ip().is_some());
+    drop(c);
+}
+
+/// A store whose client can be cut off (a network partition between one host and etcd).
+#[derive(Debug)]
+struct Partitionable {
+    inner: berth::cluster::Etcd,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partitionable {
+    fn check(&self) -> berth::Result<()> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Store {
+                store: self.inner.describe(),
+                op: "connect",
+                reason: "partitioned (test)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterStore for Partitionable {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn get(&self, key: &str) -> berth::Result<Option<berth::cluster::store::KeyValue>> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> berth::Result<(Vec<berth::cluster::store::KeyValue>, i64)> {
+        self.check()?;
+        self.inner.list(prefix).await
+    }
+    async fn txn(&self, txn: berth::cluster::store::Txn) -> berth::Result<bool> {
+        self.check()?;
+        self.inner.txn(txn).await
+    }
+    async fn grant(&self, ttl: Duration) -> berth::Result<berth::cluster::LeaseId> {
+        self.check()?;
+        self.inner.grant(ttl).await
+    }
+    async fn keep_alive(&self, l: berth::cluster::LeaseId) -> berth::Result<Option<Duration>> {
+        self.check()?;
+        self.inner.keep_alive(l).await
+    }
+    async fn time_to_live(&self, l: berth::cluster::LeaseId) -> berth::Result<Option<Duration>> {
+        self.check()?;
+        self.inner.time_to_live(l).await
+    }
+    async fn revoke(&self, l: berth::cluster::LeaseId) -> berth::Result<()> {
+        self.check()?;
+        self.inner.revoke(l).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: i64,
+    ) -> berth::Result<berth::cluster::store::WatchStream> {
+        self.check()?;
+        let cut = self.cut.clone();
+        let desc = self.inner.describe();
+        let s = self.inner.watch(prefix, from).await?;
+        // The stream breaks when the partition starts, as a TCP connection would.
+        Ok(Box::pin(futures::StreamExt::take_while(
+            futures::StreamExt::map(s, move |item| {
+                if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err(Error::Store {
+                        store: desc.clone(),
+                        op: "watch",
+                        reason: "partitioned (test)".into(),
+                    })
+                } else {
+                    item
+                }
+            }),
+            |_| std::future::ready(true),
+        )))
+    }
+}
+
+/// A host cut off from the store past the reclaim grace: its peers drop its endpoints, the
+/// reclaimer frees its addresses, another container takes one; the store is compacted
+/// meanwhile. Back, the host re-validates: the endpoint whose address was taken is reported as
+/// a conflict and not advertised; the other is claimed and advertised again, and forwarding
+/// converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_partitioned_past_the_grace_reports_conflicts_on_return() {
+    let Some(mut c) = cluster("ov-part", 9, 2).await else {
+        return;
+    };
+    let net = c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.9.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let vni = vni_of(&net);
+    // Host 3, whose store can be cut off.
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (h3_ns, h3_nl, h3_vtep) = c.add_host("h3", 3).await;
+    let store3 = Partitionable {
+        inner: c.etcd.store("/berth-ov-part").await,
+        cut: cut.clone(),
+    };
+    let h3 = Host::builder()
+        .state_dir(c.sb.state_dir().join("h3"))
+        .netns(h3_ns.clone())
+        .resolv_conf(c.sb.state_dir().join("no-resolv.conf"))
+        .cluster(store3, HostIdentity::new("h3").advertise(h3_vtep))
+        .cluster_settings(settings())
+        .build()
+        .await
+        .unwrap();
+    let agent3 = h3.overlay_agent().unwrap();
+    let status3 = agent3.status();
+    let agent3 = tokio::spawn(agent3.run());
+    let a_ns = c.container("a").await;
+    let x_ns = c.container("x").await;
+    let y_ns = c.container("y").await;
+    c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("a", a_ns.clone()))
+        .await
+        .unwrap();
+    let x = h3
+        .attach("ov", Endpoint::new("x", x_ns.clone()))
+        .await
+        .unwrap();
+    let y = h3
+        .attach("ov", Endpoint::new("y", y_ns.clone()))
+        .await
+        .unwrap();
+    let t_ns = c.container("t").await;
+    let (x_ip, y_ip) = (x.ip().unwrap(), y.ip().unwrap());
+    reaches_at(&y_ns, &a_ns, &format!("{y_ip}:7001")).await;
+
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Its endpoints vanish from h1 within the TTL, and its addresses are reclaimed.
+    let store = c.etcd.store("/berth-ov-part").await;
+    let h1 = &c.hosts[0];
+    wait_for(
+        "h3's entries gone from h1",
+        Duration::from_secs(10),
+        async || !fdb_vteps(h1, vni).await.contains(&h3_vtep),
+    )
+    .await;
+    wait_for(
+        "h3's addresses reclaimed",
+        Duration::from_secs(30),
+        async || {
+            store
+                .get(&format!("net/ov/ipam/{x_ip}"))
+                .await
+                .unwrap()
+                .is_none()
+        },
+    )
+    .await;
+    // Another container takes x's address; the store is compacted meanwhile.
+    let x4 = match x_ip {
+        IpAddr::V4(a) => a,
+        _ => unreachable!(),
+    };
+    c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("thief", t_ns.clone()).ip(x4))
+        .await
+        .expect("x's address is free after the grace period");
+    let mut raw = etcd_client::Client::connect([c.etcd.endpoint()], None)
+        .await
+        .unwrap();
+    let rev = raw
+        .get("/", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    raw.compact(rev, None).await.unwrap();
+
+    cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for(
+        "h3 reports the conflict",
+        Duration::from_secs(20),
+        async || {
+            let s = status3.lock().unwrap().clone();
+            s.connected
+                && s.conflicts
+                    .iter()
+                    .any(|k| k.address == x_ip && k.recorded == "x")
+        },
+    )
+    .await;
+    // y is back (claimed again, advertised, forwarded to); x is not advertised.
+    wait_for(
+        "y forwarded to again from h1",
+        Duration::from_secs(10),
+        async || fdb_vteps(h1, vni).await.contains(&h3_vtep),
+    )
+    .await;
+    reaches_at(&y_ns, &a_ns, &format!("{y_ip}:7002")).await;
+    assert!(
+        store.get("net/ov/ep/h3/x").await.unwrap().is_none(),
+        "x not re-advertised"
+    );
+    assert!(store.get("net/ov/ep/h3/y").await.unwrap().is_some());
+    let claim_y = store
+        .get(&format!("net/ov/ipam/{y_ip}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&claim_y.value).contains("\"h3\""));
+    agent3.abort();
+    drop(h3_nl);
     drop(c);
 }
