@@ -71,9 +71,9 @@ pub struct OverlayAgent {
 
 /// The agent's copy of the store's endpoints and hosts.
 #[derive(Debug, Default)]
-struct View {
+pub(super) struct View {
     /// Network → key → endpoint.
-    endpoints: BTreeMap<String, BTreeMap<String, EndpointRecord>>,
+    pub(super) endpoints: BTreeMap<String, BTreeMap<String, EndpointRecord>>,
     /// Live hosts.
     hosts: BTreeSet<String>,
     /// Held removals: key → (when, network).
@@ -82,14 +82,14 @@ struct View {
 
 /// What one batch of watch events changed.
 #[derive(Debug, Default)]
-struct Changes {
+pub(super) struct Changes {
     /// Networks that need a full sync (an endpoint went).
-    networks: BTreeSet<String>,
+    pub(super) networks: BTreeSet<String>,
     /// Endpoints of other hosts put, by network (applied without reading the kernel unless
     /// the network needs a full sync anyway).
-    added: BTreeMap<String, Vec<EndpointRecord>>,
-    index: bool,
-    own_lease_ended: bool,
+    pub(super) added: BTreeMap<String, Vec<EndpointRecord>>,
+    pub(super) index: bool,
+    pub(super) own_lease_ended: bool,
 }
 
 impl View {
@@ -110,7 +110,12 @@ impl View {
         v
     }
 
-    fn apply(&mut self, cluster: &Cluster, events: Vec<WatchEvent>, hold: Duration) -> Changes {
+    pub(super) fn apply(
+        &mut self,
+        cluster: &Cluster,
+        events: Vec<WatchEvent>,
+        hold: Duration,
+    ) -> Changes {
         let me = cluster.identity().name.as_str();
         let mut ch = Changes::default();
         // Hosts first: an ended lease deletes a host's key and its endpoints in one revision.
@@ -189,7 +194,7 @@ impl View {
     }
 
     /// Ends the holds that are due; returns the networks they touched.
-    fn release_due(&mut self) -> BTreeSet<String> {
+    pub(super) fn release_due(&mut self) -> BTreeSet<String> {
         let now = Instant::now();
         let due: Vec<String> = self
             .held

@@ -22,6 +22,8 @@ mod memory;
 mod networks;
 pub mod records;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
