@@ -847,6 +847,37 @@ async fn failed_attaches_leave_nothing_and_gc_repairs_the_rest() {
         .await
         .unwrap();
     let links_before = link_names(&h1.ns).await;
+    // A create made to fail after each of its steps: no network in the store or here.
+    for step in [
+        berth::Step::IpamReserve,
+        berth::Step::DriverCreate,
+        berth::Step::FirewallNetwork,
+        berth::Step::PersistNetwork,
+    ] {
+        *fail_at.lock().unwrap() = Some(step);
+        let e = faulty
+            .create_network(Network::overlay("ov2").subnet("10.201.8.0/24".parse().unwrap()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Injected { step: s } if s == step),
+            "{step}: {e}"
+        );
+        assert!(
+            store.get("net/ov2/config").await.unwrap().is_none(),
+            "{step}"
+        );
+        let names: Vec<String> = c.hosts[1]
+            .host
+            .networks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert!(!names.contains(&"ov2".to_string()), "{step}: {names:?}");
+        assert!(faulty.state().network("ov2").unwrap().is_none(), "{step}");
+    }
     for step in [
         berth::Step::IpamAllocate,
         berth::Step::DriverAttach,
