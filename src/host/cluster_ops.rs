@@ -92,25 +92,10 @@ impl Host {
     /// lock): the driver fills in what is per host (device, MTU). All or nothing.
     async fn import_locked(&self, cluster_net: &NetworkInfo) -> Result<NetworkInfo> {
         let mut net = cluster_net.clone();
-        let driver_options = net.driver.clone();
-        let driver = driver_for(&driver_options);
         let mut journal = Journal::default();
         let r = async {
             let others = self.state.networks()?;
-            let res = driver.create_network(self.ctx_with(&others), &net).await?;
-            net.device = res.device;
-            net.mtu = res.mtu;
-            journal.push(Undo::DriverNetwork(Box::new(net.clone())));
-            self.after(Step::DriverCreate)?;
-            if let Some(rules) = network_rules(&net) {
-                self.firewall.add_network(&rules).await?;
-                journal.push(Undo::FirewallNetwork(rules));
-                self.after(Step::FirewallNetwork)?;
-            }
-            self.state.put_network(&net)?;
-            journal.push(Undo::NetworkRecord(net.name.clone()));
-            self.after(Step::PersistNetwork)?;
-            Ok(())
+            self.make_here(&mut net, &others, &mut journal).await
         }
         .await;
         match r {

@@ -131,21 +131,7 @@ impl Host {
                 journal.push(Undo::IpamPool(net.name.clone()));
                 self.after(Step::IpamReserve)?;
             }
-            let res = driver.create_network(self.ctx_with(&others), &net).await?;
-            net.device = res.device;
-            net.mtu = res.mtu;
-            net.adopted = res.adopted;
-            journal.push(Undo::DriverNetwork(Box::new(net.clone())));
-            self.after(Step::DriverCreate)?;
-            if let Some(rules) = network_rules(&net) {
-                self.firewall.add_network(&rules).await?;
-                journal.push(Undo::FirewallNetwork(rules));
-                self.after(Step::FirewallNetwork)?;
-            }
-            self.state.put_network(&net)?;
-            journal.push(Undo::NetworkRecord(net.name.clone()));
-            self.after(Step::PersistNetwork)?;
-            Ok(())
+            self.make_here(&mut net, &others, &mut journal).await
         }
         .await;
         match r {
@@ -155,6 +141,34 @@ impl Host {
             }
             Err(e) => Err(self.rollback(journal, e).await),
         }
+    }
+
+    /// The host side of a network whose addresses are settled: the driver's devices (it fills
+    /// in the device, MTU and adopted addresses), the firewall's rules, the record — each step
+    /// journaled. Shared by local creates and cluster networks imported here.
+    pub(super) async fn make_here(
+        &self,
+        net: &mut NetworkInfo,
+        others: &[NetworkInfo],
+        journal: &mut Journal,
+    ) -> Result<()> {
+        let driver_options = net.driver.clone();
+        let res = driver_for(&driver_options)
+            .create_network(self.ctx_with(others), net)
+            .await?;
+        net.device = res.device;
+        net.mtu = res.mtu;
+        net.adopted = res.adopted;
+        journal.push(Undo::DriverNetwork(Box::new(net.clone())));
+        self.after(Step::DriverCreate)?;
+        if let Some(rules) = network_rules(net) {
+            self.firewall.add_network(&rules).await?;
+            journal.push(Undo::FirewallNetwork(rules));
+            self.after(Step::FirewallNetwork)?;
+        }
+        self.state.put_network(net)?;
+        journal.push(Undo::NetworkRecord(net.name.clone()));
+        self.after(Step::PersistNetwork)
     }
 
     /// Deletes a network (`docker network rm`). Refused while endpoints are attached.
