@@ -12,7 +12,7 @@
 //! on a loopback port of this process's netns, its data in a temp dir, killed at the end.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use berth::cluster::store::{KeyValue, LeaseId, Revision, Txn, WatchStream};
 use berth::cluster::{ClusterSettings, ClusterStore, Etcd, HostIdentity};
 use berth::netlink::{Netlink, VethPeer};
-use berth::sandbox::Sandbox;
+use berth::sandbox::{EtcdServer, Sandbox};
 use berth::{Endpoint, Host, MacAddr, Netns, Network};
 
 /// A store that counts the requests it forwards (round trips).
@@ -74,66 +74,6 @@ impl ClusterStore for Counting {
         self.hit();
         self.inner.watch(prefix, from).await
     }
-}
-
-struct EtcdProc {
-    child: Child,
-    dir: std::path::PathBuf,
-    endpoint: String,
-}
-
-impl Drop for EtcdProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_etcd() -> Option<EtcdProc> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        println!("SKIPPED: overlay bench needs etcd (apt-get install etcd-server)");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("berth-bench-etcd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (c, p) = (
-        format!("http://127.0.0.1:{}", port()),
-        format!("http://127.0.0.1:{}", port()),
-    );
-    let child = Command::new("etcd")
-        .args(["--name", "bench", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args([
-            "--listen-peer-urls",
-            &p,
-            "--initial-advertise-peer-urls",
-            &p,
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("bench={p}"),
-            "--log-level",
-            "error",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    Some(EtcdProc {
-        child,
-        dir,
-        endpoint: c,
-    })
 }
 
 struct SimHost {
@@ -318,13 +258,17 @@ fn main() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let Some(etcd) = start_etcd() else { return };
+    if !EtcdServer::installed() {
+        println!("SKIPPED: overlay bench needs etcd (apt-get install etcd-server)");
+        return;
+    }
+    let etcd = EtcdServer::start("bench").expect("start etcd");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(run(&etcd.endpoint, quick));
+    let report = rt.block_on(run(&etcd.endpoint(), quick));
     println!("{report}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     let _ = std::fs::create_dir_all(&dir);

@@ -21,12 +21,12 @@
 use std::error::Error;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use berth::cluster::{ClusterStore, Etcd, HostIdentity};
 use berth::netlink::{Netlink, VethPeer};
-use berth::sandbox::{Sandbox, tcp_probe};
+use berth::sandbox::{EtcdServer, Sandbox, tcp_probe};
 use berth::{Endpoint, Host, MacAddr, Netns, Network};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -35,62 +35,6 @@ type BoxError = Box<dyn Error + Send + Sync>;
 const STORE_IP: &str = "10.99.0.254";
 /// The overlay network's VXLAN id.
 const VNI: u32 = 4242;
-
-/// Debian's etcd in the underlay netns, killed (by its pid) and its data removed on drop.
-struct EtcdProcess {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl EtcdProcess {
-    /// `ip netns exec NETNS etcd …` listening on [`STORE_IP`]; `ip netns exec` execs, so the
-    /// child is etcd itself.
-    fn start(netns: &str) -> Result<EtcdProcess, BoxError> {
-        let dir = std::env::temp_dir().join(format!("berth-overlay-demo-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join("etcd.log"))?;
-        let client = format!("http://{STORE_IP}:2379");
-        let peer = format!("http://{STORE_IP}:2380");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "etcd",
-                "--name",
-                "demo",
-                "--data-dir",
-            ])
-            .arg(dir.join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("demo={peer}")])
-            .args(["--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        Ok(EtcdProcess { child, dir })
-    }
-}
-
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Runs `f`, prints how long it took, and returns its value and the time.
 async fn timed<T>(what: &str, f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -115,7 +59,7 @@ struct World {
 }
 
 fn main() -> ExitCode {
-    if Command::new("etcd").arg("--version").output().is_err() {
+    if !EtcdServer::installed() {
         eprintln!(
             "overlay demo: `etcd` is not installed, and overlay networks need it as their cluster \
              store (apt-get install etcd-server; `cargo xtask setup` does)"
@@ -143,11 +87,13 @@ fn run() -> Result<(), BoxError> {
          h1c1 h2c1",
         sb.host_name()
     );
-    let etcd = EtcdProcess::start(sb.host_name())?;
+    // Debian's etcd in the underlay netns, killed and its data removed on drop.
+    let etcd = EtcdServer::start_in("overlay-demo", sb.host_name(), STORE_IP.parse()?)?;
     println!(
-        "etcd: pid {} in the underlay netns, http://{STORE_IP}:2379, data in {}\n",
-        etcd.child.id(),
-        etcd.dir.display()
+        "etcd: pid {} in the underlay netns, {}, data in {}\n",
+        etcd.pid().unwrap_or(0),
+        etcd.endpoint(),
+        etcd.dir().display()
     );
     // The demo thread enters the underlay netns: its etcd client reaches STORE_IP there.
     let r = sb

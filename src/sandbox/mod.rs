@@ -4,7 +4,12 @@
 //! give to [`crate::Host`], container namespaces, an "outside" netns joined to the host by a veth
 //! — plus a private state dir. Everything is removed on drop, also when a test panics, so nothing
 //! ever touches the machine's own namespace. The probes prove connectivity with real packets:
-//! a listener in one netns, a client in another.
+//! a listener in one netns, a client in another. [`EtcdServer`] is a throwaway cluster store
+//! (Debian's etcd) for multi-host set-ups.
+
+mod etcd;
+
+pub use etcd::EtcdServer;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
