@@ -133,6 +133,28 @@ impl Cluster {
         self.sb.netns(role).await.unwrap()
     }
 
+    /// Overlay network `ov` made on h1 with `subnet`, and one container `hNc` attached on
+    /// each host: (VNI, [(container netns, its address)]).
+    async fn one_per_host(&mut self, subnet: &str) -> (u32, Vec<(Netns, IpAddr)>) {
+        let net = self.hosts[0]
+            .host
+            .create_network(Network::overlay("ov").subnet(subnet.parse().unwrap()))
+            .await
+            .unwrap();
+        let mut eps = Vec::new();
+        for h in 0..self.hosts.len() {
+            let role = format!("h{}c", h + 1);
+            let ns = self.container(&role).await;
+            let att = self.hosts[h]
+                .host
+                .attach("ov", Endpoint::new(&role, ns.clone()))
+                .await
+                .unwrap();
+            eps.push((ns, att.ip().unwrap()));
+        }
+        (vni_of(&net), eps)
+    }
+
     /// Another host netns `role` on the underlay at `10.99.N.i`, without a berth `Host` (the
     /// test builds its own): (netns, netlink handle, VTEP).
     async fn add_host(&mut self, role: &str, i: u8) -> (Netns, Netlink, IpAddr) {
@@ -314,23 +336,7 @@ async fn a_dead_host_vanishes_within_the_ttl_and_a_restarted_agent_causes_no_chu
     let Some(mut c) = cluster("ov-dead", 2, 3).await else {
         return;
     };
-    let net = c.hosts[0]
-        .host
-        .create_network(Network::overlay("ov").subnet("10.200.2.0/24".parse().unwrap()))
-        .await
-        .unwrap();
-    let vni = vni_of(&net);
-    let mut eps = Vec::new();
-    for h in 0..3 {
-        let role = format!("h{}c", h + 1);
-        let ns = c.container(&role).await;
-        let att = c.hosts[h]
-            .host
-            .attach("ov", Endpoint::new(&role, ns.clone()))
-            .await
-            .unwrap();
-        eps.push((ns, att.ip().unwrap()));
-    }
+    let (vni, eps) = c.one_per_host("10.200.2.0/24").await;
     for h in &c.hosts {
         wait_for("FDB complete", Duration::from_secs(5), async || {
             fdb_vteps(h, vni).await.len() == 2
@@ -429,22 +435,7 @@ async fn store_down_refuses_attach_cleanly_and_the_data_plane_keeps_working() {
     let Some(mut c) = cluster("ov-down", 3, 2).await else {
         return;
     };
-    c.hosts[0]
-        .host
-        .create_network(Network::overlay("ov").subnet("10.200.3.0/24".parse().unwrap()))
-        .await
-        .unwrap();
-    let mut eps = Vec::new();
-    for h in 0..2 {
-        let role = format!("h{}c", h + 1);
-        let ns = c.container(&role).await;
-        let att = c.hosts[h]
-            .host
-            .attach("ov", Endpoint::new(&role, ns.clone()))
-            .await
-            .unwrap();
-        eps.push((ns, att.ip().unwrap()));
-    }
+    let (_, eps) = c.one_per_host("10.200.3.0/24").await;
     reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7001", eps[1].1)).await;
     let before = link_names(&c.hosts[0].ns).await;
 
@@ -552,23 +543,7 @@ async fn etcd_stalled_past_the_ttl_or_restarted_converges() {
     let Some(mut c) = cluster("ov-stall", 5, 2).await else {
         return;
     };
-    let net = c.hosts[0]
-        .host
-        .create_network(Network::overlay("ov").subnet("10.200.5.0/24".parse().unwrap()))
-        .await
-        .unwrap();
-    let vni = vni_of(&net);
-    let mut eps = Vec::new();
-    for h in 0..2 {
-        let role = format!("h{}c", h + 1);
-        let ns = c.container(&role).await;
-        let att = c.hosts[h]
-            .host
-            .attach("ov", Endpoint::new(&role, ns.clone()))
-            .await
-            .unwrap();
-        eps.push((ns, att.ip().unwrap()));
-    }
+    let (vni, eps) = c.one_per_host("10.200.5.0/24").await;
     let converged = async |c: &Cluster| {
         for (i, h) in c.hosts.iter().enumerate() {
             let other = c.hosts[1 - i].vtep;
