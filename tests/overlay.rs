@@ -73,13 +73,27 @@ async fn plug(sb: &mut Sandbox, role: &str, ip: IpAddr) -> (Netns, Netlink) {
         .unwrap();
     let nl = Netlink::open(&ns).await.unwrap();
     let eth = nl.require_link("eth0").await.unwrap();
-    nl.address().add(eth.index, "eth0", ip, 24).await.unwrap();
+    let len = if ip.is_ipv6() {
+        // Usable at once (no duplicate address detection on the sandbox's underlay).
+        nl.write_sysctl("net/ipv6/conf/eth0/accept_dad", "0")
+            .await
+            .unwrap();
+        64
+    } else {
+        24
+    };
+    nl.address().add(eth.index, "eth0", ip, len).await.unwrap();
     nl.link().set(eth.index, "eth0").up().apply().await.unwrap();
     (ns, nl)
 }
 
 /// `hosts` simulated hosts on underlay `10.99.N.0/24`, an outside netns at `10.99.N.200`.
 async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
+    cluster_over(label, n, hosts, false).await
+}
+
+/// [`cluster`] over an IPv6 underlay (`fd00:99:N::I/64`) when `v6`.
+async fn cluster_over(label: &str, n: u8, hosts: usize, v6: bool) -> Option<Cluster> {
     if !require_root() {
         return None;
     }
@@ -96,7 +110,11 @@ async fn cluster(label: &str, n: u8, hosts: usize) -> Option<Cluster> {
     let mut sims = Vec::new();
     for i in 1..=hosts {
         let name = format!("h{i}");
-        let vtep: IpAddr = format!("10.99.{n}.{i}").parse().unwrap();
+        let vtep: IpAddr = if v6 {
+            format!("fd00:99:{n}::{i}").parse().unwrap()
+        } else {
+            format!("10.99.{n}.{i}").parse().unwrap()
+        };
         let (ns, nl) = plug(&mut sb, &name, vtep).await;
         let store = etcd.store(&format!("/berth-{label}")).await;
         let state = sb.state_dir().join(&name);
@@ -1173,5 +1191,49 @@ async fn a_host_partitioned_past_the_grace_reports_conflicts_on_return() {
     assert!(String::from_utf8_lossy(&claim_y.value).contains("\"h3\""));
     agent3.abort();
     drop(h3_nl);
+    drop(c);
+}
+
+/// An IPv6 underlay: VTEPs are IPv6 addresses, the MTU is the underlay's less 70, and a
+/// dual-stack overlay carries TCP over both families across the hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ipv6_underlay_carries_a_dual_stack_overlay() {
+    let Some(mut c) = cluster_over("ov-v6", 10, 2, true).await else {
+        return;
+    };
+    let net = c.hosts[0]
+        .host
+        .create_network(
+            Network::overlay("ov")
+                .subnet("10.200.10.0/24".parse().unwrap())
+                .ipv6(true)
+                .subnet("fd00:200:10::/64".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(net.mtu, 1430, "IPv6 underlay 1500 − 70");
+    let vni = vni_of(&net);
+    let a_ns = c.container("a").await;
+    let b_ns = c.container("b").await;
+    c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("a", a_ns.clone()))
+        .await
+        .unwrap();
+    let b = c.hosts[1]
+        .host
+        .attach("ov", Endpoint::new("b", b_ns.clone()))
+        .await
+        .unwrap();
+    let h2 = c.hosts[1].vtep;
+    let h1 = &c.hosts[0];
+    wait_for(
+        "h1 forwards to h2's IPv6 VTEP",
+        Duration::from_secs(5),
+        async || fdb_vteps(h1, vni).await == vec![h2],
+    )
+    .await;
+    reaches_at(&b_ns, &a_ns, &format!("{}:7001", b.ip().unwrap())).await;
+    reaches_at(&b_ns, &a_ns, &format!("[{}]:7002", b.ip6().unwrap())).await;
     drop(c);
 }
