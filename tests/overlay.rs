@@ -377,12 +377,28 @@ async fn a_dead_host_vanishes_within_the_ttl_and_a_restarted_agent_causes_no_chu
     })
     .await;
 
-    // h2's agent restarted within the TTL: it re-attaches to its live lease, peers see no
-    // delete (h1's FDB keeps h2's entry throughout).
+    // h2's runtime restarted within the TTL (a new Host over the same state dir, as a new
+    // process would build): it re-attaches to its live lease (the lease id is in the state
+    // dir), so peers see no delete (h1's FDB keeps h2's entry throughout).
     c.hosts[1].agent.take().unwrap().abort();
-    let again = c.hosts[1].host.overlay_agent().unwrap();
+    let lease_before = std::fs::read_to_string(c.sb.state_dir().join("h2/cluster-lease.json"))
+        .expect("the lease id is kept in the state dir");
+    let restarted = Host::builder()
+        .state_dir(c.sb.state_dir().join("h2"))
+        .netns(c.hosts[1].ns.clone())
+        .resolv_conf(c.sb.state_dir().join("no-resolv.conf"))
+        .cluster(
+            c.etcd.store("/berth-ov-dead").await,
+            HostIdentity::new("h2").advertise(c.hosts[1].vtep),
+        )
+        .cluster_settings(settings())
+        .build()
+        .await
+        .unwrap();
+    let again = restarted.overlay_agent().unwrap();
     let status = again.status();
     c.hosts[1].agent = Some(tokio::spawn(again.run()));
+    c.hosts[1].host = restarted;
     let t0 = Instant::now();
     while t0.elapsed() < settings().lease_ttl * 2 {
         assert!(
@@ -392,6 +408,9 @@ async fn a_dead_host_vanishes_within_the_ttl_and_a_restarted_agent_causes_no_chu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(status.lock().unwrap().connected);
+    let lease_after =
+        std::fs::read_to_string(c.sb.state_dir().join("h2/cluster-lease.json")).unwrap();
+    assert_eq!(lease_before, lease_after, "the same lease, re-attached");
 
     // h3's agent killed (no goodbye): gone from h1 and h2 within TTL + hold (+ 1 s of etcd's
     // own expiry granularity), and its container unreachable.
