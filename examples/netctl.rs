@@ -900,6 +900,8 @@ struct GcView<'a> {
     quarantined: &'a [PathBuf],
     sandboxes_removed: &'a [String],
     tmp_files_removed: usize,
+    cluster_withdrawn: &'a [(String, String)],
+    forwarding_fixed: usize,
 }
 
 fn gc_json(r: &GcReport) -> String {
@@ -940,6 +942,8 @@ fn gc_json(r: &GcReport) -> String {
         quarantined: &r.quarantined,
         sandboxes_removed: &r.sandboxes_removed,
         tmp_files_removed: r.tmp_files_removed,
+        cluster_withdrawn: &r.cluster_withdrawn,
+        forwarding_fixed: r.forwarding_fixed,
     })
 }
 
