@@ -53,23 +53,7 @@ impl Host {
         } else {
             Vec::new()
         };
-        let template = NetworkInfo {
-            name: spec.name.clone(),
-            id: super::network_ops::random_id(),
-            driver: spec.driver.clone(),
-            subnets: Vec::new(),
-            aux: spec.aux.clone(),
-            ipv6: spec.ipv6,
-            internal: spec.internal || driver.always_internal(),
-            mtu: spec.mtu.unwrap_or(0),
-            device: None,
-            routes: spec.routes.clone(),
-            no_default_route: spec.no_default_route,
-            adopted: None,
-            dns_enabled: driver.serves_dns() && spec.dns != Some(false),
-            dns_servers: spec.dns_servers.clone(),
-            removing: false,
-        };
+        let template = super::network_ops::new_record(&spec, driver.as_ref());
         let net = cluster.create_network(template, &requests, &avoid).await?;
         let imported = match self.after(Step::IpamReserve) {
             Ok(()) => self.import_locked(&net).await,

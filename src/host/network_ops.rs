@@ -2,7 +2,7 @@
 
 use ipnet::IpNet;
 
-use crate::driver::{Scope, driver_for};
+use crate::driver::{NetworkDriver, Scope, driver_for};
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
 use crate::ipam::PoolRequest;
@@ -24,7 +24,29 @@ const RESERVED: &[&str] = &[
     "host",
 ];
 
-pub(super) fn random_id() -> String {
+/// The record of a network about to be made from `spec` (a fresh id; no subnets, device or
+/// MTU yet: IPAM and the driver fill them in).
+pub(super) fn new_record(spec: &NetworkSpec, driver: &dyn NetworkDriver) -> NetworkInfo {
+    NetworkInfo {
+        name: spec.name.clone(),
+        id: random_id(),
+        driver: spec.driver.clone(),
+        subnets: Vec::new(),
+        aux: spec.aux.clone(),
+        ipv6: spec.ipv6,
+        internal: spec.internal || driver.always_internal(),
+        mtu: spec.mtu.unwrap_or(0),
+        device: None,
+        routes: spec.routes.clone(),
+        no_default_route: spec.no_default_route,
+        adopted: None,
+        dns_enabled: driver.serves_dns() && spec.dns != Some(false),
+        dns_servers: spec.dns_servers.clone(),
+        removing: false,
+    }
+}
+
+fn random_id() -> String {
     let b: [u8; 32] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -94,23 +116,7 @@ impl Host {
         if others.iter().any(|n| n.name == spec.name) {
             return Err(Error::NetworkExists { name: spec.name });
         }
-        let mut net = NetworkInfo {
-            name: spec.name.clone(),
-            id: random_id(),
-            driver: spec.driver.clone(),
-            subnets: Vec::new(),
-            aux: spec.aux.clone(),
-            ipv6: spec.ipv6,
-            internal: spec.internal || driver.always_internal(),
-            mtu: spec.mtu.unwrap_or(0),
-            device: None,
-            routes: spec.routes.clone(),
-            no_default_route: spec.no_default_route,
-            adopted: None,
-            dns_enabled: driver.serves_dns() && spec.dns != Some(false),
-            dns_servers: spec.dns_servers.clone(),
-            removing: false,
-        };
+        let mut net = new_record(&spec, driver.as_ref());
         let mut journal = Journal::default();
         let r = async {
             let requests = spec.subnet_requests();
