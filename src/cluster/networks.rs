@@ -88,6 +88,14 @@ impl Cluster {
             net = template.clone();
             let (mut index, rev) = self.index().await?;
             if index.networks.contains_key(&net.name) {
+                // A deletion killed after it marked the network: finish it (refused, and the
+                // mark undone, if a host holds it), then the name is free.
+                if self.store.get(&records::config(&net.name)).await?.is_some()
+                    && self.network(&net.name).await?.is_none()
+                {
+                    self.delete_network(&net.name).await?;
+                    continue;
+                }
                 return Err(Error::NetworkExists { name: net.name });
             }
             let vni = choose_vni(&index, &net)?;

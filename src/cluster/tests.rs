@@ -296,3 +296,29 @@ async fn the_view_holds_expiry_deletes_and_applies_graceful_ones() {
     let ch = v.apply(&me, vec![del("hosts/h1")], hold);
     assert!(ch.own_lease_ended);
 }
+
+#[tokio::test]
+async fn a_deletion_killed_after_marking_is_finished_by_the_next_create() {
+    let s = MemoryStore::default();
+    let h1 = cluster(&s, "h1");
+    let (a, ra) = template(Network::overlay("a"));
+    let mut made = h1.create_network(a.clone(), &ra, &[]).await.unwrap();
+    // What delete_network writes first, then the process dies.
+    made.removing = true;
+    s.txn(Txn::new(
+        vec![],
+        vec![Op::put(records::config("a"), to_json(&made))],
+    ))
+    .await
+    .unwrap();
+    assert!(
+        h1.network("a").await.unwrap().is_none(),
+        "hidden while being removed"
+    );
+    let again = h1
+        .create_network(a, &ra, &[])
+        .await
+        .expect("the name is free again");
+    assert!(!again.removing);
+    assert_eq!(h1.networks().await.unwrap().len(), 1);
+}

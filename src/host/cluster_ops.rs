@@ -240,8 +240,8 @@ impl Host {
     }
 
     /// gc of one cluster network (the caller holds the lock): this host's endpoints in the
-    /// store that no record keeps are withdrawn with their addresses, and the forwarding is
-    /// made to match the store. Returns (withdrawn containers, entries fixed).
+    /// store that no record keeps are withdrawn with their addresses, the forwarding is made
+    /// to match the store, and with no endpoint here the network's devices go. Returns (withdrawn containers, entries fixed).
     pub(super) async fn cluster_gc(
         &self,
         net: &NetworkInfo,
@@ -256,10 +256,14 @@ impl Host {
                 withdrawn.push(r.container);
             }
         }
+        let driver = driver_for(&net.driver);
+        if live.is_empty() {
+            // No endpoint here: no device either (an attach killed after making them).
+            driver.delete_network(self.ctx(), net).await?;
+            return Ok((withdrawn, 0));
+        }
         let peers = self.peers_of(net).await?;
-        let fixed = driver_for(&net.driver)
-            .sync_peers(self.ctx(), net, &peers)
-            .await?;
+        let fixed = driver.sync_peers(self.ctx(), net, &peers).await?;
         Ok((withdrawn, fixed.added + fixed.removed))
     }
 
