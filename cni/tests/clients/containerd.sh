@@ -78,7 +78,13 @@ elif grep -q ' rc=0 netns= ' <<<"$dels"; then
 else
     fail "ctr run --rm --cni: the DEL was not an empty-netns success: $dels"
 fi
-[ -n "${addr7:-}" ] && no_leak "ctr run --rm --cni ($addr7)" "default-$ID7" "$addr7"
+if [ "$MODE" = reference ] && [ -n "${addr7:-}" ] && l=$(leaks "default-$ID7" "$addr7") && [ -n "$l" ]; then
+    # Known: the reference bridge 1.1.1, given no netns on DEL, releases the address and returns
+    # without removing its ipMasq chain (nor would it find the veth: it went with the netns).
+    echo "KNOWN LEAK of the reference plugins (bridge skips its teardown on a DEL without netns): $l"
+elif [ -n "${addr7:-}" ]; then
+    no_leak "ctr run --rm --cni ($addr7)" "default-$ID7" "$addr7"
+fi
 
 # 8. ctr run -d, then task kill/rm and container rm: ctr sends no DEL and the attachment leaks;
 #    a CNI GC naming the live attachments removes it (berth-cni only: the reference plugins
