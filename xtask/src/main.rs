@@ -33,6 +33,14 @@ const PACKAGES: &[&str] = &[
     // The cluster store of the overlay tests and demo (started by them, on loopback or inside
     // a sandbox netns).
     "etcd-server",
+    // The real-client tier of berth-cni (cni/tests/podman.rs, containerd.rs): podman 4.3 with
+    // its CNI backend and crun, containerd 1.6 (`ctr run --cni`, runc), a busybox rootfs for
+    // the containers (no image registry), jq for the scenario scripts' JSON.
+    "podman",
+    "crun",
+    "containerd",
+    "busybox-static",
+    "jq",
 ];
 
 fn main() -> ExitCode {
