@@ -34,7 +34,29 @@ async fn host(conf: &NetConf) -> Result<Host, CniError> {
     if conf.firewall == Some(false) {
         b = b.firewall(NoFirewall);
     }
+    if let Some(hook) = crash_hook()? {
+        b = b.fault_hook(hook);
+    }
     Ok(b.build().await?)
+}
+
+/// Testing aid for the crash campaign (`cni/tests/crash.rs`), as netctl's:
+/// `BERTH_CRASH_AT=STEP` kills the plugin with SIGKILL right after `STEP` (a [`berth::Step`]
+/// name such as `driver-attach`), as a `kill -9` landing there would.
+fn crash_hook() -> Result<Option<berth::FaultHook>, CniError> {
+    let Ok(name) = std::env::var("BERTH_CRASH_AT") else {
+        return Ok(None);
+    };
+    let step: berth::Step = name
+        .parse()
+        .map_err(|e: Error| CniError::env(format!("BERTH_CRASH_AT: {e}")))?;
+    Ok(Some(std::sync::Arc::new(move |s: berth::Step| {
+        if s == step {
+            // SAFETY: raising a signal has no preconditions.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+        Ok(())
+    })))
 }
 
 /// `VERSION`: the versions spoken, answered in the one asked (the newest when none).
@@ -265,9 +287,13 @@ pub async fn del(conf: &NetConf, env: &Env) -> Result<(), CniError> {
         return Ok(());
     }
     let host = host(conf).await?;
-    if attachment(&host, conf, env)?.is_none() {
+    // Another interface of the same container is another attachment: not this DEL's.
+    if let Some(a) = host.state().endpoint(&conf.name, &env.container_id)?
+        && a.ifname != env.ifname
+    {
         return Ok(());
     }
+    // No record: detach still finishes a detach killed after its record went.
     match host.detach(&conf.name, &env.container_id).await {
         Ok(()) | Err(Error::NetworkNotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
