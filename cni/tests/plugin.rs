@@ -544,3 +544,42 @@ async fn ipam_sections_and_configuration_changes() {
     assert_eq!(r["ips"][0]["gateway"], "10.93.0.1");
     w.run("DEL", &a, &st).ok();
 }
+
+/// Dual stack: both addresses and both default routes in the result, IPv6 traffic from the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_result_and_traffic() {
+    if !require_root() {
+        return;
+    }
+    let mut w = World::new("cni-v6").await;
+    let (ns, a) = w.container("c1").await;
+    let mut conf = w.conf("0.4.0");
+    conf["ipv6"] = json!(true);
+    conf["subnets"] = json!([{"subnet": "10.89.0.0/24"}, {"subnet": "fd00:89::/64"}]);
+    let r = w.run("ADD", &a, &conf).ok();
+    let ips = r["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 2, "{r}");
+    assert_eq!(ips[1]["version"], "6");
+    let v6: IpAddr = ips[1]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(v6.to_string().starts_with("fd00:89::"), "{r}");
+    let dsts: Vec<&str> = r["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["dst"].as_str())
+        .collect();
+    assert!(dsts.contains(&"0.0.0.0/0") && dsts.contains(&"::/0"), "{r}");
+    let bind: SocketAddr = "[::]:8000".parse().unwrap();
+    tcp_probe(&ns, bind, w.sb.host(), SocketAddr::new(v6, 8000))
+        .await
+        .expect("IPv6 from the host");
+    w.run("DEL", &a, &conf).ok();
+    w.assert_gone(&a.id, &r);
+}
