@@ -13,7 +13,7 @@ use crate::names::{ExtraHost, Link, NameOptions, validate_hostname};
 use crate::netns::Netns;
 use crate::port::{ExposedPort, PortMapping, PortRequest};
 use crate::route::RouteSpec;
-use crate::validate::{validate_id, validate_ifname};
+use crate::validate::{validate_container_id, validate_ifname};
 
 /// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
 #[derive(Debug)]
@@ -187,7 +187,7 @@ impl EndpointSpec {
 
     /// Checks everything that can be checked without the kernel or the state dir.
     pub fn validate(&self) -> Result<()> {
-        validate_id("container", &self.container)?;
+        validate_container_id("container", &self.container)?;
         validate_ifname("interface", &self.ifname)?;
         if let Some(mac) = &self.mac {
             mac.validate()?;

@@ -119,7 +119,7 @@ impl FromStr for Link {
             Some((c, a)) => (c, Some(a)),
             None => (s, None),
         };
-        crate::validate::validate_id("linked container", c)?;
+        crate::validate::validate_container_id("linked container", c)?;
         let mut l = Link::new(c);
         if let Some(a) = alias {
             validate_hostname("link alias", a)?;
@@ -181,7 +181,7 @@ impl NameOptions {
             validate_hostname("add-host name", &h.name)?;
         }
         for l in &self.links {
-            crate::validate::validate_id("linked container", &l.container)?;
+            crate::validate::validate_container_id("linked container", &l.container)?;
             if let Some(a) = &l.alias {
                 validate_hostname("link alias", a)?;
             }

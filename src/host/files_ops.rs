@@ -75,7 +75,7 @@ impl Host {
         container: &str,
         names: NameOptions,
     ) -> Result<SandboxRecord> {
-        crate::validate::validate_id("container", container)?;
+        crate::validate::validate_container_id("container", container)?;
         names.validate()?;
         let _lock = self.state.lock().await?;
         self.refuse_if_attached(container)?;
@@ -94,8 +94,8 @@ impl Host {
     /// Container mode (`--network container:OWNER`, pods): `container` shares `owner`'s
     /// sandbox, its netns and its files; its files follow the owner's from then on.
     pub async fn share_sandbox(&self, container: &str, owner: &str) -> Result<SandboxRecord> {
-        crate::validate::validate_id("container", container)?;
-        crate::validate::validate_id("container", owner)?;
+        crate::validate::validate_container_id("container", container)?;
+        crate::validate::validate_container_id("container", owner)?;
         if container == owner {
             return Err(Error::invalid(
                 "container mode",

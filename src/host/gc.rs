@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::driver::driver_for;
+use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::ipam::{Conflict, RecordedPool, Released};
 use crate::network::NetworkInfo;
@@ -129,6 +130,27 @@ impl Host {
     /// command. Every step is tried; if some failed, [`Error::Incomplete`] lists them all.
     pub async fn gc<S: AsRef<str>>(&self, valid: &[S]) -> Result<GcReport> {
         let valid: HashSet<String> = valid.iter().map(|s| s.as_ref().to_string()).collect();
+        self.gc_with(|_, att| valid.contains(&att.container), &valid)
+            .await
+    }
+
+    /// [`Host::gc`] with the kept attachments chosen by `keep` (called under the state lock for
+    /// every recorded attachment): e.g. the CNI `GC` of one network keeps every attachment of
+    /// the other networks and those of its own in `cni.dev/valid-attachments`. The
+    /// reconciliation that follows is the same, host-wide.
+    pub async fn gc_keeping<F>(&self, keep: F) -> Result<GcReport>
+    where
+        F: Fn(&NetworkInfo, &Attachment) -> bool + Send + Sync,
+    {
+        self.gc_with(keep, &HashSet::new()).await
+    }
+
+    /// The gc: attachments kept by `keep`; sandbox records kept for attached containers and
+    /// for those in `valid` (containers `Host::gc` was told are alive).
+    async fn gc_with<F>(&self, keep: F, valid: &HashSet<String>) -> Result<GcReport>
+    where
+        F: Fn(&NetworkInfo, &Attachment) -> bool + Send + Sync,
+    {
         let _lock = self.state.lock().await?;
         let mut report = GcReport::default();
         let mut errors = Vec::new();
@@ -154,7 +176,7 @@ impl Host {
         for net in &networks {
             for att in self.state.endpoints(&net.name)? {
                 let unfinished = self.state.is_detaching(&net.name, &att.container);
-                if valid.contains(&att.container) && !unfinished {
+                if keep(net, &att) && !unfinished {
                     continue;
                 }
                 match self.detach_locked(net, &att).await {
