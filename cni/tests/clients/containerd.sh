@@ -89,18 +89,23 @@ fi
 # 8. ctr run -d, then task kill/rm and container rm: ctr sends no DEL and the attachment leaks;
 #    a CNI GC naming the live attachments removes it (berth-cni only: the reference plugins
 #    1.1.1 have no GC).
+# start_detached ID: prints "<address> <ifindex of the veth's host end>".
 start_detached() {
     ctr_ run -d --cni --cgroup "" --rootfs "$R" "$1" /bin/httpd -f -p 80 -h /www >/dev/null 2>&1 ||
         return 1
-    ctr_ task exec --exec-id ip "$1" /bin/ip -4 -o addr show eth0 2>/dev/null |
-        grep -o 'inet [0-9.]*/24' | head -1 | cut -d' ' -f2 | cut -d/ -f1
+    local a i
+    a=$(ctr_ task exec --exec-id ip "$1" /bin/ip -4 -o addr show eth0 2>/dev/null |
+        grep -o 'inet [0-9.]*/24' | head -1 | cut -d' ' -f2 | cut -d/ -f1)
+    i=$(ctr_ task exec --exec-id link "$1" /bin/ip -o link show eth0 2>/dev/null |
+        grep -o 'eth0@if[0-9]*' | head -1 | cut -d@ -f2 | tr -d if)
+    echo "$a $i"
 }
-addr8=$(start_detached "$ID8")
-addr9=$(start_detached "$ID9")
-if in_subnet "${addr8:-}" && in_subnet "${addr9:-}"; then
-    pass "ctr run -d --cni: $ID8 got $addr8, $ID9 got $addr9"
+read -r addr8 idx8 <<<"$(start_detached "$ID8")"
+read -r addr9 idx9 <<<"$(start_detached "$ID9")"
+if in_subnet "${addr8:-}" && in_subnet "${addr9:-}" && [ -n "${idx8:-}" ] && [ -n "${idx9:-}" ]; then
+    pass "ctr run -d --cni: $ID8 got $addr8 (veth ifindex $idx8), $ID9 got $addr9 (veth ifindex $idx9)"
 else
-    fail "ctr run -d --cni: addresses '$addr8', '$addr9'"
+    fail "ctr run -d --cni: addresses '$addr8', '$addr9', veth ifindexes '$idx8', '$idx9'"
 fi
 ctr_ task kill -s SIGKILL "$ID8" >/dev/null 2>&1
 for i in $(seq 1 20); do
@@ -110,7 +115,7 @@ for i in $(seq 1 20); do
 done
 if ctr_ task rm "$ID8" >/dev/null 2>&1 && ctr_ container rm "$ID8" >/dev/null 2>&1; then
     dels=$(records DEL "default-$ID8")
-    leak=$(leaks "default-$ID8" "$addr8")
+    leak=$(leaks "default-$ID8" "$addr8" "$idx8")
     if [ -z "$dels" ] && [ -n "$leak" ]; then
         pass "ctr task kill/rm + container rm: no DEL sent for default-$ID8 (shim log), the attachment leaks ($(tr '\n' ';' <<<"$leak"))"
     else
@@ -133,9 +138,9 @@ if [ "$MODE" = berth ]; then
     # $ID9 is alive: GC must keep it.
     valid="[{\"containerID\":\"default-$ID9\",\"ifname\":\"eth0\"}]"
     if out=$(gc "$valid"); then
-        no_leak "CNI GC with $ID9 valid: the leaked attachment of $ID8 ($addr8)" "default-$ID8" "$addr8"
+        no_leak "CNI GC with $ID9 valid: the leaked attachment of $ID8 ($addr8)" "default-$ID8" "$addr8" "$idx8"
         l=$(ip -o link show master "$BRIDGE" | wc -l)
-        if [ "$l" = 1 ] && fetch_ok "$addr9" 80; then
+        if [ "$l" = 1 ] && ip -o link show master "$BRIDGE" | grep -q "^$idx9: " && fetch_ok "$addr9" 80; then
             pass "CNI GC kept the valid attachment of $ID9: its veth is on $BRIDGE, http://$addr9/ answers"
         else
             fail "CNI GC with $ID9 valid: $l links on $BRIDGE, or $addr9 not reached"

@@ -88,11 +88,18 @@ in_subnet() { [[ $1 =~ $SUBNET_RE ]] && [ "${BASH_REMATCH[1]}" -ge 2 ] && [ "${B
 # The leaks an attachment can leave: a link on the bridge, its address in the ruleset (a
 # published port's map element, a rule), a state file naming the container id, an address claim
 # named by the address.
-# leaks ID ADDR: prints what is left (nothing when clean).
+# leaks ID ADDR [IFINDEX]: prints what is left (nothing when clean). With IFINDEX (the host end
+# of the container's veth, when other attachments are alive) only that link counts, else any
+# link on the bridge.
 leaks() {
-    local id=$1 addr=$2 l
-    l=$(ip -o link show master "$BRIDGE" 2>/dev/null)
-    [ -n "$l" ] && echo "links on $BRIDGE: $(echo "$l" | awk '{print $2}' | tr '\n' ' ')"
+    local id=$1 addr=$2 idx=${3:-} l
+    if [ -n "$idx" ]; then
+        l=$(ip -o link show 2>/dev/null | grep "^$idx: ")
+        [ -n "$l" ] && echo "link $idx left: $(echo "$l" | awk '{print $2, $8, $9}')"
+    else
+        l=$(ip -o link show master "$BRIDGE" 2>/dev/null)
+        [ -n "$l" ] && echo "links on $BRIDGE: $(echo "$l" | awk '{print $2}' | tr '\n' ' ')"
+    fi
     if [ -n "$addr" ] && nft list ruleset 2>/dev/null | grep -qwF -- "$addr"; then
         echo "$addr in nft list ruleset: $(nft list ruleset 2>/dev/null | grep -wF -- "$addr" | head -3 | tr -s ' \n' ' ')"
     fi
@@ -111,12 +118,16 @@ leaks() {
     return 0
 }
 
-# no_leak WHAT ID ADDR: a PASS or FAIL line.
+# no_leak WHAT ID ADDR [IFINDEX]: a PASS or FAIL line.
 no_leak() {
     local l
-    l=$(leaks "$2" "$3")
+    l=$(leaks "$2" "$3" "${4:-}")
     if [ -z "$l" ]; then
-        pass "$1: no link on $BRIDGE, $3 not in the nft ruleset, no state naming the container"
+        if [ -n "${4:-}" ]; then
+            pass "$1: its veth (ifindex $4) is gone, $3 not in the nft ruleset, no state naming the container"
+        else
+            pass "$1: no link on $BRIDGE, $3 not in the nft ruleset, no state naming the container"
+        fi
     else
         fail "$1: left behind: $l"
     fi
