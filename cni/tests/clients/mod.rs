@@ -109,7 +109,7 @@ fn conflist(plugin: &Plugin, state: &Path) -> String {
             "plugins": [
                 {
                     "type": "bridge", "bridge": "berth0", "isGateway": true, "ipMasq": true,
-                    "hairpinMode": true,
+                    "hairpinMode": true, "capabilities": {"ips": true, "mac": true},
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}]],

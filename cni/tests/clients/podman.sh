@@ -60,6 +60,22 @@ else
     die "podman run --network berthnet a: $out"
 fi
 
+# 1b. A chosen address and MAC and a network alias (the ips, mac and aliases capabilities).
+FIX_IP=10.89.0.50
+FIX_MAC=02:42:0a:59:00:32
+if out=$(run_httpd fixed --ip "$FIX_IP" --mac-address "$FIX_MAC" --network-alias webalias 2>&1); then
+    FIX_ID=$(id_of fixed)
+    got=$(ip_of fixed)
+    inside=$(P exec fixed ip -o addr show eth0 2>&1; P exec fixed ip -o link show eth0 2>&1)
+    if [ "$got" = "$FIX_IP" ] && [[ $inside == *"inet $FIX_IP/24"* ]] && [[ $inside == *"link/ether $FIX_MAC"* ]]; then
+        pass "podman run --ip $FIX_IP --mac-address $FIX_MAC --network-alias webalias: eth0 inside has both"
+    else
+        fail "podman run --ip/--mac-address: inspect says '$got', inside: $(tr '\n' ' ' <<<"$inside")"
+    fi
+else
+    fail "podman run --ip $FIX_IP --mac-address $FIX_MAC: $out"
+fi
+
 # 2. A published port reached from outside, from the sandbox netns on 127.0.0.1 and on its own
 #    address.
 if out=$(run_httpd web -p 8080:80 2>&1); then
@@ -95,16 +111,17 @@ if [ -n "${WEB_IP:-}" ]; then
 fi
 
 # 4. podman rm -f leaves nothing behind.
-if out=$(P rm -f -t 0 a web 2>&1); then
+if out=$(P rm -f -t 0 a web fixed 2>&1); then
     no_leak "podman rm -f a ($A_IP)" "$A_ID" "$A_IP"
     [ -n "${WEB_ID:-}" ] && no_leak "podman rm -f web ($WEB_IP, port 8080)" "$WEB_ID" "$WEB_IP"
+    [ -n "${FIX_ID:-}" ] && no_leak "podman rm -f fixed ($FIX_IP)" "$FIX_ID" "$FIX_IP"
     if [ -n "${WEB_ID:-}" ] && http_get 127.0.0.1 8080 | grep -qx berth-ok; then
         fail "podman rm -f web: port 8080 still answers"
     fi
     bad=$(records DEL | grep -v ' rc=0 ')
     [ -z "$bad" ] || fail "podman rm -f: a DEL failed: $bad"
 else
-    fail "podman rm -f a web: $out"
+    fail "podman rm -f a web fixed: $out"
 fi
 
 # 5. 20 containers started at once: 20 distinct addresses, all reachable, then all removed.
