@@ -7,7 +7,6 @@ sandbox_up
 
 # ctr takes its CNI configuration from /etc/cni/net.d (the first conflist) and the plugins from
 # /opt/cni/bin, with no flag to change either: both are mounted over in this mount namespace.
-mkdir -p /etc/cni/net.d 2>/dev/null
 mount --bind "$CONF_DIR" /etc/cni/net.d || die "bind $CONF_DIR on /etc/cni/net.d"
 mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni && ln -s "$PLUGIN_DIR" /opt/cni/bin || die "/opt/cni/bin"
 
