@@ -27,23 +27,34 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$C/opt"
 CONF
-containerd --config "$C/config.toml" >"$C/log" 2>&1 &
+# In a session of its own: the test's timeout signals our process group, and containerd must
+# outlive that signal to remove the containers in cleanup.
+setsid containerd --config "$C/config.toml" >"$C/log" 2>&1 &
 CPID=$!
 
 ctr_() { timeout 60 ctr -a "$SOCK" "$@"; }
 cleanup() {
-    local id pid
-    for id in $(ctr_ task ls -q 2>/dev/null); do
-        ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1
-        ctr_ task rm -f "$id" >/dev/null 2>&1
+    trap '' TERM INT
+    local id f
+    if kill -0 "$CPID" 2>/dev/null; then
+        for id in $(timeout 10 ctr -a "$SOCK" task ls -q 2>/dev/null); do
+            timeout 10 ctr -a "$SOCK" task kill -s SIGKILL "$id" >/dev/null 2>&1
+            timeout 10 ctr -a "$SOCK" task rm -f "$id" >/dev/null 2>&1
+        done
+        for id in $(timeout 10 ctr -a "$SOCK" container ls -q 2>/dev/null); do
+            timeout 10 ctr -a "$SOCK" container rm "$id" >/dev/null 2>&1
+        done
+    fi
+    # Whatever is left (containerd gone, a call failed): the containers' processes, then the
+    # runc shims (they outlive containerd), by the pids in containerd's state.
+    for f in "$C"/state/io.containerd.runtime.v2.task/*/*/init.pid; do
+        [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
     done
-    for id in $(ctr_ container ls -q 2>/dev/null); do ctr_ container rm "$id" >/dev/null 2>&1; done
+    for f in "$C"/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
+        [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    done
     kill "$CPID" 2>/dev/null
     timeout 10 tail --pid="$CPID" -f /dev/null
-    # The runc shims outlive containerd: end those it started (their pids are in its state).
-    for pid in $(cat "$C"/state/io.containerd.runtime.v2.task/*/*/shim.pid 2>/dev/null); do
-        kill "$pid" 2>/dev/null
-    done
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
