@@ -30,8 +30,10 @@ CONF
 export CONTAINERS_CONF=$W/podman/containers.conf CONTAINERS_STORAGE_CONF=$W/podman/storage.conf
 
 P() { timeout 60 podman "$@"; }
+OUTSIDE_HTTPD=
 cleanup() {
     timeout 60 podman rm -af -t 0 >/dev/null 2>&1
+    [ -n "$OUTSIDE_HTTPD" ] && kill "$OUTSIDE_HTTPD" 2>/dev/null
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -110,6 +112,44 @@ if [ -n "${WEB_IP:-}" ]; then
     fi
 fi
 
+# 3b. The published port from containers: another one (a -> 192.0.2.1:8080) and web itself
+#     (hairpin); and egress: a reaches a server in the outside netns, which has no route back
+#     to the subnet (so only through the masquerade).
+if [ -n "${WEB_IP:-}" ]; then
+    for c in a web; do
+        if fetch_ok podman exec -i "$c" 192.0.2.1 8080; then
+            pass "published port 8080 reached from container $c at 192.0.2.1:8080$([ $c = web ] && echo ' (hairpin)')"
+        else
+            fail "published port 8080 not reached from container $c at 192.0.2.1:8080"
+        fi
+    done
+fi
+mkdir -p "$W/outside-www" && echo berth-ok >"$W/outside-www/index.html"
+ip netns exec outside "$BB" httpd -f -p 192.0.2.2:8081 -h "$W/outside-www" &
+OUTSIDE_HTTPD=$!
+if fetch_ok podman exec -i a 192.0.2.2 8081; then
+    pass "egress: container a reached 192.0.2.2:8081 in the outside netns (no route back: masqueraded)"
+else
+    fail "egress: container a did not reach 192.0.2.2:8081 in the outside netns"
+fi
+
+# 3c. podman stop + start: the network is torn down and set up again; the port still works.
+if [ -n "${WEB_ID:-}" ]; then
+    if out=$(P stop -t 0 web 2>&1) && out=$(P start web 2>&1); then
+        WEB_IP2=$(ip_of web)
+        if in_subnet "$WEB_IP2" && fetch_ok ip netns exec outside 192.0.2.1 8080; then
+            pass "podman stop + start web: address $WEB_IP2 (was $WEB_IP), 192.0.2.1:8080 reached from the outside netns again"
+        else
+            fail "podman stop + start web: address '$WEB_IP2', port 8080 not reached from outside"
+        fi
+        [ "$WEB_IP2" = "$WEB_IP" ] || { nft list ruleset 2>/dev/null | grep -qwF -- "$WEB_IP" &&
+            fail "podman stop + start web: the old address $WEB_IP is still in the nft ruleset"; }
+        WEB_IP=$WEB_IP2
+    else
+        fail "podman stop + start web: $out"
+    fi
+fi
+
 # 4. podman rm -f leaves nothing behind.
 if out=$(P rm -f -t 0 a web fixed 2>&1); then
     no_leak "podman rm -f a ($A_IP)" "$A_ID" "$A_IP"
@@ -127,10 +167,12 @@ fi
 # 5. 20 containers started at once: 20 distinct addresses, all reachable, then all removed.
 N=20
 start=$(date +%s)
+pids=()
 for i in $(seq 1 $N); do
     (run_httpd "bulk$i" >"$W/bulk$i.out" 2>&1 || echo "bulk$i: $(tail -3 "$W/bulk$i.out")") &
+    pids+=($!)
 done
-wait
+wait "${pids[@]}"
 note "$N concurrent podman run -d took $(($(date +%s) - start)) s"
 ips=()
 ids=()
