@@ -98,10 +98,10 @@ pub struct NetConf {
     /// `GC`: the attachments still valid.
     #[serde(default, rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<ValidAttachment>>,
-    /// libcni's marker on results it cached (ignored).
+    /// `GC`: the same list under the name an earlier draft of spec 1.1 used (libcni sends
+    /// both); read when `cni.dev/valid-attachments` is absent.
     #[serde(default, rename = "cni.dev/attachments")]
-    #[allow(dead_code)]
-    pub attachments: Option<Value>,
+    pub attachments: Option<Vec<ValidAttachment>>,
 }
 
 /// One subnet of the network.

@@ -367,11 +367,17 @@ pub async fn check(conf: &NetConf, env: &Env) -> Result<(), CniError> {
     }
 }
 
-/// `GC`: detaches every attachment of this network not in `cni.dev/valid-attachments` (none
-/// given: none is valid), then reconciles the host as `Host::gc` does (links, addresses and
-/// port elements of killed invocations).
+/// `GC`: detaches every attachment of this network not in `cni.dev/valid-attachments` (or its
+/// draft name `cni.dev/attachments`), then reconciles the host as `Host::gc` does (links,
+/// addresses and port elements of killed invocations). No list at all means none is valid, as
+/// libcni means it: its `GCNetworkList` without arguments DELs every cached attachment, then
+/// sends the GC without a list (cnitool's `gc`).
 pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let valid = conf
+        .valid_attachments
+        .clone()
+        .or_else(|| conf.attachments.clone())
+        .unwrap_or_default();
     let host = host(conf).await?;
     host.gc_keeping(|net, att| {
         net.name != conf.name

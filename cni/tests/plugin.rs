@@ -312,6 +312,15 @@ async fn check_names_drift() {
     let mut lie = chk.clone();
     lie["prevResult"]["ips"][0]["address"] = json!("10.89.0.99/24");
     assert!(w.run("CHECK", &a, &lie).err(103).contains("10.89.0.99"));
+    // The container side changed behind berth's back → 103 naming what.
+    let cns = a.netns.rsplit('/').next().unwrap();
+    in_ns(cns, &["ip", "route", "del", "default"]);
+    assert!(w.run("CHECK", &a, &chk).err(103).contains("default route"));
+    in_ns(cns, &["ip", "link", "set", "eth0", "down"]);
+    assert!(w.run("CHECK", &a, &chk).err(103).contains("eth0 up"));
+    in_ns(cns, &["ip", "addr", "flush", "dev", "eth0"]);
+    let ip = address(&r);
+    assert!(w.run("CHECK", &a, &chk).err(103).contains(&ip));
     // The host end removed by hand → 103 naming it.
     let veth = r["interfaces"][0]["name"].as_str().unwrap().to_string();
     in_ns(w.host(), &["ip", "link", "del", &veth]);
@@ -360,6 +369,11 @@ async fn gc_keeps_exactly_the_valid_attachments() {
         Path::new(&format!("{}/endpoints/othernet/cid-o1.json", w.state())).exists(),
         "another network's attachment is not this GC's"
     );
+    // The draft name libcni also sends keeps it too.
+    let mut draft = conf.clone();
+    draft["cni.dev/attachments"] = json!([{"containerID": "cid-g0", "ifname": "eth0"}]);
+    w.run("GC", &Args::default(), &draft).ok();
+    assert!(Path::new(&format!("{}/endpoints/berthnet/cid-g0.json", w.state())).exists());
     // No list: none valid.
     w.run("GC", &Args::default(), &conf).ok();
     w.assert_gone("cid-g0", &results[0]);

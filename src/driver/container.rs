@@ -153,3 +153,60 @@ pub async fn configure_interface(
     }
     Ok(())
 }
+
+/// What of an endpoint's container side differs from its record: the interface (by name) in
+/// the container netns, up, with the recorded MAC and addresses, and a default route of each
+/// family the endpoint has a gateway for. A netns whose file is gone is reported as such; one
+/// that cannot be opened (not a netns any more) too.
+pub async fn check_interface(
+    kernel: &dyn crate::netlink::KernelOpener,
+    att: &crate::endpoint::Attachment,
+) -> Result<Vec<String>> {
+    let Some(path) = &att.netns else {
+        return Ok(Vec::new());
+    };
+    let here = || format!("in {}", path.display());
+    let Ok(ns) = crate::netns::Netns::from_path(path) else {
+        return Ok(vec![format!("container netns {}", path.display())]);
+    };
+    let nl = kernel.open(&ns).await?;
+    let Some(link) = nl.link_by_name(&att.ifname).await? else {
+        return Ok(vec![format!("{} {}", att.ifname, here())]);
+    };
+    let mut missing = Vec::new();
+    if !link.up {
+        missing.push(format!("{} up {}", att.ifname, here()));
+    }
+    if let Some(mac) = &att.mac
+        && link.mac.as_deref() != Some(&mac.octets()[..])
+    {
+        missing.push(format!("{} with MAC {mac} {}", att.ifname, here()));
+    }
+    let have = nl.addresses(Some(link.index)).await?;
+    let recorded = [
+        att.ipv4.map(|n| (IpAddr::V4(n.addr()), n.prefix_len())),
+        att.ipv6.map(|n| (IpAddr::V6(n.addr()), n.prefix_len())),
+    ];
+    for (ip, len) in recorded.into_iter().flatten() {
+        if !have.iter().any(|(_, a, l)| *a == ip && *l == len) {
+            missing.push(format!("address {ip}/{len} on {} {}", att.ifname, here()));
+        }
+    }
+    if att.gateway.is_some() || att.gateway6.is_some() {
+        let routes = nl.kernel().routes().await?;
+        let default = |fam: Family| {
+            routes.iter().any(|r| {
+                r.family == fam
+                    && r.prefix_len == 0
+                    && r.table == crate::netlink::kernel::RT_TABLE_MAIN
+            })
+        };
+        if att.gateway.is_some() && !default(Family::V4) {
+            missing.push(format!("IPv4 default route {}", here()));
+        }
+        if att.gateway6.is_some() && !default(Family::V6) {
+            missing.push(format!("IPv6 default route {}", here()));
+        }
+    }
+    Ok(missing)
+}

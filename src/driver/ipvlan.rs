@@ -115,8 +115,8 @@ impl NetworkDriver for IpvlanDriver<'_> {
         &self,
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
-        att: &Attachment,
+        _att: &Attachment,
     ) -> Result<Vec<String>> {
-        lower::check_endpoint(ctx, net, att).await
+        lower::check_endpoint(ctx, net).await
     }
 }

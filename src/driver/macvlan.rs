@@ -193,8 +193,8 @@ impl NetworkDriver for MacvlanDriver<'_> {
         &self,
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
-        att: &Attachment,
+        _att: &Attachment,
     ) -> Result<Vec<String>> {
-        lower::check_endpoint(ctx, net, att).await
+        lower::check_endpoint(ctx, net).await
     }
 }

@@ -370,6 +370,8 @@ impl Host {
         let mut missing = driver_for(&net.driver)
             .check(self.ctx(), &net, &att)
             .await?;
+        missing
+            .extend(crate::driver::container::check_interface(self.kernel.as_ref(), &att).await?);
         if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
             missing.extend(self.cluster_check(&net).await?);
         }
