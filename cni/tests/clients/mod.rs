@@ -12,6 +12,15 @@
 //! The plugin under test is `berth-cni`; with `BERTH_CNI_CLIENTS_REFERENCE=1` the same scenarios
 //! run against Debian's reference plugins (`/usr/lib/cni`: bridge + host-local + portmap), the
 //! baseline the scripts were written against.
+//!
+//! Run (root; `cargo xtask setup` installs podman, crun, containerd, busybox-static, jq):
+//! ```text
+//! cargo test -p berth-cni --test podman --test containerd -- --nocapture
+//! BERTH_CNI_CLIENTS_REFERENCE=1 cargo test -p berth-cni --test podman --test containerd -- --nocapture
+//! ```
+//! Each scenario script is bounded (every wait has a timeout; the whole run 240 s) and cleans
+//! up on a signal: containers removed, containerd and its shims ended by pid, the mount points
+//! it made (`/var/lib/cni`, `/etc/cni/net.d` when missing) removed.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
