@@ -103,6 +103,18 @@ else
     fail "podman run -p 8080:80 web: $out"
 fi
 
+# 2b. The leak checks' control: while web runs, its address is in the ruleset (the published
+#     port) and the state names it — what the checks after removal must no longer find.
+if [ -n "${WEB_ID:-}" ]; then
+    in_nft=$(nft list ruleset 2>/dev/null | grep -wF -- "$WEB_IP" | head -2 | tr -s ' \t\n' ' ')
+    in_state=$(grep -rlF -- "$WEB_ID" "$STATE_DIR" 2>/dev/null | sed "s|^$STATE_DIR/||" | tr '\n' ' ')
+    if [ -n "$in_nft" ] && [ -n "$in_state" ]; then
+        pass "while web runs: $WEB_IP in the nft ruleset ($in_nft) and its id in stateDir ($in_state)"
+    else
+        fail "while web runs: nft '$in_nft', state '$in_state' (the leak checks would prove nothing)"
+    fi
+fi
+
 # 3. Two containers reach each other by address.
 if [ -n "${WEB_IP:-}" ]; then
     if fetch_ok podman exec -i a "$WEB_IP" 80 && fetch_ok podman exec -i web "$A_IP" 80; then
