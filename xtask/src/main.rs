@@ -41,6 +41,8 @@ const PACKAGES: &[&str] = &[
     "containerd",
     "busybox-static",
     "jq",
+    // The meta plugins berth-cni is chained with in cni/tests/plugin.rs (`tuning`, `bandwidth`).
+    "containernetworking-plugins",
 ];
 
 fn main() -> ExitCode {
