@@ -3,8 +3,9 @@
 //! installs the peers from Debian's packages, builds `netctl` in release and then runs
 //! `cargo bench --bench side_by_side -- [--quick]`.
 //!
-//! Four subjects (see [`subjects`]): berth in-process, berth through `netctl` (a process per
-//! operation), netavark 1.4 and the CNI plugins (bridge + host-local + portmap). Workloads:
+//! Five subjects (see [`subjects`]): berth in-process, berth through `netctl` (a process per
+//! operation), berth as a CNI plugin (`berth-cni`, a process per operation), netavark 1.4 and
+//! the CNI plugins (bridge + host-local + portmap). Workloads:
 //! (a) [`warm`] attach/detach on a warm network with 0 and 2 published ports; (b) [`scale`]
 //! 1 → 1,000 containers; (c) [`concurrency`] 50 attaches at once on a new network; (d)
 //! [`memory`] peak RSS with 1,000 endpoints. Results go to `target/bench/`: `results.md`,
@@ -12,9 +13,11 @@
 //! also printed.
 //!
 //! Flags (after `--`): `--quick` (fewer rounds, N up to 100), `--only a,b,c,d` (a subset of the
-//! workloads), `--out DIR` (default `target/bench`), `--netctl PATH` (default
-//! `target/release/examples/netctl`). Under `cargo test --all-targets` (no `--bench` flag) it
-//! does nothing.
+//! workloads), `--subjects k,k` (a subset of the subjects by key: `lib`, `netctl`, `bcni`,
+//! `netavark`, `cni`; default all), `--out DIR` (default `target/bench`), `--netctl PATH`
+//! (default `target/release/examples/netctl`), `--berth-cni PATH` (default
+//! `target/release/berth-cni`). Under `cargo test --all-targets` (no `--bench` flag) it does
+//! nothing.
 //!
 //! Nothing touches the machine's own network namespace or firewall: every subject gets its own
 //! sandbox host netns; peer processes are started inside it (see [`exec`]); containers are
@@ -41,6 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use subjects::Subject;
+use subjects::berth_cni::BerthCni;
 use subjects::berth_lib::BerthLib;
 use subjects::cni::Cni;
 use subjects::netavark::Netavark;
@@ -125,17 +129,24 @@ impl Plan {
 struct Args {
     quick: bool,
     only: String,
+    subjects: Vec<String>,
     out: PathBuf,
     netctl: PathBuf,
+    berth_cni: PathBuf,
     hold: Option<u32>,
 }
+
+/// Every subject's key, in the order they run.
+const SUBJECTS: [&str; 5] = ["lib", "netctl", "bcni", "netavark", "cni"];
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut a = Args {
         quick: false,
         only: "abcd".into(),
+        subjects: SUBJECTS.iter().map(|k| k.to_string()).collect(),
         out: PathBuf::from("target/bench"),
         netctl: PathBuf::from("target/release/examples/netctl"),
+        berth_cni: PathBuf::from("target/release/berth-cni"),
         hold: None,
     };
     let mut it = argv.iter();
@@ -146,7 +157,18 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--quick" => a.quick = true,
             "--only" => a.only = val()?.replace(',', ""),
             "--out" => a.out = val()?.into(),
+            "--subjects" => {
+                let v = val()?;
+                a.subjects = v.split(',').map(str::to_string).collect();
+                if let Some(k) = a.subjects.iter().find(|k| !SUBJECTS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "--subjects: unknown subject {k:?} (known: {})",
+                        SUBJECTS.join(", ")
+                    ));
+                }
+            }
             "--netctl" => a.netctl = val()?.into(),
+            "--berth-cni" => a.berth_cni = val()?.into(),
             "--hold" => a.hold = Some(val()?.parse().map_err(|e| format!("--hold: {e}"))?),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -186,24 +208,47 @@ fn main() -> ExitCode {
     }
 }
 
-/// The four subjects, each in a new sandbox.
-fn subjects(netctl: &Path) -> Result<Vec<Box<dyn Subject>>, String> {
+/// The selected subjects, each in a new sandbox.
+fn subjects(args: &Args) -> Result<Vec<Box<dyn Subject>>, String> {
     let w = |k: &str| rt().block_on(World::new(k));
-    Ok(vec![
-        Box::new(BerthLib::new(w("lib")?)?),
-        Box::new(Netctl::new(w("netctl")?, netctl.to_path_buf())),
-        Box::new(Netavark::new(w("netavark")?)),
-        Box::new(Cni::new(w("cni")?)),
-    ])
+    let mut out: Vec<Box<dyn Subject>> = Vec::new();
+    for k in SUBJECTS.iter().filter(|k| args.has(k)) {
+        out.push(match *k {
+            "lib" => Box::new(BerthLib::new(w(k)?)?),
+            "netctl" => Box::new(Netctl::new(w(k)?, args.netctl.clone())),
+            "bcni" => Box::new(BerthCni::new(w(k)?, absolute(&args.berth_cni))),
+            "netavark" => Box::new(Netavark::new(w(k)?)),
+            _ => Box::new(Cni::new(w(k)?)),
+        });
+    }
+    if out.is_empty() {
+        return Err("no subject selected".into());
+    }
+    Ok(out)
+}
+
+impl Args {
+    /// Whether subject `key` takes part.
+    fn has(&self, key: &str) -> bool {
+        self.subjects.iter().any(|k| k == key)
+    }
+}
+
+/// `p` made absolute (berth-cni's directory is its `CNI_PATH`).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn run(args: &Args) -> Result<(), String> {
     world::remove_stale();
     let missing: Vec<String> = [
-        (!Netavark::installed()).then(|| subjects::netavark::BIN.to_string()),
-        (!Cni::installed())
+        (args.has("netavark") && !Netavark::installed())
+            .then(|| subjects::netavark::BIN.to_string()),
+        (args.has("cni") && !Cni::installed())
             .then(|| format!("{}/{{bridge,host-local,portmap}}", subjects::cni::CNI_PATH)),
-        (!args.netctl.exists()).then(|| args.netctl.display().to_string()),
+        (args.has("netctl") && !args.netctl.exists()).then(|| args.netctl.display().to_string()),
+        (args.has("bcni") && !args.berth_cni.exists())
+            .then(|| args.berth_cni.display().to_string()),
         machine::own_ruleset().is_none().then(|| "nft".to_string()),
     ]
     .into_iter()
@@ -211,7 +256,8 @@ fn run(args: &Args) -> Result<(), String> {
     .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "missing {}: run `cargo xtask bench`, which installs the peers and builds netctl",
+            "missing {}: run `cargo xtask bench`, which installs the peers and builds netctl and \
+             berth-cni (`cargo build --release -p berth-cni`)",
             missing.join(", ")
         ));
     }
@@ -246,7 +292,7 @@ fn run(args: &Args) -> Result<(), String> {
         let r = step(
             "(a) warm network: attach/detach, 0 and 2 ports",
             &mut || {
-                let mut s = subjects(&args.netctl)?;
+                let mut s = subjects(args)?;
                 res.warm = Some(warm::run(&mut s, plan.rounds)?);
                 Ok(())
             },
@@ -255,7 +301,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.only.contains('b') && check_stop().is_ok() {
         let r = step("(b) scale: next attach at N", &mut || {
-            let mut s = subjects(&args.netctl)?;
+            let mut s = subjects(args)?;
             res.scale = Some(scale::run(&mut s, &plan.checkpoints, plan.samples)?);
             Ok(())
         });
@@ -263,7 +309,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.only.contains('c') && check_stop().is_ok() {
         let r = step("(c) concurrency: 50 at once on a new network", &mut || {
-            let mut s = subjects(&args.netctl)?;
+            let mut s = subjects(args)?;
             res.conc = Some(concurrency::run(&mut s, plan.concurrent)?);
             Ok(())
         });

@@ -22,6 +22,7 @@ fn color(key: &str) -> RGBColor {
     match key {
         "lib" => RGBColor(31, 90, 200),
         "netctl" => RGBColor(20, 150, 60),
+        "bcni" => RGBColor(140, 60, 170),
         "netavark" => RGBColor(210, 40, 40),
         _ => RGBColor(230, 140, 0),
     }

@@ -37,14 +37,34 @@ pub struct Results {
 }
 
 const PEERS: [(&str, &str); 2] = [("netavark", "netavark"), ("cni", "CNI")];
-const OURS: [(&str, &str); 2] = [("lib", "lib"), ("netctl", "netctl")];
-const KEYS: [&str; 4] = ["lib", "netctl", "netavark", "cni"];
+const KEYS: [&str; 5] = ["lib", "netctl", "bcni", "netavark", "cni"];
+/// The ratio columns of the warm table: (ours, peer, header). berth-cni is compared with its
+/// like-for-like peer, the reference plugins.
+const RATIOS: [(&str, &str, &str); 5] = [
+    ("lib", "netavark", "netavark ÷ lib"),
+    ("lib", "cni", "CNI ÷ lib"),
+    ("netctl", "netavark", "netavark ÷ netctl"),
+    ("netctl", "cni", "CNI ÷ netctl"),
+    ("bcni", "cni", "CNI plugins ÷ berth-cni"),
+];
+
+/// The keys of [`KEYS`] that `present` holds, in [`KEYS`]' order.
+fn present<'a>(present: impl Iterator<Item = &'a str> + Clone) -> Vec<&'static str> {
+    KEYS.into_iter()
+        .filter(|k| present.clone().any(|p| p == *k))
+        .collect()
+}
 
 fn times(ops: &[Op]) -> Vec<Duration> {
     ops.iter().map(|o| o.elapsed).collect()
 }
 
 impl Warm {
+    /// The keys of the subjects that took part, in [`KEYS`]' order.
+    pub fn keys(&self) -> Vec<&'static str> {
+        present(self.subjects.iter().map(|s| s.key))
+    }
+
     /// Summary of subject `key`'s attaches (`detach = false`) or detaches with `pi` port set.
     pub fn summary(&self, key: &str, detach: bool, pi: usize) -> Summary {
         self.subjects
@@ -97,6 +117,7 @@ fn label(key: &str) -> &'static str {
     match key {
         "lib" => "berth (lib)",
         "netctl" => "berth (netctl)",
+        "bcni" => "berth-cni",
         "netavark" => "netavark",
         _ => "CNI plugins",
     }
@@ -179,17 +200,20 @@ impl Results {
             ms(Summary::of(&w.null_proc).median),
             ms(Summary::of(&w.veth_delete).median)
         );
+        let keys = w.keys();
+        let ratios: Vec<_> = RATIOS
+            .iter()
+            .filter(|(o, p, _)| keys.contains(o) && keys.contains(p))
+            .collect();
         let mut head = String::from("| operation |");
         let mut sep = String::from("|---|");
-        for k in KEYS {
+        for k in &keys {
             let _ = write!(head, " {} |", label(k));
             sep.push_str("---|");
         }
-        for (_, o) in OURS {
-            for (_, p) in PEERS {
-                let _ = write!(head, " {p} ÷ {o} |");
-                sep.push_str("---|");
-            }
+        for (_, _, h) in &ratios {
+            let _ = write!(head, " {h} |");
+            sep.push_str("---|");
         }
         let _ = writeln!(s, "{head}\n{sep}");
         for (detach, op) in [(false, "attach"), (true, "detach")] {
@@ -199,17 +223,15 @@ impl Results {
                     (true, _) => "teardown / DEL",
                 };
                 let _ = write!(s, "| {op}, {ports} ports ({peer_op}) |");
-                for k in KEYS {
+                for k in &keys {
                     let _ = write!(s, " {} |", w.summary(k, detach, pi).cell());
                 }
-                for (o, _) in OURS {
-                    for (p, _) in PEERS {
-                        let _ = write!(
-                            s,
-                            " {} |",
-                            ratio(&w.summary(p, detach, pi), &w.summary(o, detach, pi))
-                        );
-                    }
+                for (o, p, _) in &ratios {
+                    let _ = write!(
+                        s,
+                        " {} |",
+                        ratio(&w.summary(p, detach, pi), &w.summary(o, detach, pi))
+                    );
                 }
                 let _ = writeln!(s);
             }
@@ -237,12 +259,17 @@ impl Results {
         let mut t = Vec::new();
         let dominant = self.dominant_step();
         if let Some(w) = &self.warm {
+            let keys = w.keys();
+            let has = |k: &str| keys.contains(&k);
             for (ours, want, what) in [
                 ("lib", 15.0, "attach, 2 ports, in-process"),
                 ("netctl", 3.0, "attach, 2 ports, netctl"),
             ] {
                 let o = w.summary(ours, false, 1);
                 for (p, pl) in PEERS {
+                    if !has(ours) || !has(p) {
+                        continue;
+                    }
                     let ps = w.summary(p, false, 1);
                     t.push(ratio_target(
                         format!("{what} vs {pl} setup"),
@@ -271,6 +298,9 @@ impl Results {
                     ms(o.median - floor)
                 );
                 for (p, pl) in PEERS {
+                    if !has("lib") || !has(p) {
+                        continue;
+                    }
                     t.push(ratio_target(
                         format!(
                             "detach, {} ports, in-process vs {pl} teardown",
@@ -283,11 +313,18 @@ impl Results {
                     ));
                 }
             }
+            if has("bcni") && has("cni") {
+                t.extend(self.bcni_targets(w));
+            }
         }
         if let Some(sc) = &self.scale
             && let (Some(&first), Some(&last)) = (sc.checkpoints.first(), sc.checkpoints.last())
         {
-            for k in ["lib", "netctl"] {
+            let keys = present(sc.subjects.iter().map(|s| s.key));
+            for k in ["lib", "netctl", "bcni"] {
+                if !keys.contains(&k) {
+                    continue;
+                }
                 let (a, b) = (sc.summary(k, first), sc.summary(k, last));
                 let r = ratio_value(&b, &a);
                 t.push(Target {
@@ -326,6 +363,33 @@ impl Results {
             }
         }
         t
+    }
+
+    /// berth-cni against the reference plugins, ADD and DEL with 2 ports (want ≥ 5×).
+    fn bcni_targets(&self, w: &Warm) -> Vec<Target> {
+        let null = Summary::of(&w.null_proc).median;
+        let lib_present = w.subjects.iter().any(|s| s.key == "lib");
+        [(false, "attach", "ADD"), (true, "detach", "DEL")]
+            .into_iter()
+            .map(|(detach, op, verb)| {
+                let o = w.summary("bcni", detach, 1);
+                let lib = if lib_present {
+                    format!(
+                        "berth-cni costs {} ms more than the library call; ",
+                        ms(o.median - w.summary("lib", detach, 1).median)
+                    )
+                } else {
+                    String::new()
+                };
+                ratio_target(
+                    format!("{op}, 2 ports, berth-cni vs CNI plugins {verb}"),
+                    5.0,
+                    &w.summary("cni", detach, 1),
+                    &o,
+                    &format!("{lib}starting any process here costs {} ms", ms(null)),
+                )
+            })
+            .collect()
     }
 
     /// The biggest step of berth's in-process attach with 2 ports, as a sentence.
@@ -406,6 +470,9 @@ impl Results {
     }
 
     fn memory_md(&self, s: &mut String) {
+        if self.memory.is_none() && self.scale.is_none() {
+            return;
+        }
         let _ = writeln!(
             s,
             "## (d) Memory\n\n| subject | what | peak RSS |\n|---|---|---|"
@@ -439,6 +506,7 @@ impl Results {
                 };
                 let what = match sub.key {
                     "netctl" => "one `connect` process",
+                    "bcni" => "one `berth-cni` ADD process",
                     "netavark" => "one `setup` process",
                     _ => "the largest plugin process of one ADD",
                 };
@@ -503,7 +571,7 @@ impl Results {
         });
         if let Some(w) = &self.warm {
             let mut o = serde_json::Map::new();
-            for k in KEYS {
+            for k in w.keys() {
                 o.insert(
                     k.into(),
                     json!({
@@ -654,25 +722,47 @@ fn scale_md(s: &mut String, sc: &Scale) {
          ms, median (min–max) of the sampled next attaches; the plot (`attach_vs_n.png`) also \
          shows every attach of the growing phase.\n"
     );
+    let keys = present(sc.subjects.iter().map(|s| s.key));
+    // berth-cni's like-for-like peer, when both ran.
+    let vs_cni = keys.contains(&"bcni") && keys.contains(&"cni");
     let mut head = String::from("| N |");
     let mut sep = String::from("|---|");
-    for k in KEYS {
+    for k in &keys {
         let _ = write!(head, " {} |", label(k));
         sep.push_str("---|");
     }
-    let _ = writeln!(s, "{head} kernel: one veth onto the bridge |\n{sep}---|");
+    let extra = if vs_cni {
+        " CNI plugins ÷ berth-cni |"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        s,
+        "{head}{extra} kernel: one veth onto the bridge |\n{sep}{}---|",
+        if vs_cni { "---|" } else { "" }
+    );
     for &n in &sc.checkpoints {
         let _ = write!(s, "| {n} |");
-        for k in KEYS {
+        for k in &keys {
             let _ = write!(s, " {} |", sc.summary(k, n).cell());
+        }
+        if vs_cni {
+            let _ = write!(
+                s,
+                " {} |",
+                ratio(&sc.summary("cni", n), &sc.summary("bcni", n))
+            );
         }
         let _ = writeln!(s, " {} |", sc.veth_floor(n).cell());
     }
     if let (Some(&a), Some(&b)) = (sc.checkpoints.first(), sc.checkpoints.last()) {
         let _ = write!(s, "| N={b} ÷ N={a} |");
-        for k in KEYS {
+        for k in &keys {
             let r = ratio_value(&sc.summary(k, b), &sc.summary(k, a));
             let _ = write!(s, " {} |", r.map_or("—".into(), |r| format!("{r:.2}×")));
+        }
+        if vs_cni {
+            let _ = write!(s, " |");
         }
         let r = ratio_value(&sc.veth_floor(b), &sc.veth_floor(a));
         let _ = writeln!(s, " {} |", r.map_or("—".into(), |r| format!("{r:.2}×")));
@@ -687,11 +777,11 @@ fn scale_md(s: &mut String, sc: &Scale) {
     let _ = writeln!(s, "{head}\n{sep}");
     for &n in &sc.checkpoints {
         let _ = write!(s, "| {n} |");
-        for k in KEYS {
+        for k in &keys {
             let cell = sc
                 .subjects
                 .iter()
-                .find(|x| x.key == k)
+                .find(|x| x.key == *k)
                 .and_then(|x| x.at.iter().find(|a| a.n == n))
                 .map_or("—".into(), |a| {
                     format!(
@@ -740,6 +830,23 @@ fn conc_md(s: &mut String, c: &[ConcSubject]) {
             x.leaks.ipam,
             ms(x.attach_wall.as_secs_f64() * 1e3),
             ms(x.detach_wall.as_secs_f64() * 1e3),
+        );
+    }
+    let wall = |l: &str| c.iter().find(|x| x.label == l);
+    if let (Some(p), Some(o)) = (wall("CNI plugins"), wall("berth-cni")) {
+        let r = |p: std::time::Duration, o: std::time::Duration| {
+            if o.is_zero() {
+                "—".to_string()
+            } else {
+                format!("{:.1}×", p.as_secs_f64() / o.as_secs_f64())
+            }
+        };
+        let _ = writeln!(
+            s,
+            "\nCNI plugins ÷ berth-cni (wall time, 50 processes at once): attaches {}, \
+             detaches {}.",
+            r(p.attach_wall, o.attach_wall),
+            r(p.detach_wall, o.detach_wall)
         );
     }
     for x in c {

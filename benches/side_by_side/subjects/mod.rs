@@ -1,12 +1,14 @@
-//! The four sides of the comparison, behind one trait: berth in-process (what a runtime gets),
-//! berth through `netctl` (a process per operation), netavark (`setup`/`teardown` with its JSON
+//! The five sides of the comparison, behind one trait: berth in-process (what a runtime gets),
+//! berth through `netctl` (a process per operation), berth as a CNI plugin (`berth-cni`, exec'd
+//! once per ADD/DEL like the reference chain), netavark (`setup`/`teardown` with its JSON
 //! options on stdin) and the CNI reference plugins (bridge + host-local, then portmap, exec'd
 //! with `CNI_*` in the environment and `prevResult` chained).
 //!
-//! All four do the same work: one bridge network `10.201.0.0/16` in their own sandbox host netns,
+//! All five do the same work: one bridge network `10.201.0.0/16` in their own sandbox host netns,
 //! each container a veth into its own netns, an address, a default route, masquerade, and its
 //! published TCP ports.
 
+pub mod berth_cni;
 pub mod berth_lib;
 pub mod cni;
 pub mod netavark;
@@ -36,7 +38,7 @@ pub struct Op {
 
 /// One side of the comparison.
 pub trait Subject: Sync {
-    /// Short key (`lib`, `netctl`, `netavark`, `cni`): file names, netns labels.
+    /// Short key (`lib`, `netctl`, `bcni`, `netavark`, `cni`): file names, netns labels.
     fn key(&self) -> &'static str;
     /// How tables name it.
     fn label(&self) -> &'static str;
