@@ -315,8 +315,7 @@ impl NetworkDriver for BridgeDriver<'_> {
         // An announcement sent before the bridge has enabled the port is dropped there: wait
         // for it (the kernel does it as soon as it sees the carrier; bounded all the same).
         if let Ok(true) = ctx.host.wait_oper_up(link.index, PORT_UP_WAIT).await {
-            let (v4, v6) = (ep.ipv4.map(|n| n.addr()), ep.ipv6.map(|n| n.addr()));
-            announce::announce_interface(nl, ep.ifname, v4, v6).await;
+            announce::announce_interface(nl, ep.ifname).await;
         }
         Ok(EndpointResources {
             host_ifname: Some(host_if),

@@ -75,7 +75,9 @@ pub struct InterfaceConfig<'a> {
 /// says this interface takes it over (`ip route replace default …`).
 /// With IPv6, duplicate-address detection is switched off on the interface first (it would
 /// delay the link-local and global addresses by seconds) and the address is added `nodad`.
-/// The caller announces the addresses once the link can carry them (see [`super::announce`]).
+/// `arp_notify` (IPv4, in the request that brings it up) and `ndisc_notify` (IPv6) are switched
+/// on, so the caller can have the kernel announce the addresses once the link can carry them
+/// (see [`super::announce`]).
 pub async fn configure_interface(
     nl: &Netlink,
     ifname: &str,
@@ -84,6 +86,8 @@ pub async fn configure_interface(
     let link = nl.require_link(ifname).await?;
     if cfg.ipv6.is_some() {
         nl.write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")
+            .await?;
+        nl.write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")
             .await?;
     }
     if let Some(net) = cfg.ipv4 {
@@ -103,6 +107,7 @@ pub async fn configure_interface(
             .set(link.index, ifname)
             .up()
             .rp_filter(RpFilter::Loose)
+            .arp_notify()
             .apply()
             .await?;
     } else {

@@ -162,6 +162,8 @@ impl<'a> LinkOps<'a> {
                 rp_filter: None,
                 group: None,
                 alias: None,
+                arp_notify: false,
+                mac: None,
             },
         }
     }
@@ -514,6 +516,17 @@ impl SetLinkBuilder<'_> {
     /// `alias ALIAS`.
     pub fn alias(mut self, alias: &str) -> Self {
         self.req.alias = Some(alias.to_string());
+        self
+    }
+    /// `net.ipv4.conf.NAME.arp_notify=1`, in the same request (see [`SetLink::arp_notify`]).
+    pub fn arp_notify(mut self) -> Self {
+        self.req.arp_notify = true;
+        self
+    }
+    /// `address MAC` (see [`SetLink::mac`]: set to the link's own MAC, the kernel announces
+    /// its addresses).
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.req.mac = Some(mac);
         self
     }
     /// Sends the change.

@@ -81,8 +81,6 @@ pub enum Call {
         /// Value.
         value: String,
     },
-    /// [`Kernel::announce`].
-    Announce(Announcement),
 }
 
 impl Call {
@@ -690,9 +688,17 @@ impl Kernel for FakeKernel {
                     if let Some(a) = s.alias {
                         l.info.alias = Some(a);
                     }
+                    if let Some(mac) = s.mac {
+                        l.info.mac = Some(mac.octets().to_vec());
+                    }
+                    let name = l.info.name.clone();
                     if let Some(rp) = s.rp_filter {
-                        let key = format!("net/ipv4/conf/{}/rp_filter", l.info.name);
+                        let key = format!("net/ipv4/conf/{name}/rp_filter");
                         n.sysctls.insert(key, rp.value().to_string());
+                    }
+                    if s.arp_notify {
+                        n.sysctls
+                            .insert(format!("net/ipv4/conf/{name}/arp_notify"), "1".into());
                     }
                     Ok(())
                 }
@@ -964,10 +970,6 @@ impl Kernel for FakeKernel {
             w.nss[ns].sysctls.insert(key.to_string(), value.to_string());
             Ok(())
         })
-    }
-
-    async fn announce(&self, req: Announcement) -> Result<()> {
-        self.run(Call::Announce(req), |_, _| Ok(()))
     }
 }
 
@@ -1351,24 +1353,29 @@ mod tests {
         assert!(
             matches!(&changes[0], Call::WriteSysctl { key, value } if key == "net/ipv6/conf/eth0/accept_dad" && value == "0")
         );
-        assert!(matches!(&changes[1], Call::AddAddress(a) if a.index == idx && a.prefix == 24));
-        assert!(matches!(&changes[2], Call::AddAddress(a) if a.addr.is_ipv6()));
+        // The kernel announces the addresses later (see driver::announce).
+        assert!(
+            matches!(&changes[1], Call::WriteSysctl { key, value } if key == "net/ipv6/conf/eth0/ndisc_notify" && value == "1")
+        );
+        assert!(matches!(&changes[2], Call::AddAddress(a) if a.index == idx && a.prefix == 24));
+        assert!(matches!(&changes[3], Call::AddAddress(a) if a.addr.is_ipv6()));
         assert!(matches!(
-            &changes[3],
+            &changes[4],
             Call::SetLink(LinkChange::Set(SetLink {
                 state: Some(LinkState::Up),
                 rp_filter: Some(RpFilter::Loose),
+                arp_notify: true,
                 ..
             }))
         ));
         assert!(matches!(
-            &changes[4],
+            &changes[5],
             Call::Route(RouteOp::Add, RouteRequest::DefaultVia { dev: None, .. })
         ));
         assert!(matches!(
-            &changes[5],
+            &changes[6],
             Call::Route(RouteOp::Add, RouteRequest::Spec { .. })
         ));
-        assert_eq!(changes.len(), 6);
+        assert_eq!(changes.len(), 7);
     }
 }

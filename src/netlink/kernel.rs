@@ -288,6 +288,15 @@ pub struct SetLink {
     pub group: Option<u32>,
     /// `ifalias`.
     pub alias: Option<String>,
+    /// `net.ipv4.conf.NAME.arp_notify=1`, in the same request (`IFLA_INET_CONF`): the kernel
+    /// sends a gratuitous ARP for the link's IPv4 addresses when it comes up and whenever its
+    /// address is set (see `mac`).
+    pub arp_notify: bool,
+    /// `address MAC`. Set to the MAC the link already has, it changes nothing but makes the
+    /// kernel announce the link's addresses (`NETDEV_CHANGEADDR`: a gratuitous ARP with
+    /// `arp_notify`, an unsolicited NA with `ndisc_notify`) — with no packet socket, whose
+    /// close waits for an RCU grace period.
+    pub mac: Option<crate::mac::MacAddr>,
 }
 
 /// A change to an existing link.
@@ -472,29 +481,8 @@ pub enum ProbeKind {
     Ipvlan,
 }
 
-/// Link-layer frames to broadcast from one interface of this netns (an `AF_PACKET`
-/// `SOCK_DGRAM` socket: the kernel builds the Ethernet header).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
-    /// ifindex.
-    pub index: u32,
-    /// The frames, in order.
-    pub frames: Vec<Frame>,
-}
-
-/// One frame of an [`Announcement`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    /// Destination MAC.
-    pub dst: [u8; 6],
-    /// EtherType.
-    pub ethertype: u16,
-    /// Everything after the Ethernet header.
-    pub payload: Vec<u8>,
-}
-
 /// The kernel of one network namespace, as berth uses it: links, addresses, routes,
-/// neighbours, sysctls and raw frames. Errors carry the operation and the interface name
+/// neighbours and sysctls. Errors carry the operation and the interface name
 /// ([`crate::Error::Netlink`]); a kind the kernel lacks is [`crate::Error::Unsupported`].
 #[async_trait]
 pub trait Kernel: Send + Sync + Debug {
@@ -542,8 +530,6 @@ pub trait Kernel: Send + Sync + Debug {
     async fn probe_kind(&self, kind: ProbeKind) -> Result<()>;
     /// Writes `value` to `/proc/sys/KEY` of this netns; `key` uses slashes and is under `net/`.
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<()>;
-    /// Broadcasts link-layer frames from one interface.
-    async fn announce(&self, req: Announcement) -> Result<()>;
 }
 
 /// Opens a [`super::Netlink`] handle on a network namespace: the real one

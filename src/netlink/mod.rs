@@ -25,9 +25,8 @@ use ipnet::IpNet;
 
 pub use builders::{AddressOps, LinkOps, RouteOps, VethPeer};
 pub use kernel::{
-    Announcement, Family, FdbEntry, Frame, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn,
-    LinkRef, LinkState, NeighbourEntry, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest,
-    RpFilter,
+    Family, FdbEntry, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn, LinkRef, LinkState,
+    NeighbourEntry, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest, RpFilter,
 };
 pub use rt::RtKernel;
 
@@ -200,11 +199,6 @@ impl Netlink {
     /// `ip netns exec NS sysctl -w KEY=VALUE`.
     pub async fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.kernel.write_sysctl(key, value).await
-    }
-
-    /// Broadcasts link-layer frames from one interface of this netns.
-    pub async fn announce(&self, req: Announcement) -> Result<()> {
-        self.kernel.announce(req).await
     }
 
     /// The output interface of the IPv4 default route, if there is one.

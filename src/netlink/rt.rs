@@ -1,12 +1,12 @@
 //! [`RtKernel`]: the real [`Kernel`], over a route-netlink socket bound to one network namespace,
-//! `/proc/sys` written from a thread inside it, and an `AF_PACKET` socket for announcements.
+//! `/proc/sys` written from a thread inside it.
 //!
 //! Each operation maps the kernel's errno into [`crate::Error`] with the operation and
 //! interface name.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -279,6 +279,8 @@ impl RtKernel {
                 rp_filter: None,
                 group: None,
                 alias: None,
+                arp_notify: false,
+                mac: None,
             }))
             .await
         };
@@ -536,14 +538,22 @@ impl Kernel for RtKernel {
                     }
                     None => {}
                 }
-                if let Some(mode) = s.rp_filter {
-                    // net.ipv4.conf.NAME.rp_filter in the same request (IFLA_AF_SPEC /
-                    // IFLA_INET_CONF): no thread entering the netns to write /proc/sys.
+                if s.rp_filter.is_some() || s.arp_notify {
+                    // net.ipv4.conf.NAME.{rp_filter,arp_notify} in the same request
+                    // (IFLA_AF_SPEC / IFLA_INET_CONF): no thread entering the netns to write
+                    // /proc/sys. Only non-zero values are sent.
                     let mut conf = InetDevConf::default();
-                    conf.rp_filter = mode.value();
+                    if let Some(mode) = s.rp_filter {
+                        conf.rp_filter = mode.value();
+                    }
+                    conf.arp_notify = i32::from(s.arp_notify);
                     b = b.append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![
                         AfSpecUnspec::Inet(vec![AfSpecInet::DevConfRequest(conf)]),
                     ]));
+                }
+                if let Some(mac) = s.mac {
+                    b = b.address(mac.octets().to_vec());
+                    op = "set link address";
                 }
                 if let Some(alias) = &s.alias {
                     b = b.alias(alias);
@@ -979,21 +989,6 @@ impl Kernel for RtKernel {
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         crate::sysctl::write(&self.netns, key, value).await
     }
-
-    /// From an `AF_PACKET` socket opened inside the netns (protocol 0: it receives nothing).
-    async fn announce(&self, req: Announcement) -> Result<()> {
-        let index = req.index;
-        self.netns
-            .enter(move || -> io::Result<()> {
-                let sock = packet_socket()?;
-                for f in &req.frames {
-                    send(&sock, index, f.dst, f.ethertype, &f.payload)?;
-                }
-                Ok(())
-            })
-            .await?
-            .map_err(|e| Error::netlink("send announcement", index.to_string(), e))
-    }
 }
 
 /// The `NDA_DST` of a neighbour message: typed for `AF_INET`/`AF_INET6`, raw bytes (4 or 16)
@@ -1023,44 +1018,6 @@ fn neighbour_mac(m: &NeighbourMessage) -> Option<MacAddr> {
         }
         _ => None,
     })
-}
-
-/// An `AF_PACKET` socket that only sends (protocol 0: it receives nothing).
-fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned by the OwnedFd on success.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Sends `payload` (the frame after the Ethernet header, which the kernel builds for a
-/// `SOCK_DGRAM` packet socket) to `dst` with EtherType `proto` on interface `index`.
-fn send(sock: &OwnedFd, index: u32, dst: [u8; 6], proto: u16, payload: &[u8]) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = proto.to_be();
-    addr.sll_ifindex = index as i32;
-    addr.sll_halen = 6;
-    addr.sll_addr[..6].copy_from_slice(&dst);
-    // SAFETY: the buffer and the address are valid for the lengths given.
-    let n = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            payload.as_ptr().cast(),
-            payload.len(),
-            0,
-            (&raw const addr).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Sends `RTM_DELLINK` for `index` on a new blocking socket of the calling thread's netns and
