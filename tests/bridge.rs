@@ -385,6 +385,92 @@ async fn a_reused_address_is_reached_at_once() {
     host.delete_network(&net).await.unwrap();
 }
 
+/// An address handed out for the first time on a network is not announced (nobody can cache
+/// a MAC for it; the gratuitous ARP would be flooded to every port for nothing), one handed out
+/// again is: read back in a neighbour's ARP cache, where a planted entry for the address stays
+/// after the first attach and takes the new holder's MAC after the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_reused_address_is_announced() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, _outside) = sandbox("bt-ann").await;
+    let host = host(&sb).await;
+    let net = host
+        .create_network(Network::bridge("ann").subnet("10.47.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let keeper = sb.netns("keeper").await.unwrap();
+    host.attach(&net, Endpoint::new("keeper", keeper.clone()))
+        .await
+        .unwrap();
+    let kname = sb.netns_path("keeper");
+    let kname = kname.file_name().unwrap().to_str().unwrap().to_string();
+    let plant = || {
+        ip(
+            &kname,
+            &[
+                "neigh",
+                "replace",
+                "10.47.0.20",
+                "lladdr",
+                "02:00:00:00:00:99",
+                "dev",
+                "eth0",
+                "nud",
+                "stale",
+            ],
+        );
+    };
+    let cached = || ip(&kname, &["neigh", "show", "10.47.0.20"]);
+    let a = sb.netns("a").await.unwrap();
+    plant();
+    let att = host
+        .attach(
+            &net,
+            Endpoint::new("a", a.clone()).ip("10.47.0.20".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        cached().contains("02:00:00:00:00:99"),
+        "first use: not announced: {}",
+        cached()
+    );
+    host.detach(&net, "a").await.unwrap();
+    let b = sb.netns("b").await.unwrap();
+    plant();
+    let att2 = host
+        .attach(
+            &net,
+            Endpoint::new("b", b.clone()).ip("10.47.0.20".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let mac = att2.mac.unwrap().to_string();
+    let mut seen = String::new();
+    for _ in 0..20 {
+        seen = cached();
+        if seen.contains(&mac) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.contains(&mac),
+        "reuse: announced ({mac}, first was {:?}): {seen}",
+        att.mac
+    );
+    host.detach(&net, "b").await.unwrap();
+    host.detach(&net, "keeper").await.unwrap();
+    host.delete_network(&net).await.unwrap();
+    assert!(
+        !sb.state_dir().join("seen/ann").exists(),
+        "the marks go with the network"
+    );
+}
+
 fn ip_neigh(sb: &berth::sandbox::Sandbox) -> String {
     ip(sb.host_name(), &["neigh", "show"])
 }

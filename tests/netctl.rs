@@ -239,11 +239,11 @@ async fn netctl_end_to_end() {
         .unwrap();
     assert!(del.success());
     let missing = nc.fails(1, &["check", "web", "c2"]);
+    // Both ends are named: the host's veth and the container's interface.
     assert!(
-        !missing.is_empty()
-            && missing
-                .lines()
-                .all(|l| l.starts_with("missing: ") && l.contains("veth")),
+        missing.lines().all(|l| l.starts_with("missing: "))
+            && missing.lines().any(|l| l.contains("veth"))
+            && missing.lines().any(|l| l.contains("eth0 in ")),
         "{missing}"
     );
     nc.ok(&["check", "web", "c1"]);

@@ -314,7 +314,9 @@ impl NetworkDriver for BridgeDriver<'_> {
         }
         // An announcement sent before the bridge has enabled the port is dropped there: wait
         // for it (the kernel does it as soon as it sees the carrier; bounded all the same).
-        if let Ok(true) = ctx.host.wait_oper_up(link.index, PORT_UP_WAIT).await {
+        if ep.announce
+            && let Ok(true) = ctx.host.wait_oper_up(link.index, PORT_UP_WAIT).await
+        {
             announce::announce_interface(nl, ep.ifname).await;
         }
         Ok(EndpointResources {

@@ -138,6 +138,10 @@ pub struct EndpointPlan<'a> {
     /// default-route election, decided by `Host` from the records) or is added only where the
     /// container has none.
     pub take_default: container::TakeDefault,
+    /// Whether the addresses are announced once the link carries them ([`announce`]): they
+    /// were handed out before on this network, so a neighbour cache may still hold an earlier
+    /// holder's MAC. A first use needs none (and skips flooding every port of the bridge).
+    pub announce: bool,
 }
 
 /// What a driver made for an endpoint.

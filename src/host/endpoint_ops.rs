@@ -192,6 +192,17 @@ impl Host {
             (None, Some(v4)) if ep.mac_from_ipv4 => MacAddr::from_ipv4(v4.addr()),
             _ => MacAddr::random(),
         };
+        // Announced once the link carries them only if handed out before on this network:
+        // only then may a neighbour cache still hold an earlier holder's MAC. Marked before
+        // the interface exists, so a holder after this one announces whatever happens next.
+        // (Across hosts the marks of one host say nothing: cluster networks always announce.)
+        let ips: Vec<IpAddr> = ipv4
+            .map(|n| IpAddr::V4(n.addr()))
+            .into_iter()
+            .chain(ipv6.map(|n| IpAddr::V6(n.addr())))
+            .collect();
+        let announce = self.state.mark_seen(&net.name, &ips)?
+            || driver.scope() == crate::driver::Scope::Global;
         // Every endpoint gets `lo` up in its netns, whatever the driver; a failed attach puts
         // it back down.
         if crate::driver::container::loopback_up(container_nl).await? {
@@ -213,6 +224,7 @@ impl Host {
                 (gateway.is_some(), gateway6.is_some()),
                 ep.gw_priority,
             ),
+            announce,
         };
         let res = driver.attach(self.ctx(), net, &plan).await?;
         let att = Attachment {

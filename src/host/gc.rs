@@ -346,6 +346,15 @@ impl Host {
             }
             errors.extend(self.state.remove_network(&network).err());
         }
+        // Addresses seen on networks no record knows (a network removed by a killed delete).
+        match self.state.seen_networks() {
+            Ok(seen) => {
+                for network in seen.into_iter().filter(|n| !known.contains(n.as_str())) {
+                    errors.extend(self.state.forget_seen(&network).err());
+                }
+            }
+            Err(e) => errors.push(e),
+        }
     }
 
     /// Removes every link of the host netns marked as berth's that no live network or endpoint

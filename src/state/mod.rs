@@ -3,7 +3,8 @@
 //!
 //! Layout: `networks/NAME.json`, `endpoints/NETWORK/CONTAINER.json`, `ports/PROTO-PORT/` (an
 //! index of who publishes a host port: one empty file `HOSTIP,NETWORK,CONTAINER` per publisher),
-//! `ipam/` (owned by [`crate::ipam::FileIpam`]), `lock`. Every file with content is written as
+//! `ipam/` (owned by [`crate::ipam::FileIpam`]), `seen/NETWORK.v4|v6` (the highest address handed
+//! out on a network, so an attach knows whether to announce), `lock`. Every file with content is written as
 //! tmp file + fsync + rename + fsync of the directory, so a reader (or a crash) sees the old or
 //! the new file, never half of one; index entries carry no content, so creating one is atomic
 //! and an fsync of its directory makes it durable. Nothing an attach writes grows with the
@@ -65,6 +66,7 @@ impl StateDir {
             "ports",
             "sandboxes",
             "files",
+            "seen",
         ] {
             create_dir(&root.join(sub))?;
         }
@@ -182,8 +184,64 @@ impl StateDir {
             }
             _ => {}
         }
+        self.forget_seen(name)?;
         remove(&self.network_path(name))?;
         remove(&self.network_backup(name))
+    }
+
+    /// Records `ips` as handed out on `network`; returns whether any of them may have been
+    /// handed out before (whoever talked to an earlier holder may still cache its MAC: the new
+    /// holder must announce the address). Kept per family as the highest address ever handed
+    /// out (`seen/NETWORK.v4`, `.v6`): the next-free cursor moves upward, so an address above
+    /// it is a first use until the cursor wraps; anything at or below it counts as reused
+    /// (static addresses included — announcing once too often costs a flood, never a wrong
+    /// answer). Constant size whatever the churn; written in place, no fsync (after a crash of
+    /// the machine no neighbour cache survives either).
+    pub fn mark_seen(&self, network: &str, ips: &[IpAddr]) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let mut before = false;
+        for ip in ips {
+            let path = self.seen_path(network, ip.is_ipv4());
+            let high: Option<IpAddr> = fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            match high {
+                Some(h) if *ip <= h => before = true,
+                _ => open_rw(&path)
+                    .and_then(|f| f.write_all_at(format!("{ip:<40}\n").as_bytes(), 0))
+                    .map_err(|e| Error::state("write", &path, e))?,
+            }
+        }
+        Ok(before)
+    }
+
+    /// Forgets the addresses seen on `network` (its removal; idempotent).
+    pub fn forget_seen(&self, network: &str) -> Result<()> {
+        remove(&self.seen_path(network, true))?;
+        remove(&self.seen_path(network, false))
+    }
+
+    /// The networks with addresses seen (gc drops those no record knows).
+    pub fn seen_networks(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("seen");
+        let rd = fs::read_dir(&dir).map_err(|e| Error::state("read", &dir, e))?;
+        let mut out: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_suffix(".v4")
+                    .or_else(|| n.strip_suffix(".v6"))
+                    .map(str::to_string)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn seen_path(&self, network: &str, v4: bool) -> PathBuf {
+        let fam = if v4 { "v4" } else { "v6" };
+        self.root.join("seen").join(format!("{network}.{fam}"))
     }
 
     /// The names under `endpoints/`: networks that have (or had) endpoint records.
