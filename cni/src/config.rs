@@ -411,7 +411,8 @@ impl NetConf {
 }
 
 impl RouteConf {
-    fn spec(&self) -> RouteSpec {
+    /// As berth's route.
+    pub fn spec(&self) -> RouteSpec {
         RouteSpec {
             dst: self.dst,
             via: self.gw,

@@ -80,10 +80,18 @@ fn bad(kind: &str, e: impl std::fmt::Display) -> CniError {
     CniError::config(format!("ipam ({kind}): {e}"))
 }
 
+/// A section's routes as berth's; a default route without a gateway is dropped (the default
+/// route is berth's own, through the network's gateway).
+fn routes(rs: &[RouteConf]) -> Vec<RouteSpec> {
+    rs.iter()
+        .filter(|r| !(r.dst.prefix_len() == 0 && r.gw.is_none()))
+        .map(RouteConf::spec)
+        .collect()
+}
+
 /// Translates an `ipam` section; any other `type` is refused naming the two accepted.
 pub fn translate(ipam: &Value) -> Result<Translated, CniError> {
     let kind = ipam.get("type").and_then(Value::as_str).unwrap_or("");
-    let default_route = |r: &RouteConf| r.dst.prefix_len() == 0 && r.gw.is_none();
     match kind {
         "host-local" => {
             let h: HostLocal = serde_json::from_value(ipam.clone()).map_err(|e| bad(kind, e))?;
@@ -114,17 +122,7 @@ pub fn translate(ipam: &Value) -> Result<Translated, CniError> {
                     ip_range: None,
                 });
             }
-            // The default route is berth's own (through the gateway); others are kept.
-            out.routes = h
-                .routes
-                .iter()
-                .filter(|r| !default_route(r))
-                .map(|r| RouteSpec {
-                    dst: r.dst,
-                    via: r.gw,
-                    metric: None,
-                })
-                .collect();
+            out.routes = routes(&h.routes);
             Ok(out)
         }
         "static" => {
@@ -138,16 +136,7 @@ pub fn translate(ipam: &Value) -> Result<Translated, CniError> {
                     ip_range: None,
                 });
             }
-            out.routes = s
-                .routes
-                .iter()
-                .filter(|r| !default_route(r))
-                .map(|r| RouteSpec {
-                    dst: r.dst,
-                    via: r.gw,
-                    metric: None,
-                })
-                .collect();
+            out.routes = routes(&s.routes);
             Ok(out)
         }
         other => Err(CniError::config(format!(

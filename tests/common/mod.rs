@@ -313,8 +313,9 @@ pub fn rule_count(sb: &Sandbox) -> usize {
 /// Everything berth owns in a sandbox, for before/after comparisons: the host's links, the
 /// nf_tables objects of its tables (chains with rule counts, maps and sets with element counts),
 /// and the state dir's files with their contents (IPAM claims as their targets). Leaves out
-/// what an operation may legitimately leave changed: IPAM round-robin cursors (`~…`), the
-/// `quarantine/` copies, and the lock files' existence.
+/// what an operation may legitimately leave changed: IPAM round-robin cursors (`~…`) and the
+/// contents of `seen/` (the highest address handed out), the `quarantine/` copies, and the lock
+/// files' existence.
 pub async fn footprint(sb: &Sandbox) -> String {
     let mut out = format!("links {:?}\n", link_names(sb.host()).await);
     for o in nft_ruleset(sb)["nftables"].as_array().unwrap() {
@@ -336,6 +337,11 @@ pub async fn footprint(sb: &Sandbox) -> String {
             let rel = p.strip_prefix(root).unwrap().display().to_string();
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('~') || rel.starts_with("quarantine") || name == "lock" {
+                continue;
+            }
+            // The highest address handed out moves like the cursors: its existence counts.
+            if rel.starts_with("seen/") {
+                out.push(rel);
                 continue;
             }
             let md = std::fs::symlink_metadata(&p).unwrap();

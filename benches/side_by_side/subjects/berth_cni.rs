@@ -17,8 +17,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use super::{NETWORK, Op, PEER_PATH, Ports, Subject};
-use crate::exec::Proc;
+use super::{NETWORK, Op, Ports, Subject, exec_cni};
 use crate::world::{Container, GATEWAY, SUBNET, World};
 
 const VERSION: &str = "1.0.0";
@@ -67,22 +66,7 @@ impl BerthCni {
     /// Execs the plugin once: its parsed result (ADD) and the process's figures.
     fn exec(&self, cmd: &str, c: &Container, conf: &Value) -> Result<(Value, Op), String> {
         let dir = self.bin.parent().unwrap_or(Path::new("."));
-        let ran = Proc::new(self.world.host(), &self.bin)
-            .env("PATH", PEER_PATH)
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", &c.id)
-            .env("CNI_NETNS", &c.path)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", dir)
-            .stdin(serde_json::to_vec(conf).unwrap())
-            .run()
-            .map_err(|e| format!("berth-cni {cmd}: {e}"))?
-            .check(&format!("berth-cni {cmd} {}", c.id))?;
-        let v = if ran.stdout.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(&ran.stdout).map_err(|e| format!("berth-cni result: {e}"))?
-        };
+        let (v, ran) = exec_cni(&self.world, &self.bin, dir, cmd, c, conf)?;
         Ok((
             v,
             Op {

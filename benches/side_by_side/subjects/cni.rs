@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::{NETWORK, Op, PEER_PATH, Ports, Subject};
-use crate::exec::Proc;
+use super::{NETWORK, Op, Ports, Subject, exec_cni};
 use crate::world::{Container, GATEWAY, SUBNET, World};
 
 /// Where Debian installs the plugins.
@@ -90,22 +89,8 @@ impl Cni {
         c: &Container,
         conf: &Value,
     ) -> Result<(Value, Option<u64>), String> {
-        let ran = Proc::new(self.world.host(), Path::new(CNI_PATH).join(plugin))
-            .env("PATH", PEER_PATH)
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", &c.id)
-            .env("CNI_NETNS", &c.path)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", CNI_PATH)
-            .stdin(serde_json::to_vec(conf).unwrap())
-            .run()
-            .map_err(|e| format!("{plugin} {cmd}: {e}"))?
-            .check(&format!("{plugin} {cmd} {}", c.id))?;
-        let v = if ran.stdout.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(&ran.stdout).map_err(|e| format!("{plugin} result: {e}"))?
-        };
+        let exe = Path::new(CNI_PATH).join(plugin);
+        let (v, ran) = exec_cni(&self.world, &exe, Path::new(CNI_PATH), cmd, c, conf)?;
         Ok((v, ran.maxrss_kib))
     }
 }

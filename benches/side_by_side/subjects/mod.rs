@@ -65,6 +65,37 @@ pub trait Subject: Sync {
     }
 }
 
+/// Execs one CNI plugin `exe` with `cmd` for container `c` inside `world`'s host netns, as
+/// libcni does (`CNI_*` in the environment, `conf` on stdin, `CNI_PATH` = `cni_path`): its
+/// parsed result (`Null` when it printed nothing) and the process's figures.
+pub fn exec_cni(
+    world: &World,
+    exe: &std::path::Path,
+    cni_path: &std::path::Path,
+    cmd: &str,
+    c: &Container,
+    conf: &serde_json::Value,
+) -> Result<(serde_json::Value, crate::exec::Ran), String> {
+    let name = exe.file_name().unwrap_or_default().to_string_lossy();
+    let ran = crate::exec::Proc::new(world.host(), exe)
+        .env("PATH", PEER_PATH)
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", &c.id)
+        .env("CNI_NETNS", &c.path)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", cni_path)
+        .stdin(serde_json::to_vec(conf).unwrap())
+        .run()
+        .map_err(|e| format!("{name} {cmd}: {e}"))?
+        .check(&format!("{name} {cmd} {}", c.id))?;
+    let v = if ran.stdout.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&ran.stdout).map_err(|e| format!("{name} result: {e}"))?
+    };
+    Ok((v, ran))
+}
+
 /// Which ports each container publishes.
 pub type PortsOf = dyn Fn(&Container) -> Ports + Sync;
 
