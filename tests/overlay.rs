@@ -29,12 +29,25 @@ struct SimHost {
     agent: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Fields drop in order: the hosts (their agents aborted first, see `Drop`) and etcd before the
+/// sandbox, whose drop removes the state dirs — an agent still running after it would write
+/// them again (`cluster-peers/`, records) and leave them in the temp dir.
 struct Cluster {
-    sb: Sandbox,
-    etcd: EtcdServer,
     hosts: Vec<SimHost>,
+    etcd: EtcdServer,
     outside: Netns,
     n: u8,
+    sb: Sandbox,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            if let Some(a) = h.agent.take() {
+                a.abort();
+            }
+        }
+    }
 }
 
 fn settings() -> ClusterSettings {
