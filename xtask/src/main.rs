@@ -10,7 +10,7 @@
 //! - `vm-run EXE [ARGS…]`: runs EXE as root in a throwaway VM with Debian's stock kernel (see
 //!   [`vm`]); the VM tier's cargo runner.
 //! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
-//!   the side-by-side harness (see [`bench`]); results under `target/bench/`.
+//!   the side-by-side harness (see [`bench`](mod@bench)); results under `target/bench/`.
 //!
 //! Must run as root: the kernel tests and the demo create network namespaces (sandboxes only;
 //! nothing is configured in the machine's own namespace).

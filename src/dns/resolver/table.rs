@@ -105,7 +105,7 @@ impl NameTable {
         Self::with_peers(networks, attachments, sandboxes, &[])
     }
 
-    /// [`NameTable::from_records`] plus the endpoints of cluster networks on other hosts
+    /// `NameTable::from_records` plus the endpoints of cluster networks on other hosts
     /// (`(network, endpoint)`): their names resolve like local ones; they are never clients
     /// (their queries go to their own host's resolver).
     pub(crate) fn with_peers(
