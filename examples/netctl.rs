@@ -525,9 +525,11 @@ async fn open_host(
     daemon: Option<DaemonConfig>,
     cluster: Option<Member>,
 ) -> Result<Host, Failure> {
+    // One operation per process: a deleted link's tail is left to a child (see short_lived).
     let mut b = Host::builder()
         .state_dir(state_dir)
-        .netns(Netns::current()?);
+        .netns(Netns::current()?)
+        .short_lived(true);
     if let Some(cfg) = daemon {
         b = b.daemon_config(cfg);
     }

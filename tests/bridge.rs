@@ -474,3 +474,65 @@ async fn only_a_reused_address_is_announced() {
 fn ip_neigh(sb: &berth::sandbox::Sandbox) -> String {
     ip(sb.host_name(), &["neigh", "show"])
 }
+
+/// A host built `short_lived` (netctl, berth-cni) leaves the tail of a link deletion to a child
+/// process: when `detach` returns, both ends are gone from their namespaces, the state lock is
+/// free (the child closed its copy), and the same container attaches again at once, with the
+/// same interface name, and carries traffic. The child's own answer (a kernel error relayed) is
+/// covered by the unit test of `netlink::deletion`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_host_finishes_link_deletions_in_a_child() {
+    if !require_root() {
+        return;
+    }
+    let (mut sb, _outside) = sandbox("bt-short").await;
+    let host = berth::Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .short_lived(true)
+        .build()
+        .await
+        .unwrap();
+    let (c, peer) = (sb.netns("c").await.unwrap(), sb.netns("p").await.unwrap());
+    let net = host
+        .create_network(Network::bridge("short").subnet("10.47.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    host.attach(&net, Endpoint::new("p", peer.clone()))
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let att = host
+            .attach(
+                &net,
+                Endpoint::new("c", c.clone()).ip("10.47.0.9".parse().unwrap()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("attach, round {round}: {e}"));
+        reaches_at(&c, &peer, "10.47.0.9:7000").await;
+        host.detach(&net, "c").await.unwrap();
+        let host_end = att.host_ifname.clone().unwrap();
+        assert!(
+            !link_names(sb.host()).await.contains(&host_end),
+            "round {round}: {host_end} still in the host netns"
+        );
+        assert!(
+            !link_names(&c).await.contains(&"eth0".to_string()),
+            "round {round}: eth0 still in the container"
+        );
+        let lock = std::fs::File::open(sb.state_dir().join("lock")).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        let r = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        assert_eq!(
+            r, 0,
+            "round {round}: the state lock is still held after detach"
+        );
+    }
+    host.detach(&net, "p").await.unwrap();
+    host.delete_network(&net).await.unwrap();
+}

@@ -29,6 +29,8 @@ pub struct Machine {
     pub load_end: String,
     /// Package versions.
     pub netavark: String,
+    /// The netavark given with `--netavark`, as it describes itself.
+    pub netavark_given: Option<crate::subjects::netavark::Version>,
     /// containernetworking-plugins' version.
     pub cni: String,
     /// iptables' version (netavark's and the plugins' firewall tool).
@@ -67,8 +69,8 @@ fn package(name: &str) -> String {
 }
 
 impl Machine {
-    /// Reads it now.
-    pub fn now() -> Machine {
+    /// Reads it now; `netavark_given` is the `--netavark` build's description.
+    pub fn now(netavark_given: Option<crate::subjects::netavark::Version>) -> Machine {
         let cpu = read("/proc/cpuinfo")
             .lines()
             .find(|l| l.starts_with("model name"))
@@ -91,6 +93,7 @@ impl Machine {
             load_start: loadavg(),
             load_end: String::new(),
             netavark: package("netavark"),
+            netavark_given,
             cni: package("containernetworking-plugins"),
             iptables: package("iptables"),
             nftables: package("nftables"),

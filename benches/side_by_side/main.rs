@@ -5,7 +5,7 @@
 //!
 //! Five subjects (see [`subjects`]): berth in-process, berth through `netctl` (a process per
 //! operation), berth as a CNI plugin (`berth-cni`, a process per operation), netavark 1.4 and
-//! the CNI plugins (bridge + host-local + portmap). Workloads:
+//! the CNI plugins (bridge + host-local + portmap); a sixth, another netavark (`--netavark`). Workloads:
 //! (a) [`warm`] attach/detach on a warm network with 0 and 2 published ports; (b) [`scale`]
 //! 1 → 1,000 containers; (c) [`concurrency`] 50 attaches at once on a new network; (d)
 //! [`memory`] peak RSS with 1,000 endpoints. Results go to `target/bench/`: `results.md`,
@@ -14,10 +14,12 @@
 //!
 //! Flags (after `--`): `--quick` (fewer rounds, N up to 100), `--only a,b,c,d` (a subset of the
 //! workloads), `--subjects k,k` (a subset of the subjects by key: `lib`, `netctl`, `bcni`,
-//! `netavark`, `cni`; default all), `--out DIR` (default `target/bench`), `--netctl PATH`
+//! `netavark`, `nv2`, `cni`; default all), `--out DIR` (default `target/bench`), `--netctl PATH`
 //! (default `target/release/examples/netctl`), `--berth-cni PATH` (default
-//! `target/release/berth-cni`). Under `cargo test --all-targets` (no `--bench` flag) it does
-//! nothing.
+//! `target/release/berth-cni`), `--netavark PATH` (another netavark, e.g. podman's current 2.x
+//! built from its release tag: a sixth subject, `nv2`, beside Debian's 1.4; the report names
+//! the version it prints and its firewall driver). Under `cargo test --all-targets` (no
+//! `--bench` flag) it does nothing.
 //!
 //! Nothing touches the machine's own network namespace or firewall: every subject gets its own
 //! sandbox host netns; peer processes are started inside it (see [`exec`]); containers are
@@ -133,11 +135,13 @@ struct Args {
     out: PathBuf,
     netctl: PathBuf,
     berth_cni: PathBuf,
+    /// Another netavark (`--netavark PATH`, e.g. podman's current 2.x), subject `nv2`.
+    netavark: Option<PathBuf>,
     hold: Option<u32>,
 }
 
-/// Every subject's key, in the order they run.
-const SUBJECTS: [&str; 5] = ["lib", "netctl", "bcni", "netavark", "cni"];
+/// Every subject's key, in the order they run (`nv2` only with `--netavark`).
+const SUBJECTS: [&str; 6] = ["lib", "netctl", "bcni", "netavark", "nv2", "cni"];
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut a = Args {
@@ -147,6 +151,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         out: PathBuf::from("target/bench"),
         netctl: PathBuf::from("target/release/examples/netctl"),
         berth_cni: PathBuf::from("target/release/berth-cni"),
+        netavark: None,
         hold: None,
     };
     let mut it = argv.iter();
@@ -169,9 +174,16 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             }
             "--netctl" => a.netctl = val()?.into(),
             "--berth-cni" => a.berth_cni = val()?.into(),
+            "--netavark" => a.netavark = Some(absolute(Path::new(&val()?))),
             "--hold" => a.hold = Some(val()?.parse().map_err(|e| format!("--hold: {e}"))?),
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if a.netavark.is_none() {
+        if argv.iter().any(|x| x == "--subjects") && a.has("nv2") {
+            return Err("--subjects nv2 needs --netavark PATH (the netavark to run)".into());
+        }
+        a.subjects.retain(|k| k != "nv2");
     }
     Ok(a)
 }
@@ -217,7 +229,18 @@ fn subjects(args: &Args) -> Result<Vec<Box<dyn Subject>>, String> {
             "lib" => Box::new(BerthLib::new(w(k)?)?),
             "netctl" => Box::new(Netctl::new(w(k)?, args.netctl.clone())),
             "bcni" => Box::new(BerthCni::new(w(k)?, absolute(&args.berth_cni))),
-            "netavark" => Box::new(Netavark::new(w(k)?)),
+            "netavark" => Box::new(Netavark::new(
+                w(k)?,
+                "netavark",
+                subjects::netavark::BIN.into(),
+            )),
+            "nv2" => Box::new(Netavark::new(
+                w(k)?,
+                "nv2",
+                args.netavark
+                    .clone()
+                    .expect("nv2 runs only with --netavark"),
+            )),
             _ => Box::new(Cni::new(w(k)?)),
         });
     }
@@ -261,12 +284,23 @@ fn run(args: &Args) -> Result<(), String> {
             missing.join(", ")
         ));
     }
+    let given = match &args.netavark {
+        Some(bin) => Some(subjects::netavark::Version::probe(bin)?),
+        None => None,
+    };
+    if let Some(v) = &given {
+        println!(
+            "side_by_side: subject nv2 is {} at {}",
+            v.describe(),
+            v.bin.display()
+        );
+    }
     let plan = Plan::new(args.quick);
     let t0 = Instant::now();
     let before = machine::own_ruleset();
     let mut res = report::Results {
         quick: plan.quick,
-        machine: machine::Machine::now(),
+        machine: machine::Machine::now(given),
         warm: None,
         scale: None,
         conc: None,

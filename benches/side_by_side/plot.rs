@@ -24,6 +24,7 @@ fn color(key: &str) -> RGBColor {
         "netctl" => RGBColor(20, 150, 60),
         "bcni" => RGBColor(140, 60, 170),
         "netavark" => RGBColor(210, 40, 40),
+        "nv2" => RGBColor(150, 20, 110),
         _ => RGBColor(230, 140, 0),
     }
 }

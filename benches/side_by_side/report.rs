@@ -36,14 +36,20 @@ pub struct Results {
     pub errors: Vec<String>,
 }
 
-const PEERS: [(&str, &str); 2] = [("netavark", "netavark"), ("cni", "CNI")];
-const KEYS: [&str; 5] = ["lib", "netctl", "bcni", "netavark", "cni"];
+const PEERS: [(&str, &str); 3] = [
+    ("netavark", "netavark 1.x"),
+    ("nv2", "netavark 2.x"),
+    ("cni", "CNI"),
+];
+const KEYS: [&str; 6] = ["lib", "netctl", "bcni", "netavark", "nv2", "cni"];
 /// The ratio columns of the warm table: (ours, peer, header). berth-cni is compared with its
 /// like-for-like peer, the reference plugins.
-const RATIOS: [(&str, &str, &str); 5] = [
-    ("lib", "netavark", "netavark ÷ lib"),
+const RATIOS: [(&str, &str, &str); 7] = [
+    ("lib", "netavark", "netavark 1.x ÷ lib"),
+    ("lib", "nv2", "netavark 2.x ÷ lib"),
     ("lib", "cni", "CNI ÷ lib"),
-    ("netctl", "netavark", "netavark ÷ netctl"),
+    ("netctl", "netavark", "netavark 1.x ÷ netctl"),
+    ("netctl", "nv2", "netavark 2.x ÷ netctl"),
     ("netctl", "cni", "CNI ÷ netctl"),
     ("bcni", "cni", "CNI plugins ÷ berth-cni"),
 ];
@@ -113,12 +119,14 @@ pub fn profile(ops: &[Op]) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn label(key: &str) -> &'static str {
+/// How tables name subject `key`.
+pub fn label(key: &str) -> &'static str {
     match key {
         "lib" => "berth (lib)",
         "netctl" => "berth (netctl)",
         "bcni" => "berth-cni",
-        "netavark" => "netavark",
+        "netavark" => "netavark 1.x",
+        "nv2" => "netavark 2.x",
         _ => "CNI plugins",
     }
 }
@@ -144,10 +152,10 @@ impl Results {
         let _ = writeln!(
             s,
             "Run: {} ({} run, {:.0} s), berth {}.  \nMachine: {}, {} cores, {} GiB RAM, kernel \
-             {}, Debian {}.  \nLoad average at start / end: {} / {}.  \nPeers: netavark {} \
-             (firewall: iptables-nft {}), containernetworking-plugins {} (bridge + host-local + \
-             portmap); nftables {}.  \nEvery subject works in its own sandbox host netns; the \
-             machine's own ruleset was {} after the run.\n",
+             {}, Debian {}.  \nLoad average at start / end: {} / {}.  \nPeers: netavark 1.x = \
+             Debian's netavark {} (firewall: iptables-nft {}){}, containernetworking-plugins {} \
+             (bridge + host-local + portmap); nftables {}.  \nEvery subject works in its own \
+             sandbox host netns; the machine's own ruleset was {} after the run.\n",
             m.date,
             if self.quick { "quick" } else { "full" },
             self.elapsed.as_secs_f64(),
@@ -161,6 +169,11 @@ impl Results {
             m.load_end,
             m.netavark,
             m.iptables,
+            m.netavark_given.as_ref().map_or(String::new(), |v| format!(
+                ", netavark 2.x = {} as `netavark version` prints it (`{}`)",
+                v.describe(),
+                v.bin.display()
+            )),
             m.cni,
             m.nftables,
             if self.machine_ruleset_unchanged {
@@ -507,7 +520,7 @@ impl Results {
                 let what = match sub.key {
                     "netctl" => "one `connect` process",
                     "bcni" => "one `berth-cni` ADD process",
-                    "netavark" => "one `setup` process",
+                    "netavark" | "nv2" => "one `setup` process",
                     _ => "the largest plugin process of one ADD",
                 };
                 let by_n: Vec<String> = sc

@@ -30,7 +30,11 @@ async fn host(conf: &NetConf) -> Result<Host, CniError> {
         .state_dir
         .clone()
         .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
-    let mut b = Host::builder().state_dir(dir).netns(Netns::current()?);
+    // One verb per process: a deleted link's tail is left to a child (see short_lived).
+    let mut b = Host::builder()
+        .state_dir(dir)
+        .netns(Netns::current()?)
+        .short_lived(true);
     if conf.firewall == Some(false) {
         b = b.firewall(NoFirewall);
     }

@@ -32,7 +32,7 @@ use crate::driver::{DriverContext, Scope, Underlay, driver_for};
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NftFirewall};
 use crate::ipam::{AddressPool, FileIpam, Ipam};
-use crate::netlink::{KernelOpener, Netlink, RtOpener};
+use crate::netlink::{KernelOpener, Netlink, RtOpener, Teardown};
 use crate::netns::Netns;
 use crate::state::StateDir;
 
@@ -57,6 +57,7 @@ pub struct HostBuilder {
     daemon: Option<DaemonConfig>,
     fault: Option<FaultHook>,
     kernel: Option<Arc<dyn KernelOpener>>,
+    short_lived: bool,
     cluster: Option<(Arc<dyn ClusterStore>, HostIdentity)>,
     cluster_settings: ClusterSettings,
 }
@@ -141,6 +142,19 @@ impl HostBuilder {
         self
     }
 
+    /// Says the process exits after each operation, or a few (a CLI like `netctl`, a CNI
+    /// plugin; default `false`, a long-lived runtime). Kernel work that outlasts an operation
+    /// is then left to a child process instead of a thread, so the process's exit does not wait
+    /// for it: a deleted link is gone from its namespace when `detach` returns, but the kernel
+    /// answers the deletion only after an RCU barrier ~20 ms later, and a process cannot finish
+    /// exiting while a thread waits for that answer ([`crate::netlink::Teardown`]). Applies to
+    /// the default kernel opener ([`RtOpener`]), not to one given with
+    /// [`HostBuilder::kernel`].
+    pub fn short_lived(mut self, yes: bool) -> Self {
+        self.short_lived = yes;
+        self
+    }
+
     /// Makes this host a member of a cluster: overlay networks live in `store`, this host is
     /// `identity` in it (its name, and the underlay address of its VTEP). Run
     /// [`Host::overlay_agent`] beside it.
@@ -173,7 +187,14 @@ impl HostBuilder {
             Error::invalid("host netns", "(unset)", "HostBuilder::netns is required")
         })?;
         let state = StateDir::open(self.state_dir.unwrap_or_else(|| "/var/lib/berth".into()))?;
-        let kernel = self.kernel.unwrap_or_else(|| Arc::new(RtOpener));
+        let teardown = if self.short_lived {
+            Teardown::Child
+        } else {
+            Teardown::Thread
+        };
+        let kernel = self
+            .kernel
+            .unwrap_or_else(|| Arc::new(RtOpener { teardown }));
         let nl = kernel.open(&netns).await?;
         let firewall = self
             .firewall

@@ -2,7 +2,9 @@
 //!
 //! - [`kernel`]: the [`Kernel`] trait (what berth asks of one netns's kernel, as request values
 //!   in berth's own types), its request and answer types, and [`KernelOpener`].
-//! - [`rt`]: [`RtKernel`], the real one over rtnetlink (plus `/proc/sys` and a packet socket).
+//! - [`rt`]: [`RtKernel`], the real one over rtnetlink (plus `/proc/sys`).
+//! - [`deletion`]: [`Teardown`], who waits out the kernel's answer to a link deletion (a thread,
+//!   or a child process for processes that exit after the operation).
 //! - [`fake`]: [`fake::FakeNet`], a recording in-memory fake for tests without root.
 //! - [`builders`]: the request builders of [`Netlink`] (`nl.link().veth(…)…add()`).
 //!
@@ -12,6 +14,7 @@
 //! runtime, and its connection task spawned there; the handle is then used from any task.
 
 pub mod builders;
+pub mod deletion;
 pub mod fake;
 pub mod kernel;
 pub mod rt;
@@ -24,6 +27,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 pub use builders::{AddressOps, LinkOps, RouteOps, VethPeer};
+pub use deletion::Teardown;
 pub use kernel::{
     Family, FdbEntry, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn, LinkRef, LinkState,
     NeighbourEntry, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest, RpFilter,
@@ -43,7 +47,14 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a handle on the real kernel inside `netns`. Must be called within a tokio runtime.
     pub async fn open(netns: &Netns) -> Result<Self> {
-        Ok(Self::from_kernel(Arc::new(RtKernel::open(netns).await?)))
+        Self::open_with(netns, Teardown::Thread).await
+    }
+
+    /// As [`Netlink::open`], with link deletions finished as `teardown` says.
+    pub async fn open_with(netns: &Netns, teardown: Teardown) -> Result<Self> {
+        Ok(Self::from_kernel(Arc::new(
+            RtKernel::open_with(netns, teardown).await?,
+        )))
     }
 
     /// A handle over any [`Kernel`].
@@ -232,13 +243,17 @@ impl Netlink {
     }
 }
 
-/// Opens real handles ([`Netlink::open`]).
+/// Opens real handles ([`Netlink::open_with`]), their link deletions finished as
+/// [`RtOpener::teardown`] says (default: by a thread).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RtOpener;
+pub struct RtOpener {
+    /// Who waits out the kernel's answer to a link deletion.
+    pub teardown: Teardown,
+}
 
 #[async_trait]
 impl KernelOpener for RtOpener {
     async fn open(&self, ns: &Netns) -> Result<Netlink> {
-        Netlink::open(ns).await
+        Netlink::open_with(ns, self.teardown).await
     }
 }

@@ -27,6 +27,7 @@ use rtnetlink::{
     LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder,
 };
 
+use super::deletion::Teardown;
 use super::kernel::*;
 use crate::error::{Error, Result};
 use crate::mac::MacAddr;
@@ -38,13 +39,20 @@ use crate::options::{IpvlanFlag, IpvlanMode, MacvlanMode};
 pub struct RtKernel {
     handle: rtnetlink::Handle,
     netns: Netns,
+    teardown: Teardown,
 }
 
 impl RtKernel {
     /// Opens the route-netlink socket inside `netns`: created on a dedicated thread that entered
     /// the namespace (the socket stays bound to it), registered with the caller's tokio runtime,
-    /// its connection task spawned there. Must be called within a tokio runtime.
+    /// its connection task spawned there. Must be called within a tokio runtime. Link
+    /// deletions are finished by a thread ([`Teardown::Thread`]).
     pub async fn open(netns: &Netns) -> Result<Self> {
+        Self::open_with(netns, Teardown::Thread).await
+    }
+
+    /// As [`RtKernel::open`], with link deletions finished as `teardown` says.
+    pub async fn open_with(netns: &Netns, teardown: Teardown) -> Result<Self> {
         let rt = tokio::runtime::Handle::current();
         let (conn, handle) = netns
             .enter(move || {
@@ -57,6 +65,7 @@ impl RtKernel {
         Ok(RtKernel {
             handle,
             netns: netns.clone(),
+            teardown,
         })
     }
 }
@@ -621,16 +630,15 @@ impl Kernel for RtKernel {
     /// Returns as soon as the link has left the netns (its name and index are free, and so are
     /// a veth peer's), not when the kernel acknowledges the request: unregistering a device ends
     /// with an RCU barrier after the kernel has released the rtnl lock (~20 ms here, whatever
-    /// the API), and the acknowledgement waits for it. So the request is sent from a thread of
-    /// its own, which sits out that wait in the background, while this polls for the link to
-    /// disappear; an error the kernel reports first is returned. A process may exit meanwhile:
-    /// the kernel finishes the deletion regardless.
+    /// the API), and the acknowledgement waits for it. So the request is sent by someone who
+    /// sits out that wait in the background (a thread, or a child process: [`Teardown`]), while
+    /// this polls for the link to disappear; an error the kernel reports first is returned.
     async fn delete_link(&self, name: &str) -> Result<bool> {
         let Some(l) = self.get_link(&LinkRef::Name(name.to_string())).await? else {
             return Ok(false);
         };
-        let index = l.index;
-        let request = self.netns.spawn(move || del_link_blocking(index));
+        let (index, teardown) = (l.index, self.teardown);
+        let request = self.netns.spawn(move || teardown.delete_link(index));
         tokio::pin!(request);
         tokio::select! {
             r = &mut request => match r? {
@@ -1018,44 +1026,4 @@ fn neighbour_mac(m: &NeighbourMessage) -> Option<MacAddr> {
         }
         _ => None,
     })
-}
-
-/// Sends `RTM_DELLINK` for `index` on a new blocking socket of the calling thread's netns and
-/// waits for the kernel's answer (see [`RtKernel::delete_link`] for why on a thread of its own).
-fn del_link_blocking(index: u32) -> io::Result<()> {
-    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
-    use rtnetlink::packet_route::RouteNetlinkMessage;
-    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    let mut link = LinkMessage::default();
-    link.header.index = index;
-    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelLink(link));
-    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    msg.header.sequence_number = 1;
-    msg.finalize();
-    let mut buf = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-    loop {
-        let (reply, _) = socket.recv_from_full()?;
-        let mut off = 0;
-        while off < reply.len() {
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[off..])
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            let len = m.header.length as usize;
-            if let NetlinkPayload::Error(e) = m.payload {
-                return match e.code {
-                    None => Ok(()),
-                    Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                };
-            }
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
-        }
-    }
 }

@@ -9,8 +9,9 @@
 //! - `fuzz`:  setup, then only the short run of every fuzz target (as in `test`).
 //! - `vm-run EXE [ARGS…]`: runs EXE as root in a throwaway VM with Debian's stock kernel (see
 //!   [`vm`]); the VM tier's cargo runner.
-//! - `bench [--quick] [--only a,b,c,d]`: setup plus the peers (netavark, the CNI plugins), then
-//!   the side-by-side harness (see [`bench`](mod@bench)); results under `target/bench/`.
+//! - `bench [--quick] [--only a,b,c,d] [--subjects k,k] [--netavark PATH]`: setup plus the peers
+//!   (netavark, the CNI plugins), then the side-by-side harness (see [`bench`](mod@bench));
+//!   results under `target/bench/`.
 //!
 //! Must run as root: the kernel tests and the demo create network namespaces (sandboxes only;
 //! nothing is configured in the machine's own namespace).
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask setup|demo|test|fuzz|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d]"
+                "usage: cargo xtask setup|demo|test|fuzz|vm-run EXE [ARGS…]|bench [--quick] [--only a,b,c,d] [--subjects k,k] [--netavark PATH]"
             );
             return ExitCode::from(2);
         }

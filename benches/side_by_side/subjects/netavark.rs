@@ -1,6 +1,9 @@
-//! netavark (Debian's package), driven as podman drives it: `netavark --config DIR setup NETNS`
-//! and `teardown NETNS`, the network options as JSON on stdin, inside the sandbox host netns,
-//! with its default firewall driver (iptables, here iptables-nft) working on that netns' ruleset.
+//! netavark, driven as podman drives it: `netavark --config DIR setup NETNS` and `teardown
+//! NETNS`, the network options as JSON on stdin, inside the sandbox host netns, with the binary's
+//! default firewall driver working on that netns' ruleset. Two of them can take part: Debian's
+//! package (1.4, iptables, here iptables-nft) as `netavark`, and any other build given with
+//! `--netavark PATH` (podman's current 2.x, nftables) as `nv2`. Each run names the version the
+//! binary prints and its firewall driver ([`Version::probe`]).
 //!
 //! netavark does no IPAM: podman picks each container's address and passes it as `static_ips`.
 //! The harness does the same, so netavark's figures leave out the caller's allocation.
@@ -19,20 +22,66 @@ pub const BIN: &str = "/usr/lib/podman/netavark";
 /// A fixed 64-hex network id (podman gives one per network).
 const NETWORK_ID: &str = "be47b0e1c4a5d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1";
 
+/// What a netavark binary says of itself (`netavark version`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Version {
+    /// The binary.
+    pub bin: PathBuf,
+    /// Its version, e.g. `2.1.0`.
+    pub version: String,
+    /// Its default firewall driver: `default_fw_driver` of its version output; 1.x prints
+    /// none, and its default is `iptables`.
+    pub firewall: String,
+}
+
+impl Version {
+    /// Runs `bin version` and reads its JSON.
+    pub fn probe(bin: &Path) -> Result<Version, String> {
+        let out = std::process::Command::new(bin)
+            .arg("version")
+            .output()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        if !out.status.success() {
+            return Err(format!("{} version: {}", bin.display(), out.status));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{} version: {e}", bin.display()))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Ok(Version {
+            bin: bin.to_path_buf(),
+            version: field("version").ok_or(format!("{} version: no version", bin.display()))?,
+            firewall: field("default_fw_driver").unwrap_or_else(|| "iptables".into()),
+        })
+    }
+
+    /// How tables name it: `netavark 2.1.0 (nftables)`.
+    pub fn describe(&self) -> String {
+        format!("netavark {} ({})", self.version, self.firewall)
+    }
+}
+
 /// netavark.
 pub struct Netavark {
     world: World,
     config: PathBuf,
+    key: &'static str,
+    bin: PathBuf,
 }
 
 impl Netavark {
-    /// netavark over `world`'s host netns; its config dir in the world's temp dir.
-    pub fn new(world: World) -> Self {
+    /// netavark `bin` over `world`'s host netns as subject `key` (`netavark` or `nv2`); its
+    /// config dir in the world's temp dir.
+    pub fn new(world: World, key: &'static str, bin: PathBuf) -> Self {
         let config = world.dir().join("netavark");
-        Netavark { world, config }
+        Netavark {
+            world,
+            config,
+            key,
+            bin,
+        }
     }
 
-    /// Whether the binary is installed.
+    /// Whether Debian's binary is installed.
     pub fn installed() -> bool {
         Path::new(BIN).exists()
     }
@@ -69,7 +118,7 @@ impl Netavark {
     }
 
     fn run(&self, cmd: &str, c: &Container, ports: &Ports) -> Result<Op, String> {
-        let ran = Proc::new(self.world.host(), BIN)
+        let ran = Proc::new(self.world.host(), &self.bin)
             .env("PATH", PEER_PATH)
             .args([std::ffi::OsStr::new("--config"), self.config.as_os_str()])
             .args([cmd, &c.path])
@@ -87,10 +136,10 @@ impl Netavark {
 
 impl Subject for Netavark {
     fn key(&self) -> &'static str {
-        "netavark"
+        self.key
     }
     fn label(&self) -> &'static str {
-        "netavark"
+        crate::report::label(self.key)
     }
     fn world(&self) -> &World {
         &self.world
