@@ -260,16 +260,34 @@ impl NetworkDriver for BridgeDriver<'_> {
         Ok(())
     }
 
+    /// The host end's name is derived from the network and the container; the MAC is the
+    /// plan's.
+    fn expected_resources(
+        &self,
+        net: &NetworkInfo,
+        ep: &EndpointPlan<'_>,
+    ) -> Option<EndpointResources> {
+        Some(EndpointResources {
+            host_ifname: Some(veth::host_ifname(&net.id, ep.container)),
+            mac: Some(ep.mac),
+        })
+    }
+
     async fn attach(
         &self,
         ctx: DriverContext<'_>,
         net: &NetworkInfo,
         ep: &EndpointPlan<'_>,
     ) -> Result<EndpointResources> {
-        let bridge = ctx.host.require_link(device(net)?).await?;
         let host_if = veth::host_ifname(&net.id, ep.container);
         let nl = ep.container_nl;
-        container::ensure_ifname_free(nl, ep.ifname).await?;
+        // Two sockets, two questions at once.
+        let (bridge, free) = tokio::join!(
+            ctx.host.require_link(device(net)?),
+            container::ensure_ifname_free(nl, ep.ifname)
+        );
+        let bridge = bridge?;
+        free?;
         // The port's device group is berth's mark and, with ICC off, what the firewall's
         // bridge table matches (per-pair link exceptions are impossible with port isolation):
         // see `link_marks` and `firewall::ruleset::icc`.
@@ -287,14 +305,15 @@ impl NetworkDriver for BridgeDriver<'_> {
             })
             .add()
             .await?;
+        // The port's settings (host socket) and the interface's (container socket) at once.
+        let port = ctx
+            .host
+            .link()
+            .bridge_port(link.index, &host_if)
+            .hairpin(Hairpin::On)
+            .isolation(PortIsolation::Open)
+            .apply();
         let inside = async {
-            ctx.host
-                .link()
-                .bridge_port(link.index, &host_if)
-                .hairpin(Hairpin::On)
-                .isolation(PortIsolation::Open)
-                .apply()
-                .await?;
             let cfg = container::InterfaceConfig {
                 ipv4: ep.ipv4,
                 ipv6: ep.ipv6,
@@ -305,9 +324,9 @@ impl NetworkDriver for BridgeDriver<'_> {
                 take_default: ep.take_default,
             };
             container::configure_interface(nl, ep.ifname, cfg).await
-        }
-        .await;
-        if let Err(e) = inside {
+        };
+        let (port, inside) = tokio::join!(port, inside);
+        if let Err(e) = port.and(inside) {
             // Deleting the host end removes the peer in the container netns too.
             let _ = ctx.host.delete_link(&host_if).await;
             return Err(e);

@@ -217,6 +217,18 @@ pub trait NetworkDriver: Send + Sync {
     ) -> Result<NetworkResources>;
     /// Removes what [`NetworkDriver::create_network`] made (idempotent).
     async fn delete_network(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<()>;
+    /// What [`NetworkDriver::attach`] will answer for `plan`, when it is known beforehand:
+    /// `Host` then writes the endpoint's records while the driver works and only renames them
+    /// into place once the attach succeeded (an answer that differs is written afterwards, as
+    /// without). Default: not known.
+    fn expected_resources(
+        &self,
+        net: &NetworkInfo,
+        plan: &EndpointPlan<'_>,
+    ) -> Option<EndpointResources> {
+        let _ = (net, plan);
+        None
+    }
     /// Plumbs an endpoint (all or nothing).
     async fn attach(
         &self,

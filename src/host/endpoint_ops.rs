@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::driver::{EndpointPlan, driver_for};
+use crate::driver::{EndpointPlan, EndpointResources, driver_for};
 use crate::endpoint::{Attachment, EndpointSpec};
 use crate::error::{Error, Result};
 use crate::ipam::AddressRequest;
@@ -151,7 +151,12 @@ impl Host {
     ) -> Result<Attachment> {
         let driver = driver_for(&net.driver);
         let (mut ipv4, mut ipv6) = (None, None);
-        if driver.uses_ipam() && !net.subnets.is_empty() {
+        // Every endpoint gets `lo` up in its netns, whatever the driver (a failed attach puts
+        // it back down): asked of the container's kernel while the IPAM works on disk.
+        let allocate = async {
+            if !driver.uses_ipam() || net.subnets.is_empty() {
+                return Ok(None);
+            }
             self.restore_lost_claims(net).await?;
             let req = AddressRequest {
                 v4: ep.ip,
@@ -159,14 +164,26 @@ impl Host {
             };
             let ipam = self.ipam_of(net)?;
             let got = ipam.allocate(&net.name, &ep.container, req).await?;
-            let addresses = got.addresses.clone();
+            Ok::<_, Error>(Some((ipam, got)))
+        };
+        let (lo, allocated) = tokio::join!(
+            crate::driver::container::loopback_up(container_nl),
+            allocate
+        );
+        if let Ok(true) = lo {
+            journal.push(Undo::LoopbackUp(container_nl.clone()));
+        }
+        if let Ok(Some((ipam, got))) = &allocated {
             journal.push(Undo::IpamAddress {
-                ipam,
+                ipam: ipam.clone(),
                 network: net.name.clone(),
                 container: ep.container.clone(),
-                allocation: got,
+                allocation: got.clone(),
             });
-            for a in addresses {
+        }
+        lo?;
+        if let Some((_, got)) = allocated? {
+            for a in got.addresses {
                 match a {
                     IpNet::V4(a) => ipv4 = Some(a),
                     IpNet::V6(a) => ipv6 = Some(a),
@@ -203,11 +220,6 @@ impl Host {
             .collect();
         let announce = self.state.mark_seen(&net.name, &ips)?
             || driver.scope() == crate::driver::Scope::Global;
-        // Every endpoint gets `lo` up in its netns, whatever the driver; a failed attach puts
-        // it back down.
-        if crate::driver::container::loopback_up(container_nl).await? {
-            journal.push(Undo::LoopbackUp(container_nl.clone()));
-        }
         let plan = EndpointPlan {
             container: &ep.container,
             netns: &ep.netns,
@@ -226,8 +238,10 @@ impl Host {
             ),
             announce,
         };
-        let res = driver.attach(self.ctx(), net, &plan).await?;
-        let att = Attachment {
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let record = |res: EndpointResources| Attachment {
             network: net.name.clone(),
             container: ep.container.clone(),
             ifname: ep.ifname.clone(),
@@ -237,16 +251,35 @@ impl Host {
             gateway,
             gateway6,
             netns: ep.netns.path().map(Into::into),
-            ports,
+            ports: ports.clone(),
             host_ifname: res.host_ifname,
             gw_priority: ep.gw_priority,
-            seq: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+            seq,
             routes: plan.routes.clone(),
             aliases: ep.aliases.clone(),
         };
+        // When the driver's answer is known beforehand, the records are written and made
+        // durable while it plumbs the endpoint (the slowest part of an attach on disk and in
+        // the kernel, overlapped); they are renamed into place at the end.
+        let expected = driver.expected_resources(net, &plan).map(record);
+        let staging = async {
+            let Some(att) = &expected else {
+                return Ok(None);
+            };
+            let (prev, sandbox) = self.sandbox_update(ep, att)?;
+            let (state, att) = (self.state.clone(), att.clone());
+            let staged =
+                tokio::task::spawn_blocking(move || state.stage_attach(&att, sandbox.as_ref()))
+                    .await
+                    .map_err(|e| {
+                        Error::state("stage records", &ep.container, std::io::Error::other(e))
+                    })??;
+            Ok::<_, Error>(Some((staged, prev)))
+        };
+        let (res, staged) = tokio::join!(driver.attach(self.ctx(), net, &plan), staging);
+        let att = record(res?);
         journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
+        let staged = staged?;
         self.after(Step::DriverAttach)?;
         if driver.scope() == crate::driver::Scope::Global {
             self.cluster_attach(net, &att, journal).await?;
@@ -265,12 +298,24 @@ impl Host {
             journal.push(Undo::FirewallEndpoint(n, e));
             self.after(Step::FirewallEndpoint)?;
         }
-        self.state.put_endpoint(&att)?;
+        // Both records of the attach, made durable together (two rounds of fsyncs in all,
+        // the first already done when they were staged for the answer the driver gave).
+        let prev = match staged {
+            Some((staged, prev)) if expected.as_ref() == Some(&att) => {
+                staged.commit()?;
+                prev
+            }
+            other => {
+                drop(other);
+                let (prev, sandbox) = self.sandbox_update(ep, &att)?;
+                self.state.put_attach(&att, sandbox.as_ref())?;
+                prev
+            }
+        };
         journal.push(Undo::EndpointRecord {
             network: net.name.clone(),
             container: att.container.clone(),
         });
-        let prev = self.record_sandbox(ep, &att)?;
         journal.push(Undo::SandboxRecord {
             container: att.container.clone(),
             prev: prev.map(Box::new),

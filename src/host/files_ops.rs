@@ -148,13 +148,14 @@ impl Host {
         Ok(())
     }
 
-    /// At attach: merges the endpoint's name settings and exposed ports into the container's
-    /// sandbox record. Returns the record as it was before (for rollback).
-    pub(super) fn record_sandbox(
+    /// At attach: the container's sandbox record with the endpoint's name settings and exposed
+    /// ports merged in. Returns the record as it was before (for rollback) and the new one when
+    /// it differs (to be written with the endpoint record: [`crate::state::StateDir::put_attach`]).
+    pub(super) fn sandbox_update(
         &self,
         ep: &EndpointSpec,
         att: &Attachment,
-    ) -> Result<Option<SandboxRecord>> {
+    ) -> Result<(Option<SandboxRecord>, Option<SandboxRecord>)> {
         let prev = self.state.sandbox(&ep.container)?;
         let mut rec = prev
             .clone()
@@ -180,10 +181,8 @@ impl Host {
                 rec.exposed.push(p);
             }
         }
-        if prev.as_ref() != Some(&rec) {
-            self.state.put_sandbox(&rec)?;
-        }
-        Ok(prev)
+        let changed = (prev.as_ref() != Some(&rec)).then_some(rec);
+        Ok((prev, changed))
     }
 
     /// After a detach: when `container` has no attachment left, its sandbox record goes too,

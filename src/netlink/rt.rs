@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
@@ -193,6 +193,45 @@ impl RtKernel {
             .map_err(|e| add_err(kind, name, e))
     }
 
+    /// As [`RtKernel::create`], with the kernel asked to echo the new link (`NLM_F_ECHO`):
+    /// returns it, which saves the lookup a create otherwise needs. `None` when the kernel
+    /// echoed nothing of that name (before 6.3 it ignores the flag here).
+    async fn create_echoed(
+        &self,
+        kind: &'static str,
+        msg: LinkMessage,
+        name: &str,
+    ) -> Result<Option<LinkInfo>> {
+        use rtnetlink::packet_core::{
+            NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
+            NetlinkPayload,
+        };
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+        let mut answers = self
+            .handle
+            .clone()
+            .request(req)
+            .map_err(|e| add_err(kind, name, e))?;
+        let mut echoed = None;
+        while let Some(m) = answers.next().await {
+            match m.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                    let l = info(l);
+                    if l.name == name {
+                        echoed = Some(l);
+                    }
+                }
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(add_err(kind, name, rtnetlink::Error::NetlinkError(e)));
+                }
+                _ => {}
+            }
+        }
+        Ok(echoed)
+    }
+
     /// `ip link set dev NAME alias ALIAS` (the kernel ignores IFLA_IFALIAS in a create request);
     /// on failure the new link is deleted again. Returns the link.
     async fn set_alias_after_create(&self, name: &str, alias: &str) -> Result<LinkInfo> {
@@ -234,8 +273,10 @@ impl RtKernel {
         if v.master.is_none() {
             msg = msg.up();
         }
-        self.create("veth", msg.build(), &v.name).await?;
-        let link = self.require(&v.name).await?;
+        let link = match self.create_echoed("veth", msg.build(), &v.name).await? {
+            Some(l) => l,
+            None => self.require(&v.name).await?,
+        };
         if v.master.is_none() {
             return Ok(link);
         }
