@@ -66,6 +66,7 @@ pub mod options;
 pub mod port;
 pub mod route;
 pub mod sandbox;
+mod short_lived;
 pub mod state;
 pub mod step;
 pub mod sysctl;

@@ -28,22 +28,38 @@ use crate::netns::Netns;
 #[derive(Debug, Clone)]
 pub(crate) struct NfSocket {
     netns: Netns,
-    fd: Arc<Mutex<Option<OwnedFd>>>,
+    fd: Arc<Mutex<Option<Opened>>>,
+    short_lived: bool,
+}
+
+/// The open socket, and whether a child holds a copy of it past this process's exit.
+#[derive(Debug)]
+struct Opened {
+    fd: OwnedFd,
+    held: bool,
 }
 
 impl NfSocket {
-    /// A socket for `netns`, opened on first use.
-    pub(crate) fn new(netns: Netns) -> Self {
+    /// A socket for `netns`, opened on first use. In a `short_lived` process, a socket that
+    /// committed a deleting transaction is also given to a child that closes it only after the
+    /// process has exited ([`crate::short_lived::hold_past_exit`]): the process's own exit then
+    /// does not wait for that transaction's destroy work (an RCU grace period).
+    pub(crate) fn new(netns: Netns, short_lived: bool) -> Self {
         NfSocket {
             netns,
             fd: Arc::default(),
+            short_lived,
         }
     }
 
     /// Runs `f` with the socket on the blocking pool; `what` names the operation in errors.
+    /// `leaves_work`: `f` commits an nf_tables transaction that deletes something, whose
+    /// destroy work the socket's last close waits for (in a short-lived process the socket is
+    /// then first given to a child that closes it after the process has gone).
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         what: &str,
+        leaves_work: bool,
         f: impl FnOnce(RawFd) -> io::Result<R> + Send + 'static,
     ) -> Result<R> {
         let err = |source| Error::Nftables {
@@ -53,12 +69,20 @@ impl NfSocket {
         let have = self.fd.lock().expect("not poisoned").is_some();
         if !have {
             let fd = self.netns.enter(open).await?.map_err(err)?;
-            self.fd.lock().expect("not poisoned").get_or_insert(fd);
+            self.fd
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert(Opened { fd, held: false });
         }
-        let slot = self.fd.clone();
+        let (slot, short_lived) = (self.fd.clone(), self.short_lived);
         tokio::task::spawn_blocking(move || {
             let mut slot = slot.lock().expect("not poisoned");
-            let fd = slot.as_ref().expect("opened above").as_raw_fd();
+            let opened = slot.as_mut().expect("opened above");
+            let fd = opened.fd.as_raw_fd();
+            if short_lived && leaves_work && !opened.held {
+                crate::short_lived::hold_past_exit(fd)?;
+                opened.held = true;
+            }
             drain(fd)?;
             let r = f(fd);
             if r.as_ref()

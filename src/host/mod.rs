@@ -144,12 +144,13 @@ impl HostBuilder {
 
     /// Says the process exits after each operation, or a few (a CLI like `netctl`, a CNI
     /// plugin; default `false`, a long-lived runtime). Kernel work that outlasts an operation
-    /// is then left to a child process instead of a thread, so the process's exit does not wait
-    /// for it: a deleted link is gone from its namespace when `detach` returns, but the kernel
-    /// answers the deletion only after an RCU barrier ~20 ms later, and a process cannot finish
-    /// exiting while a thread waits for that answer ([`crate::netlink::Teardown`]). Applies to
-    /// the default kernel opener ([`RtOpener`]), not to one given with
-    /// [`HostBuilder::kernel`].
+    /// by an RCU grace period (10–20 ms) is then left to detached child processes, so the
+    /// process's exit does not wait for it: the kernel's answer to a link deletion (a deleted
+    /// link is gone from its namespace when `detach` returns, and a process cannot finish
+    /// exiting while a thread waits for that answer: [`crate::netlink::Teardown`]), and the
+    /// last close of the firewall's netfilter socket, which waits for the destroy work of the
+    /// last nf_tables transaction ([`NftFirewall::short_lived`]). Applies to the defaults
+    /// ([`RtOpener`], [`NftFirewall`]), not to a kernel opener or firewall given here.
     pub fn short_lived(mut self, yes: bool) -> Self {
         self.short_lived = yes;
         self
@@ -196,9 +197,9 @@ impl HostBuilder {
             .kernel
             .unwrap_or_else(|| Arc::new(RtOpener { teardown }));
         let nl = kernel.open(&netns).await?;
-        let firewall = self
-            .firewall
-            .unwrap_or_else(|| Arc::new(NftFirewall::new(netns.clone())));
+        let firewall = self.firewall.unwrap_or_else(|| {
+            Arc::new(NftFirewall::new(netns.clone()).short_lived(self.short_lived))
+        });
         let pools4 = self.pools4.or_else(|| {
             self.daemon
                 .as_ref()

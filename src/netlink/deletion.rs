@@ -7,13 +7,11 @@
 //!
 //! - [`Teardown::Thread`] (the default): a thread of the caller's process. Right for a long-lived
 //!   process, a container runtime: the thread ends on its own a few ms later.
-//! - [`Teardown::Child`]: a child process of its own (forked twice, so nobody has to reap it).
-//!   Right for a process that exits after the operation (`netctl`, a CNI plugin): a process
-//!   cannot finish exiting while one of its threads is inside a syscall, so with a thread its
-//!   caller would wait out the barrier on its exit, ~20 ms of every process-per-operation detach.
-//!   The child shares nothing but the netlink socket it sends on and the pipe it answers on: it
-//!   closes every other inherited descriptor first (the state lock, the caller's stdout), so
-//!   neither a lock nor a reader of the caller's output waits for it.
+//! - [`Teardown::Child`]: a detached child process ([`crate::short_lived`]). Right for a process
+//!   that exits after the operation (`netctl`, a CNI plugin): a process cannot finish exiting
+//!   while one of its threads is inside a syscall, so with a thread its caller would wait out
+//!   the barrier on its exit, ~20 ms of every process-per-operation detach. The child keeps
+//!   only the netlink socket it sends on and the socket pair it answers on.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -48,7 +46,7 @@ impl Teardown {
                 socket.send(&request, 0)?;
                 await_ack(&mut socket)
             }
-            Teardown::Child => delete_in_child(&socket, &request),
+            Teardown::Child => delete_in_child(&mut socket, &request),
         }
     }
 }
@@ -89,29 +87,41 @@ fn await_ack(socket: &mut Socket) -> io::Result<()> {
     }
 }
 
-/// Forks twice: the grandchild (reparented to init, or the nearest subreaper, which reaps it)
-/// sends `request` on `socket`, waits for the kernel's answer and writes its errno (0: done) on
-/// a socket pair; this thread reaps the intermediate child at once and reads that errno.
-fn delete_in_child(socket: &Socket, request: &[u8]) -> io::Result<()> {
+/// Sends `request` on `socket` from a detached child ([`crate::short_lived::detach`]), which
+/// waits for the kernel's answer and writes its errno (0: done) on a socket pair; this thread
+/// reads that errno. When no child can be forked, the request is sent from this thread.
+fn delete_in_child(socket: &mut Socket, request: &[u8]) -> io::Result<()> {
+    use crate::short_lived::{Forked, close_all_but, detach, errno};
     let (ours, theirs) = answer_pair()?;
-    let nl = socket.as_raw_fd();
-    // SAFETY: between fork and `_exit` the children call only async-signal-safe functions
-    // (raw syscalls: fork, close_range, send, recv, _exit) on memory allocated before the
-    // fork; they never return into Rust code that could allocate or take a lock.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: as above.
-        unsafe { child(nl, theirs.as_raw_fd(), request) }
+    let (nl, answer) = (socket.as_raw_fd(), theirs.as_raw_fd());
+    // SAFETY: the worker makes raw syscalls only (close_range, send, recv, _exit) on memory
+    // allocated before the fork, and never returns into Rust code that could allocate or lock.
+    match unsafe { detach() } {
+        Ok(Forked::Worker) => unsafe {
+            close_all_but(&mut [nl, answer]);
+            let code = loop {
+                if libc::send(nl, request.as_ptr().cast(), request.len(), 0) >= 0 {
+                    break read_ack(nl);
+                }
+                if errno() != libc::EINTR {
+                    break errno();
+                }
+            };
+            let bytes = code.to_ne_bytes();
+            libc::send(answer, bytes.as_ptr().cast(), 4, libc::MSG_NOSIGNAL);
+            libc::_exit(0)
+        },
+        Ok(Forked::Caller) => {}
+        Err(_) => {
+            socket.send(request, 0)?;
+            return await_ack(socket);
+        }
     }
     drop(theirs);
-    reap(pid);
-    let mut errno = [0u8; 4];
+    let mut code = [0u8; 4];
     loop {
         // SAFETY: reads into a buffer of the length given.
-        let n = unsafe { libc::recv(ours.as_raw_fd(), errno.as_mut_ptr().cast(), 4, 0) };
+        let n = unsafe { libc::recv(ours.as_raw_fd(), code.as_mut_ptr().cast(), 4, 0) };
         match n {
             4 => break,
             n if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
@@ -123,7 +133,7 @@ fn delete_in_child(socket: &Socket, request: &[u8]) -> io::Result<()> {
             }
         }
     }
-    match i32::from_ne_bytes(errno) {
+    match i32::from_ne_bytes(code) {
         0 => Ok(()),
         e => Err(io::Error::from_raw_os_error(e)),
     }
@@ -148,73 +158,11 @@ fn answer_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Waits for the intermediate child, which exits right after forking (a caller that reaps
-/// every child itself may have taken it first: `ECHILD` is fine).
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: plain syscall on our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-    {}
-}
-
-/// The children's side of [`delete_in_child`]; never returns.
-///
-/// # Safety
-/// Only to be called right after `fork` in the child, with `nl` and `answer` open and
-/// `request` readable.
-unsafe fn child(nl: RawFd, answer: RawFd, request: &[u8]) -> ! {
-    // SAFETY (whole body): raw async-signal-safe syscalls only; see `delete_in_child`.
-    unsafe {
-        // The intermediate exits at once, so nobody waits for (or has to reap) the worker.
-        // If this fork fails, the intermediate does the work itself (its parent just waits).
-        let pid = libc::fork();
-        if pid > 0 {
-            libc::_exit(0);
-        }
-        close_all_but(nl, answer);
-        let errno = loop {
-            let n = libc::send(nl, request.as_ptr().cast(), request.len(), 0);
-            if n >= 0 {
-                break read_ack(nl);
-            }
-            let e = *libc::__errno_location();
-            if e != libc::EINTR {
-                break e;
-            }
-        };
-        let bytes = errno.to_ne_bytes();
-        libc::send(answer, bytes.as_ptr().cast(), 4, libc::MSG_NOSIGNAL);
-        libc::_exit(0)
-    }
-}
-
-/// Closes every descriptor except `a` and `b` (`close_range`, three spans).
-///
-/// # Safety
-/// Only in the forked child: the descriptors closed are that process's copies.
-unsafe fn close_all_but(a: RawFd, b: RawFd) {
-    let (lo, hi) = (a.min(b) as u32, a.max(b) as u32);
-    let close = |first: u32, last: u32| {
-        if first <= last {
-            // SAFETY: closing descriptors of this process only.
-            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
-        }
-    };
-    if lo > 0 {
-        close(0, lo - 1);
-    }
-    if hi > lo + 1 {
-        close(lo + 1, hi - 1);
-    }
-    close(hi + 1, u32::MAX);
-}
-
 /// Reads netlink answers on `nl` (into a stack buffer) until an `NLMSG_ERROR`: its errno, 0 for
 /// an acknowledgement.
 ///
 /// # Safety
-/// Only in the forked child (raw syscalls on `nl`).
+/// Only in the forked worker (raw syscalls on `nl`).
 unsafe fn read_ack(nl: RawFd) -> i32 {
     const NLMSG_ERROR: u16 = 2;
     let mut buf = [0u8; 8192];
@@ -223,7 +171,7 @@ unsafe fn read_ack(nl: RawFd) -> i32 {
         let n = unsafe { libc::recv(nl, buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             // SAFETY: reading this thread's errno.
-            let e = unsafe { *libc::__errno_location() };
+            let e = unsafe { crate::short_lived::errno() };
             if e == libc::EINTR {
                 continue;
             }

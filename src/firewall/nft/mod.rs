@@ -30,16 +30,26 @@ impl NftFirewall {
     /// A firewall that programs the nf_tables of `netns`.
     pub fn new(netns: Netns) -> Self {
         NftFirewall {
-            sock: NfSocket::new(netns.clone()),
+            sock: NfSocket::new(netns.clone(), false),
             netns,
         }
+    }
+
+    /// Says the process exits after each operation (see
+    /// [`crate::HostBuilder::short_lived`], which sets it on the default firewall): the last
+    /// close of its netfilter socket, which waits for the destroy work of the last
+    /// transaction (an RCU grace period), is left to a child.
+    pub fn short_lived(mut self, yes: bool) -> Self {
+        self.sock = NfSocket::new(self.netns.clone(), yes);
+        self
     }
 
     /// Applies `ops` in one transaction inside the host netns.
     async fn apply(&self, what: String, ops: Vec<Op>) -> Result<()> {
         tracing::debug!(target: "berth::firewall", "{what}:\n{}", ruleset::render(&ops));
+        let deletes = ops.iter().any(Op::deletes);
         self.sock
-            .run(&what, move |fd| transact::transact(fd, &ops))
+            .run(&what, deletes, move |fd| transact::transact(fd, &ops))
             .await
     }
 
@@ -285,7 +295,7 @@ impl Firewall for NftFirewall {
     async fn forget_flows(&self, ips: &[std::net::IpAddr]) -> Result<usize> {
         let ips = ips.to_vec();
         self.sock
-            .run("delete conntrack entries", move |fd| {
+            .run("delete conntrack entries", false, move |fd| {
                 crate::firewall::conntrack::forget(fd, &ips)
             })
             .await

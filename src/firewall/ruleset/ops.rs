@@ -320,6 +320,19 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether it deletes something (elements, rules, a chain or the table).
+    pub fn deletes(&self) -> bool {
+        match self {
+            Op::DelElems { .. }
+            | Op::FlushMap { .. }
+            | Op::FlushChain { .. }
+            | Op::DelChain { .. }
+            | Op::DelTable => true,
+            Op::Bridge(op) | Op::Guard(op) => op.deletes(),
+            _ => false,
+        }
+    }
+
     /// `op`, addressed to table `bridge berth`.
     pub fn bridge(op: Op) -> Op {
         Op::Bridge(Box::new(op))
