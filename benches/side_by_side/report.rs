@@ -329,6 +329,7 @@ impl Results {
             if has("bcni") && has("cni") {
                 t.extend(self.bcni_targets(w));
             }
+            t.extend(self.issue16_targets(w));
         }
         if let Some(sc) = &self.scale
             && let (Some(&first), Some(&last)) = (sc.checkpoints.first(), sc.checkpoints.last())
@@ -374,6 +375,79 @@ impl Results {
                     note: String::new(),
                 });
             }
+        }
+        t
+    }
+
+    /// The targets of issue 16: against netavark 2.x (`nv2`) where it ran, and absolute ones
+    /// (in-process attach with 2 ports ≤ 2.0 ms, a process-per-operation detach ≤ 8 ms, netctl's
+    /// overhead over the library call halved from ~5 ms).
+    fn issue16_targets(&self, w: &Warm) -> Vec<Target> {
+        let keys = w.keys();
+        let has = |k: &str| keys.contains(&k);
+        let mut t = Vec::new();
+        let dominant = self.dominant_step();
+        let at_most = |what: String, want: f64, got: &Summary, note: String| Target {
+            what,
+            want: format!("≤ {} ms", ms(want)),
+            got: format!("{} ms", ms(got.median)),
+            met: (got.n > 0).then_some(got.median <= want),
+            note,
+        };
+        if has("lib") {
+            t.push(at_most(
+                "attach, 2 ports, in-process (median)".into(),
+                2.0,
+                &w.summary("lib", false, 1),
+                dominant,
+            ));
+        }
+        for k in ["netctl", "bcni"] {
+            if !has(k) {
+                continue;
+            }
+            for pi in [0usize, 1] {
+                let ports = if pi == 1 { 2 } else { 0 };
+                let o = w.summary(k, true, pi);
+                t.push(at_most(
+                    format!("detach, {ports} ports, {} (a process)", label(k)),
+                    8.0,
+                    &o,
+                    format!(
+                        "starting any process here costs {} ms",
+                        ms(Summary::of(&w.null_proc).median)
+                    ),
+                ));
+                if has("nv2") {
+                    t.push(ratio_target(
+                        format!(
+                            "detach, {ports} ports, {} vs netavark 2.x teardown",
+                            label(k)
+                        ),
+                        3.0,
+                        &w.summary("nv2", true, pi),
+                        &o,
+                        "",
+                    ));
+                }
+            }
+        }
+        if has("lib") && has("netctl") {
+            let over = w.summary("netctl", false, 1).median - w.summary("lib", false, 1).median;
+            let start = Summary::of(&w.netctl_startup).median;
+            let null = Summary::of(&w.null_proc).median;
+            t.push(Target {
+                what: "netctl attach (2 ports) over the library call".into(),
+                want: "≤ 2.50 ms (half of ~5 ms)".into(),
+                got: format!("{} ms", ms(over)),
+                met: Some(over <= 2.5),
+                note: format!(
+                    "starting any process: {} ms; netctl doing no networking (`network ls`: \
+                     process start, Host build, network records): {} ms",
+                    ms(null),
+                    ms(start)
+                ),
+            });
         }
         t
     }
@@ -464,7 +538,7 @@ impl Results {
 
     fn targets_md(&self) -> String {
         let mut s = String::from(
-            "## Targets (issue 7)\n\n| target | wanted | measured | met | what dominates / \
+            "## Targets (issues 7 and 16)\n\n| target | wanted | measured | met | what dominates / \
              note |\n|---|---|---|---|---|\n",
         );
         for t in self.targets() {
@@ -595,6 +669,10 @@ impl Results {
             }
             o.insert("null_process".into(), json!(Summary::of(&w.null_proc)));
             o.insert("veth_delete".into(), json!(Summary::of(&w.veth_delete)));
+            o.insert(
+                "netctl_startup".into(),
+                json!(Summary::of(&w.netctl_startup)),
+            );
             v["warm"] = o.into();
         }
         if let Some(sc) = &self.scale {

@@ -44,6 +44,9 @@ pub struct Warm {
     /// Deleting one veth pair (host end on a bridge, peer in a container) through rtnetlink:
     /// the kernel's floor under every detach.
     pub veth_delete: Vec<Duration>,
+    /// netctl doing no networking (`network ls`: process start, `Host` build, the network
+    /// records), when netctl takes part.
+    pub netctl_startup: Vec<Duration>,
 }
 
 /// The two port sets: none, and two TCP ports.
@@ -90,6 +93,7 @@ pub fn run(subjects: &mut [Box<dyn Subject>], rounds: usize) -> Result<Warm, Str
     let mut null_proc = Vec::new();
     let floor = rt().block_on(VethFloor::new(subjects[0].world()))?;
     let mut veth_delete = Vec::new();
+    let mut netctl_startup = Vec::new();
     // Two unmeasured rounds, then the measured ones; each round runs both port sets on every
     // subject, so neither the port sets nor the subjects see different stretches of time.
     for r in 0..rounds + 2 {
@@ -124,6 +128,11 @@ pub fn run(subjects: &mut [Box<dyn Subject>], rounds: usize) -> Result<Warm, Str
                 .map_err(|e| format!("/bin/true: {e}"))?;
             null_proc.push(t.elapsed);
             veth_delete.push(rt().block_on(floor.delete_one())?);
+            for s in subjects.iter() {
+                if let Some(op) = s.startup() {
+                    netctl_startup.push(op?.elapsed);
+                }
+            }
         }
     }
     println!("  {rounds} rounds done");
@@ -133,6 +142,7 @@ pub fn run(subjects: &mut [Box<dyn Subject>], rounds: usize) -> Result<Warm, Str
         subjects: out,
         null_proc,
         veth_delete,
+        netctl_startup,
     })
 }
 

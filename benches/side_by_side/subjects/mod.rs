@@ -53,6 +53,13 @@ pub trait Subject: Sync {
     /// Detaches `c` (which was attached with `ports`: netavark and CNI are told them again).
     fn detach(&self, c: &Container, ports: &Ports) -> Result<Op, String>;
 
+    /// A process side's fixed cost, timed doing no networking at all (netctl: `network ls`,
+    /// which starts the process, builds the `Host` and reads the network records). Default:
+    /// none.
+    fn startup(&self) -> Option<OpResult> {
+        None
+    }
+
     /// Attaches all of `cs` at once. Default: one thread per container, released together,
     /// each running [`Subject::attach`] — separate processes for the process sides.
     fn attach_all(&self, cs: &[Container], ports: &PortsOf) -> Vec<OpResult> {

@@ -68,6 +68,10 @@ impl Subject for Netctl {
         self.run(&args, &format!("netctl connect {}", c.id))
     }
 
+    fn startup(&self) -> Option<Result<Op, String>> {
+        Some(self.run(&["network", "ls"], "netctl network ls"))
+    }
+
     fn detach(&self, c: &Container, _ports: &Ports) -> Result<Op, String> {
         self.run(
             &["disconnect", NETWORK, &c.id],
