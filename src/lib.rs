@@ -32,7 +32,7 @@
 //! | face | [`host`]: [`Host`], validate → lock → IPAM → driver → firewall → persist, with rollback |
 //! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container`, `announce`; every per-driver answer `Host` needs is a [`driver::NetworkDriver`] method, and [`driver::driver_for`] binds a record's options to its driver |
 //! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
-//! | kernel | [`netns`], [`netlink`] (the [`netlink::Kernel`] trait with request builders on [`netlink::Netlink`]; the rtnetlink implementation; [`netlink::fake::FakeNet`], a recording fake injected with [`HostBuilder::kernel`]), [`sysctl`] |
+//! | kernel | [`netns`], [`netlink`] (the [`netlink::Kernel`] trait with request builders on [`netlink::Netlink`]; the rtnetlink implementation; [`netlink::fake::FakeNet`], a recording fake injected with [`HostBuilder::kernel`]), [`sysctl`], `short_lived` (the children a process-per-operation caller leaves the kernel's slow tails to: [`HostBuilder::short_lived`]) |
 //! | model | [`network`], [`options`], [`docker_options`], [`endpoint`], [`names`], [`port`], [`route`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
 //! | tooling | [`sandbox`]: throwaway namespaces and probe traffic, for tests, examples and benchmarks (uses every layer; nothing uses it) |
 //!
