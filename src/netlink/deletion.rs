@@ -1,13 +1,13 @@
 //! Who sits out the tail of a link deletion.
 //!
 //! The kernel answers `RTM_DELLINK` only after an RCU barrier that runs once the link has already
-//! left its namespace (~20 ms here, whatever the API). [`super::RtKernel::delete_link`] returns
+//! left its namespace (~20 ms here, whatever the API). `RtKernel::delete_link` (a [`super::Kernel`] method) returns
 //! as soon as the link is gone from the namespace; the request itself is sent by someone who
 //! waits for that answer in the background ([`Teardown`]):
 //!
 //! - [`Teardown::Thread`] (the default): a thread of the caller's process. Right for a long-lived
 //!   process, a container runtime: the thread ends on its own a few ms later.
-//! - [`Teardown::Child`]: a detached child process ([`crate::short_lived`]). Right for a process
+//! - [`Teardown::Child`]: a detached child process (`short_lived`). Right for a process
 //!   that exits after the operation (`netctl`, a CNI plugin): a process cannot finish exiting
 //!   while one of its threads is inside a syscall, so with a thread its caller would wait out
 //!   the barrier on its exit, ~20 ms of every process-per-operation detach. The child keeps
