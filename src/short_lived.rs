@@ -85,6 +85,26 @@ pub(crate) unsafe fn close_all_but(keep: &mut [RawFd]) {
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
 }
 
+/// A connected pair of `kind` sockets (`SOCK_STREAM`, `SOCK_SEQPACKET`), close-on-exec: how a
+/// worker answers, or what a test holds.
+pub(crate) fn socket_pair(kind: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two descriptors the kernel returns.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            kind | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// The calling thread's `errno`.
 ///
 /// # Safety
@@ -138,19 +158,7 @@ mod tests {
     /// exits.)
     #[test]
     fn a_held_socket_outlives_its_close_here() {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` has room for the pair.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        assert_eq!(r, 0);
-        // SAFETY: just created, owned here.
-        let (held, peer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (held, peer) = socket_pair(libc::SOCK_STREAM).unwrap();
         hold_past_exit(held.as_raw_fd()).unwrap();
         drop(held);
         let mut byte = 0u8;

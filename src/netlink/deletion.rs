@@ -14,7 +14,7 @@
 //!   only the netlink socket it sends on and the socket pair it answers on.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -92,7 +92,7 @@ fn await_ack(socket: &mut Socket) -> io::Result<()> {
 /// reads that errno. When no child can be forked, the request is sent from this thread.
 fn delete_in_child(socket: &mut Socket, request: &[u8]) -> io::Result<()> {
     use crate::short_lived::{Forked, close_all_but, detach, errno};
-    let (ours, theirs) = answer_pair()?;
+    let (ours, theirs) = crate::short_lived::socket_pair(libc::SOCK_SEQPACKET)?;
     let (nl, answer) = (socket.as_raw_fd(), theirs.as_raw_fd());
     // SAFETY: the worker makes raw syscalls only (close_range, send, recv, _exit) on memory
     // allocated before the fork, and never returns into Rust code that could allocate or lock.
@@ -137,25 +137,6 @@ fn delete_in_child(socket: &mut Socket, request: &[u8]) -> io::Result<()> {
         0 => Ok(()),
         e => Err(io::Error::from_raw_os_error(e)),
     }
-}
-
-/// A connected `SOCK_SEQPACKET` pair, close-on-exec: the answer of the deleting process.
-fn answer_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` has room for the two descriptors the kernel returns.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Reads netlink answers on `nl` (into a stack buffer) until an `NLMSG_ERROR`: its errno, 0 for
