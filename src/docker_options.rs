@@ -48,6 +48,11 @@ pub const MACVLAN_MODE: &str = "macvlan_mode";
 pub const IPVLAN_MODE: &str = "ipvlan_mode";
 /// `ipvlan_flag`: bridge, private or vepa.
 pub const IPVLAN_FLAG: &str = "ipvlan_flag";
+/// `encrypted`: an overlay network whose traffic between hosts is ESP (Docker's key; an empty
+/// value means true).
+pub const ENCRYPTED: &str = "encrypted";
+/// `encap`: how an overlay network crosses hosts, `vxlan` (default) or `gre` (berth's key).
+pub const ENCAP: &str = "encap";
 /// `com.docker.network.driver.overlay.vxlanid_list`: the VXLAN id of an overlay network.
 pub const VXLANID_LIST: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
@@ -145,6 +150,11 @@ impl DockerOptions {
                         Error::invalid(VXLANID_LIST, value, "expected one VXLAN id (1-16777215)")
                     })?)
                 }
+                // Docker's key; an empty value (`-o encrypted`) means on.
+                ENCRYPTED => {
+                    o.encrypted = value.is_empty() || parse_bool(ENCRYPTED, value)?;
+                }
+                ENCAP => o.encap = value.parse()?,
                 _ => return Err(unknown(DriverKind::Overlay, OVERLAY_KEYS)),
             },
             other => return Err(unknown(other.kind(), MTU)),
@@ -192,6 +202,10 @@ impl DockerOptions {
             }
             DriverOptions::Overlay(o) => {
                 m.extend(o.vni.map(|v| (VXLANID_LIST, v.to_string())));
+                if o.encrypted {
+                    m.insert(ENCRYPTED, String::new());
+                }
+                m.insert(ENCAP, o.encap.to_string());
                 m.insert(MTU, net.mtu.to_string());
             }
             DriverOptions::None => {}
@@ -206,8 +220,8 @@ const BRIDGE_KEYS: &str = "com.docker.network.bridge.name, …bridge.enable_ip_m
                            anti_spoofing";
 const MACVLAN_KEYS: &str = "parent, macvlan_mode, com.docker.network.driver.mtu";
 const IPVLAN_KEYS: &str = "parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu";
-const OVERLAY_KEYS: &str =
-    "com.docker.network.driver.overlay.vxlanid_list, com.docker.network.driver.mtu";
+const OVERLAY_KEYS: &str = "com.docker.network.driver.overlay.vxlanid_list, encrypted, encap, \
+                            com.docker.network.driver.mtu";
 
 fn parse_bool(what: &'static str, s: &str) -> Result<bool> {
     match s {

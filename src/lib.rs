@@ -85,7 +85,7 @@ pub use netns::Netns;
 pub use network::{Network, NetworkInfo, NetworkSpec, SubnetInfo};
 pub use options::{
     BridgeOptions, DriverKind, DriverOptions, IpvlanFlag, IpvlanMode, IpvlanOptions, MacvlanMode,
-    MacvlanOptions, NoneOptions, OverlayOptions, Parent,
+    MacvlanOptions, NoneOptions, OverlayEncap, OverlayOptions, Parent,
 };
 pub use port::{ExposedPort, Port, PortMapping, PortRequest, Protocol};
 pub use route::RouteSpec;

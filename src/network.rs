@@ -357,6 +357,19 @@ impl NetworkSpec<OverlayOptions> {
         self.driver.vni = Some(vni);
         self
     }
+
+    /// Encrypts the network's traffic between hosts (ESP; Docker's `-o encrypted`). The
+    /// hosts need the cluster's master secret ([`crate::cluster::ClusterSecret`]).
+    pub fn encrypted(mut self, on: bool) -> Self {
+        self.driver.encrypted = on;
+        self
+    }
+
+    /// How frames cross hosts (`-o encap=vxlan|gre`).
+    pub fn encap(mut self, encap: crate::options::OverlayEncap) -> Self {
+        self.driver.encap = encap;
+        self
+    }
 }
 
 impl NetworkSpec {

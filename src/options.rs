@@ -160,8 +160,55 @@ pub const VNI_MAX: u32 = (1 << 24) - 1;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverlayOptions {
     /// The VXLAN network identifier (`…overlay.vxlanid_list`): allocated cluster-wide when
-    /// unset; a VNI another overlay network has is refused.
+    /// unset; a VNI another overlay network has is refused. Over GRE it is the GRE key.
     pub vni: Option<u32>,
+    /// ESP between the hosts of the network (Docker's `-o encrypted`): its traffic between
+    /// hosts is encrypted, its plaintext dropped on input (see [`crate::cluster::encryption`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// How frames cross hosts: VXLAN (default) or GRE (`-o encap=gre`).
+    #[serde(default, skip_serializing_if = "OverlayEncap::is_vxlan")]
+    pub encap: OverlayEncap,
+}
+
+/// How an overlay network carries its frames between hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayEncap {
+    /// VXLAN over UDP (port [`crate::cluster::VXLAN_PORT`] unless the cluster says otherwise):
+    /// one VXLAN device per network per host, a static FDB entry per remote endpoint.
+    #[default]
+    Vxlan,
+    /// GRE (IP protocol 47, key = the network's VNI): one gretap port per remote host on the
+    /// network's bridge, for underlays that block UDP 4789.
+    Gre,
+}
+
+impl OverlayEncap {
+    /// Whether it is VXLAN (the default).
+    pub fn is_vxlan(&self) -> bool {
+        *self == OverlayEncap::Vxlan
+    }
+}
+
+impl fmt::Display for OverlayEncap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OverlayEncap::Vxlan => "vxlan",
+            OverlayEncap::Gre => "gre",
+        })
+    }
+}
+
+impl std::str::FromStr for OverlayEncap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "vxlan" => Ok(OverlayEncap::Vxlan),
+            "gre" => Ok(OverlayEncap::Gre),
+            _ => Err(Error::invalid("encap", s, "expected vxlan or gre")),
+        }
+    }
 }
 
 impl OverlayOptions {
@@ -172,6 +219,11 @@ impl OverlayOptions {
                 "vxlanid_list",
                 v,
                 "a VXLAN id is 1-16777215",
+            )),
+            _ if self.encrypted && self.encap == OverlayEncap::Gre => Err(Error::invalid(
+                "encrypted",
+                "true",
+                "encryption covers VXLAN encapsulation only (use encap=vxlan)",
             )),
             _ => Ok(()),
         }

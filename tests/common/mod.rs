@@ -2,6 +2,7 @@
 //! read-backs of kernel state (links through netlink, nf_tables through `nft -j` in the sandbox).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod etcd;
 pub mod netctl;
 pub mod state;
