@@ -97,6 +97,7 @@ fn settings() -> ClusterSettings {
         reclaim_grace: Duration::from_secs(60),
         expiry_hold: Duration::from_millis(500),
         reconcile_every: Duration::from_secs(10),
+        ..ClusterSettings::default()
     }
 }
 

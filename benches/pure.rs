@@ -89,6 +89,7 @@ fn render(c: &mut Criterion) {
         outbound_ipv4: None,
         icc: true,
         anti_spoofing: false,
+        encrypted: None,
     };
     c.bench_function("render network rules", |b| {
         b.iter(|| black_box(ruleset::network_add(black_box(&n))))

@@ -112,6 +112,14 @@ struct ClusterArgs {
     /// died (default 10).
     #[arg(long, global = true, value_name = "SECS", requires = "cluster_store")]
     cluster_ttl: Option<u64>,
+    /// A file holding the cluster's master secret (at least 32 bytes; mode 0600, owned by the
+    /// caller): encrypted overlay networks (`-o encrypted`) derive their keys from it. Never
+    /// given as a value on the command line.
+    #[arg(long, global = true, value_name = "FILE", requires = "cluster_store")]
+    cluster_secret_file: Option<PathBuf>,
+    /// How often the keys of encrypted networks change, in seconds (default 43200, 12 h).
+    #[arg(long, global = true, value_name = "SECS", requires = "cluster_store")]
+    cluster_key_rotation: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -466,6 +474,7 @@ struct Member {
     store: Etcd,
     identity: HostIdentity,
     settings: ClusterSettings,
+    secret: Option<berth::cluster::ClusterSecret>,
 }
 
 /// `--cluster-store`/`--cluster-advertise`/`--cluster-host`/`--cluster-ttl` → the membership
@@ -490,11 +499,21 @@ async fn cluster_member(a: &ClusterArgs) -> Result<Option<Member>, Failure> {
     if let Some(secs) = a.cluster_ttl {
         settings.lease_ttl = std::time::Duration::from_secs(secs);
     }
+    if let Some(secs) = a.cluster_key_rotation {
+        settings.key_rotation = std::time::Duration::from_secs(secs.max(1));
+        settings.key_switch_delay = settings.key_switch_delay.min(settings.key_rotation / 2);
+    }
+    let secret = a
+        .cluster_secret_file
+        .as_deref()
+        .map(berth::cluster::ClusterSecret::from_file)
+        .transpose()?;
     let store = Etcd::with_config(cfg).await?;
     Ok(Some(Member {
         store,
         identity,
         settings,
+        secret,
     }))
 }
 
@@ -535,6 +554,9 @@ async fn open_host(
     }
     if let Some(m) = cluster {
         b = b.cluster(m.store, m.identity).cluster_settings(m.settings);
+        if let Some(s) = m.secret {
+            b = b.cluster_secret(s);
+        }
     }
     if let Some(hook) = crash_hook()? {
         b = b.fault_hook(hook);

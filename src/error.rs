@@ -331,6 +331,15 @@ pub enum Error {
         /// The driver.
         driver: &'static str,
     },
+    /// An encrypted overlay network on a host that was not given the cluster's secret (what
+    /// Docker says as "encryption keys not present").
+    #[error(
+        "network {network} is encrypted and this host has no cluster secret (HostBuilder::cluster_secret, netctl --cluster-secret-file)"
+    )]
+    NoClusterSecret {
+        /// The network.
+        network: String,
+    },
     /// A VXLAN id another overlay network has.
     #[error("VXLAN id {vni} is in use by overlay network {network}")]
     VniInUse {

@@ -169,6 +169,11 @@ pub struct OverlayOptions {
     /// How frames cross hosts: VXLAN (default) or GRE (`-o encap=gre`).
     #[serde(default, skip_serializing_if = "OverlayEncap::is_vxlan")]
     pub encap: OverlayEncap,
+    /// The VXLAN UDP port, recorded when the network is created (the creating host's
+    /// [`crate::cluster::HostIdentity::port`]; every host of a cluster uses the same). Unset
+    /// in records made before it was kept: the host's own port then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// How an overlay network carries its frames between hosts.

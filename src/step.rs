@@ -25,6 +25,9 @@ pub enum Step {
     /// A cluster network's endpoint was advertised in the cluster store (after this host was
     /// made to forward to the network's other endpoints).
     ClusterAdvertise,
+    /// An encrypted network's ESP SAs and IPsec policies were made (before the endpoint was
+    /// advertised).
+    ClusterEncryption,
     /// The firewall added the endpoint's ports.
     FirewallEndpoint,
     /// The endpoint record was written.
@@ -74,6 +77,7 @@ impl Step {
         Step::PersistNetwork,
         Step::IpamAllocate,
         Step::DriverAttach,
+        Step::ClusterEncryption,
         Step::ClusterAdvertise,
         Step::FirewallEndpoint,
         Step::PersistEndpoint,
@@ -118,6 +122,7 @@ impl fmt::Display for Step {
             Step::PersistNetwork => "persist-network",
             Step::IpamAllocate => "ipam-allocate",
             Step::DriverAttach => "driver-attach",
+            Step::ClusterEncryption => "cluster-encryption",
             Step::ClusterAdvertise => "cluster-advertise",
             Step::FirewallEndpoint => "firewall-endpoint",
             Step::PersistEndpoint => "persist-endpoint",

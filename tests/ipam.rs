@@ -313,6 +313,7 @@ async fn gc_keeps_listed_containers_and_removes_everything_else() {
         outbound_ipv4: None,
         icc: true,
         anti_spoofing: false,
+        encrypted: None,
     };
     let ghost_port = berth::firewall::EndpointRules {
         ip: "10.72.0.99".parse().unwrap(),

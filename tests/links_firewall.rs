@@ -27,6 +27,7 @@ async fn network_rules(host: &Host, name: &str) -> NetworkRules {
         outbound_ipv4: None,
         icc: net.icc(),
         anti_spoofing: false,
+        encrypted: None,
     }
 }
 

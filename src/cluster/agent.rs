@@ -31,6 +31,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::Cluster;
+use super::encryption::KeySchedule;
 use super::records::{self, Claim, EndpointRecord, NetKey, Tombstone, to_json};
 use super::store::{Compare, KeyValue, LeaseId, Op, Txn, WatchEvent, WatchItem};
 use crate::error::Result;
@@ -282,6 +283,13 @@ impl OverlayAgent {
         self.host.finish_pending_detaches().await?;
         let (kvs, rev) = store.list("").await?;
         let mut view = View::from_list(&self.cluster, &kvs);
+        let encrypting = self.cluster.secret().is_some();
+        if encrypting
+            && let Some(kv) = kvs.iter().find(|kv| kv.key == records::KEYS)
+            && let Ok(k) = self.cluster.decode::<KeySchedule>(kv)
+        {
+            self.cluster.set_keys(k);
+        }
         self.update(|s| {
             s.lists += 1;
             s.lease = Some(lease);
@@ -289,7 +297,13 @@ impl OverlayAgent {
             s.last_error = None;
         });
         self.sync_all(&view).await?;
+        if encrypting {
+            self.sync_encryption().await;
+        }
         let mut watch = store.watch("", rev + 1).await?;
+        let mut rotate = tokio::time::interval(
+            (settings.key_rotation / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        );
         let mut keepalive = tokio::time::interval(settings.lease_ttl / 3);
         let mut full = tokio::time::interval(settings.reconcile_every);
         let mut reclaim =
@@ -300,6 +314,7 @@ impl OverlayAgent {
             let due = view
                 .next_due()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let switch = self.next_key_switch(encrypting);
             tokio::select! {
                 item = watch.next() => match item {
                     None => return Ok(()),
@@ -310,6 +325,7 @@ impl OverlayAgent {
                         return Ok(());
                     }
                     Some(Ok(WatchItem::Events(events))) => {
+                        let keys = encrypting && self.keys_changed(&events);
                         let ch = view.apply(&self.cluster, events, settings.expiry_hold);
                         if ch.own_lease_ended {
                             tracing::warn!(target: "berth::cluster", lease = lease.0,
@@ -328,8 +344,26 @@ impl OverlayAgent {
                         for n in ch.networks {
                             self.sync(&view, &n).await?;
                         }
+                        if keys {
+                            self.sync_encryption().await;
+                        }
                     }
                 },
+                _ = tokio::time::sleep_until(switch) => {
+                    // A new key generation starts being sent with.
+                    self.sync_encryption().await;
+                }
+                _ = rotate.tick(), if encrypting => {
+                    match self.cluster.rotate_keys_if_due().await {
+                        Ok(Some(k)) => {
+                            tracing::info!(target: "berth::cluster",
+                                           generations = ?k.generations.iter().map(|g| g.tag).collect::<Vec<_>>(),
+                                           "encryption keys rotated");
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(target: "berth::cluster", error = %e, "key rotation failed"),
+                    }
+                }
                 _ = keepalive.tick() => {
                     if store.keep_alive(lease).await?.is_none() {
                         tracing::warn!(target: "berth::cluster", lease = lease.0,
@@ -352,6 +386,50 @@ impl OverlayAgent {
                         self.sync(&view, &n).await?;
                     }
                 }
+            }
+        }
+    }
+
+    /// Takes a key schedule put in `events`; whether there was one.
+    fn keys_changed(&self, events: &[WatchEvent]) -> bool {
+        let mut changed = false;
+        for e in events {
+            if let WatchEvent::Put(kv) = e
+                && kv.key == records::KEYS
+                && let Ok(k) = self.cluster.decode::<KeySchedule>(kv)
+            {
+                self.cluster.set_keys(k);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// When the generation sent with changes next (far away when it does not).
+    fn next_key_switch(&self, encrypting: bool) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        if !encrypting {
+            return far;
+        }
+        let now = super::encryption::unix_now();
+        match self.cluster.cached_keys().and_then(|k| k.next_switch(now)) {
+            // Whole seconds: a little after the second starts.
+            Some(t) => Instant::now() + Duration::from_secs(t - now) + Duration::from_millis(20),
+            None => far,
+        }
+    }
+
+    /// Makes the IPsec state match (errors are reported, the next change or reconcile retries).
+    async fn sync_encryption(&self) {
+        match self.host.sync_encryption().await {
+            Ok(r) => {
+                if r.changed() {
+                    self.update(|s| s.syncs += 1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "berth::cluster", error = %e, "IPsec state not synchronised");
+                self.update(|s| s.last_error = Some(e.to_string()));
             }
         }
     }

@@ -15,6 +15,7 @@
 //! [`HostIdentity`] and its lease.
 
 pub mod agent;
+pub mod encryption;
 mod endpoints;
 mod etcd;
 mod ipam;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use agent::{AgentStatus, OverlayAgent};
+pub use encryption::{ClusterSecret, KeySchedule};
 pub use etcd::{Etcd, EtcdConfig, EtcdTls};
 pub use ipam::ClusterIpam;
 pub use memory::MemoryStore;
@@ -116,6 +118,11 @@ pub struct ClusterSettings {
     /// How often the agent compares the kernel with the store in full (default 10 s); it also
     /// does on every change it is told of.
     pub reconcile_every: Duration,
+    /// How often the keys of encrypted networks change (default 12 h, Docker's period).
+    pub key_rotation: Duration,
+    /// How long after a new key generation is announced hosts start sending with it (default
+    /// 30 s): every host adds its receiving SAs meanwhile. Hosts' clocks must agree within it.
+    pub key_switch_delay: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -125,6 +132,8 @@ impl Default for ClusterSettings {
             reclaim_grace: Duration::from_secs(60),
             expiry_hold: Duration::from_secs(1),
             reconcile_every: Duration::from_secs(10),
+            key_rotation: Duration::from_secs(12 * 3600),
+            key_switch_delay: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +146,8 @@ pub struct Cluster {
     settings: ClusterSettings,
     lease: Arc<tokio::sync::Mutex<Option<LeaseId>>>,
     lease_file: Arc<std::sync::Mutex<Option<PathBuf>>>,
+    secret: Option<ClusterSecret>,
+    keys: Arc<std::sync::Mutex<Option<KeySchedule>>>,
 }
 
 impl Cluster {
@@ -169,7 +180,78 @@ impl Cluster {
             settings,
             lease: Arc::default(),
             lease_file: Arc::default(),
+            secret: None,
+            keys: Arc::default(),
         })
+    }
+
+    /// The same membership with the cluster's master secret (encrypted networks need it).
+    pub fn with_secret(mut self, secret: ClusterSecret) -> Cluster {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// The master secret, if this host was given one.
+    pub fn secret(&self) -> Option<&ClusterSecret> {
+        self.secret.as_ref()
+    }
+
+    /// The key schedule: the one last seen, else read from the store (made there, generation
+    /// 1, if the cluster has none yet).
+    pub async fn key_schedule(&self) -> Result<KeySchedule> {
+        if let Some(k) = self.cached_keys() {
+            return Ok(k);
+        }
+        for _ in 0..2 {
+            if let Some(kv) = self.store.get(records::KEYS).await? {
+                let k: KeySchedule = self.decode(&kv)?;
+                self.set_keys(k.clone());
+                return Ok(k);
+            }
+            self.store
+                .txn(Txn::new(
+                    vec![store::Compare::Absent(records::KEYS.into())],
+                    vec![Op::put(
+                        records::KEYS,
+                        records::to_json(&KeySchedule::first(encryption::unix_now())),
+                    )],
+                ))
+                .await?;
+        }
+        Err(self.contended("key schedule"))
+    }
+
+    pub(crate) fn cached_keys(&self) -> Option<KeySchedule> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_keys(&self, k: KeySchedule) {
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(k);
+    }
+
+    /// Rotates the keys if the schedule says it is due (compare-and-swap: one host of many
+    /// doing it at once wins). Returns the new schedule when it rotated.
+    pub(crate) async fn rotate_keys_if_due(&self) -> Result<Option<KeySchedule>> {
+        let Some(kv) = self.store.get(records::KEYS).await? else {
+            return Ok(None);
+        };
+        let k: KeySchedule = self.decode(&kv)?;
+        let now = encryption::unix_now();
+        if !k.due(now, self.settings.key_rotation.as_secs().max(1)) {
+            return Ok(None);
+        }
+        let next = k.rotated(now, self.settings.key_switch_delay.as_secs());
+        let won = self
+            .store
+            .txn(Txn::new(
+                vec![store::Compare::ModRevision(
+                    records::KEYS.into(),
+                    kv.mod_revision,
+                )],
+                vec![Op::put(records::KEYS, records::to_json(&next))],
+            ))
+            .await?;
+        Ok(won.then_some(next))
     }
 
     /// The store.

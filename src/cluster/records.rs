@@ -10,6 +10,7 @@
 //! | `hosts/HOST` | [`HostRecord`] | the host's |
 //! | `dead/HOST` | [`Tombstone`]: when the reclaimer first saw the host gone | no |
 //! | `reclaimer` | the elected reclaimer's host name | its host's |
+//! | `encryption/keys` | [`super::encryption::KeySchedule`]: key tags and when each is sent with (never a key) | no |
 //!
 //! Creating or deleting a network rewrites `networks` with a compare-and-swap on its revision,
 //! so names, VNIs and subnets are unique cluster-wide; an address is claimed by creating its
@@ -29,6 +30,8 @@ use crate::network::NetworkInfo;
 pub const NETWORKS: &str = "networks";
 /// Key of the reclaimer election.
 pub const RECLAIMER: &str = "reclaimer";
+/// Key of the encryption key schedule.
+pub const KEYS: &str = "encryption/keys";
 
 /// `net/NAME/config`.
 pub fn config(net: &str) -> String {

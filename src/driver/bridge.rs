@@ -83,6 +83,7 @@ impl NetworkDriver for BridgeDriver<'_> {
             outbound_ipv4: o.outbound_ipv4,
             icc: o.icc,
             anti_spoofing: o.anti_spoofing,
+            encrypted: None,
         })
     }
 

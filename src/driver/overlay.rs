@@ -27,7 +27,7 @@ use super::{
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
-use crate::firewall::NetworkRules;
+use crate::firewall::{EspVxlan, NetworkRules};
 use crate::link_marks;
 use crate::mac::MacAddr;
 use crate::netlink::{FdbEntry, NeighbourEntry};
@@ -38,6 +38,10 @@ use crate::options::{BridgeOptions, DriverKind, OverlayOptions};
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
 /// The same over an IPv6 underlay.
 pub const VXLAN_OVERHEAD_V6: u32 = 70;
+/// What ESP in transport mode adds on top on an encrypted network, at most: SPI and sequence
+/// number (8), the explicit IV of `rfc4106(gcm(aes))` (8), up to 3 bytes of padding, the pad
+/// length and next header (2) and the 16-byte ICV — 37, rounded up to 40.
+pub const ESP_OVERHEAD: u32 = 40;
 
 /// See the module docs; bound to the network's options.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +99,7 @@ impl OverlayDriver<'_> {
             .link()
             .vxlan(&vx, vni, underlay.vtep)
             .underlay(dev)
-            .port(underlay.port)
+            .port(self.0.port.unwrap_or(underlay.port))
             .mtu(net.mtu)
             .master(bridge.index)
             .group(link_marks::LOWER)
@@ -177,6 +181,10 @@ impl NetworkDriver for OverlayDriver<'_> {
             outbound_ipv4: None,
             icc: true,
             anti_spoofing: false,
+            encrypted: self.0.encrypted.then(|| EspVxlan {
+                port: self.0.port.unwrap_or(crate::cluster::VXLAN_PORT),
+                vni: self.0.vni.unwrap_or_default(),
+            }),
         })
     }
 
@@ -212,8 +220,10 @@ impl NetworkDriver for OverlayDriver<'_> {
                 } else {
                     VXLAN_OVERHEAD_V4
                 };
-                link_mtu.saturating_sub(overhead)
+                let esp = if self.0.encrypted { ESP_OVERHEAD } else { 0 };
+                link_mtu.saturating_sub(overhead + esp)
             }
+            (0, None) if self.0.encrypted => 1500 - VXLAN_OVERHEAD_V4 - ESP_OVERHEAD,
             (0, None) => 1500 - VXLAN_OVERHEAD_V4,
             (m, _) => m,
         };

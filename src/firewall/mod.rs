@@ -10,7 +10,7 @@ mod socket;
 use async_trait::async_trait;
 
 pub use nft::NftFirewall;
-pub use ruleset::{EndpointRules, LinkRule, NetworkRules};
+pub use ruleset::{EndpointRules, EspVxlan, LinkRule, NetworkRules};
 
 use crate::error::Result;
 

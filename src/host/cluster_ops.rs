@@ -10,6 +10,7 @@ use crate::driver::{Peer, Scope, driver_for};
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::network::{NetworkInfo, NetworkSpec};
+use crate::options::DriverOptions;
 
 use super::journal::{Journal, Undo};
 use super::network_ops::network_rules;
@@ -53,7 +54,13 @@ impl Host {
         } else {
             Vec::new()
         };
-        let template = super::network_ops::new_record(&spec, driver.as_ref());
+        let mut template = super::network_ops::new_record(&spec, driver.as_ref());
+        if let DriverOptions::Overlay(o) = &mut template.driver {
+            if o.encrypted && cluster.secret().is_none() {
+                return Err(Error::NoClusterSecret { network: spec.name });
+            }
+            o.port = Some(cluster.identity().port);
+        }
         let net = cluster.create_network(template, &requests, &avoid).await?;
         let imported = match self.after(Step::IpamReserve) {
             Ok(()) => self.import_locked(&net).await,
@@ -145,12 +152,19 @@ impl Host {
         journal: &mut Journal,
     ) -> Result<()> {
         let cluster = self.need_cluster(&net.name)?;
+        self.require_secret(net)?;
         let records = self.peer_records(net).await?;
         self.publish_peers(&net.name, &records)?;
         let peers: Vec<Peer> = records.iter().map(peer_of).collect();
         driver_for(&net.driver)
             .sync_peers(self.ctx(), net, &peers)
             .await?;
+        if super::encryption_ops::is_encrypted(net) {
+            // Before the endpoint is advertised: the peers that see it find this host's SAs.
+            journal.push(Undo::Encryption);
+            self.sync_encryption_locked(Some(&net.name)).await?;
+            self.after(Step::ClusterEncryption)?;
+        }
         let rec = self.endpoint_record(net, att)?;
         cluster.register(&net.name, &rec).await?;
         journal.push(Undo::ClusterEndpoint {
@@ -315,6 +329,9 @@ impl Host {
             .await?;
         // The kernel first (that is what the peers wait for), then the names.
         self.publish_peers(network, records)?;
+        if super::encryption_ops::is_encrypted(&net) {
+            self.sync_encryption_locked(None).await?;
+        }
         Ok(Some(r))
     }
 
@@ -336,6 +353,9 @@ impl Host {
             .add_peers(self.ctx(), &net, &peers)
             .await?;
         self.publish_peers(network, all)?;
+        if super::encryption_ops::is_encrypted(&net) {
+            self.sync_encryption_locked(None).await?;
+        }
         Ok(Some(r))
     }
 

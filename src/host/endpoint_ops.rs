@@ -396,6 +396,12 @@ impl Host {
         if errors.is_empty() {
             self.state.remove_endpoint(network, container)?;
             self.after(Step::DetachRecord)?;
+            if super::encryption_ops::is_encrypted(net)
+                && let Err(e) = self.sync_encryption_locked(None).await
+            {
+                // gc and the agent's next synchronisation finish it.
+                tracing::warn!(target: "berth::host", network, error = %e, "IPsec state not synchronised after detach");
+            }
             if let Err(e) = self.sync_default_routes(container).await {
                 tracing::warn!(target: "berth::host", container, error = %e, "default route not re-elected");
             }
@@ -431,6 +437,9 @@ impl Host {
             .extend(crate::driver::container::check_interface(self.kernel.as_ref(), &att).await?);
         if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
             missing.extend(self.cluster_check(&net).await?);
+        }
+        if super::encryption_ops::is_encrypted(&net) {
+            missing.extend(self.encryption_check().await?);
         }
         if let Some(n) = network_rules(&net) {
             let eps: Vec<_> = self.endpoint_fw(&net, &att, None)?.into_iter().collect();

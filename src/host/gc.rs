@@ -57,6 +57,9 @@ pub struct GcReport {
     /// Forwarding entries to other hosts' endpoints added or removed so that the kernel
     /// matches the store (cluster networks).
     pub forwarding_fixed: usize,
+    /// ESP SAs and IPsec policies added, switched or removed so that the kernel matches the
+    /// hosts this one shares encrypted networks with.
+    pub ipsec_fixed: usize,
 }
 
 /// What `net`'s IPAM must hold: its subnets and aux addresses, and `held` (container → its
@@ -233,6 +236,15 @@ impl Host {
                             .map(|(c, ip)| (net.name.clone(), c, ip)),
                     );
                     report.conflicts.extend(r.conflicts);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if self.cluster.is_some() {
+            match self.sync_encryption_locked(None).await {
+                Ok(r) => {
+                    report.ipsec_fixed +=
+                        r.sas_added + r.sas_removed + r.policies_put + r.policies_removed
                 }
                 Err(e) => errors.push(e),
             }

@@ -26,6 +26,9 @@ pub(super) enum Undo {
         network: String,
         container: String,
     },
+    /// IPsec state was synchronised for an attach to an encrypted network: synchronised
+    /// again without it.
+    Encryption,
     /// `lo` of the container netns was down and was brought up.
     LoopbackUp(crate::netlink::Netlink),
     DriverEndpoint(Box<(NetworkInfo, Attachment)>),
@@ -74,6 +77,7 @@ impl Host {
                     Some(c) => c.delete_network(name).await,
                     None => Ok(()),
                 },
+                Undo::Encryption => self.sync_encryption_locked(None).await.map(drop),
                 Undo::ClusterEndpoint { network, container } => match &self.cluster {
                     Some(c) => c.unregister(network, container).await,
                     None => Ok(()),

@@ -7,6 +7,7 @@
 
 mod cluster_ops;
 mod default_bridge;
+mod encryption_ops;
 mod endpoint_ops;
 mod files_ops;
 mod firewall_ops;
@@ -26,7 +27,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cluster::{Cluster, ClusterIpam, ClusterSettings, ClusterStore, HostIdentity};
+use crate::cluster::{
+    Cluster, ClusterIpam, ClusterSecret, ClusterSettings, ClusterStore, HostIdentity,
+};
 use crate::daemon_config::DaemonConfig;
 use crate::driver::{DriverContext, Scope, Underlay, driver_for};
 use crate::error::{Error, Result};
@@ -60,6 +63,7 @@ pub struct HostBuilder {
     short_lived: bool,
     cluster: Option<(Arc<dyn ClusterStore>, HostIdentity)>,
     cluster_settings: ClusterSettings,
+    cluster_secret: Option<ClusterSecret>,
 }
 
 impl fmt::Debug for HostBuilder {
@@ -176,6 +180,13 @@ impl HostBuilder {
         self
     }
 
+    /// The cluster's master secret, from which the keys of encrypted overlay networks are
+    /// derived (every host of the cluster is given the same; it never goes to the store).
+    pub fn cluster_secret(mut self, secret: ClusterSecret) -> Self {
+        self.cluster_secret = Some(secret);
+        self
+    }
+
     /// A hook called after every step (fault injection in tests).
     pub fn fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault = Some(hook);
@@ -221,7 +232,10 @@ impl HostBuilder {
             .unwrap_or_else(|| "/etc/resolv.conf".into());
         let cluster = match self.cluster {
             Some((store, id)) => {
-                let c = Cluster::from_arc(store, id, self.cluster_settings)?;
+                let mut c = Cluster::from_arc(store, id, self.cluster_settings)?;
+                if let Some(s) = self.cluster_secret.clone() {
+                    c = c.with_secret(s);
+                }
                 c.set_lease_file(state.root().join("cluster-lease.json"));
                 Some(c)
             }

@@ -18,6 +18,7 @@ pub mod deletion;
 pub mod fake;
 pub mod kernel;
 pub mod rt;
+pub mod xfrm;
 
 use std::net::IpAddr;
 use std::sync::Arc;

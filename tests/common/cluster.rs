@@ -52,6 +52,7 @@ pub fn settings() -> ClusterSettings {
         reclaim_grace: Duration::from_secs(4),
         expiry_hold: Duration::from_millis(500),
         reconcile_every: Duration::from_secs(2),
+        ..ClusterSettings::default()
     }
 }
 

@@ -207,7 +207,12 @@ impl Firewall for NftFirewall {
         }
         let chains: std::collections::HashSet<String> = nets
             .iter()
-            .flat_map(|n| ruleset::network_chains(&n.name))
+            .flat_map(|n| {
+                let esp = n.encrypted.map(|_| ruleset::esp::chains(&n.name));
+                ruleset::network_chains(&n.name)
+                    .into_iter()
+                    .chain(esp.into_iter().flatten())
+            })
             .collect();
         let bridges: std::collections::HashSet<Vec<u8>> = nets
             .iter()

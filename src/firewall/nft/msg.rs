@@ -108,6 +108,7 @@ unsafe impl NlMsg for OpMsg<'_> {
                         let kind = cstr(match b.kind {
                             ChainKind::Nat => "nat",
                             ChainKind::Filter => "filter",
+                            ChainKind::Route => "route",
                         });
                         sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16, hook as u32);
                         sys::nftnl_chain_set_s32(c, sys::NFTNL_CHAIN_PRIO as u16, b.priority);
@@ -302,6 +303,23 @@ unsafe fn rule(table: &CString, chain: &CString, family: u16) -> *mut sys::nftnl
     }
 }
 
+/// `NFT_META_SECPATH` (not in libc).
+const NFT_META_SECPATH: u32 = 27;
+
+fn meta_key(key: MetaKey) -> u32 {
+    (match key {
+        MetaKey::NfProto => libc::NFT_META_NFPROTO,
+        MetaKey::Protocol => libc::NFT_META_PROTOCOL,
+        MetaKey::IifGroup => libc::NFT_META_IIFGROUP,
+        MetaKey::OifGroup => libc::NFT_META_OIFGROUP,
+        MetaKey::L4Proto => libc::NFT_META_L4PROTO,
+        MetaKey::IifName => libc::NFT_META_IIFNAME,
+        MetaKey::OifName => libc::NFT_META_OIFNAME,
+        MetaKey::Mark => libc::NFT_META_MARK,
+        MetaKey::Secpath => return NFT_META_SECPATH,
+    }) as u32
+}
+
 /// Builds one expression; the rule it is added to takes ownership.
 unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
     let u32_ = |x: *mut sys::nftnl_expr, attr: u32, v: u32| {
@@ -320,19 +338,17 @@ unsafe fn expr(e: &Expr) -> *mut sys::nftnl_expr {
     match e {
         Expr::Meta { key, dreg } => {
             let x = alloc("meta");
-            let key = match key {
-                MetaKey::NfProto => libc::NFT_META_NFPROTO,
-                MetaKey::Protocol => libc::NFT_META_PROTOCOL,
-                MetaKey::IifGroup => libc::NFT_META_IIFGROUP,
-                MetaKey::OifGroup => libc::NFT_META_OIFGROUP,
-                MetaKey::L4Proto => libc::NFT_META_L4PROTO,
-                MetaKey::IifName => libc::NFT_META_IIFNAME,
-                MetaKey::OifName => libc::NFT_META_OIFNAME,
-            };
-            u32_(x, sys::NFTNL_EXPR_META_KEY, key as u32);
+            u32_(x, sys::NFTNL_EXPR_META_KEY, meta_key(*key));
             u32_(x, sys::NFTNL_EXPR_META_DREG, *dreg);
             x
         }
+        Expr::MetaSet { key, sreg } => {
+            let x = alloc("meta");
+            u32_(x, sys::NFTNL_EXPR_META_KEY, meta_key(*key));
+            u32_(x, sys::NFTNL_EXPR_META_SREG, *sreg);
+            x
+        }
+        Expr::Counter => alloc("counter"),
         Expr::Payload {
             base,
             offset,

@@ -57,6 +57,19 @@ pub struct NetworkRules {
     /// Containers may send only from their own MAC and addresses (table `bridge berth`, see
     /// [`super::spoof`]); the bridge driver marks the ports.
     pub anti_spoofing: bool,
+    /// The network's VXLAN traffic between hosts is ESP (an encrypted overlay network): it is
+    /// marked for the IPsec policy on output, and dropped on input when it arrives in
+    /// plaintext (see [`super::esp`]).
+    pub encrypted: Option<EspVxlan>,
+}
+
+/// The VXLAN traffic of one encrypted overlay network: UDP to `port` carrying VNI `vni`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EspVxlan {
+    /// The VXLAN UDP port of the cluster.
+    pub port: u16,
+    /// The network's VNI.
+    pub vni: u32,
 }
 
 /// What a container port of an anti-spoofing network may send from: its host-side interface

@@ -29,6 +29,7 @@
 //! chain prerouting-guard (filter, -300) iifname != lo ip daddr 127.0.0.0/8 drop; same for ::1
 //! chain user-forward                the admin's; never touched by berth
 //! chain nw-NAME-post oifname != BRIDGE ip saddr SUBNET masquerade   (per subnet)
+//! chain nw-NAME-esp-out, nw-NAME-esp-in   encrypted overlay networks only, see [`esp`]
 //!
 //! table bridge berth
 //! set links4 { ipv4_addr . ipv4_addr . inet_proto . inet_service }   FROM . TO . PROTO . PORT
@@ -44,6 +45,7 @@
 //! chain anti-spoof  own source (IPv4, ARP, IPv6, ND target/lladdr) accept; RA, redirect, rest drop
 //! ```
 
+pub mod esp;
 pub mod facts;
 pub mod filter;
 pub mod icc;
@@ -57,9 +59,9 @@ use ipnet::IpNet;
 
 use facts::IFNAMSIZ;
 pub use facts::{
-    CHAIN_PORTS, EndpointRules, LinkRule, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE, MAP_PORTS_ANY,
-    MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF, NetworkRules,
-    PortGuard, TABLE, ifname_key,
+    CHAIN_PORTS, EndpointRules, EspVxlan, LinkRule, MAP_FWD_FROM, MAP_FWD_TO, MAP_ISOLATE,
+    MAP_PORTS_ANY, MAP_PORTS_IP, MAP_PORTS6_ANY, MAP_PORTS6_IP, MAP_POST_BY_IIF, MAP_POST_BY_OIF,
+    NetworkRules, PortGuard, TABLE, ifname_key,
 };
 pub use filter::CHAIN_USER;
 use ops::{
@@ -254,6 +256,7 @@ pub fn network_add(n: &NetworkRules) -> Vec<Op> {
             elems: vec![(key.clone(), data)],
         });
     }
+    ops.extend(esp::network_add(n));
     ops
 }
 
@@ -279,6 +282,7 @@ pub fn network_remove(n: &NetworkRules) -> Vec<Op> {
         });
         ops.push(Op::DelChain { chain });
     }
+    ops.extend(esp::network_remove(n));
     ops
 }
 
@@ -529,6 +533,7 @@ mod tests {
             outbound_ipv4: None,
             icc: true,
             anti_spoofing: false,
+            encrypted: None,
         }
     }
 
@@ -780,6 +785,7 @@ mod tests {
             name: "guarded".into(),
             bridge: "br-guarded".into(),
             anti_spoofing: true,
+            encrypted: None,
             ..web()
         }
     }
@@ -807,6 +813,7 @@ mod tests {
             network_add(&n),
             network_add(&NetworkRules {
                 anti_spoofing: false,
+                encrypted: None,
                 ..n.clone()
             })
         );

@@ -47,6 +47,9 @@ pub enum ChainKind {
     Nat,
     /// `type filter` (policy accept: berth never owns the host's forward policy).
     Filter,
+    /// `type route`: a packet whose mark a rule changed is routed again (and its IPsec
+    /// policy looked up again), on the output hook.
+    Route,
 }
 
 /// Base-chain attributes (only `nat` chains so far).
@@ -110,6 +113,10 @@ pub enum MetaKey {
     IifName,
     /// `oifname`.
     OifName,
+    /// `meta mark` (the packet mark, 4 bytes host order).
+    Mark,
+    /// `meta secpath` (1: the packet came through an IPsec SA).
+    Secpath,
 }
 
 /// Payload bases used.
@@ -232,6 +239,15 @@ pub enum Expr {
         /// Destination register.
         dreg: u32,
     },
+    /// Set a meta key from a register (`meta mark set`).
+    MetaSet {
+        /// Key.
+        key: MetaKey,
+        /// Source register.
+        sreg: u32,
+    },
+    /// `counter`: counts the packets and bytes that reach it.
+    Counter,
     /// Masquerade.
     Masquerade,
     /// `accept`.
@@ -434,6 +450,8 @@ impl fmt::Display for Expr {
                     "[ nat dnat ip6 addr_min reg {addr_reg} proto_min reg {port_reg} ]"
                 )
             }
+            Expr::MetaSet { key, sreg } => write!(f, "[ meta set {key:?} with reg {sreg} ]"),
+            Expr::Counter => write!(f, "[ counter ]"),
             Expr::Masquerade => write!(f, "[ masq ]"),
             Expr::Snat4 { addr_reg } => write!(f, "[ nat snat ip addr_min reg {addr_reg} ]"),
             Expr::Load { dreg, data } => write!(f, "[ immediate reg {dreg} 0x{} ]", hex(data)),
