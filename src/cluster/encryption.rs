@@ -248,8 +248,15 @@ pub fn desired(
                 spi,
                 key,
             });
+            // The outbound SA only once its generation has started: the kernel may prefer the
+            // newest SA of a pair over the policy's SPI, and the peer may not have the
+            // receiving one yet before then.
+            let is_sending = Some(g.tag) == sending.map(|s| s.tag);
+            if !is_sending && g.send_from > now {
+                continue;
+            }
             let (spi, key) = secret.pair_key(g.tag, me, p);
-            if Some(g.tag) == sending.map(|s| s.tag) {
+            if is_sending {
                 d.policies.push(EspPolicy {
                     src: me.vtep,
                     dst: p.vtep,
@@ -297,19 +304,13 @@ pub async fn apply(xfrm: &Xfrm, want: &Desired) -> Result<EncryptionSync> {
     let key = |s: &EspSa| (s.src, s.dst, s.spi);
     let have: BTreeMap<_, &EspSa> = have_sas.iter().map(|s| (key(s), s)).collect();
     let wanted: BTreeMap<_, &EspSa> = want.sas.iter().map(|s| (key(s), s)).collect();
+    // An SA is known by its addresses and SPI: the SPI comes from the same derivation as the
+    // key, so another secret or generation gives another SPI (an SA is never rewritten in
+    // place, which would drop what is in flight and restart its sequence numbers).
     for (k, sa) in &wanted {
-        match have.get(k) {
-            Some(h) if h.key == sa.key => {}
-            Some(h) => {
-                // The same SPI with another key (the secret changed): replace it.
-                xfrm.del_sa(h).await?;
-                xfrm.add_sa(sa).await?;
-                out.sas_added += 1;
-            }
-            None => {
-                xfrm.add_sa(sa).await?;
-                out.sas_added += 1;
-            }
+        if !have.contains_key(k) {
+            xfrm.add_sa(sa).await?;
+            out.sas_added += 1;
         }
     }
     let have_pol = xfrm.policies().await?;
@@ -343,8 +344,9 @@ pub async fn missing(xfrm: &Xfrm, want: &Desired) -> Result<Vec<String>> {
     let have_sas = xfrm.sas().await?;
     let have_pol = xfrm.policies().await?;
     let mut v = Vec::new();
+    let key = |s: &EspSa| (s.src, s.dst, s.spi);
     for sa in &want.sas {
-        if !have_sas.contains(sa) {
+        if !have_sas.iter().any(|h| key(h) == key(sa)) {
             v.push(format!(
                 "ESP SA {} -> {} spi 0x{:08x}",
                 sa.src, sa.dst, sa.spi
@@ -359,7 +361,10 @@ pub async fn missing(xfrm: &Xfrm, want: &Desired) -> Result<Vec<String>> {
             ));
         }
     }
-    for sa in have_sas.iter().filter(|s| !want.sas.contains(s)) {
+    for sa in have_sas
+        .iter()
+        .filter(|s| !want.sas.iter().any(|w| key(w) == key(s)))
+    {
         v.push(format!(
             "stray ESP SA {} -> {} spi 0x{:08x}",
             sa.src, sa.dst, sa.spi
@@ -447,8 +452,8 @@ mod tests {
         let d = desired(&s, &me, &peers, &sched, 105, 4789);
         assert_eq!(
             d.sas.len(),
-            2 * 2 * 2,
-            "2 peers x 2 generations x 2 directions"
+            2 * 3,
+            "2 peers x (2 generations in, the started one out)"
         );
         assert_eq!(d.policies.len(), 2);
         let (spi1, _) = s.pair_key(1, &me, &h("b", "10.0.0.2"));
@@ -456,6 +461,11 @@ mod tests {
         let later = desired(&s, &me, &peers, &sched, 110, 4789);
         let (spi2, _) = s.pair_key(2, &me, &h("b", "10.0.0.2"));
         assert!(later.policies.iter().any(|p| p.spi == spi2));
-        assert_eq!(later.sas, d.sas, "the SAs do not change at the switch");
+        assert_eq!(
+            later.sas.len(),
+            2 * 4,
+            "the new outbound SAs come at the switch"
+        );
+        assert!(d.sas.iter().all(|s| later.sas.contains(s)));
     }
 }

@@ -303,8 +303,8 @@ unsafe fn rule(table: &CString, chain: &CString, family: u16) -> *mut sys::nftnl
     }
 }
 
-/// `NFT_META_SECPATH` (not in libc).
-const NFT_META_SECPATH: u32 = 27;
+/// `NFT_META_SECPATH` (not in libc): the key after `NFT_META_PRANDOM`.
+const NFT_META_SECPATH: u32 = libc::NFT_META_PRANDOM as u32 + 1;
 
 fn meta_key(key: MetaKey) -> u32 {
     (match key {
