@@ -89,9 +89,48 @@ fn drain(s: &UdpSocket, window: Duration) -> BTreeMap<Vec<u8>, usize> {
     got
 }
 
+/// A datagram of `mtu` bytes (IPv4, DF set) from `client` reaches `server` at `addr`; one
+/// byte more is refused to the sender (EMSGSIZE), not lost silently.
+async fn full_size_crosses(client: &Netns, server: &Netns, addr: IpAddr, mtu: usize) {
+    let target = SocketAddr::new(addr, 7777);
+    let srv = server
+        .run(move || UdpSocket::bind(target))
+        .unwrap()
+        .unwrap();
+    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let cli = client
+        .run(|| UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    let on: libc::c_int = libc::IP_PMTUDISC_DO;
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&cli),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let got = tokio::task::spawn_blocking(move || {
+        cli.send_to(&vec![7u8; mtu - 28], target).unwrap();
+        let mut buf = vec![0u8; 2000];
+        let n = srv.recv(&mut buf).expect("the full-size datagram crossed");
+        let e = cli
+            .send_to(&vec![7u8; mtu - 28 + 1], target)
+            .expect_err("one byte more must be refused");
+        (n, e)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.0, mtu - 28);
+    assert_eq!(got.1.raw_os_error(), Some(libc::EMSGSIZE), "{}", got.1);
+}
+
 /// Three hosts, four containers (two on h1): gretap ports in a full mesh, isolated and
 /// neighbour-suppressing; all to all over TCP; a full-size datagram crosses and one byte more
-/// is refused; broadcasts sent once arrive exactly once on every other container (split
+/// is refused; check and gc know the ports; broadcasts sent once arrive exactly once on every other container (split
 /// horizon: no loop in the mesh); a host that leaves the cluster loses its ports on the others,
 /// a host whose last container detaches loses its devices and its ports on the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,42 +222,29 @@ async fn gre_overlay_all_to_all_no_loop_and_leave() {
     }
 
     // MTU: a full-size datagram with DF set crosses h1 → h2; one byte more is refused.
-    let target = SocketAddr::new(eps[2].3, 7777);
-    let srv = eps[2]
-        .2
-        .run(move || UdpSocket::bind(target))
-        .unwrap()
-        .unwrap();
-    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let cli = eps[0]
-        .2
-        .run(|| UdpSocket::bind("0.0.0.0:0"))
-        .unwrap()
-        .unwrap();
-    let on: libc::c_int = libc::IP_PMTUDISC_DO;
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&cli),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    let got = tokio::task::spawn_blocking(move || {
-        cli.send_to(&[7u8; 1458 - 28], target).unwrap();
-        let mut buf = vec![0u8; 2000];
-        let n = srv.recv(&mut buf).expect("the full-size datagram crossed");
-        let e = cli
-            .send_to(&[7u8; 1458 - 28 + 1], target)
-            .expect_err("one byte more must be refused");
-        (n, e)
-    })
-    .await
-    .unwrap();
-    assert_eq!(got.0, 1430);
-    assert_eq!(got.1.raw_os_error(), Some(libc::EMSGSIZE), "{}", got.1);
+    full_size_crosses(&eps[0].2, &eps[2].2, eps[2].3, 1458).await;
+
+    // check sees nothing missing; gc keeps the ports (no record names them); a port an
+    // admin deleted is named by check and remade by gc (or by the agent's reconcile, if it
+    // came first).
+    assert_eq!(
+        c.hosts[0].host.check("ov", "a").await.unwrap(),
+        Vec::<String>::new()
+    );
+    let report = c.hosts[0].host.gc_keeping(|_, _| true).await.unwrap();
+    assert!(report.links_removed.is_empty(), "{report:?}");
+    let to_h2 = gre_port_name(vni, vteps[1]);
+    assert!(gre_ports(&c.hosts[0], vni).await.contains(&to_h2));
+    c.hosts[0].nl.delete_link(&to_h2).await.unwrap();
+    let missing = c.hosts[0].host.check("ov", "a").await.unwrap();
+    let back = gre_ports(&c.hosts[0], vni).await.contains(&to_h2);
+    assert!(
+        back || missing.iter().any(|m| m.contains(&to_h2)),
+        "check: {missing:?}"
+    );
+    c.hosts[0].host.gc_keeping(|_, _| true).await.unwrap();
+    assert!(gre_ports(&c.hosts[0], vni).await.contains(&to_h2));
+    reaches_at(&eps[2].2, &eps[0].2, &format!("{}:7050", eps[2].3)).await;
 
     // No loop: three broadcasts from a, each received exactly once by a2 (same host), b and
     // d (the other hosts), and never by a itself.
@@ -293,9 +319,9 @@ async fn gre_overlay_all_to_all_no_loop_and_leave() {
         c.hosts[0].host.detach("ov", role).await.unwrap();
     }
     let links = link_names(&c.hosts[0].ns).await;
-    assert!(!links.iter().any(|l| *l == br), "h1: {links:?}");
+    assert!(!links.contains(&br), "h1: {links:?}");
     println!(
-        "VM-TIER: GRE overlay all-to-all, MTU 1458, no loop (each broadcast exactly once), leave and last detach proven on kernel {}",
+        "VM-TIER: GRE overlay all-to-all, MTU 1458, check and gc, no loop (each broadcast exactly once), leave and last detach proven on kernel {}",
         kernel()
     );
     drop(c);
@@ -467,6 +493,72 @@ async fn gre_overlay_isolation_and_outside() {
     assert_eq!(seen.ip(), c.hosts[0].vtep);
     println!(
         "VM-TIER: GRE overlay isolation (two networks keyed apart between two hosts, internal), egress masqueraded by its own host and a published port proven on kernel {}",
+        kernel()
+    );
+    drop(c);
+}
+
+/// Over an IPv6 underlay: ip6gretap ports without the encapsulation-limit option, MTU
+/// 1500 − 62, traffic both ways and a full-size datagram across.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gre_overlay_over_an_ipv6_underlay() {
+    const TEST: &str = "gre_overlay_over_an_ipv6_underlay";
+    let Some(mut c) = cluster_over("vg-v6", 33, 2, true).await else {
+        return;
+    };
+    let Some(net) = or_skip(
+        TEST,
+        c.hosts[0]
+            .host
+            .create_network(gre("ov", "10.210.3.0/24"))
+            .await,
+    ) else {
+        return;
+    };
+    let vni = vni_of(&net);
+    assert_eq!(net.mtu, 1438, "underlay 1500 − 62");
+    let a_ns = c.container("a").await;
+    let b_ns = c.container("b").await;
+    let a = c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("a", a_ns.clone()))
+        .await
+        .unwrap();
+    let b = c.hosts[1]
+        .host
+        .attach("ov", Endpoint::new("b", b_ns.clone()))
+        .await
+        .unwrap();
+    for (i, h) in c.hosts.iter().enumerate() {
+        let want = ports_to(vni, &[c.hosts[1 - i].vtep]);
+        wait_for("ip6gretap ports", Duration::from_secs(10), async || {
+            gre_ports(h, vni).await == want
+        })
+        .await;
+        let d = ip(
+            &ns_name(&c.sb, &h.name),
+            &["-d", "link", "show", "dev", &want[0]],
+        );
+        assert!(d.contains("ip6gretap"), "{d}");
+        assert!(d.contains("encaplimit none"), "{d}");
+        assert!(
+            d.contains(&format!("remote {}", c.hosts[1 - i].vtep)),
+            "{d}"
+        );
+        assert!(d.contains("isolated on"), "{d}");
+        assert!(d.contains("mtu 1438"), "{d}");
+    }
+    reaches_at(&b_ns, &a_ns, &format!("{}:7200", b.ip().unwrap())).await;
+    reaches_at(&a_ns, &b_ns, &format!("{}:7201", a.ip().unwrap())).await;
+    full_size_crosses(&a_ns, &b_ns, b.ip().unwrap(), 1438).await;
+    for (h, role) in [(0, "a"), (1, "b")] {
+        c.hosts[h].host.detach("ov", role).await.unwrap();
+    }
+    for h in &c.hosts {
+        assert!(gre_ports(h, vni).await.is_empty());
+    }
+    println!(
+        "VM-TIER: GRE overlay over an IPv6 underlay (ip6gretap, MTU 1438) proven on kernel {}",
         kernel()
     );
     drop(c);
