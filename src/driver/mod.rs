@@ -196,6 +196,13 @@ pub trait NetworkDriver: Send + Sync {
     fn host_links(&self, net: &NetworkInfo) -> Vec<String> {
         net.device.iter().cloned().collect()
     }
+    /// Whether link `name` of the host netns is one this network keeps besides
+    /// [`NetworkDriver::host_links`]: links whose names its record cannot list (a GRE
+    /// overlay's tunnel ports, one per remote host). `gc` keeps them too. Default: none.
+    fn keeps_host_link(&self, net: &NetworkInfo, name: &str) -> bool {
+        let _ = (net, name);
+        false
+    }
     /// A host device whose ports are all berth's endpoints (a bridge): `gc` also removes its
     /// unmarked ports that no endpoint records (made by versions that did not mark them).
     /// Default: none.

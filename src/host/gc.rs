@@ -394,7 +394,8 @@ impl Host {
             .collect();
         let mut errors = Vec::new();
         for l in links {
-            if keep.contains(&l.name) {
+            let kept_by = |n: &NetworkInfo| driver_for(&n.driver).keeps_host_link(n, &l.name);
+            if keep.contains(&l.name) || networks.iter().any(kept_by) {
                 continue;
             }
             let marked = crate::link_marks::is_berth(l.group);

@@ -150,6 +150,33 @@ impl<'a> LinkOps<'a> {
         }
     }
 
+    /// A gretap device `name` from `local` to `remote` with GRE key `key` (see
+    /// [`GretapRequest`]; ip6gretap when the addresses are IPv6): TTL 64, MTU 1458 (1438 over
+    /// IPv6: 1500 less the encapsulation), no underlay, master or group, not isolated and no
+    /// neighbour suppression unless given.
+    pub fn gretap(self, name: &str, local: IpAddr, remote: IpAddr, key: u32) -> GretapBuilder<'a> {
+        GretapBuilder {
+            nl: self.nl,
+            req: GretapRequest {
+                name: name.to_string(),
+                local,
+                remote,
+                key,
+                ttl: 64,
+                underlay: None,
+                mtu: if local.is_ipv6() {
+                    1500 - GRE_OVERHEAD_V6
+                } else {
+                    1500 - GRE_OVERHEAD_V4
+                },
+                master: None,
+                group: None,
+                isolation: PortIsolation::Open,
+                neigh_suppress: NeighSuppress::Off,
+            },
+        }
+    }
+
     /// Changes attributes of link `index` (named `name`): `ip link set dev … ` (see
     /// [`SetLink`]).
     pub fn set(self, index: u32, name: &str) -> SetLinkBuilder<'a> {
@@ -337,6 +364,71 @@ impl VxlanBuilder<'_> {
     pub async fn add(self) -> Result<LinkInfo> {
         let name = self.req.name.clone();
         created(self.nl, LinkRequest::Vxlan(self.req), &name).await
+    }
+}
+
+/// What a gretap device adds to an IPv4 underlay packet: outer IPv4 header, GRE header with
+/// its key, inner Ethernet header (20 + 4 + 4 + 14).
+pub const GRE_OVERHEAD_V4: u32 = 42;
+/// The same for ip6gretap over IPv6 without the encapsulation-limit option (40 + 4 + 4 + 14).
+pub const GRE_OVERHEAD_V6: u32 = 62;
+
+/// Builds a [`GretapRequest`].
+#[derive(Debug)]
+#[must_use = "send it with add()"]
+pub struct GretapBuilder<'a> {
+    nl: &'a Netlink,
+    req: GretapRequest,
+}
+
+impl GretapBuilder<'_> {
+    /// The underlay link the tunnel packets leave by (`dev`).
+    pub fn underlay(mut self, index: u32) -> Self {
+        self.req.underlay = Some(index);
+        self
+    }
+    /// The outer header's TTL (hop limit).
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.req.ttl = ttl;
+        self
+    }
+    /// Its MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.req.mtu = mtu;
+        self
+    }
+    /// The bridge it joins (it then comes up with IPv6 off and its port flags set: see
+    /// [`GretapRequest`]).
+    pub fn master(mut self, index: u32) -> Self {
+        self.req.master = Some(index);
+        self
+    }
+    /// Device group (berth's mark).
+    pub fn group(mut self, group: u32) -> Self {
+        self.req.group = Some(group);
+        self
+    }
+    /// Port isolation on its bridge: isolated ports exchange no frame with each other.
+    pub fn isolation(mut self, i: PortIsolation) -> Self {
+        self.req.isolation = i;
+        self
+    }
+    /// Neighbour suppression on its bridge (see [`NeighSuppress`]).
+    pub fn neigh_suppress(mut self, n: NeighSuppress) -> Self {
+        self.req.neigh_suppress = n;
+        self
+    }
+    /// Creates it, up; returns the new device. Addresses of two families are refused.
+    pub async fn add(self) -> Result<LinkInfo> {
+        if self.req.local.is_ipv6() != self.req.remote.is_ipv6() {
+            return Err(Error::invalid(
+                "gretap remote",
+                self.req.remote,
+                "not of the local address's family",
+            ));
+        }
+        let name = self.req.name.clone();
+        created(self.nl, LinkRequest::Gretap(self.req), &name).await
     }
 }
 

@@ -2,8 +2,8 @@
 //! namespaces, so that code above [`Netlink`] runs without root.
 //!
 //! Each namespace (named by a label: "host", "c1" …, or keyed by a real [`Netns`] through
-//! [`KernelOpener`]) holds a link table (indices, names, master, group, up, MAC, alias, a VXLAN
-//! device's attributes), its addresses (each with its prefix route), routes, sysctls, permanent
+//! [`KernelOpener`]) holds a link table (indices, names, master, group, up, MAC, alias, a VXLAN or
+//! gretap device's attributes), its addresses (each with its prefix route), routes, sysctls, permanent
 //! neighbour entries and VXLAN forwarding databases (both removed with their link). Every call, from any namespace,
 //! is appended to one shared log ([`FakeNet::log`]) as a [`Call`] carrying the request, with the
 //! label of the namespace it ran in. [`FakeNet::fail_nth`] makes the n-th call matching a
@@ -125,6 +125,10 @@ pub struct FakeLink {
     pub peer: Option<(String, u32)>,
     /// What a VXLAN device was created with (its `mtu` as asked, before the clamp).
     pub vxlan: Option<VxlanRequest>,
+    /// What a gretap device was created with.
+    pub gretap: Option<GretapRequest>,
+    /// Neighbour suppression, when a bridge port.
+    pub neigh_suppress: NeighSuppress,
 }
 
 type Pred = Box<dyn Fn(&str, &Call) -> bool + Send + Sync>;
@@ -201,6 +205,8 @@ impl World {
             linklocal_learn: LinkLocalLearn::On,
             peer: None,
             vxlan: None,
+            gretap: None,
+            neigh_suppress: NeighSuppress::Off,
         });
         i
     }
@@ -241,6 +247,8 @@ impl World {
             linklocal_learn: LinkLocalLearn::On,
             peer: None,
             vxlan: None,
+            gretap: None,
+            neigh_suppress: NeighSuppress::Off,
         }
     }
 
@@ -557,6 +565,36 @@ fn add_vxlan(n: &mut Ns, mut l: FakeLink, v: VxlanRequest) -> Result<LinkInfo> {
     Ok(n.insert(l, true))
 }
 
+/// As the kernel: the underlay and the master must exist, one tunnel per local, remote and
+/// key; a bridge port gets `disable_ipv6` and its port flags before it comes up.
+fn add_gretap(n: &mut Ns, mut l: FakeLink, g: GretapRequest) -> Result<LinkInfo> {
+    if g.underlay.is_some_and(|dev| !n.has_index(dev)) {
+        return Err(errno("add link", &g.name, libc::ENODEV));
+    }
+    if g.master.is_some_and(|m| !n.has_index(m)) {
+        return Err(errno("add link", &g.name, libc::ENODEV));
+    }
+    let taken = n
+        .links
+        .iter()
+        .filter_map(|o| o.gretap.as_ref())
+        .any(|o| o.local == g.local && o.remote == g.remote && o.key == g.key);
+    if taken {
+        return Err(errno("add link", &g.name, libc::EEXIST));
+    }
+    l.info.mtu = Some(g.mtu);
+    l.info.controller = g.master;
+    l.info.group = g.group.unwrap_or(0);
+    if g.master.is_some() {
+        n.sysctls
+            .insert(format!("net/ipv6/conf/{}/disable_ipv6", g.name), "1".into());
+        l.isolation = g.isolation;
+        l.neigh_suppress = g.neigh_suppress;
+    }
+    l.gretap = Some(g);
+    Ok(n.insert(l, true))
+}
+
 fn remove_link(w: &mut World, ns: usize, index: u32) {
     let n = &mut w.nss[ns];
     let Some(pos) = n.links.iter().position(|l| l.info.index == index) else {
@@ -666,6 +704,7 @@ impl Kernel for FakeKernel {
                     Ok(Some(w.nss[ns].insert(l, true)))
                 }
                 LinkRequest::Vxlan(v) => add_vxlan(&mut w.nss[ns], l, v).map(Some),
+                LinkRequest::Gretap(g) => add_gretap(&mut w.nss[ns], l, g).map(Some),
             }
         })
     }

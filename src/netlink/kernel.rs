@@ -123,6 +123,8 @@ pub enum LinkRequest {
     },
     /// A VXLAN device, up (see [`VxlanRequest`]).
     Vxlan(VxlanRequest),
+    /// A gretap (or ip6gretap) device, up (see [`GretapRequest`]).
+    Gretap(GretapRequest),
 }
 
 impl LinkRequest {
@@ -137,6 +139,7 @@ impl LinkRequest {
             | LinkRequest::Dummy { name, .. } => name,
             LinkRequest::Veth(v) => &v.name,
             LinkRequest::Vxlan(v) => &v.name,
+            LinkRequest::Gretap(g) => &g.name,
         }
     }
 }
@@ -209,6 +212,61 @@ pub struct VxlanRequest {
     pub group: Option<u32>,
     /// Its MAC.
     pub mac: MacAddr,
+}
+
+/// A gretap device: one point-to-point Ethernet-over-GRE tunnel from this host's `local`
+/// address to `remote`, keyed (`ikey` = `okey` = `key`, both directions with the GRE key flag),
+/// so that several tunnels between the same two hosts stay apart. Equivalent of
+/// `ip link add NAME mtu MTU master BR group G type gretap local LOCAL remote REMOTE key KEY
+/// ttl TTL dev UNDERLAY` — `type ip6gretap … encaplimit none` when the addresses are IPv6 —,
+/// then, with a master, `bridge link set dev NAME isolated on|off neigh_suppress on|off`,
+/// then `ip link set NAME up`.
+///
+/// With a `master`, it is a bridge port: it is created down, IPv6 is switched off on it
+/// (`net.ipv6.conf.NAME.disable_ipv6=1`: no link-local address, DAD, router solicitations or
+/// MLD reports of its own), its port flags are set, and only then does it come up, so no
+/// frame crosses it before it is isolated. A failure on the way deletes it again. Without a
+/// master, it comes up in the creating request itself.
+///
+/// The kernel's own MTU for it is the underlay's less the encapsulation: outer IPv4 header,
+/// GRE header and key, inner Ethernet header (20 + 4 + 4 + 14 = 42 bytes), or over IPv6
+/// 40 + 4 + 4 + 14 = 62 (no encapsulation-limit option: `encaplimit none`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GretapRequest {
+    /// Name.
+    pub name: String,
+    /// This host's address, source of the tunnel packets (`IFLA_GRE_LOCAL`).
+    pub local: IpAddr,
+    /// The other end's address (`IFLA_GRE_REMOTE`), of the same family as `local`.
+    pub remote: IpAddr,
+    /// The GRE key, both directions (`IFLA_GRE_IKEY`/`IFLA_GRE_OKEY`).
+    pub key: u32,
+    /// The outer header's TTL (hop limit over IPv6); 0 would inherit the inner packet's.
+    pub ttl: u8,
+    /// ifindex of the underlay link the tunnel packets leave by (`IFLA_GRE_LINK`).
+    pub underlay: Option<u32>,
+    /// MTU.
+    pub mtu: u32,
+    /// ifindex of the bridge it joins at creation.
+    pub master: Option<u32>,
+    /// Device group (berth's mark).
+    pub group: Option<u32>,
+    /// Port isolation, with a master.
+    pub isolation: PortIsolation,
+    /// Neighbour suppression, with a master.
+    pub neigh_suppress: NeighSuppress,
+}
+
+/// Whether a bridge port suppresses ARP and IPv6 neighbour discovery (`neigh_suppress`): the
+/// bridge floods no ARP request or neighbour solicitation for an address of its own (nor
+/// duplicate-address probes or gratuitous announcements) out of such a port, and answers from
+/// its neighbour table for addresses it knows behind one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighSuppress {
+    /// `neigh_suppress on`.
+    On,
+    /// `neigh_suppress off`.
+    Off,
 }
 
 /// Administrative state of a link.
@@ -479,6 +537,10 @@ pub enum ProbeKind {
     Macvlan,
     /// ipvlan.
     Ipvlan,
+    /// gretap (Ethernet over GRE, IPv4: `ip_gre`).
+    Gretap,
+    /// ip6gretap (Ethernet over GRE, IPv6: `ip6_gre`).
+    Ip6Gretap,
 }
 
 /// The kernel of one network namespace, as berth uses it: links, addresses, routes,

@@ -27,11 +27,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-pub use builders::{AddressOps, LinkOps, RouteOps, VethPeer};
+pub use builders::{AddressOps, GRE_OVERHEAD_V4, GRE_OVERHEAD_V6, LinkOps, RouteOps, VethPeer};
 pub use deletion::Teardown;
 pub use kernel::{
     Family, FdbEntry, Hairpin, Kernel, KernelOpener, LinkInfo, LinkLocalLearn, LinkRef, LinkState,
-    NeighbourEntry, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest, RpFilter,
+    NeighSuppress, NeighbourEntry, PortIsolation, ProbeKind, RouteInfo, RouteOp, RouteRequest,
+    RpFilter,
 };
 pub use rt::RtKernel;
 

@@ -15,16 +15,16 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
-    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, IpVlanFlags, IpVlanMode,
-    LinkAttribute, LinkMessage, MacVlanMode,
+    AfSpecInet, AfSpecUnspec, GreIOFlags, InetDevConf, InfoData, InfoGre, InfoGre6, InfoVeth,
+    IpVlanFlags, IpVlanMode, LinkAttribute, LinkFlags, LinkMessage, MacVlanMode,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::{
-    LinkBridge, LinkBridgePort, LinkDummy, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec,
-    LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder,
+    LinkBridge, LinkBridgePort, LinkDummy, LinkGre, LinkGre6, LinkIpVlan, LinkMacVlan,
+    LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder,
 };
 
 use super::deletion::Teardown;
@@ -314,6 +314,51 @@ impl RtKernel {
         self.port_up(link, "addr_gen_mode").await
     }
 
+    /// See [`GretapRequest`] for the order of things.
+    async fn add_gretap(&self, g: GretapRequest) -> Result<LinkInfo> {
+        let (kind, mut msg) = gretap_message(&g, GreIOFlags::Key);
+        if let Some(dev) = g.underlay {
+            msg = with_gre_info(msg, InfoGre::Link(dev), InfoGre6::Link(dev));
+        }
+        if let Some(master) = g.master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+        } else {
+            msg.header.flags |= LinkFlags::Up;
+            msg.header.change_mask |= LinkFlags::Up;
+        }
+        if let Some(group) = g.group {
+            msg.attributes.push(LinkAttribute::Group(group));
+        }
+        msg.attributes.push(LinkAttribute::Mtu(g.mtu));
+        self.create(kind, msg, &g.name).await?;
+        let link = self.require(&g.name).await?;
+        if g.master.is_none() {
+            return Ok(link);
+        }
+        let port = async {
+            let key = format!("net/ipv6/conf/{}/disable_ipv6", g.name);
+            crate::sysctl::write(&self.netns, &key, "1").await?;
+            self.handle
+                .link()
+                .set_port(
+                    LinkBridgePort::new(link.index)
+                        .hairpin(false)
+                        .isolated(g.isolation == PortIsolation::Isolated)
+                        .neigh_suppress(g.neigh_suppress == NeighSuppress::On)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| Error::netlink("set bridge port flags", &g.name, to_io(e)))
+        };
+        if let Err(e) = port.await {
+            let _ = self.delete_link(&g.name).await;
+            return Err(e);
+        }
+        // IPv6 is off already: only the link comes up.
+        self.port_up(link, "disable_ipv6").await
+    }
+
     /// Brings up a new bridge port after setting `net.ipv6.conf.NAME.KNOB=1` (`disable_ipv6`,
     /// `addr_gen_mode` none): no IPv6 address of its own, so no DAD, router solicitations or
     /// MLD reports flooded to the other ports. On failure the link is deleted again.
@@ -509,6 +554,7 @@ impl Kernel for RtKernel {
             }
             LinkRequest::Veth(v) => self.add_veth(v).await.map(Some),
             LinkRequest::Vxlan(v) => self.add_vxlan(v).await.map(Some),
+            LinkRequest::Gretap(g) => self.add_gretap(g).await.map(Some),
             LinkRequest::MacvlanInto {
                 name,
                 parent,
@@ -1026,6 +1072,28 @@ impl Kernel for RtKernel {
                 LinkMacVlan::new(name, 0, MacVlanMode::Bridge).build(),
             ),
             ProbeKind::Ipvlan => ("ipvlan", LinkIpVlan::new(name, 0, IpVlanMode::L2).build()),
+            // No parent here: the GRE routing flag, which every GRE kind refuses (EINVAL)
+            // while validating the request, before making anything.
+            ProbeKind::Gretap | ProbeKind::Ip6Gretap => {
+                let any: IpAddr = match kind {
+                    ProbeKind::Gretap => Ipv4Addr::UNSPECIFIED.into(),
+                    _ => Ipv6Addr::UNSPECIFIED.into(),
+                };
+                let g = GretapRequest {
+                    name: name.to_string(),
+                    local: any,
+                    remote: any,
+                    key: 0,
+                    ttl: 0,
+                    underlay: None,
+                    mtu: 0,
+                    master: None,
+                    group: None,
+                    isolation: PortIsolation::Open,
+                    neigh_suppress: NeighSuppress::Off,
+                };
+                gretap_message(&g, GreIOFlags::Routing)
+            }
         };
         match self.handle.link().add(msg).execute().await {
             Err(e) if is_errno(&e, libc::EOPNOTSUPP) => Err(add_err(kind, name, e)),
@@ -1038,6 +1106,68 @@ impl Kernel for RtKernel {
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         crate::sysctl::write(&self.netns, key, value).await
     }
+}
+
+/// The create request of a gretap (ip6gretap for IPv6 addresses) from `g`'s addresses, key and
+/// TTL, with `flags` both ways (`GRE_KEY`), and the kind's name. Over IPv6 without the
+/// encapsulation-limit option (`IFLA_GRE_FLAGS` = `IP6_TNL_F_IGN_ENCAP_LIMIT`, which the
+/// crate has no typed attribute for).
+fn gretap_message(g: &GretapRequest, flags: GreIOFlags) -> (&'static str, LinkMessage) {
+    match (g.local, g.remote) {
+        (IpAddr::V4(l), IpAddr::V4(r)) => {
+            let msg = LinkGre::new_gretap(&g.name)
+                .local(l)
+                .remote(r)
+                .ikey(g.key)
+                .okey(g.key)
+                .iflags(flags)
+                .oflags(flags)
+                .ttl(g.ttl)
+                .build();
+            ("gretap", msg)
+        }
+        (l, r) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V6(a) => a,
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+            };
+            let msg = LinkGre6::new_gretap6(&g.name)
+                .local(v6(l))
+                .remote(v6(r))
+                .ikey(g.key)
+                .okey(g.key)
+                .iflags(flags)
+                .oflags(flags)
+                .ttl(g.ttl)
+                .build();
+            const IFLA_GRE_FLAGS: u16 = 13;
+            const IP6_TNL_F_IGN_ENCAP_LIMIT: u32 = 0x1;
+            let flags = rtnetlink::packet_core::DefaultNla::new(
+                IFLA_GRE_FLAGS,
+                IP6_TNL_F_IGN_ENCAP_LIMIT.to_ne_bytes().to_vec(),
+            );
+            let msg = with_gre_info(msg, InfoGre::Other(flags.clone()), InfoGre6::Other(flags));
+            ("ip6gretap", msg)
+        }
+    }
+}
+
+/// `msg` (a gretap's or an ip6gretap's create request) with one more GRE attribute: `v4` or
+/// `v6`, whichever its kind takes.
+fn with_gre_info(mut msg: LinkMessage, v4: InfoGre, v6: InfoGre6) -> LinkMessage {
+    use rtnetlink::packet_route::link::LinkInfo as Info;
+    for a in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos.iter_mut() {
+                match i {
+                    Info::Data(InfoData::GreTap(v)) => v.push(v4.clone()),
+                    Info::Data(InfoData::GreTap6(v)) => v.push(v6.clone()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    msg
 }
 
 /// The `NDA_DST` of a neighbour message: typed for `AF_INET`/`AF_INET6`, raw bytes (4 or 16)
@@ -1067,4 +1197,97 @@ fn neighbour_mac(m: &NeighbourMessage) -> Option<MacAddr> {
         }
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rtnetlink::packet_core::Nla;
+    use rtnetlink::packet_route::link::{InfoKind, LinkInfo as Info};
+
+    use super::*;
+
+    fn request(local: &str, remote: &str) -> GretapRequest {
+        GretapRequest {
+            name: "g0010000a000002".into(),
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            key: 4096,
+            ttl: 64,
+            underlay: None,
+            mtu: 1458,
+            master: None,
+            group: None,
+            isolation: PortIsolation::Isolated,
+            neigh_suppress: NeighSuppress::On,
+        }
+    }
+
+    fn infos(msg: &LinkMessage) -> (Option<InfoKind>, Option<InfoData>) {
+        let mut kind = None;
+        let mut data = None;
+        for a in &msg.attributes {
+            if let LinkAttribute::LinkInfo(infos) = a {
+                for i in infos {
+                    match i {
+                        Info::Kind(k) => kind = Some(k.clone()),
+                        Info::Data(d) => data = Some(d.clone()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        (kind, data)
+    }
+
+    /// gretap local/remote, key both ways with the key flag (network byte order on the wire),
+    /// the TTL and the underlay link.
+    #[test]
+    fn a_gretap_request_carries_the_key_both_ways() {
+        let g = request("10.0.0.1", "10.0.0.2");
+        let (kind, msg) = gretap_message(&g, GreIOFlags::Key);
+        let msg = with_gre_info(msg, InfoGre::Link(7), InfoGre6::Link(7));
+        assert_eq!(kind, "gretap");
+        let (k, data) = infos(&msg);
+        assert_eq!(k, Some(InfoKind::GreTap));
+        let Some(InfoData::GreTap(v)) = data else {
+            panic!("{data:?}")
+        };
+        for want in [
+            InfoGre::Local("10.0.0.1".parse().unwrap()),
+            InfoGre::Remote("10.0.0.2".parse().unwrap()),
+            InfoGre::IKey(4096),
+            InfoGre::OKey(4096),
+            InfoGre::IFlags(GreIOFlags::Key),
+            InfoGre::OFlags(GreIOFlags::Key),
+            InfoGre::Ttl(64),
+            InfoGre::Link(7),
+        ] {
+            assert!(v.contains(&want), "{want:?} missing from {v:?}");
+        }
+        let mut buf = [0u8; 2];
+        InfoGre::IFlags(GreIOFlags::Key).emit_value(&mut buf);
+        assert_eq!(buf, [0x20, 0x00], "GRE_KEY, big-endian");
+        let mut buf = [0u8; 4];
+        InfoGre::IKey(4096).emit_value(&mut buf);
+        assert_eq!(buf, [0, 0, 0x10, 0], "the key, big-endian");
+    }
+
+    /// ip6gretap for IPv6 addresses, without the encapsulation-limit option.
+    #[test]
+    fn an_ipv6_gretap_request_is_ip6gretap_without_encapsulation_limit() {
+        let g = request("fd00::1", "fd00::2");
+        let (kind, msg) = gretap_message(&g, GreIOFlags::Key);
+        assert_eq!(kind, "ip6gretap");
+        let (k, data) = infos(&msg);
+        assert_eq!(k, Some(InfoKind::GreTap6));
+        let Some(InfoData::GreTap6(v)) = data else {
+            panic!("{data:?}")
+        };
+        assert!(v.contains(&InfoGre6::Remote("fd00::2".parse().unwrap())));
+        assert!(v.contains(&InfoGre6::IKey(4096)));
+        let flags = v.iter().find(|i| i.kind() == 13).expect("IFLA_GRE_FLAGS");
+        let mut buf = [0u8; 4];
+        flags.emit_value(&mut buf);
+        assert_eq!(u32::from_ne_bytes(buf), 1, "IP6_TNL_F_IGN_ENCAP_LIMIT");
+    }
 }
