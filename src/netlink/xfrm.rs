@@ -175,7 +175,7 @@ impl Xfrm {
             .collect())
     }
 
-    /// Adds an SA (ESN on; an inbound one checks replays over [`REPLAY_WINDOW`] packets).
+    /// Adds an SA (ESN on; an inbound one checks replays over a window of 1024 packets).
     pub async fn add_sa(&self, sa: &EspSa) -> Result<()> {
         let what = format!("{sa:?}");
         self.handle
