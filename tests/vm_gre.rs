@@ -203,6 +203,9 @@ async fn gre_overlay_all_to_all_no_loop_and_leave() {
                 .unwrap()
                 .is_none()
         );
+        // No IPv6 link-local address on the bridge (it would be every host's).
+        let a6 = ip(&ns, &["-6", "address", "show", "dev", &br]);
+        assert!(!a6.contains("fe80"), "{a6}");
         let bridge = h.nl.require_link(&br).await.unwrap();
         assert_eq!(
             bridge.mac.as_deref(),
