@@ -203,6 +203,9 @@ async fn gre_overlay_all_to_all_no_loop_and_leave() {
                 .unwrap()
                 .is_none()
         );
+        // No IPv6 link-local address on the bridge (it would be every host's).
+        let a6 = ip(&ns, &["-6", "address", "show", "dev", &br]);
+        assert!(!a6.contains("fe80"), "{a6}");
         let bridge = h.nl.require_link(&br).await.unwrap();
         assert_eq!(
             bridge.mac.as_deref(),
@@ -499,7 +502,8 @@ async fn gre_overlay_isolation_and_outside() {
 }
 
 /// Over an IPv6 underlay: ip6gretap ports without the encapsulation-limit option, MTU
-/// 1500 − 62, traffic both ways and a full-size datagram across.
+/// 1500 − 62, a dual-stack overlay's traffic both ways (IPv4 and IPv6) and a full-size
+/// datagram across.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gre_overlay_over_an_ipv6_underlay() {
     const TEST: &str = "gre_overlay_over_an_ipv6_underlay";
@@ -510,7 +514,11 @@ async fn gre_overlay_over_an_ipv6_underlay() {
         TEST,
         c.hosts[0]
             .host
-            .create_network(gre("ov", "10.210.3.0/24"))
+            .create_network(
+                gre("ov", "10.210.3.0/24")
+                    .ipv6(true)
+                    .subnet("fd00:210:3::/64".parse().unwrap()),
+            )
             .await,
     ) else {
         return;
@@ -550,6 +558,9 @@ async fn gre_overlay_over_an_ipv6_underlay() {
     }
     reaches_at(&b_ns, &a_ns, &format!("{}:7200", b.ip().unwrap())).await;
     reaches_at(&a_ns, &b_ns, &format!("{}:7201", a.ip().unwrap())).await;
+    // The overlay is dual-stack: neighbour discovery between containers crosses the tunnel.
+    reaches_at(&b_ns, &a_ns, &format!("[{}]:7202", b.ip6().unwrap())).await;
+    reaches_at(&a_ns, &b_ns, &format!("[{}]:7203", a.ip6().unwrap())).await;
     full_size_crosses(&a_ns, &b_ns, b.ip().unwrap(), 1438).await;
     for (h, role) in [(0, "a"), (1, "b")] {
         c.hosts[h].host.detach("ov", role).await.unwrap();
@@ -558,7 +569,7 @@ async fn gre_overlay_over_an_ipv6_underlay() {
         assert!(gre_ports(h, vni).await.is_empty());
     }
     println!(
-        "VM-TIER: GRE overlay over an IPv6 underlay (ip6gretap, MTU 1438) proven on kernel {}",
+        "VM-TIER: GRE dual-stack overlay over an IPv6 underlay (ip6gretap, MTU 1438) proven on kernel {}",
         kernel()
     );
     drop(c);

@@ -28,9 +28,11 @@
 //! host's bridge holds, and duplicate-address probes stay on their host). Every host's bridge of
 //! the network has one MAC, [`gre_bridge_mac`], derived from the network id: the ARP requests a
 //! host itself floods through the tunnels then cannot point another host's containers at it
-//! as their gateway. [`NetworkDriver::sync_peers`] keeps the tunnel ports equal to the peers'
-//! VTEPs. The MTU is the underlay's less 42 bytes (20 outer IPv4 + 4 GRE + 4 key + 14 inner
-//! Ethernet), 62 over an IPv6 underlay (ip6gretap without the encapsulation-limit option).
+//! as their gateway; the bridge generates no IPv6 link-local address (`addr_gen_mode` none:
+//! with one MAC, it would be every host's). [`NetworkDriver::sync_peers`] keeps the tunnel
+//! ports equal to the peers' VTEPs. The MTU is the underlay's less 42 bytes (20 outer IPv4 +
+//! 4 GRE + 4 key + 14 inner Ethernet), 62 over an IPv6 underlay (ip6gretap without the
+//! encapsulation-limit option).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -174,30 +176,39 @@ impl OverlayDriver<'_> {
         })?;
         let br = bridge_name(net);
         let vx = vxlan_name(vni);
-        let bridge = match ctx.host.link_by_name(&br).await? {
-            Some(l) => l,
+        let (bridge, made) = match ctx.host.link_by_name(&br).await? {
+            Some(l) => (l, false),
             None => {
                 let opts = Self::bridge_options(net);
                 BridgeDriver(&opts).create_network(ctx, net).await?;
-                ctx.host.require_link(&br).await?
+                (ctx.host.require_link(&br).await?, true)
             }
         };
         if self.0.encap == OverlayEncap::Gre {
             // The tunnel ports come with the peers (`sync_peers`); the bridge's MAC is the
-            // network's (see `gre_bridge_mac`).
+            // network's (see `gre_bridge_mac`), and it makes no IPv6 link-local address (it
+            // would be every host's, derived from that MAC: its duplicate-address detection,
+            // router solicitations and MLD reports would cross the tunnels). Set before it has
+            // a port, hence a carrier, hence an address.
             let mac = gre_bridge_mac(net);
-            if bridge.mac.as_deref() != Some(&mac.octets()[..]) {
-                let set = ctx
-                    .host
-                    .link()
-                    .set(bridge.index, &br)
-                    .mac(mac)
-                    .apply()
-                    .await;
-                if let Err(e) = set {
-                    let _ = ctx.host.delete_link(&br).await;
-                    return Err(e);
+            let set = async {
+                if made {
+                    let key = format!("net/ipv6/conf/{br}/addr_gen_mode");
+                    ctx.host.write_sysctl(&key, "1").await?;
                 }
+                if bridge.mac.as_deref() != Some(&mac.octets()[..]) {
+                    ctx.host
+                        .link()
+                        .set(bridge.index, &br)
+                        .mac(mac)
+                        .apply()
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            };
+            if let Err(e) = set.await {
+                let _ = ctx.host.delete_link(&br).await;
+                return Err(e);
             }
             return Ok(());
         }
@@ -831,6 +842,12 @@ mod tests {
             Some(&gre_bridge_mac(&net).octets()[..])
         );
         assert!(fake.link("host", "vx-4096").is_none(), "no VXLAN device");
+        assert_eq!(
+            fake.sysctl("host", &format!("net/ipv6/conf/{br}/addr_gen_mode"))
+                .as_deref(),
+            Some("1"),
+            "no IPv6 link-local address on the bridge"
+        );
 
         // Two hosts among three peers: two ports.
         let s = drv.sync_peers(c, &net, &p).await.unwrap();
