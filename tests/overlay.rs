@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth::cluster::{ClusterStore, HostIdentity};
-use berth::sandbox::{dns_probe, tcp_probe};
+use berth::sandbox::dns_probe;
 use berth::{Endpoint, Error, Host, MacAddr, Netns, Network};
 use common::cluster::*;
 use common::*;
@@ -457,104 +457,19 @@ async fn outside_published_ports_and_isolation() {
     let Some(mut c) = cluster("ov-out", 6, 2).await else {
         return;
     };
-    let n = c.n;
-    for h in &c.hosts {
-        // The hosts' default route: the outside netns (as a LAN router would be).
-        h.nl.route()
-            .default_via(format!("10.99.{n}.200").parse().unwrap())
-            .replace()
-            .await
-            .unwrap();
-    }
-    let host0 = &c.hosts[0].host;
-    host0
-        .create_network(Network::overlay("ov").subnet("10.200.6.0/24".parse().unwrap()))
-        .await
-        .unwrap();
-    host0
-        .create_network(Network::overlay("ov2").subnet("10.201.6.0/24".parse().unwrap()))
-        .await
-        .unwrap();
-    host0
-        .create_network(
-            Network::overlay("ovi")
-                .subnet("10.202.6.0/24".parse().unwrap())
-                .internal(true),
-        )
-        .await
-        .unwrap();
-    let a_ns = c.container("a").await;
-    let b_ns = c.container("b").await;
-    let o2_ns = c.container("o2").await;
-    let i_ns = c.container("i").await;
-    let a = c.hosts[0]
-        .host
-        .attach("ov", Endpoint::new("a", a_ns.clone()))
-        .await
-        .unwrap();
-    let port: berth::PortRequest = "8080:80/tcp".parse().unwrap();
-    let b = c.hosts[1]
-        .host
-        .attach("ov", Endpoint::new("b", b_ns.clone()).publish_request(port))
-        .await
-        .unwrap();
-    let o2 = c.hosts[1]
-        .host
-        .attach("ov2", Endpoint::new("o2", o2_ns.clone()))
-        .await
-        .unwrap();
-    c.hosts[0]
-        .host
-        .attach("ovi", Endpoint::new("i", i_ns.clone()))
-        .await
-        .unwrap();
-    // Out, masqueraded by its own host.
-    let out = format!("10.99.{n}.200");
-    let seen = assert_reaches(
-        &c.outside,
-        sa("0.0.0.0:9100"),
-        &a_ns,
-        sa(&format!("{out}:9100")),
+    let vxlan = |name: &str, subnet: &str| {
+        Network::overlay(name)
+            .subnet(subnet.parse().unwrap())
+            .into()
+    };
+    let s = outside_scenario(
+        &mut c,
+        vxlan,
+        ["10.200.6.0/24", "10.201.6.0/24", "10.202.6.0/24"],
     )
-    .await;
-    assert_eq!(seen.ip(), c.hosts[0].vtep, "masqueraded by its own host");
-    let seen = assert_reaches(
-        &c.outside,
-        sa("0.0.0.0:9101"),
-        &b_ns,
-        sa(&format!("{out}:9101")),
-    )
-    .await;
-    assert_eq!(seen.ip(), c.hosts[1].vtep);
-    // -p on host 2 into the container on host 2.
-    let target = SocketAddr::new(c.hosts[1].vtep, 8080);
-    tcp_probe(&b_ns, "0.0.0.0:80".parse().unwrap(), &c.outside, target)
-        .await
-        .expect("published port on host 2");
-    // Isolation: ov ↔ ov2 refused both ways; the internal network has no way out.
-    blocked_at(
-        &o2_ns,
-        &a_ns,
-        &format!("{}:7001", o2.ip().unwrap()),
-        "another overlay",
-    )
-    .await;
-    blocked_at(
-        &a_ns,
-        &o2_ns,
-        &format!("{}:7002", a.ip().unwrap()),
-        "another overlay",
-    )
-    .await;
-    blocked_at(
-        &c.outside,
-        &i_ns,
-        &format!("10.99.{n}.200:7003"),
-        "internal overlay",
-    )
-    .await;
-    // Same network across hosts still flows.
-    reaches_at(&b_ns, &a_ns, &format!("{}:7004", b.ip().unwrap())).await;
+    .await
+    .unwrap();
+    assert_outside_and_isolation(&c, &s, "overlay").await;
     drop(c);
 }
 
@@ -742,6 +657,7 @@ async fn failed_attaches_leave_nothing_and_gc_repairs_the_rest() {
         ipv4: Some("10.200.8.250".parse().unwrap()),
         ipv6: None,
         names: vec![],
+        incarnation: 0,
     };
     let claim = berth::cluster::records::Claim {
         host: "h1".into(),

@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,10 @@ fn enc_settings(rotation: Duration) -> ClusterSettings {
         key_rotation: rotation,
         key_switch_delay: Duration::from_secs(2),
         reconcile_every: Duration::from_secs(120),
+        // The guest may be emulated and slow: a 3 s lease can lapse under load, and a host
+        // back under a new lease starts new SAs (a handful of packets meet the other end
+        // before it has them; TCP resends them). Not what these tests measure.
+        lease_ttl: Duration::from_secs(10),
         ..settings()
     }
 }
@@ -194,7 +198,9 @@ async fn transfer(
         .unwrap()
         .unwrap();
     let rx = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+        let (mut s, _) = listener.accept().expect("accept");
+        // A stalled data plane fails the test instead of hanging it.
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 65536];
         loop {
@@ -222,6 +228,9 @@ async fn transfer(
     let stream = client
         .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(5)))
         .unwrap()
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let sent = tokio::task::spawn_blocking(move || {
         let mut s = stream;
@@ -252,6 +261,47 @@ async fn transfer(
         .await
         .unwrap();
     (sent, got, retrans() - before)
+}
+
+/// One container `hN{suffix}` per host of the first `hosts`, attached to `net`: (netns,
+/// address). The first error is returned (a kernel without ESP refuses the first attach).
+async fn one_each(
+    c: &mut Cluster,
+    net: &str,
+    hosts: usize,
+    suffix: &str,
+) -> berth::Result<Vec<(Netns, IpAddr)>> {
+    let mut eps = Vec::new();
+    for h in 0..hosts {
+        let role = format!("h{}{suffix}", h + 1);
+        let ns = c.container(&role).await;
+        let att = c.hosts[h]
+            .host
+            .attach(net, Endpoint::new(&role, ns.clone()))
+            .await?;
+        eps.push((ns, att.ip().unwrap()));
+    }
+    Ok(eps)
+}
+
+/// Waits until every host holds at least `n_sas` SAs and `n_policies` policies (a peer's agent sees
+/// an attach within milliseconds), naming what a host holds if not.
+async fn wait_for_ipsec(c: &Cluster, n_sas: usize, n_policies: usize) {
+    for h in &c.hosts {
+        let t0 = std::time::Instant::now();
+        loop {
+            let (s, p) = (sas(&h.ns).await, policies(&h.ns).await);
+            if s.len() >= n_sas && p.len() == n_policies {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{n_sas} SAs and {n_policies} policies on {}: {s:?} {p:?}",
+                h.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 async fn sas(ns: &Netns) -> Vec<berth::netlink::xfrm::EspSa> {
@@ -313,47 +363,12 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
         .await
         .unwrap();
     assert_eq!(sec.mtu, 1500 - 50 - 40, "MTU accounts for VXLAN and ESP");
-    let mut eps = Vec::new();
-    for h in 0..3 {
-        let role = format!("h{}c", h + 1);
-        let ns = c.container(&role).await;
-        let r = c.hosts[h]
-            .host
-            .attach("sec", Endpoint::new(&role, ns.clone()))
-            .await;
-        let Some(att) = or_skip(TEST, r) else {
-            return;
-        };
-        eps.push((ns, att.ip().unwrap()));
-    }
-    let mut pl = Vec::new();
-    for h in 0..2 {
-        let role = format!("h{}p", h + 1);
-        let ns = c.container(&role).await;
-        let att = c.hosts[h]
-            .host
-            .attach("plain", Endpoint::new(&role, ns.clone()))
-            .await
-            .unwrap();
-        pl.push((ns, att.ip().unwrap()));
-    }
+    let Some(eps) = or_skip(TEST, one_each(&mut c, "sec", 3, "c").await) else {
+        return;
+    };
+    let pl = one_each(&mut c, "plain", 2, "p").await.unwrap();
     // Every host has SAs both ways with both others, one policy per peer.
-    for h in &c.hosts {
-        let hs = &h.ns;
-        let t0 = std::time::Instant::now();
-        loop {
-            let (s, p) = (sas(hs).await, policies(hs).await);
-            if s.len() == 4 && p.len() == 2 {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "SAs with both peers on {}: {s:?} {p:?}",
-                h.name
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    wait_for_ipsec(&c, 4, 2).await;
     // All to all on the encrypted network, captured on the underlay: ESP only.
     let cap = Capture::start(c.sb.host(), "ul-h1", 4789);
     for (i, (server, ip)) in eps.iter().enumerate() {
@@ -426,11 +441,31 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
         after - before
     );
 
-    // h3 leaves the network: its SAs go on h1 and h2, and on h3 itself.
+    // h2 comes back under a new lease (as after an etcd stall past the TTL): SAs with new SPIs
+    // on both ends, and traffic both ways again — no side keeps a replay window the other
+    // restarted.
+    let old: Vec<u32> = sas(&c.hosts[1].ns).await.iter().map(|s| s.spi).collect();
+    c.hosts[1].host.cluster().unwrap().leave().await.unwrap();
+    let h2s = &c.hosts[1].ns;
+    wait_for("h2's new SAs", Duration::from_secs(15), async || {
+        let now = sas(h2s).await;
+        now.len() == 4 && now.iter().all(|s| !old.contains(&s.spi))
+    })
+    .await;
+    wait_for_ipsec(&c, 4, 2).await;
+    reaches_at(&eps[1].0, &eps[0].0, &format!("{}:7310", eps[1].1)).await;
+    reaches_at(&eps[0].0, &eps[1].0, &format!("{}:7311", eps[0].1)).await;
+
+    // h3 leaves the network: its SAs go on h1 and h2; h3 keeps only its idle outbound SAs
+    // (no inbound SA, no policy) while they are on the network.
     let h3_vtep = c.hosts[2].vtep;
     c.hosts[2].host.detach("sec", "h3c").await.unwrap();
-    assert!(sas(&c.hosts[2].ns).await.is_empty(), "h3 keeps no SA");
     assert!(policies(&c.hosts[2].ns).await.is_empty());
+    let left = sas(&c.hosts[2].ns).await;
+    assert!(
+        left.len() == 2 && left.iter().all(|s| s.src == h3_vtep),
+        "{left:?}"
+    );
     for h in &c.hosts[..2] {
         let hs = &h.ns;
         wait_for("h3's SAs gone", Duration::from_secs(10), async || {
@@ -439,6 +474,18 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
         })
         .await;
     }
+    // Back at once: its outbound SAs go on where they were, the others make fresh inbound
+    // ones; traffic both ways.
+    let ns3 = c.container("h3c2").await;
+    let a3 = c.hosts[2]
+        .host
+        .attach("sec", Endpoint::new("h3c2", ns3.clone()))
+        .await
+        .unwrap();
+    wait_for_ipsec(&c, 4, 2).await;
+    reaches_at(&ns3, &eps[0].0, &format!("{}:7320", a3.ip().unwrap())).await;
+    reaches_at(&eps[0].0, &ns3, &format!("{}:7321", eps[0].1)).await;
+    c.hosts[2].host.detach("sec", "h3c2").await.unwrap();
     // Everything detached and deleted: no SA, no policy, no ESP chain anywhere.
     for (h, role) in [(0, "h1c"), (1, "h2c")] {
         c.hosts[h].host.detach("sec", role).await.unwrap();
@@ -449,11 +496,14 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
     h1.delete_network("sec").await.unwrap();
     h1.delete_network("plain").await.unwrap();
     for h in &c.hosts {
-        assert!(sas(&h.ns).await.is_empty());
-        assert!(policies(&h.ns).await.is_empty());
+        let hs = &h.ns;
+        wait_for("no SA, no policy", Duration::from_secs(10), async || {
+            sas(hs).await.is_empty() && policies(hs).await.is_empty()
+        })
+        .await;
     }
     println!(
-        "VM-TIER: a host leaving an encrypted network removes its SAs on the others; none left after detach and delete"
+        "VM-TIER: a host back under a new lease gets fresh SAs both ways; a host leaving an encrypted network removes its SAs on the others and can come back at once; none left after detach and delete"
     );
 }
 
@@ -481,27 +531,10 @@ async fn key_rotation_during_a_transfer_loses_nothing() {
         )
         .await
         .unwrap();
-    let mut eps = Vec::new();
-    for h in 0..2 {
-        let role = format!("h{}c", h + 1);
-        let ns = c.container(&role).await;
-        let r = c.hosts[h]
-            .host
-            .attach("sec", Endpoint::new(&role, ns.clone()))
-            .await;
-        let Some(att) = or_skip(TEST, r) else {
-            return;
-        };
-        eps.push((ns, att.ip().unwrap()));
-    }
-    // Both hosts have their SAs (the second attach reaches the first host's agent in ms).
-    for h in &c.hosts {
-        let hs = &h.ns;
-        wait_for("SAs both ways", Duration::from_secs(10), async || {
-            sas(hs).await.len() >= 2 && policies(hs).await.len() == 1
-        })
-        .await;
-    }
+    let Some(eps) = or_skip(TEST, one_each(&mut c, "sec", 2, "c").await) else {
+        return;
+    };
+    wait_for_ipsec(&c, 2, 1).await;
     let store = c.etcd.store("/berth-vm-rot").await;
     let generation = async || -> u32 {
         let kv = store.get("encryption/keys").await.unwrap().unwrap();
@@ -538,8 +571,7 @@ async fn key_rotation_during_a_transfer_loses_nothing() {
         .map(|p| p.spi)
         .collect();
     assert_ne!(spi_before, spi_after, "the policy sends with a new SA");
-    // What met a missing SA or policy, a wrong key or a replay check on either host: reported
-    // (a handful of packets around a switch in the emulated guest; TCP recovers them).
+    // No packet met a missing SA or policy, a wrong key or a replay check on either host.
     let errors: u64 = errs_after
         .iter()
         .zip(&errs_before)
@@ -549,20 +581,13 @@ async fn key_rotation_during_a_transfer_loses_nothing() {
         })
         .sum();
     assert_eq!(
-        errs_after
-            .iter()
-            .map(|m| m["XfrmInStateProtoError"])
-            .sum::<u64>(),
-        errs_before
-            .iter()
-            .map(|m| m["XfrmInStateProtoError"])
-            .sum::<u64>(),
-        "no packet failed decryption (both ends derive the same keys)"
+        errors, 0,
+        "IPsec errors during the rotations: {errs_after:?}"
     );
     // Old generations' SAs are gone: at most two generations per direction.
     assert!(sas(&c.hosts[0].ns).await.len() <= 4);
     println!(
-        "VM-TIER: key rotation during a transfer: generations {first} -> {last}, one connection, 6 MiB intact ({errors} packets met IPsec errors, {retrans} TCP retransmissions): {errs_after:?}"
+        "VM-TIER: key rotation during a transfer: generations {first} -> {last}, one connection, 6 MiB intact, {errors} IPsec errors on either host ({retrans} TCP retransmissions)"
     );
 }
 

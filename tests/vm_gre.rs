@@ -13,10 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use berth::driver::overlay::{gre_bridge_mac, gre_port_name, is_gre_port};
-use berth::sandbox::tcp_probe;
-use berth::{
-    Endpoint, Error, Netns, Network, NetworkInfo, NetworkSpec, OverlayEncap, OverlayOptions,
-};
+use berth::{Endpoint, Error, Netns, Network, NetworkSpec, OverlayEncap, OverlayOptions};
 use common::cluster::*;
 use common::*;
 
@@ -340,55 +337,24 @@ async fn gre_overlay_isolation_and_outside() {
         return;
     };
     let n = c.n;
-    for h in &c.hosts {
-        // The hosts' default route: the outside netns (as a LAN router would be).
-        h.nl.route()
-            .default_via(format!("10.99.{n}.200").parse().unwrap())
-            .replace()
-            .await
-            .unwrap();
-    }
-    let host0 = &c.hosts[0].host;
-    let Some(ov) = or_skip(TEST, host0.create_network(gre("ov", "10.210.2.0/24")).await) else {
+    let gre_spec = |name: &str, subnet: &str| gre(name, subnet).into();
+    let r = outside_scenario(
+        &mut c,
+        gre_spec,
+        ["10.210.2.0/24", "10.211.2.0/24", "10.212.2.0/24"],
+    )
+    .await;
+    let Some(s) = or_skip(TEST, r) else {
         return;
     };
-    let ov2: NetworkInfo = host0
-        .create_network(gre("ov2", "10.211.2.0/24"))
-        .await
-        .unwrap();
-    host0
-        .create_network(gre("ovi", "10.212.2.0/24").internal(true))
-        .await
-        .unwrap();
-    let a_ns = c.container("a").await;
-    let b_ns = c.container("b").await;
+    let (ov, ov2) = (s.ov.clone(), s.ov2.clone());
+    let (a_ns, b_ns) = (s.a.0.clone(), s.b.0.clone());
+    let (b, o2) = (&s.b.1, &s.o2.1);
+    let o2_ns = s.o2.0.clone();
     let o1_ns = c.container("o1").await;
-    let o2_ns = c.container("o2").await;
-    let i_ns = c.container("i").await;
-    let a = c.hosts[0]
-        .host
-        .attach("ov", Endpoint::new("a", a_ns.clone()))
-        .await
-        .unwrap();
-    let port: berth::PortRequest = "8080:80/tcp".parse().unwrap();
-    let b = c.hosts[1]
-        .host
-        .attach("ov", Endpoint::new("b", b_ns.clone()).publish_request(port))
-        .await
-        .unwrap();
     let o1 = c.hosts[0]
         .host
         .attach("ov2", Endpoint::new("o1", o1_ns.clone()))
-        .await
-        .unwrap();
-    let o2 = c.hosts[1]
-        .host
-        .attach("ov2", Endpoint::new("o2", o2_ns.clone()))
-        .await
-        .unwrap();
-    c.hosts[0]
-        .host
-        .attach("ovi", Endpoint::new("i", i_ns.clone()))
         .await
         .unwrap();
     // Two tunnels h1 → h2, one per network, keyed apart.
@@ -406,45 +372,8 @@ async fn gre_overlay_isolation_and_outside() {
     )
     .await;
 
-    // Out, masqueraded by its own host.
-    let out = format!("10.99.{n}.200");
-    let seen = assert_reaches(
-        &c.outside,
-        sa("0.0.0.0:9100"),
-        &a_ns,
-        sa(&format!("{out}:9100")),
-    )
-    .await;
-    assert_eq!(seen.ip(), c.hosts[0].vtep, "masqueraded by its own host");
-    let seen = assert_reaches(
-        &c.outside,
-        sa("0.0.0.0:9101"),
-        &b_ns,
-        sa(&format!("{out}:9101")),
-    )
-    .await;
-    assert_eq!(seen.ip(), c.hosts[1].vtep);
-    // -p on host 2 into the container on host 2.
-    let target = SocketAddr::new(c.hosts[1].vtep, 8080);
-    tcp_probe(&b_ns, "0.0.0.0:80".parse().unwrap(), &c.outside, target)
-        .await
-        .expect("published port on host 2");
-    // Isolation: ov ↔ ov2 refused both ways, across hosts and on one host; the internal
-    // network has no way out.
-    blocked_at(
-        &o2_ns,
-        &a_ns,
-        &format!("{}:7001", o2.ip().unwrap()),
-        "another GRE overlay",
-    )
-    .await;
-    blocked_at(
-        &a_ns,
-        &o2_ns,
-        &format!("{}:7002", a.ip().unwrap()),
-        "another GRE overlay",
-    )
-    .await;
+    assert_outside_and_isolation(&c, &s, "GRE overlay").await;
+    // Across hosts too: ov on h2 does not reach ov2 on h1.
     blocked_at(
         &b_ns,
         &o1_ns,
@@ -452,15 +381,7 @@ async fn gre_overlay_isolation_and_outside() {
         "another GRE overlay",
     )
     .await;
-    blocked_at(
-        &c.outside,
-        &i_ns,
-        &format!("10.99.{n}.200:7004"),
-        "internal GRE overlay",
-    )
-    .await;
     // Each network across the same two hosts still flows.
-    reaches_at(&b_ns, &a_ns, &format!("{}:7005", b.ip().unwrap())).await;
     reaches_at(&o2_ns, &o1_ns, &format!("{}:7006", o2.ip().unwrap())).await;
     reaches_at(&o1_ns, &o2_ns, &format!("{}:7007", o1.ip().unwrap())).await;
     // Host 2's bridge asks the tunnels for an address (an ARP request naming the gateway
@@ -490,7 +411,7 @@ async fn gre_overlay_isolation_and_outside() {
         &c.outside,
         sa("0.0.0.0:9102"),
         &a_ns,
-        sa(&format!("{out}:9102")),
+        sa(&format!("10.99.{n}.200:9102")),
     )
     .await;
     assert_eq!(seen.ip(), c.hosts[0].vtep);

@@ -124,6 +124,7 @@ impl ClusterSecret {
             let vtep = h.vtep.to_string();
             info.push(vtep.len() as u8);
             info.extend_from_slice(vtep.as_bytes());
+            info.extend_from_slice(&h.incarnation.to_be_bytes());
         }
         let hk = Hkdf::<Sha256>::new(Some(b"berth cluster secret"), &self.0);
         let mut okm = [0u8; KEY_LEN + 4];
@@ -213,6 +214,9 @@ pub struct PairHost {
     pub name: String,
     /// Its VTEP.
     pub vtep: IpAddr,
+    /// Its incarnation: the lease it advertises under (see
+    /// [`super::records::EndpointRecord::incarnation`]).
+    pub incarnation: i64,
 }
 
 /// What the kernel of one host should hold for encryption.
@@ -222,24 +226,42 @@ pub struct Desired {
     pub sas: Vec<EspSa>,
     /// One output policy per peer.
     pub policies: Vec<EspPolicy>,
+    /// Outbound SAs kept if present, never made: towards hosts that still have endpoints on an
+    /// encrypted network this host knows while this one has none there. Their sequence
+    /// numbers must go on: a peer that still holds the inbound SA (it has not yet seen this
+    /// host go, or sees it leave and come back in one batch) would take a restarted one for
+    /// replays and drop everything.
+    pub keep: Vec<EspSa>,
 }
 
 /// The SAs and policies host `me` needs towards `peers` (the hosts sharing an encrypted
-/// network with it), under `schedule` at `now`; VXLAN is on UDP `port`.
+/// network with it), under `schedule` at `now`; VXLAN is on UDP `port`. `others` are hosts
+/// with endpoints on an encrypted network this host knows but does not share now: their
+/// outbound SAs are kept if present ([`Desired::keep`]).
 pub fn desired(
     secret: &ClusterSecret,
     me: &PairHost,
     peers: &BTreeSet<PairHost>,
+    others: &BTreeSet<PairHost>,
     schedule: &KeySchedule,
     now: u64,
     port: u16,
 ) -> Desired {
     let mut d = Desired::default();
     let sending = schedule.sending(now);
-    for p in peers
-        .iter()
-        .filter(|p| p.name != me.name && p.vtep != me.vtep)
-    {
+    let not_me = |p: &&PairHost| p.name != me.name && p.vtep != me.vtep;
+    for p in others.iter().filter(not_me).filter(|p| !peers.contains(p)) {
+        for g in schedule.generations.iter().filter(|g| g.send_from <= now) {
+            let (spi, key) = secret.pair_key(g.tag, me, p);
+            d.keep.push(EspSa {
+                src: me.vtep,
+                dst: p.vtep,
+                spi,
+                key,
+            });
+        }
+    }
+    for p in peers.iter().filter(not_me) {
         for g in &schedule.generations {
             let (spi, key) = secret.pair_key(g.tag, p, me);
             d.sas.push(EspSa {
@@ -330,8 +352,9 @@ pub async fn apply(xfrm: &Xfrm, want: &Desired) -> Result<EncryptionSync> {
             out.policies_removed += 1;
         }
     }
+    let kept: BTreeSet<_> = want.keep.iter().map(key).collect();
     for (k, sa) in &have {
-        if !wanted.contains_key(k) {
+        if !wanted.contains_key(k) && !kept.contains(k) {
             xfrm.del_sa(sa).await?;
             out.sas_removed += 1;
         }
@@ -361,10 +384,9 @@ pub async fn missing(xfrm: &Xfrm, want: &Desired) -> Result<Vec<String>> {
             ));
         }
     }
-    for sa in have_sas
-        .iter()
-        .filter(|s| !want.sas.iter().any(|w| key(w) == key(s)))
-    {
+    for sa in have_sas.iter().filter(|s| {
+        !want.sas.iter().any(|w| key(w) == key(s)) && !want.keep.iter().any(|w| key(w) == key(s))
+    }) {
         v.push(format!(
             "stray ESP SA {} -> {} spi 0x{:08x}",
             sa.src, sa.dst, sa.spi
@@ -395,6 +417,7 @@ mod tests {
         PairHost {
             name: name.into(),
             vtep: ip.parse().unwrap(),
+            incarnation: 7,
         }
     }
 
@@ -411,6 +434,9 @@ mod tests {
         assert_ne!(ab1.0, ab2.0, "distinct SPIs across generations");
         assert_eq!(ab1.1.len(), KEY_LEN);
         assert!(ab1.0 >= 256);
+        let mut a2 = a.clone();
+        a2.incarnation = 8;
+        assert_ne!(s.pair_key(1, &a2, &b).0, ab1.0, "a new lease: a new SPI");
         let other = ClusterSecret::new(vec![8u8; 32]).unwrap();
         assert_ne!(other.pair_key(1, &a, &b).1, ab1.1);
     }
@@ -449,7 +475,7 @@ mod tests {
             .into_iter()
             .collect();
         let sched = KeySchedule::first(0).rotated(100, 10);
-        let d = desired(&s, &me, &peers, &sched, 105, 4789);
+        let d = desired(&s, &me, &peers, &BTreeSet::new(), &sched, 105, 4789);
         assert_eq!(
             d.sas.len(),
             2 * 3,
@@ -458,7 +484,7 @@ mod tests {
         assert_eq!(d.policies.len(), 2);
         let (spi1, _) = s.pair_key(1, &me, &h("b", "10.0.0.2"));
         assert!(d.policies.iter().any(|p| p.spi == spi1));
-        let later = desired(&s, &me, &peers, &sched, 110, 4789);
+        let later = desired(&s, &me, &peers, &BTreeSet::new(), &sched, 110, 4789);
         let (spi2, _) = s.pair_key(2, &me, &h("b", "10.0.0.2"));
         assert!(later.policies.iter().any(|p| p.spi == spi2));
         assert_eq!(
@@ -467,5 +493,12 @@ mod tests {
             "the new outbound SAs come at the switch"
         );
         assert!(d.sas.iter().all(|s| later.sas.contains(s)));
+        // A host not shared any more: its outbound SAs are kept if present, nothing else.
+        let only_b: BTreeSet<PairHost> = [h("b", "10.0.0.2")].into_iter().collect();
+        let c: BTreeSet<PairHost> = [h("c", "10.0.0.3")].into_iter().collect();
+        let d = desired(&s, &me, &only_b, &c, &sched, 110, 4789);
+        assert_eq!(d.policies.len(), 1);
+        assert_eq!(d.keep.len(), 2, "both started generations towards c");
+        assert!(d.keep.iter().all(|k| k.dst == h("c", "10.0.0.3").vtep));
     }
 }

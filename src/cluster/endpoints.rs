@@ -3,34 +3,33 @@
 
 use super::Cluster;
 use super::records::{self, Claim, EndpointRecord, to_json};
-use super::store::{Op, Txn};
+use super::store::{LeaseId, Op, Txn};
 use crate::error::Result;
 
 impl Cluster {
     /// Advertises one endpoint of this host.
     pub(crate) async fn register(&self, network: &str, rec: &EndpointRecord) -> Result<()> {
-        let lease = self.lease().await?;
         let key = records::endpoint(network, &self.identity.name, &rec.container);
-        let put = Op::Put {
-            key,
-            value: to_json(rec),
-            lease: Some(lease),
+        let put = |lease: LeaseId| {
+            let mut rec = rec.clone();
+            rec.incarnation = lease.0;
+            Txn::new(
+                vec![],
+                vec![Op::Put {
+                    key: key.clone(),
+                    value: to_json(&rec),
+                    lease: Some(lease),
+                }],
+            )
         };
-        match self.store.txn(Txn::new(vec![], vec![put.clone()])).await {
+        let lease = self.lease().await?;
+        match self.store.txn(put(lease)).await {
             Ok(_) => Ok(()),
             // The lease ended behind our back (the agent has not noticed yet): a new one.
             Err(e) if super::lease_gone(&e) => {
                 self.lease_lost(lease).await;
                 let lease = self.lease().await?;
-                let Op::Put { key, value, .. } = put else {
-                    unreachable!()
-                };
-                let put = Op::Put {
-                    key,
-                    value,
-                    lease: Some(lease),
-                };
-                self.store.txn(Txn::new(vec![], vec![put])).await.map(drop)
+                self.store.txn(put(lease)).await.map(drop)
             }
             Err(e) => Err(e),
         }

@@ -156,6 +156,12 @@ pub struct EndpointRecord {
     /// The names it answers to on the network (container name, aliases).
     #[serde(default)]
     pub names: Vec<String>,
+    /// The lease its host held when it advertised it: the host's incarnation, which the keys of
+    /// encrypted networks are derived with (a host back under a new lease gets SAs with new
+    /// SPIs on both ends, so no side keeps a replay window the other restarted). 0 in records
+    /// written before it was kept.
+    #[serde(default)]
+    pub incarnation: i64,
 }
 
 /// A live host.

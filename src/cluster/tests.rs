@@ -220,6 +220,7 @@ fn ep(host: &str, c: &str) -> EndpointRecord {
         ipv4: Some(IpAddr::from([10, 1, 0, 9])),
         ipv6: None,
         names: vec![c.into()],
+        incarnation: 0,
     }
 }
 

@@ -195,6 +195,7 @@ impl Host {
             ipv4: att.ip(),
             ipv6: att.ip6(),
             names,
+            incarnation: 0,
         })
     }
 
@@ -426,6 +427,10 @@ impl Host {
                 continue;
             }
             self.drop_local_record(&net).await?;
+            if super::encryption_ops::is_encrypted(&net) {
+                // Its peers are gone with it: outbound SAs kept for them go too.
+                self.sync_encryption_locked(None).await?;
+            }
             tracing::info!(target: "berth::host", network = %net.name, "cluster network deleted elsewhere: dropped here");
         }
         Ok(())

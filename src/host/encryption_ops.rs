@@ -39,41 +39,50 @@ impl Host {
         let Some(secret) = cluster.secret() else {
             return Ok(None);
         };
-        let me = PairHost {
-            name: cluster.identity().name.clone(),
-            vtep: match cluster.identity().advertise {
-                Some(v) => v,
-                None => return Ok(Some(Desired::default())),
-            },
+        let Some(vtep) = cluster.identity().advertise else {
+            return Ok(Some(Desired::default()));
         };
-        let mut peers = BTreeSet::new();
+        // Hosts sharing an encrypted network with this one (SAs both ways, a policy), and
+        // hosts on one this host knows but has no endpoint on now (outbound SAs kept).
+        let (mut peers, mut others) = (BTreeSet::new(), BTreeSet::new());
         let mut port = cluster.identity().port;
         for net in self.cluster_networks_here()? {
             let DriverOptions::Overlay(o) = &net.driver else {
                 continue;
             };
-            if !o.encrypted
-                || (include != Some(net.name.as_str())
-                    && self.state.endpoints(&net.name)?.is_empty())
-            {
+            if !o.encrypted {
                 continue;
             }
+            let here =
+                include == Some(net.name.as_str()) || !self.state.endpoints(&net.name)?.is_empty();
             port = o.port.unwrap_or(port);
             for r in self.state.cluster_peers(&net.name)? {
-                peers.insert(PairHost {
+                let p = PairHost {
                     name: r.host,
                     vtep: r.vtep,
-                });
+                    incarnation: r.incarnation,
+                };
+                if here {
+                    peers.insert(p);
+                } else {
+                    others.insert(p);
+                }
             }
         }
-        if peers.is_empty() {
+        if peers.is_empty() && others.is_empty() {
             return Ok(Some(Desired::default()));
         }
+        let me = PairHost {
+            name: cluster.identity().name.clone(),
+            vtep,
+            incarnation: cluster.lease().await?.0,
+        };
         let schedule = cluster.key_schedule().await?;
         Ok(Some(encryption::desired(
             secret,
             &me,
             &peers,
+            &others,
             &schedule,
             encryption::unix_now(),
             port,
@@ -92,7 +101,8 @@ impl Host {
         let xfrm = Xfrm::open(&self.netns).await?;
         let r = encryption::apply(&xfrm, &want).await?;
         if r.changed() {
-            tracing::debug!(target: "berth::cluster", sas_added = r.sas_added,
+            let host = self.cluster.as_ref().map(|c| c.identity().name.as_str());
+            tracing::debug!(target: "berth::cluster", host, sas_added = r.sas_added,
                             sas_removed = r.sas_removed, policies_put = r.policies_put,
                             policies_removed = r.policies_removed, "IPsec state synchronised");
         }

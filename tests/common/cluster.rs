@@ -4,16 +4,18 @@
 //! dir, own firewall) in one cluster whose store is a real etcd started by the test, and runs
 //! its overlay agent. An outside netns sits on the underlay at `.200`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use berth::cluster::{ClusterSettings, HostIdentity};
 use berth::netlink::{Netlink, VethPeer};
-use berth::sandbox::Sandbox;
-use berth::{Endpoint, Host, HostBuilder, MacAddr, Netns, Network};
+use berth::sandbox::{Sandbox, tcp_probe};
+use berth::{
+    Attachment, Endpoint, Host, HostBuilder, MacAddr, Netns, Network, NetworkInfo, NetworkSpec,
+};
 
 use super::etcd::EtcdServer;
-use super::require_root;
+use super::{assert_reaches, blocked_at, reaches_at, require_root, sa};
 
 /// One simulated host.
 pub struct SimHost {
@@ -231,4 +233,95 @@ pub async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> b
         assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The outside-world scenario of an overlay kind (`tests/overlay.rs` for VXLAN,
+/// `tests/vm_gre.rs` for GRE): the hosts' default route goes to the outside netns (as a LAN
+/// router would); networks `ov` and `ov2`, and `ovi` (internal), made on h1 by `spec(name,
+/// subnet)` with `subnets`; container `a` on h1 and `b` on h2 (publishing 8080:80) on `ov`, `o2`
+/// on h2 on `ov2`, `i` on h1 on `ovi`. The first create's error is returned (a kernel without
+/// the encapsulation refuses there); anything later panics.
+pub struct Outside {
+    pub ov: NetworkInfo,
+    pub ov2: NetworkInfo,
+    pub a: (Netns, Attachment),
+    pub b: (Netns, Attachment),
+    pub o2: (Netns, Attachment),
+    pub i: Netns,
+}
+
+pub async fn outside_scenario(
+    c: &mut Cluster,
+    spec: impl Fn(&str, &str) -> NetworkSpec,
+    subnets: [&str; 3],
+) -> berth::Result<Outside> {
+    let n = c.n;
+    for h in &c.hosts {
+        h.nl.route()
+            .default_via(format!("10.99.{n}.200").parse().unwrap())
+            .replace()
+            .await
+            .unwrap();
+    }
+    let host0 = c.hosts[0].host.clone();
+    let ov = host0.create_network(spec("ov", subnets[0])).await?;
+    let ov2 = host0.create_network(spec("ov2", subnets[1])).await.unwrap();
+    host0
+        .create_network(spec("ovi", subnets[2]).internal(true))
+        .await
+        .unwrap();
+    let mut join = async |h: usize, net: &str, role: &str, port: Option<&str>| {
+        let ns = c.container(role).await;
+        let mut ep = Endpoint::new(role, ns.clone());
+        if let Some(p) = port {
+            ep = ep.publish_request(p.parse().unwrap());
+        }
+        let att = c.hosts[h].host.attach(net, ep).await.unwrap();
+        (ns, att)
+    };
+    let a = join(0, "ov", "a", None).await;
+    let b = join(1, "ov", "b", Some("8080:80/tcp")).await;
+    let o2 = join(1, "ov2", "o2", None).await;
+    let (i, _) = join(0, "ovi", "i", None).await;
+    Ok(Outside {
+        ov,
+        ov2,
+        a,
+        b,
+        o2,
+        i,
+    })
+}
+
+/// What every overlay kind must do in the [`outside_scenario`]: egress masqueraded by each
+/// container's own host; the port published on h2 reached from outside at h2's address;
+/// `ov` and `ov2` refused both ways; the internal network has no way out; `ov` across the two
+/// hosts still flows. `what` names the overlay kind in failures.
+pub async fn assert_outside_and_isolation(c: &Cluster, s: &Outside, what: &str) {
+    let out = format!("10.99.{}.200", c.n);
+    let ip = |a: &Attachment| a.ip().unwrap();
+    for (h, (ns, _), port) in [(0, &s.a, 9100), (1, &s.b, 9101)] {
+        let seen = assert_reaches(
+            &c.outside,
+            sa(&format!("0.0.0.0:{port}")),
+            ns,
+            sa(&format!("{out}:{port}")),
+        )
+        .await;
+        assert_eq!(
+            seen.ip(),
+            c.hosts[h].vtep,
+            "{what}: masqueraded by its own host"
+        );
+    }
+    let target = SocketAddr::new(c.hosts[1].vtep, 8080);
+    tcp_probe(&s.b.0, "0.0.0.0:80".parse().unwrap(), &c.outside, target)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: published port on host 2: {e}"));
+    let other = format!("another {what}");
+    blocked_at(&s.o2.0, &s.a.0, &format!("{}:7001", ip(&s.o2.1)), &other).await;
+    blocked_at(&s.a.0, &s.o2.0, &format!("{}:7002", ip(&s.a.1)), &other).await;
+    let internal = format!("internal {what}");
+    blocked_at(&c.outside, &s.i, &format!("{out}:7003"), &internal).await;
+    reaches_at(&s.b.0, &s.a.0, &format!("{}:7004", ip(&s.b.1))).await;
 }
