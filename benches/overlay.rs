@@ -6,7 +6,12 @@
 //! - **convergence** at 2, 8 and 32 hosts (threads in this process, not processes): from
 //!   `attach` returning on host B until a TCP connect from a container on host A succeeds;
 //! - **kernel objects per host** against endpoints: FDB and neighbour entries;
-//! - **a dead host**: from its agent dying until its entries are gone from a peer.
+//! - **a dead host**: from its agent dying until its entries are gone from a peer;
+//! - **encrypted vs plain overlay** (`-o encrypted`): attach cost and TCP throughput between
+//!   two hosts. ESP needs a kernel with `esp4` (Debian's): on one without, the section says so;
+//!   in the VM tier's guest, `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="target/debug/xtask
+//!   vm-run" cargo bench --bench overlay -- --quick --only-encrypted` measures it there (figures
+//!   from an emulated machine, labelled so).
 //!
 //! Everything runs in sandbox namespaces (an underlay bridge joining the host netns); etcd runs
 //! on a loopback port of this process's netns, its data in a temp dir, killed at the end.
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use berth::cluster::store::{KeyValue, LeaseId, Revision, Txn, WatchStream};
-use berth::cluster::{ClusterSettings, ClusterStore, Etcd, HostIdentity};
+use berth::cluster::{ClusterSecret, ClusterSettings, ClusterStore, Etcd, HostIdentity};
 use berth::netlink::{Netlink, VethPeer};
 use berth::sandbox::{EtcdServer, Sandbox};
 use berth::{Endpoint, Host, MacAddr, Netns, Network};
@@ -161,6 +166,9 @@ async fn world(etcd: &str, s: u8, n: usize) -> World {
             .resolv_conf(sb.state_dir().join("none"))
             .cluster(store, HostIdentity::new(&role).advertise(vtep))
             .cluster_settings(settings())
+            .cluster_secret(
+                ClusterSecret::new(b"berth overlay bench: a secret of 32+ bytes".to_vec()).unwrap(),
+            )
             .build()
             .await
             .unwrap();
@@ -259,6 +267,7 @@ fn main() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
+    let only_encrypted = std::env::args().any(|a| a == "--only-encrypted");
     if !EtcdServer::installed() {
         println!("SKIPPED: overlay bench needs etcd (apt-get install etcd-server)");
         return;
@@ -269,7 +278,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(run(&etcd.endpoint(), quick));
+    let report = rt.block_on(async {
+        let mut r = if only_encrypted {
+            String::from("# Overlay benchmark (encrypted vs plain only)\n\n")
+        } else {
+            run(&etcd.endpoint(), quick).await
+        };
+        r += &encrypted_vs_plain(&etcd.endpoint(), quick).await;
+        r
+    });
     println!("{report}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     let _ = std::fs::create_dir_all(&dir);
@@ -487,5 +504,141 @@ async fn run(etcd: &str, quick: bool) -> String {
     out += "\n";
     out += &objects;
     out += &dead_line;
+    out
+}
+
+/// Sends `len` bytes from `client` to a listener on `server` at `to`: the throughput, Gbit/s.
+fn throughput(server: &Netns, client: &Netns, to: SocketAddr, len: usize) -> f64 {
+    use std::io::{Read, Write};
+    let lst = server
+        .run(move || TcpListener::bind(SocketAddr::new([0, 0, 0, 0].into(), to.port())))
+        .unwrap()
+        .unwrap();
+    let rx = std::thread::spawn(move || {
+        let (mut s, _) = lst.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0usize;
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => return n,
+                k => n += k,
+            }
+        }
+    });
+    let mut s = client
+        .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    let chunk = vec![0x5au8; 1 << 16];
+    let t0 = Instant::now();
+    let mut left = len;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        s.write_all(&chunk[..k]).unwrap();
+        left -= k;
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let got = rx.join().unwrap();
+    assert_eq!(got, len);
+    (len as f64 * 8.0) / t0.elapsed().as_secs_f64() / 1e9
+}
+
+/// Where this runs: the kernel, and whether the machine is a QEMU guest (the VM tier's).
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let vendor = std::fs::read_to_string("/sys/class/dmi/id/sys_vendor").unwrap_or_default();
+    let guest = if vendor.trim() == "QEMU" {
+        "a QEMU guest (the VM tier's: emulated machine, figures not comparable with the host's)"
+    } else {
+        "this machine"
+    };
+    format!("kernel {}, {guest}", kernel.trim())
+}
+
+/// Encrypted (ESP) against plain overlay between two hosts: attach cost (the first attach of
+/// a host makes its SAs; later ones find them) and TCP throughput container to container.
+async fn encrypted_vs_plain(etcd: &str, quick: bool) -> String {
+    let mut out = format!("## Encrypted vs plain overlay\n\nOn {}.\n\n", machine());
+    let mut w = world(etcd, 5, 2).await;
+    let sec = w.hosts[0]
+        .host
+        .create_network(
+            Network::overlay("sec")
+                .encrypted(true)
+                .subnet("10.213.5.0/24".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let _ = sec;
+    // The peer's endpoints first: host 1's attaches then make SAs towards host 2.
+    let mut peer = std::collections::BTreeMap::new();
+    for net in ["ov", "sec"] {
+        let role = format!("peer-{net}");
+        let ns = w.sb.netns(&role).await.unwrap();
+        match w.hosts[1]
+            .host
+            .attach(net, Endpoint::new(&role, ns.clone()))
+            .await
+        {
+            Ok(att) => {
+                peer.insert(net, (ns, att.ip().unwrap()));
+            }
+            Err(e @ berth::Error::Unsupported { .. }) => {
+                out += &format!(
+                    "SKIPPED on this kernel: {e}. Run it in the VM tier's guest (see the file's \
+                     docs).\n\n"
+                );
+                return out;
+            }
+            Err(e) => panic!("attach to {net}: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reps = if quick { 10 } else { 30 };
+    let mut rows = String::new();
+    for net in ["ov", "sec"] {
+        let mut times = Vec::new();
+        let mut first_ns = None;
+        for i in 0..reps {
+            let role = format!("{net}-{i}");
+            let ns = w.sb.netns(&role).await.unwrap();
+            let t0 = Instant::now();
+            let att = w.hosts[0]
+                .host
+                .attach(net, Endpoint::new(&role, ns.clone()))
+                .await
+                .unwrap();
+            times.push(t0.elapsed());
+            first_ns.get_or_insert((ns, att.ip().unwrap()));
+        }
+        let first = times[0];
+        let mut rest = times[1..].to_vec();
+        let (client, _) = first_ns.unwrap();
+        let (server, ip) = &peer[net];
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let len = if quick { 32 << 20 } else { 128 << 20 };
+        let (server, client, to) = (server.clone(), client.clone(), SocketAddr::new(*ip, 7700));
+        let gbit = tokio::task::spawn_blocking(move || throughput(&server, &client, to, len))
+            .await
+            .unwrap();
+        rows += &format!(
+            "| {} | {} | {} | {} | {gbit:.2} |\n",
+            if net == "sec" {
+                "encrypted (ESP)"
+            } else {
+                "plain (VXLAN)"
+            },
+            ms(first),
+            ms(median(&mut rest)),
+            ms(pct(&mut rest, 90)),
+        );
+    }
+    out += "| overlay | first attach on the host | attach: median | attach: p90 | TCP, Gbit/s |\n\
+            |---|---|---|---|---|\n";
+    out += &rows;
+    out += "\nThe first attach of a host to an encrypted network makes its SAs and policy towards \
+            the peer (xfrm netlink, a key derivation per SA); later attaches only check them. \
+            Throughput: one TCP stream, container to container across the two hosts.\n\n";
+    drop(w);
     out
 }
