@@ -498,41 +498,7 @@ async fn full_size_packets_cross_and_one_byte_more_is_refused() {
         .attach("ov", Endpoint::new("b", b_ns.clone()))
         .await
         .unwrap();
-    let target = SocketAddr::new(b.ip().unwrap(), 7777);
-    let srv = b_ns
-        .run(move || std::net::UdpSocket::bind(target))
-        .unwrap()
-        .unwrap();
-    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let cli = a_ns
-        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
-        .unwrap()
-        .unwrap();
-    let on: libc::c_int = libc::IP_PMTUDISC_DO;
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&cli),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    let full = vec![7u8; 1450 - 28];
-    let got = tokio::task::spawn_blocking(move || {
-        cli.send_to(&full, target).unwrap();
-        let mut buf = vec![0u8; 2000];
-        let n = srv.recv(&mut buf).expect("the full-size datagram crossed");
-        let e = cli
-            .send_to(&vec![7u8; 1450 - 28 + 1], target)
-            .expect_err("one byte more must be refused");
-        (n, e)
-    })
-    .await
-    .unwrap();
-    assert_eq!(got.0, 1422);
-    assert_eq!(got.1.raw_os_error(), Some(libc::EMSGSIZE), "{}", got.1);
+    full_size_crosses(&a_ns, &b_ns, b.ip().unwrap(), 1450).await;
     drop(c);
 }
 

@@ -263,6 +263,19 @@ async fn transfer(
     (sent, got, retrans() - before)
 }
 
+/// Encrypted overlay network `sec` with `subnet`, made on h1.
+async fn encrypted_net(c: &Cluster, subnet: &str) -> berth::NetworkInfo {
+    c.hosts[0]
+        .host
+        .create_network(
+            Network::overlay("sec")
+                .encrypted(true)
+                .subnet(subnet.parse().unwrap()),
+        )
+        .await
+        .unwrap()
+}
+
 /// One container `hN{suffix}` per host of the first `hosts`, attached to `net`: (netns,
 /// address). The first error is returned (a kernel without ESP refuses the first attach).
 async fn one_each(
@@ -350,14 +363,7 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
         return;
     };
     let h1 = c.hosts[0].host.clone();
-    let sec = h1
-        .create_network(
-            Network::overlay("sec")
-                .encrypted(true)
-                .subnet("10.210.0.0/24".parse().unwrap()),
-        )
-        .await
-        .unwrap();
+    let sec = encrypted_net(&c, "10.210.0.0/24").await;
     let plain = h1
         .create_network(Network::overlay("plain").subnet("10.211.0.0/24".parse().unwrap()))
         .await
@@ -388,6 +394,8 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
     )
     .await;
     assert_eq!(sent, got, "2 MiB across, checksum equal");
+    // The MTU leaves room for ESP: a full-size datagram crosses, one byte more is refused.
+    full_size_crosses(&eps[0].0, &eps[1].0, eps[1].1, sec.mtu as usize).await;
     let enc_seen = cap.finish();
     let seen = enc_seen.clone();
     let vni_sec = vni_of(&sec);
@@ -407,8 +415,8 @@ async fn encrypted_overlay_carries_only_esp_and_drops_plaintext() {
         "plain network: VXLAN {seen:?}"
     );
     println!(
-        "VM-TIER: encrypted overlay: ESP only on the underlay ({} ESP frames), 2 MiB intact, plain VXLAN beside it",
-        enc_seen.esp
+        "VM-TIER: encrypted overlay: ESP only on the underlay ({} ESP frames), 2 MiB intact, a full-size datagram at MTU {} crosses, plain VXLAN beside it",
+        enc_seen.esp, sec.mtu
     );
 
     // An admin removes h1's policies: h1 sends plaintext, h2 drops and counts it.
@@ -522,15 +530,7 @@ async fn key_rotation_during_a_transfer_loses_nothing() {
     else {
         return;
     };
-    c.hosts[0]
-        .host
-        .create_network(
-            Network::overlay("sec")
-                .encrypted(true)
-                .subnet("10.212.0.0/24".parse().unwrap()),
-        )
-        .await
-        .unwrap();
+    encrypted_net(&c, "10.212.0.0/24").await;
     let Some(eps) = or_skip(TEST, one_each(&mut c, "sec", 2, "c").await) else {
         return;
     };
@@ -604,15 +604,7 @@ async fn a_host_without_the_secret_is_refused_by_name() {
     else {
         return;
     };
-    c.hosts[0]
-        .host
-        .create_network(
-            Network::overlay("sec")
-                .encrypted(true)
-                .subnet("10.213.0.0/24".parse().unwrap()),
-        )
-        .await
-        .unwrap();
+    encrypted_net(&c, "10.213.0.0/24").await;
     // The network's nf_tables rules (this kernel has them too): marking on output, plaintext
     // dropped on input.
     let rules = std::process::Command::new("ip")

@@ -86,45 +86,6 @@ fn drain(s: &UdpSocket, window: Duration) -> BTreeMap<Vec<u8>, usize> {
     got
 }
 
-/// A datagram of `mtu` bytes (IPv4, DF set) from `client` reaches `server` at `addr`; one
-/// byte more is refused to the sender (EMSGSIZE), not lost silently.
-async fn full_size_crosses(client: &Netns, server: &Netns, addr: IpAddr, mtu: usize) {
-    let target = SocketAddr::new(addr, 7777);
-    let srv = server
-        .run(move || UdpSocket::bind(target))
-        .unwrap()
-        .unwrap();
-    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let cli = client
-        .run(|| UdpSocket::bind("0.0.0.0:0"))
-        .unwrap()
-        .unwrap();
-    let on: libc::c_int = libc::IP_PMTUDISC_DO;
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&cli),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    let got = tokio::task::spawn_blocking(move || {
-        cli.send_to(&vec![7u8; mtu - 28], target).unwrap();
-        let mut buf = vec![0u8; 2000];
-        let n = srv.recv(&mut buf).expect("the full-size datagram crossed");
-        let e = cli
-            .send_to(&vec![7u8; mtu - 28 + 1], target)
-            .expect_err("one byte more must be refused");
-        (n, e)
-    })
-    .await
-    .unwrap();
-    assert_eq!(got.0, mtu - 28);
-    assert_eq!(got.1.raw_os_error(), Some(libc::EMSGSIZE), "{}", got.1);
-}
-
 /// Three hosts, four containers (two on h1): gretap ports in a full mesh, isolated and
 /// neighbour-suppressing; all to all over TCP; a full-size datagram crosses and one byte more
 /// is refused; check and gc know the ports; broadcasts sent once arrive exactly once on every other container (split

@@ -365,3 +365,43 @@ pub async fn footprint(sb: &Sandbox) -> String {
     files.sort();
     out + &files.join("\n")
 }
+
+/// A datagram of `mtu` bytes (IPv4, DF set) from `client` reaches `server` at `addr`; one
+/// byte more is refused to the sender (EMSGSIZE), not lost silently.
+pub async fn full_size_crosses(client: &Netns, server: &Netns, addr: std::net::IpAddr, mtu: usize) {
+    let target = SocketAddr::new(addr, 7777);
+    let srv = server
+        .run(move || std::net::UdpSocket::bind(target))
+        .unwrap()
+        .unwrap();
+    srv.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let cli = client
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    let on: libc::c_int = libc::IP_PMTUDISC_DO;
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&cli),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let got = tokio::task::spawn_blocking(move || {
+        cli.send_to(&vec![7u8; mtu - 28], target).unwrap();
+        let mut buf = vec![0u8; 2000];
+        let n = srv.recv(&mut buf).expect("the full-size datagram crossed");
+        let e = cli
+            .send_to(&vec![7u8; mtu - 28 + 1], target)
+            .expect_err("one byte more must be refused");
+        (n, e)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.0, mtu - 28);
+    assert_eq!(got.1.raw_os_error(), Some(libc::EMSGSIZE), "{}", got.1);
+}
