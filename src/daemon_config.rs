@@ -176,6 +176,7 @@ impl DaemonConfig {
                     dst: dst.parse().expect("literal"),
                     via: Some(gw),
                     metric: None,
+                    table: None,
                 });
             }
         }

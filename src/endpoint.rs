@@ -13,6 +13,7 @@ use crate::names::{ExtraHost, Link, NameOptions, validate_hostname};
 use crate::netns::Netns;
 use crate::port::{ExposedPort, PortMapping, PortRequest};
 use crate::route::RouteSpec;
+use crate::rule::RuleSpec;
 use crate::validate::{validate_container_id, validate_ifname};
 
 /// Entry point: `Endpoint::new("c0ffee", netns).ifname("eth0").publish(Port::tcp(8080).to(80))`.
@@ -37,6 +38,7 @@ impl Endpoint {
             aliases: Vec::new(),
             exposed: Vec::new(),
             names: NameOptions::default(),
+            rules: Vec::new(),
         }
     }
 }
@@ -57,6 +59,7 @@ pub struct EndpointSpec {
     pub(crate) aliases: Vec<String>,
     pub(crate) exposed: Vec<ExposedPort>,
     pub(crate) names: NameOptions,
+    pub(crate) rules: Vec<RuleSpec>,
 }
 
 impl EndpointSpec {
@@ -180,6 +183,14 @@ impl EndpointSpec {
         self
     }
 
+    /// A routing rule in the container netns (`--rule`, repeatable; policy routing, see
+    /// [`crate::rule`]): added once the interface and its addresses and routes exist (routes
+    /// of other tables through [`RouteSpec::table`]), removed at detach.
+    pub fn rule(mut self, rule: RuleSpec) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
     /// The container id.
     pub fn container(&self) -> &str {
         &self.container
@@ -204,6 +215,19 @@ impl EndpointSpec {
         }
         for r in &self.routes {
             r.validate()?;
+        }
+        for r in &self.rules {
+            r.validate()?;
+        }
+        crate::rule::check_distinct(&self.rules)?;
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.table.is_some()
+                && self.routes[..i]
+                    .iter()
+                    .any(|q| q.dst == r.dst && q.table == r.table && q.metric == r.metric)
+            {
+                return Err(Error::invalid("route", r, "given twice in its table"));
+            }
         }
         for a in &self.aliases {
             validate_hostname("alias", a)?;
@@ -281,6 +305,10 @@ pub struct Attachment {
     /// Network-scoped DNS aliases ([`EndpointSpec::alias`]).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Routing rules berth added in the container netns for this endpoint
+    /// ([`EndpointSpec::rule`]): exactly these are removed at detach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSpec>,
 }
 
 impl Attachment {

@@ -65,6 +65,7 @@ pub mod network;
 pub mod options;
 pub mod port;
 pub mod route;
+pub mod rule;
 pub mod sandbox;
 mod short_lived;
 pub mod state;
@@ -89,3 +90,4 @@ pub use options::{
 };
 pub use port::{ExposedPort, Port, PortMapping, PortRequest, Protocol};
 pub use route::RouteSpec;
+pub use rule::{Fwmark, RuleSpec};

@@ -30,6 +30,9 @@ pub enum Step {
     ClusterEncryption,
     /// The firewall added the endpoint's ports.
     FirewallEndpoint,
+    /// The endpoint's routing rules were added in the container netns (policy routing; after
+    /// its record was written, before the step that follows it).
+    PolicyRules,
     /// The endpoint record was written.
     PersistEndpoint,
     /// Detach: the endpoint's published ports left the firewall.
@@ -80,6 +83,7 @@ impl Step {
         Step::ClusterEncryption,
         Step::ClusterAdvertise,
         Step::FirewallEndpoint,
+        Step::PolicyRules,
         Step::PersistEndpoint,
         Step::DetachFirewall,
         Step::DetachDriver,
@@ -125,6 +129,7 @@ impl fmt::Display for Step {
             Step::ClusterEncryption => "cluster-encryption",
             Step::ClusterAdvertise => "cluster-advertise",
             Step::FirewallEndpoint => "firewall-endpoint",
+            Step::PolicyRules => "policy-rules",
             Step::PersistEndpoint => "persist-endpoint",
             Step::DetachFirewall => "detach-firewall",
             Step::DetachDriver => "detach-driver",

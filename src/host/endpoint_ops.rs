@@ -56,6 +56,7 @@ impl Host {
     pub async fn attach(&self, network: impl AsRef<str>, ep: EndpointSpec) -> Result<Attachment> {
         let network = network.as_ref();
         ep.validate()?;
+        super::policy_ops::check_reachable(&ep)?;
         let container_nl = self.check_container_netns(&ep.netns).await?;
         self.ensure_predefined(network).await?;
         let _lock = self.state.lock().await?;
@@ -257,6 +258,7 @@ impl Host {
             seq,
             routes: plan.routes.clone(),
             aliases: ep.aliases.clone(),
+            rules: ep.rules.clone(),
         };
         // When the driver's answer is known beforehand, the records are written and made
         // durable while it plumbs the endpoint (the slowest part of an attach on disk and in
@@ -320,6 +322,11 @@ impl Host {
             container: att.container.clone(),
             prev: prev.map(Box::new),
         });
+        // Policy routing: the rules once the record names them (see policy_ops).
+        if !att.rules.is_empty() {
+            super::policy_ops::add_rules(container_nl, &att.rules, journal).await?;
+            self.after(Step::PolicyRules)?;
+        }
         // Containers already here that link to this one may now reach its exposed ports.
         let incoming = self.links_to(net, &att)?;
         if let (Some(n), false) = (network_rules(net), incoming.is_empty()) {
@@ -377,6 +384,8 @@ impl Host {
             (_, Err(e)) => errors.push(e),
             _ => {}
         }
+        // Routing rules are not tied to the interface: deleted one by one while it exists.
+        errors.extend(self.remove_policy_rules(att).await.err());
         let driver = driver_for(&net.driver);
         errors.extend(driver.detach(self.ctx(), net, att).await.err());
         errors.extend(self.after(Step::DetachDriver).err());
@@ -441,6 +450,7 @@ impl Host {
         if super::encryption_ops::is_encrypted(&net) {
             missing.extend(self.encryption_check().await?);
         }
+        missing.extend(self.check_policy(&att).await?);
         if let Some(n) = network_rules(&net) {
             let eps: Vec<_> = self.endpoint_fw(&net, &att, None)?.into_iter().collect();
             missing.extend(self.firewall.check(&[n], &eps).await?);

@@ -46,6 +46,8 @@ pub(super) enum Undo {
         container: String,
         prev: Option<Box<SandboxRecord>>,
     },
+    /// Routing rules added in a container netns (policy routing): deleted again.
+    PolicyRules(crate::netlink::Netlink, Vec<crate::rule::RuleSpec>),
 }
 
 /// Finished steps, in order.
@@ -108,6 +110,7 @@ impl Host {
                     Some(p) => self.state.put_sandbox(p),
                     None => self.state.remove_sandbox(container),
                 },
+                Undo::PolicyRules(nl, rules) => super::policy_ops::delete_rules(nl, rules).await,
             };
             if let Err(e) = r {
                 tracing::error!(target: "berth::host", ?undo, error = %e, "rollback step failed");

@@ -15,6 +15,7 @@ mod gc;
 mod journal;
 mod links;
 mod network_ops;
+mod policy_ops;
 mod ports;
 mod resolver_ops;
 mod routes;

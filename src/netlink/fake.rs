@@ -74,6 +74,10 @@ pub enum Call {
     Fdb(u32),
     /// [`Kernel::probe_kind`].
     Probe(ProbeKind),
+    /// [`Kernel::rule`].
+    Rule(super::rules::RuleOp, crate::rule::RuleSpec),
+    /// [`Kernel::rules`].
+    Rules,
     /// [`Kernel::write_sysctl`].
     WriteSysctl {
         /// Key (slashes).
@@ -95,6 +99,7 @@ impl Call {
                 | Call::Routes
                 | Call::Neighbours(_)
                 | Call::Fdb(_)
+                | Call::Rules
         )
     }
 }
@@ -151,6 +156,8 @@ struct Ns {
     sysctls: BTreeMap<String, String>,
     neighbours: Vec<NeighbourEntry>,
     fdb: Vec<FdbEntry>,
+    /// Routing rules (none of the kernel's own): not tied to any link.
+    rules: Vec<super::rules::RuleInfo>,
 }
 
 #[derive(Default)]
@@ -415,6 +422,13 @@ impl FakeNet {
         w.nss[i].addrs.clone()
     }
 
+    /// The routing rules of namespace `label` (berth's: the fake has none of the kernel's).
+    pub fn rules(&self, label: &str) -> Vec<super::rules::RuleInfo> {
+        let mut w = self.lock();
+        let i = w.ns_index(label);
+        w.nss[i].rules.clone()
+    }
+
     /// The routes of namespace `label`.
     pub fn routes(&self, label: &str) -> Vec<RouteInfo> {
         let mut w = self.lock();
@@ -509,6 +523,10 @@ fn route_info(req: &RouteRequest) -> RouteInfo {
             Some(*dev),
         ),
     };
+    let table = match req {
+        RouteRequest::Spec { spec, .. } => spec.table.unwrap_or(RT_TABLE_MAIN),
+        _ => RT_TABLE_MAIN,
+    };
     RouteInfo {
         family,
         dst,
@@ -516,7 +534,7 @@ fn route_info(req: &RouteRequest) -> RouteInfo {
         has_gateway: gateway.is_some(),
         gateway,
         oif,
-        table: RT_TABLE_MAIN,
+        table,
     }
 }
 
@@ -1010,6 +1028,52 @@ impl Kernel for FakeKernel {
             Ok(())
         })
     }
+
+    /// As the kernel: the very same rule twice is EEXIST; without a priority one just before
+    /// the lowest non-zero one is picked (32765 when there is none); a delete removes the
+    /// first rule that is the spec and is fine when there is none.
+    async fn rule(&self, op: super::rules::RuleOp, spec: crate::rule::RuleSpec) -> Result<()> {
+        use super::rules::{RuleInfo, RuleOp};
+        self.run(Call::Rule(op, spec.clone()), |w, ns| {
+            let rules = &mut w.nss[ns].rules;
+            let pos = rules.iter().position(|r| r.is(&spec));
+            match op {
+                RuleOp::Add if pos.is_some() && spec.priority.is_some() => {
+                    Err(errno("add rule", spec.to_string(), libc::EEXIST))
+                }
+                RuleOp::Add => {
+                    let first = rules
+                        .iter()
+                        .filter_map(|r| r.rule.priority)
+                        .filter(|p| *p > 0)
+                        .min()
+                        .unwrap_or(32766);
+                    let mut rule = spec.clone();
+                    rule.priority = Some(spec.priority.unwrap_or(first - 1));
+                    rules.push(RuleInfo {
+                        family: if spec.is_ipv6() {
+                            Family::V6
+                        } else {
+                            Family::V4
+                        },
+                        rule,
+                        lookup: true,
+                    });
+                    Ok(())
+                }
+                RuleOp::Delete => {
+                    if let Some(p) = pos {
+                        rules.remove(p);
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    async fn rules(&self) -> Result<Vec<super::rules::RuleInfo>> {
+        self.run(Call::Rules, |w, ns| Ok(w.nss[ns].rules.clone()))
+    }
 }
 
 #[cfg(test)]
@@ -1375,6 +1439,7 @@ mod tests {
             dst: "192.168.0.0/16".parse().unwrap(),
             via: None,
             metric: Some(5),
+            table: None,
         }];
         let cfg = crate::driver::container::InterfaceConfig {
             ipv4: Some("10.1.0.2/24".parse().unwrap()),

@@ -592,6 +592,11 @@ pub trait Kernel: Send + Sync + Debug {
     async fn probe_kind(&self, kind: ProbeKind) -> Result<()>;
     /// Writes `value` to `/proc/sys/KEY` of this netns; `key` uses slashes and is under `net/`.
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<()>;
+    /// Adds or deletes a routing rule (`ip rule add|del …`, see [`super::rules`]); deleting
+    /// one already gone is fine.
+    async fn rule(&self, op: super::rules::RuleOp, rule: crate::rule::RuleSpec) -> Result<()>;
+    /// Every routing rule of both families (`ip rule show; ip -6 rule show`).
+    async fn rules(&self) -> Result<Vec<super::rules::RuleInfo>>;
 }
 
 /// Opens a [`super::Netlink`] handle on a network namespace: the real one

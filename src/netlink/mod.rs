@@ -7,6 +7,7 @@
 //!   or a child process for processes that exit after the operation).
 //! - [`fake`]: [`fake::FakeNet`], a recording in-memory fake for tests without root.
 //! - [`builders`]: the request builders of [`Netlink`] (`nl.link().veth(…)…add()`).
+//! - [`rules`]: policy routing (routing rules, routes in other tables) and [`Netlink::rule`].
 //!
 //! [`Netlink`] is a cheap clonable handle over an `Arc<dyn Kernel>`. [`Netlink::open`] opens the
 //! real kernel of a netns: the route-netlink socket is created on a dedicated thread that entered
@@ -18,6 +19,7 @@ pub mod deletion;
 pub mod fake;
 pub mod kernel;
 pub mod rt;
+pub mod rules;
 pub mod xfrm;
 
 use std::net::IpAddr;
@@ -35,6 +37,7 @@ pub use kernel::{
     RpFilter,
 };
 pub use rt::RtKernel;
+pub use rules::{RuleInfo, RuleOp, RuleOps};
 
 use crate::error::{Error, Result};
 use crate::mac::MacAddr;

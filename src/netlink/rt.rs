@@ -71,7 +71,7 @@ impl RtKernel {
 }
 
 /// The errno of an rtnetlink error as an `io::Error` (ENOENT … ), or a generic one.
-fn to_io(e: rtnetlink::Error) -> io::Error {
+pub(super) fn to_io(e: rtnetlink::Error) -> io::Error {
     match e {
         rtnetlink::Error::NetlinkError(msg) => match msg.code {
             Some(code) => io::Error::from_raw_os_error(-code.get()),
@@ -82,7 +82,7 @@ fn to_io(e: rtnetlink::Error) -> io::Error {
 }
 
 /// Whether an rtnetlink error carries `errno`.
-fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+pub(super) fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.map(|c| -c.get()) == Some(errno))
 }
 
@@ -494,6 +494,9 @@ impl RtKernel {
                 };
                 if let Some(m) = r.metric {
                     msg.attributes.push(RouteAttribute::Priority(m));
+                }
+                if let Some(t) = r.table {
+                    super::rules::set_route_table(&mut msg, t);
                 }
                 msg
             }
@@ -1105,6 +1108,14 @@ impl Kernel for RtKernel {
 
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         crate::sysctl::write(&self.netns, key, value).await
+    }
+
+    async fn rule(&self, op: super::rules::RuleOp, rule: crate::rule::RuleSpec) -> Result<()> {
+        super::rules::execute(&self.handle, op, &rule).await
+    }
+
+    async fn rules(&self) -> Result<Vec<super::rules::RuleInfo>> {
+        super::rules::dump(&self.handle).await
     }
 }
 

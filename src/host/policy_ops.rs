@@ -1,0 +1,123 @@
+//! Policy routing of an endpoint ([`crate::rule`]): its routing rules in the container netns,
+//! added at attach once the interface, its addresses and its routes (those of other tables
+//! too) exist, and after its record is written — so a process killed at any instant leaves no
+//! rule that no record names, and `gc` (which detaches what it does not keep) removes them
+//! while the netns exists. Rules are not tied to a link: detach deletes exactly those recorded,
+//! one by one. Routes in other tables go with the interface, as the main table's do.
+
+use crate::endpoint::{Attachment, EndpointSpec};
+use crate::error::{Error, Result};
+use crate::netlink::{Family, Netlink};
+use crate::netns::Netns;
+use crate::rule::RuleSpec;
+
+use super::Host;
+use super::journal::{Journal, Undo};
+
+/// Refuses rules for a container netns berth cannot open again at detach (one given by a
+/// file descriptor, not a path): they would outlive the attachment.
+pub(super) fn check_reachable(ep: &EndpointSpec) -> Result<()> {
+    match (ep.rules.first(), ep.netns.path()) {
+        (Some(r), None) => Err(Error::invalid(
+            "rule",
+            r,
+            "needs a container netns opened by path (berth opens it again to delete the rule at detach)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Adds `rules` through `nl` in order; those added are journalled (a failed attach deletes
+/// them, and only them).
+pub(super) async fn add_rules(
+    nl: &Netlink,
+    rules: &[RuleSpec],
+    journal: &mut Journal,
+) -> Result<()> {
+    let mut added = Vec::new();
+    let mut res = Ok(());
+    for r in rules {
+        match nl.rule().add(r).await {
+            Ok(()) => added.push(r.clone()),
+            Err(e) => {
+                res = Err(e);
+                break;
+            }
+        }
+    }
+    if !added.is_empty() {
+        journal.push(Undo::PolicyRules(nl.clone(), added));
+    }
+    res
+}
+
+/// Deletes `rules` through `nl` (each one already gone is fine); the first error, after trying
+/// them all.
+pub(super) async fn delete_rules(nl: &Netlink, rules: &[RuleSpec]) -> Result<()> {
+    let mut first = None;
+    for r in rules.iter().rev() {
+        if let Err(e) = nl.rule().del(r).await {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The container netns of `att`, when it still exists (by its recorded path).
+fn container_netns(att: &Attachment) -> Option<Netns> {
+    att.netns.as_ref().and_then(|p| Netns::from_path(p).ok())
+}
+
+impl Host {
+    /// Detach: deletes the rules of `att` in its container netns; nothing to do when it has
+    /// none or the netns is gone (its rules went with it).
+    pub(super) async fn remove_policy_rules(&self, att: &Attachment) -> Result<()> {
+        if att.rules.is_empty() {
+            return Ok(());
+        }
+        let Some(ns) = container_netns(att) else {
+            return Ok(());
+        };
+        let nl = self.kernel.open(&ns).await?;
+        delete_rules(&nl, &att.rules).await
+    }
+
+    /// `check`: the recorded rules of `att` and its routes in other tables that are missing
+    /// from its container netns (a gone netns is reported by the interface check).
+    pub(super) async fn check_policy(&self, att: &Attachment) -> Result<Vec<String>> {
+        let tabled: Vec<_> = att.routes.iter().filter(|r| r.table.is_some()).collect();
+        if att.rules.is_empty() && tabled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (Some(ns), Some(path)) = (container_netns(att), &att.netns) else {
+            return Ok(Vec::new());
+        };
+        let nl = self.kernel.open(&ns).await?;
+        let mut missing = Vec::new();
+        if !att.rules.is_empty() {
+            let have = nl.rule().list().await?;
+            for r in &att.rules {
+                if !have.iter().any(|h| h.is(r)) {
+                    missing.push(format!("rule {r} in {}", path.display()));
+                }
+            }
+        }
+        if !tabled.is_empty() {
+            let have = nl.kernel().routes().await?;
+            for r in tabled {
+                let family = Family::of(r.dst.addr());
+                let len = r.dst.prefix_len();
+                let found = have.iter().any(|h| {
+                    h.family == family
+                        && Some(h.table) == r.table
+                        && h.prefix_len == len
+                        && (len == 0 || h.dst == Some(r.dst.addr()))
+                });
+                if !found {
+                    missing.push(format!("route {r} in {}", path.display()));
+                }
+            }
+        }
+        Ok(missing)
+    }
+}
