@@ -2,7 +2,7 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `docs/netctl.md`; the flags of it the library cannot
-//! serve yet (`--ipam-driver`, `--rule`, rate limits, `--vlan`) are not accepted (a usage
+//! serve yet (`--ipam-driver`, rate limits, `--vlan`) are not accepted (a usage
 //! error, exit 2), never silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
@@ -32,6 +32,8 @@
 //! netctl reapply                             # after `nft flush ruleset`: berth's rules are back
 //! netctl connect --hostname api --alias db --add-host gw:host-gateway --dns-search corp.example \
 //!     --link c2:cache web c4                 # names: files and the embedded resolver
+//! netctl connect --ifname eth1 --rule from=10.88.0.5/32,table=100 \
+//!     --route 0.0.0.0/0,via=10.88.0.1,table=100 web c3   # replies from 10.88.0.5 leave eth1
 //! netctl files c4 /tmp/c4-etc                # hosts, resolv.conf, hostname (kept current)
 //! netctl serve-dns &                         # the resolver on each bridge gateway, port 53
 //! netctl connect host h1                     # host mode; `connect container:c4 c5`: c4's netns
@@ -64,7 +66,7 @@ use berth::docker_options::DockerOptions;
 use berth::host::GcReport;
 use berth::{
     Attachment, DaemonConfig, DriverKind, Endpoint, ExposedPort, ExtraHost, Host, Link, MacAddr,
-    NameOptions, Netns, NetworkInfo, NetworkSpec, PortRequest, RouteSpec,
+    NameOptions, Netns, NetworkInfo, NetworkSpec, PortRequest, RouteSpec, RuleSpec,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -260,9 +262,17 @@ struct ConnectArgs {
     /// Default-gateway priority (not supported yet).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     gw_priority: Option<i64>,
-    /// Extra route (not supported yet).
-    #[arg(long, value_name = "DST[,via=GW][,metric=M]")]
+    /// Static route inside the container through this endpoint (repeatable); `table=N`
+    /// puts it into routing table N instead of main (policy routing, with --rule).
+    #[arg(long, value_name = "DST[,via=GW][,metric=M][,table=N]")]
     route: Vec<String>,
+    /// Routing rule inside the container (repeatable; `ip rule add … lookup N`), removed at
+    /// disconnect.
+    #[arg(
+        long,
+        value_name = "from=CIDR,table=N[,priority=P][,to=CIDR][,fwmark=M[/MASK]][,iif=NAME]"
+    )]
+    rule: Vec<String>,
     /// The network; `host` for the host's netns, `container:OTHER` to share OTHER's sandbox.
     network: String,
     /// The container id.
@@ -687,6 +697,11 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         .iter()
         .map(|s| RouteSpec::from_str(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let rules = a
+        .rule
+        .iter()
+        .map(|s| RuleSpec::from_str(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let gw_priority = a
         .gw_priority
         .map(|p| {
@@ -720,6 +735,9 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     }
     for r in routes {
         ep = ep.route(r);
+    }
+    for r in rules {
+        ep = ep.rule(r);
     }
     if let Some(p) = gw_priority {
         ep = ep.gw_priority(p);
@@ -794,6 +812,9 @@ struct AttachmentView<'a> {
     gateway6: Option<String>,
     netns: Option<String>,
     ports: Vec<PortView>,
+    /// Routing rules (`--rule`), in the flag's syntax; left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<String>,
 }
 
 fn attachment_json(att: &Attachment) -> String {
@@ -818,6 +839,7 @@ fn attachment_json(att: &Attachment) -> String {
         gateway6: opt_str(att.gateway6),
         netns: opt_str(att.netns.as_ref().map(|p| p.display())),
         ports,
+        rules: att.rules.iter().map(ToString::to_string).collect(),
     })
 }
 

@@ -52,7 +52,7 @@ pub(super) enum Undo {
 
 /// Finished steps, in order.
 #[derive(Debug, Default)]
-pub(super) struct Journal(Vec<Undo>);
+pub(super) struct Journal(pub(super) Vec<Undo>);
 
 impl Journal {
     pub(super) fn push(&mut self, u: Undo) {

@@ -121,3 +121,61 @@ impl Host {
         Ok(missing)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::RuleOp;
+    use crate::netlink::fake::{Call, FakeNet};
+
+    fn rule(s: &str) -> RuleSpec {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_add_journals_only_the_rules_it_added_and_undo_deletes_exactly_those() {
+        let net = FakeNet::new();
+        let nl = net.handle("c1");
+        // Somebody else's rule, identical in all but the priority the kernel picks.
+        nl.rule()
+            .add(&rule("from=10.1.0.9/32,table=100"))
+            .await
+            .unwrap();
+        let ours = [
+            rule("from=10.1.0.2/32,table=100,priority=100"),
+            rule("to=10.9.0.0/16,fwmark=0x1/0xff,iif=eth1,table=300,priority=101"),
+            rule("from=fd00::2/128,table=100,priority=102"),
+        ];
+        net.fail_nth(
+            1,
+            |_, c| matches!(c, Call::Rule(RuleOp::Add, r) if r.table == 300),
+            libc::ENOBUFS,
+        );
+        let mut journal = Journal::default();
+        let e = add_rules(&nl, &ours, &mut journal).await.unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOBUFS));
+        assert_eq!(
+            net.rules("c1").len(),
+            2,
+            "the other one and the first of ours"
+        );
+        let Some(Undo::PolicyRules(_, added)) = journal.0.last() else {
+            panic!("no undo journalled: {journal:?}");
+        };
+        assert_eq!(added, &ours[..1]);
+        delete_rules(&nl, added).await.unwrap();
+        let left = net.rules("c1");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].rule.from, Some("10.1.0.9/32".parse().unwrap()));
+
+        // All added: each is listed as asked (both families), and deleting twice is fine.
+        let mut journal = Journal::default();
+        add_rules(&nl, &ours, &mut journal).await.unwrap();
+        let have = nl.rule().list().await.unwrap();
+        assert!(ours.iter().all(|r| have.iter().any(|h| h.is(r))));
+        assert_eq!(have.iter().filter(|h| h.family == Family::V6).count(), 1);
+        delete_rules(&nl, &ours).await.unwrap();
+        delete_rules(&nl, &ours).await.unwrap();
+        assert_eq!(net.rules("c1").len(), 1);
+    }
+}
