@@ -279,6 +279,23 @@ async fn netctl_serves_rules_refuses_bad_ones_and_gc_finishes_a_killed_connect()
             "unspecified",
         ),
         (vec!["--route", "0.0.0.0/0,via=10.84.0.1,table=254"], "main"),
+        (
+            vec![
+                "--route",
+                "10.9.0.0/16,table=7",
+                "--route",
+                "10.9.0.0/16,table=7",
+            ],
+            "given twice in its table",
+        ),
+        (
+            vec!["--rule", "from=10.84.0.2,iif=a/b,table=7"],
+            "rule iif name",
+        ),
+        (
+            vec!["--rule", "from=10.84.0.2,fwmark=0x100/0xff,table=7"],
+            "outside its mask",
+        ),
     ] {
         let args = connect(&extra);
         let line = nc.error(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -319,6 +336,19 @@ async fn netctl_serves_rules_refuses_bad_ones_and_gc_finishes_a_killed_connect()
     );
     nc.ok(&["disconnect", "b", "c"]);
     assert_eq!(routing_state(&c_name), before, "disconnect left something");
+
+    // A failure injected right after the rules were added: the connect rolls back, rules too.
+    let out = nc
+        .command(&good)
+        .env("BERTH_FAIL_AT", "policy-rules")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        routing_state(&c_name),
+        before,
+        "a failed connect left something"
+    );
 
     // Killed right after the rules were added: gc removes them (the record names them).
     let out = nc
