@@ -37,6 +37,7 @@ impl Endpoint {
             aliases: Vec::new(),
             exposed: Vec::new(),
             names: NameOptions::default(),
+            bandwidth: None,
         }
     }
 }
@@ -57,6 +58,7 @@ pub struct EndpointSpec {
     pub(crate) aliases: Vec<String>,
     pub(crate) exposed: Vec<ExposedPort>,
     pub(crate) names: NameOptions,
+    pub(crate) bandwidth: Option<crate::bandwidth::Bandwidth>,
 }
 
 impl EndpointSpec {
@@ -180,6 +182,15 @@ impl EndpointSpec {
         self
     }
 
+    /// Rate limits for what the container receives and sends ([`crate::bandwidth`]; netctl's
+    /// `--ingress-rate`/`--egress-rate`): tc on the endpoint's host-side veth end, so only on
+    /// drivers that have one (bridge, overlay); others refuse it at attach. An unlimited
+    /// [`crate::Bandwidth`] is the same as none.
+    pub fn bandwidth(mut self, limits: crate::bandwidth::Bandwidth) -> Self {
+        self.bandwidth = (!limits.is_unlimited()).then_some(limits);
+        self
+    }
+
     /// The container id.
     pub fn container(&self) -> &str {
         &self.container
@@ -209,6 +220,9 @@ impl EndpointSpec {
             validate_hostname("alias", a)?;
         }
         self.names.validate()?;
+        if let Some(b) = &self.bandwidth {
+            b.validate()?;
+        }
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let fixed: Vec<PortMapping> = self
             .ports
@@ -281,6 +295,12 @@ pub struct Attachment {
     /// Network-scoped DNS aliases ([`EndpointSpec::alias`]).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Bandwidth limits in force ([`EndpointSpec::bandwidth`], [`crate::Host::set_bandwidth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
+    /// The `ifb` device shaping what the container sends, when it has an egress limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifb: Option<String>,
 }
 
 impl Attachment {

@@ -108,6 +108,8 @@ mod tests {
             seq,
             routes: Vec::new(),
             aliases: Vec::new(),
+            bandwidth: None,
+            ifb: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod deletion;
 pub mod fake;
 pub mod kernel;
 pub mod rt;
+pub mod tc;
 pub mod xfrm;
 
 use std::net::IpAddr;
