@@ -233,7 +233,7 @@ pub fn ifb_name(host_ifname: &str) -> String {
 }
 
 /// Splits `s` into its number (decimals allowed) and its unit, lowercased.
-fn number_unit<'a>(what: &'static str, s: &'a str) -> Result<(f64, String)> {
+fn number_unit(what: &'static str, s: &str) -> Result<(f64, String)> {
     let s = s.trim();
     let end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
