@@ -438,6 +438,19 @@ async fn failures_roll_back_and_gc_removes_a_dead_attachs_ifb() {
         ],
     );
     assert!(e.starts_with("error: ") && e.contains("egress"), "{e}");
+    let e = nc.fails(
+        1,
+        &[
+            "connect",
+            "--ingress-rate",
+            "1mbit",
+            "--ingress-burst",
+            "64kb",
+            "host",
+            "h1",
+        ],
+    );
+    assert!(e.contains("host") && e.contains("bandwidth"), "{e}");
     assert_eq!(link_names(sb.host()).await, before);
 
     // kill -9 right after the limits were put on: the ifb is there, unrecorded.
