@@ -2,8 +2,8 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `docs/netctl.md`; the flags of it the library cannot
-//! serve yet (`--ipam-driver`, rate limits, `--vlan`) are not accepted (a usage
-//! error, exit 2), never silently ignored.
+//! serve yet (`--ipam-driver`, `--vlan`) are not accepted (a usage error, exit 2), never
+//! silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
 //! (default `/var/lib/berth`), so several invocations, also at once, see one world. With
@@ -29,6 +29,9 @@
 //!     -o com.docker.network.bridge.host_binding_ipv4=192.0.2.10 locked
 //! netctl network create --internal backend   # no way out, no published ports
 //! netctl check web c1                        # exit 0: everything attach made is in place
+//! netctl connect --ingress-rate 10mbit --ingress-burst 64kb \
+//!     --egress-rate 5mbit --egress-burst 32kb web c7   # rate limits (tc on the host end)
+//! netctl bandwidth --egress-rate 20mbit --egress-burst 64kb web c7  # changed in place
 //! netctl reapply                             # after `nft flush ruleset`: berth's rules are back
 //! netctl connect --hostname api --alias db --add-host gw:host-gateway --dns-search corp.example \
 //!     --link c2:cache web c4                 # names: files and the embedded resolver
@@ -146,6 +149,14 @@ enum Command {
     /// Run the embedded DNS resolver for every DNS-enabled network, in the foreground, until
     /// SIGINT/SIGTERM.
     ServeDns,
+    /// Replace a live endpoint's rate limits (no limit flags: remove them); prints the
+    /// attachment as JSON.
+    Bandwidth {
+        #[command(flatten)]
+        limits: LimitArgs,
+        network: String,
+        container: String,
+    },
     /// Run this host's agents in the foreground until SIGINT/SIGTERM: the embedded DNS
     /// resolver (as `serve-dns`) and, with `--cluster-store`, the overlay agent (lease,
     /// watch of the store, VXLAN forwarding entries).
@@ -273,10 +284,60 @@ struct ConnectArgs {
         value_name = "from=CIDR,table=N[,priority=P][,to=CIDR][,fwmark=M[/MASK]][,iif=NAME]"
     )]
     rule: Vec<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// The network; `host` for the host's netns, `container:OTHER` to share OTHER's sandbox.
     network: String,
     /// The container id.
     container: String,
+}
+
+/// Rate limits (`connect`, `bandwidth`): tc's units; each rate needs its burst and back
+/// (a usage error otherwise).
+#[derive(Args, Debug, Default)]
+struct LimitArgs {
+    /// Rate of what the container receives: bit, kbit, mbit, gbit (×1000) or bps, kbps, mbps.
+    #[arg(long, value_name = "RATE", requires = "ingress_burst")]
+    ingress_rate: Option<String>,
+    /// Burst of what the container receives: b, kb, mb (×1024), or kbit, mbit.
+    #[arg(long, value_name = "SIZE", requires = "ingress_rate")]
+    ingress_burst: Option<String>,
+    /// Rate of what the container sends (units as --ingress-rate).
+    #[arg(long, value_name = "RATE", requires = "egress_burst")]
+    egress_rate: Option<String>,
+    /// Burst of what the container sends (units as --ingress-burst).
+    #[arg(long, value_name = "SIZE", requires = "egress_rate")]
+    egress_burst: Option<String>,
+}
+
+/// `--ingress-*`/`--egress-*` → [`berth::Bandwidth`]; `None` without any.
+fn bandwidth_of(l: &LimitArgs) -> Result<Option<berth::Bandwidth>, Failure> {
+    let pair = |r: &Option<String>, b: &Option<String>| -> Result<_, Failure> {
+        match (r, b) {
+            (Some(r), Some(b)) => Ok(Some(berth::RateLimit::parse(r, b)?)),
+            _ => Ok(None),
+        }
+    };
+    let bw = berth::Bandwidth {
+        ingress: pair(&l.ingress_rate, &l.ingress_burst)?,
+        egress: pair(&l.egress_rate, &l.egress_burst)?,
+    };
+    if bw.is_unlimited() {
+        return Ok(None);
+    }
+    bw.validate()?;
+    Ok(Some(bw))
+}
+
+/// Host and container mode have no endpoint of their own to limit.
+fn no_limits(l: &LimitArgs, mode: &'static str) -> Result<(), Failure> {
+    match bandwidth_of(l)? {
+        Some(_) => Err(Failure::Berth(berth::Error::DriverUnsupported {
+            driver: mode,
+            what: "bandwidth limits (no host-side veth end)",
+        })),
+        None => Ok(()),
+    }
 }
 
 /// Why a command failed; `main` prints it and exits 1.
@@ -387,6 +448,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", network_json(&net, &endpoints));
         }
         Command::Connect(a) if a.network == "host" => {
+            no_limits(&a.limits, "host")?;
             let names = name_options(&a)?;
             let host = open_host(dir).await?;
             host.use_host_netns(&a.container, names).await?;
@@ -399,6 +461,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Connect(a) if a.network.starts_with("container:") => {
             let owner = &a.network["container:".len()..];
+            no_limits(&a.limits, "container")?;
             let host = open_host(dir).await?;
             host.share_sandbox(&a.container, owner).await?;
             let netns = host.sandbox_netns(&a.container).await?;
@@ -413,6 +476,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let network = a.network.clone();
             let ep = endpoint_spec(*a)?;
             let att = open_host(dir).await?.attach(&network, ep).await?;
+            println!("{}", attachment_json(&att));
+        }
+        Command::Bandwidth {
+            limits,
+            network,
+            container,
+        } => {
+            let bw = bandwidth_of(&limits)?;
+            let att = open_host(dir)
+                .await?
+                .set_bandwidth(&network, &container, bw)
+                .await?;
             println!("{}", attachment_json(&att));
         }
         Command::Disconnect { network, container } => {
@@ -713,6 +788,7 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         .iter()
         .map(|s| PortRequest::from_str(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let bandwidth = bandwidth_of(&a.limits)?;
     // The netns is opened last, once every flag has parsed.
     let path = a
         .netns
@@ -747,6 +823,9 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     }
     for p in exposed {
         ep = ep.expose(p);
+    }
+    if let Some(b) = bandwidth {
+        ep = ep.bandwidth(b);
     }
     Ok(ep.names(names))
 }
@@ -815,6 +894,9 @@ struct AttachmentView<'a> {
     /// Routing rules (`--rule`), in the flag's syntax; left out when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rules: Vec<String>,
+    /// Rate limits, when it has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bandwidth: Option<berth::Bandwidth>,
 }
 
 fn attachment_json(att: &Attachment) -> String {
@@ -840,6 +922,7 @@ fn attachment_json(att: &Attachment) -> String {
         netns: opt_str(att.netns.as_ref().map(|p| p.display())),
         ports,
         rules: att.rules.iter().map(ToString::to_string).collect(),
+        bandwidth: att.bandwidth,
     })
 }
 

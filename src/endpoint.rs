@@ -39,6 +39,7 @@ impl Endpoint {
             exposed: Vec::new(),
             names: NameOptions::default(),
             rules: Vec::new(),
+            bandwidth: None,
         }
     }
 }
@@ -60,6 +61,7 @@ pub struct EndpointSpec {
     pub(crate) exposed: Vec<ExposedPort>,
     pub(crate) names: NameOptions,
     pub(crate) rules: Vec<RuleSpec>,
+    pub(crate) bandwidth: Option<crate::bandwidth::Bandwidth>,
 }
 
 impl EndpointSpec {
@@ -191,6 +193,15 @@ impl EndpointSpec {
         self
     }
 
+    /// Rate limits for what the container receives and sends ([`crate::bandwidth`]; netctl's
+    /// `--ingress-rate`/`--egress-rate`): tc on the endpoint's host-side veth end, so only on
+    /// drivers that have one (bridge, overlay); others refuse it at attach. An unlimited
+    /// [`crate::Bandwidth`] is the same as none.
+    pub fn bandwidth(mut self, limits: crate::bandwidth::Bandwidth) -> Self {
+        self.bandwidth = (!limits.is_unlimited()).then_some(limits);
+        self
+    }
+
     /// The container id.
     pub fn container(&self) -> &str {
         &self.container
@@ -233,6 +244,9 @@ impl EndpointSpec {
             validate_hostname("alias", a)?;
         }
         self.names.validate()?;
+        if let Some(b) = &self.bandwidth {
+            b.validate()?;
+        }
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let fixed: Vec<PortMapping> = self
             .ports
@@ -309,6 +323,12 @@ pub struct Attachment {
     /// ([`EndpointSpec::rule`]): exactly these are removed at detach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleSpec>,
+    /// Bandwidth limits in force ([`EndpointSpec::bandwidth`], [`crate::Host::set_bandwidth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
+    /// The `ifb` device shaping what the container sends, when it has an egress limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifb: Option<String>,
 }
 
 impl Attachment {

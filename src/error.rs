@@ -188,6 +188,26 @@ pub enum Error {
         /// What was asked.
         what: &'static str,
     },
+    /// A bandwidth limit ([`crate::RateLimit`]) the kernel cannot be given (0, an absurd burst,
+    /// a value its 32-bit fields cannot hold).
+    #[error("invalid {direction} rate limit ({} bit/s, burst {} bytes): {problem}", limit.rate_bits_per_sec, limit.burst_bytes)]
+    InvalidRateLimit {
+        /// Which way it applies.
+        direction: crate::bandwidth::Direction,
+        /// The limit given.
+        limit: crate::bandwidth::RateLimit,
+        /// What is wrong with it.
+        problem: crate::bandwidth::RateLimitProblem,
+    },
+    /// No attachment of that container to that network (e.g. for
+    /// [`crate::Host::set_bandwidth`]).
+    #[error("container {container} is not attached to network {network}")]
+    EndpointNotFound {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
     /// A driver option (Docker's `-o KEY=VALUE`) that the driver does not have.
     #[error("unknown option {option} for driver {driver} (its options: {known})")]
     UnknownOption {

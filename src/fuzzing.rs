@@ -144,6 +144,8 @@ fn dns_table() -> &'static NameTable {
                 routes: Vec::new(),
                 aliases: aliases.iter().map(|a| a.to_string()).collect(),
                 rules: Vec::new(),
+                bandwidth: None,
+                ifb: None,
             };
         let mut sb = SandboxRecord::new("c");
         sb.names.dns = vec![ip("192.0.2.9")];

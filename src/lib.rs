@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod bandwidth;
 pub mod cluster;
 pub mod daemon_config;
 pub mod dns;
@@ -91,3 +92,5 @@ pub use options::{
 pub use port::{ExposedPort, Port, PortMapping, PortRequest, Protocol};
 pub use route::RouteSpec;
 pub use rule::{Fwmark, RuleSpec};
+// Per-endpoint bandwidth limits (issue 18).
+pub use bandwidth::{Bandwidth, RateLimit};

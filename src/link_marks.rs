@@ -42,11 +42,15 @@ const _: () = assert!(PORT & !ICC_OFF_BIT != PORT_GUARDED);
 /// parent, a macvlan shim.
 pub const LOWER: u32 = 0x6265_726c;
 
+/// The `ifb` device that shapes what one container sends ([`crate::bandwidth`]); spells `beri`.
+pub const IFB: u32 = 0x6265_7269;
+const _: () = assert!(IFB & !GUARDED_BIT != PORT_ICC_OFF && IFB & !ICC_OFF_BIT != PORT_GUARDED);
+
 /// Whether `group` is one of berth's marks.
 pub fn is_berth(group: u32) -> bool {
     matches!(
         group,
-        BRIDGE | PORT | PORT_ICC_OFF | PORT_GUARDED | PORT_ICC_OFF_GUARDED | LOWER
+        BRIDGE | PORT | PORT_ICC_OFF | PORT_GUARDED | PORT_ICC_OFF_GUARDED | LOWER | IFB
     )
 }
 

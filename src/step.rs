@@ -69,6 +69,9 @@ pub enum Step {
     GcFirewall,
     /// gc: sandbox records and temporary files of gone containers were removed.
     GcSandboxes,
+    /// The endpoint's bandwidth limits were put on its host end (attach with limits,
+    /// `set_bandwidth`).
+    Bandwidth,
 }
 
 impl Step {
@@ -102,6 +105,7 @@ impl Step {
         Step::GcLinks,
         Step::GcFirewall,
         Step::GcSandboxes,
+        Step::Bandwidth,
     ];
 }
 
@@ -148,6 +152,7 @@ impl fmt::Display for Step {
             Step::GcLinks => "gc-links",
             Step::GcFirewall => "gc-firewall",
             Step::GcSandboxes => "gc-sandboxes",
+            Step::Bandwidth => "bandwidth",
         })
     }
 }

@@ -89,6 +89,9 @@ impl Host {
                 "internal networks publish no ports",
             ));
         }
+        if ep.bandwidth.is_some() {
+            super::bandwidth_ops::check_capable(&net)?;
+        }
         if (ep.ip.is_some() || ep.ip6.is_some()) && !driver.uses_ipam() {
             return Err(Error::DriverUnsupported {
                 driver: net.driver.kind().name(),
@@ -253,6 +256,11 @@ impl Host {
             gateway6,
             netns: ep.netns.path().map(Into::into),
             ports: ports.clone(),
+            ifb: ep
+                .bandwidth
+                .filter(|b| b.egress.is_some())
+                .and(res.host_ifname.as_deref().map(crate::bandwidth::ifb_name)),
+            bandwidth: ep.bandwidth,
             host_ifname: res.host_ifname,
             gw_priority: ep.gw_priority,
             seq,
@@ -283,6 +291,7 @@ impl Host {
         journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
         let staged = staged?;
         self.after(Step::DriverAttach)?;
+        self.attach_bandwidth(&att, journal).await?;
         if driver.scope() == crate::driver::Scope::Global {
             self.cluster_attach(net, &att, journal).await?;
         }
@@ -388,6 +397,8 @@ impl Host {
         errors.extend(self.remove_policy_rules(att).await.err());
         let driver = driver_for(&net.driver);
         errors.extend(driver.detach(self.ctx(), net, att).await.err());
+        // The endpoint's ifb (bandwidth limits) goes after the host end and its redirect.
+        errors.extend(self.detach_bandwidth(att).await.err());
         errors.extend(self.after(Step::DetachDriver).err());
         // After the links are gone (no new flows) and before the address can be handed out
         // again: forget the container's connection-tracking entries.
@@ -444,6 +455,7 @@ impl Host {
             .await?;
         missing
             .extend(crate::driver::container::check_interface(self.kernel.as_ref(), &att).await?);
+        missing.extend(self.bandwidth_check(&att).await?);
         if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
             missing.extend(self.cluster_check(&net).await?);
         }

@@ -200,6 +200,7 @@ impl Host {
             for att in &eps {
                 keep.insert(att.container.clone());
                 recorded_links.extend(att.host_ifname.clone());
+                recorded_links.extend(att.ifb.clone());
                 held.insert(
                     att.container.clone(),
                     att.ip().into_iter().chain(att.ip6()).collect(),

@@ -41,6 +41,11 @@ pub(super) enum Undo {
         network: String,
         container: String,
     },
+    /// Bandwidth limits put on an endpoint's host end: its qdiscs and its `ifb` are removed.
+    Bandwidth {
+        host_ifname: String,
+        ifb: Option<String>,
+    },
     /// The sandbox record as it was before (none: remove it).
     SandboxRecord {
         container: String,
@@ -105,6 +110,9 @@ impl Host {
                 Undo::NetworkRecord(n) => self.state.remove_network(n),
                 Undo::EndpointRecord { network, container } => {
                     self.state.remove_endpoint(network, container)
+                }
+                Undo::Bandwidth { host_ifname, ifb } => {
+                    self.remove_bandwidth(host_ifname, ifb.as_deref()).await
                 }
                 Undo::SandboxRecord { container, prev } => match prev {
                     Some(p) => self.state.put_sandbox(p),

@@ -5,6 +5,7 @@
 //! Concurrency: every mutating operation holds the state dir's exclusive `flock` (see
 //! [`crate::state`]), so tasks and processes sharing a state dir see one consistent world.
 
+mod bandwidth_ops;
 mod cluster_ops;
 mod default_bridge;
 mod encryption_ops;

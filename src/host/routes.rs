@@ -109,6 +109,8 @@ mod tests {
             routes: Vec::new(),
             aliases: Vec::new(),
             rules: Vec::new(),
+            bandwidth: None,
+            ifb: None,
         }
     }
 

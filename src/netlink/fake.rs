@@ -78,6 +78,8 @@ pub enum Call {
     Rule(super::rules::RuleOp, crate::rule::RuleSpec),
     /// [`Kernel::rules`].
     Rules,
+    /// A traffic-control request ([`Kernel::add_ifb`], [`Kernel::replace_qdisc`] …).
+    Tc(super::tc::TcCall),
     /// [`Kernel::write_sysctl`].
     WriteSysctl {
         /// Key (slashes).
@@ -100,7 +102,7 @@ impl Call {
                 | Call::Neighbours(_)
                 | Call::Fdb(_)
                 | Call::Rules
-        )
+        ) || matches!(self, Call::Tc(t) if t.is_read())
     }
 }
 
@@ -158,6 +160,10 @@ struct Ns {
     fdb: Vec<FdbEntry>,
     /// Routing rules (none of the kernel's own): not tied to any link.
     rules: Vec<super::rules::RuleInfo>,
+    /// Qdiscs (root `tbf`s and `ingress` ones), removed with their link.
+    qdiscs: Vec<super::tc::QdiscRequest>,
+    /// Redirect filters of ingress qdiscs, removed with the qdisc or their link.
+    filters: Vec<super::tc::RedirectRequest>,
 }
 
 #[derive(Default)]
@@ -623,6 +629,8 @@ fn remove_link(w: &mut World, ns: usize, index: u32) {
     n.routes.retain(|r| r.oif != Some(index));
     n.neighbours.retain(|e| e.index != index);
     n.fdb.retain(|e| e.index != index);
+    n.qdiscs.retain(|q| q.index != index);
+    n.filters.retain(|f| f.index != index);
     for l in &mut n.links {
         if l.info.controller == Some(index) {
             l.info.controller = None;
@@ -1073,6 +1081,115 @@ impl Kernel for FakeKernel {
 
     async fn rules(&self) -> Result<Vec<super::rules::RuleInfo>> {
         self.run(Call::Rules, |w, ns| Ok(w.nss[ns].rules.clone()))
+    }
+
+    async fn add_ifb(&self, name: &str, group: u32) -> Result<LinkInfo> {
+        use super::tc::TcCall;
+        let call = Call::Tc(TcCall::AddIfb {
+            name: name.to_string(),
+            group,
+        });
+        self.run(call, |w, ns| {
+            if w.nss[ns].by_name(name).is_some() {
+                return Err(errno("add link", name, libc::EEXIST));
+            }
+            let mut l = w.new_link(name);
+            l.info.group = group;
+            Ok(w.nss[ns].insert(l, true))
+        })
+    }
+
+    async fn replace_qdisc(&self, req: super::tc::QdiscRequest) -> Result<()> {
+        use super::tc::TcCall;
+        self.run(Call::Tc(TcCall::ReplaceQdisc(req.clone())), |w, ns| {
+            let n = &mut w.nss[ns];
+            if !n.has_index(req.index) {
+                return Err(errno("replace qdisc", &req.name, libc::ENODEV));
+            }
+            let parent = req.kind.parent();
+            let existing = n
+                .qdiscs
+                .iter()
+                .position(|q| q.index == req.index && q.kind.parent() == parent);
+            match existing {
+                Some(_) if parent == super::tc::QdiscParent::Ingress => {}
+                Some(i) => n.qdiscs[i] = req,
+                None => n.qdiscs.push(req),
+            }
+            Ok(())
+        })
+    }
+
+    async fn del_qdisc(
+        &self,
+        index: u32,
+        _name: &str,
+        parent: super::tc::QdiscParent,
+    ) -> Result<bool> {
+        use super::tc::TcCall;
+        self.run(Call::Tc(TcCall::DelQdisc { index, parent }), |w, ns| {
+            let n = &mut w.nss[ns];
+            let before = n.qdiscs.len();
+            n.qdiscs
+                .retain(|q| !(q.index == index && q.kind.parent() == parent));
+            if parent == super::tc::QdiscParent::Ingress {
+                n.filters.retain(|f| f.index != index);
+            }
+            Ok(n.qdiscs.len() != before)
+        })
+    }
+
+    async fn qdiscs(&self, index: u32) -> Result<Vec<super::tc::QdiscInfo>> {
+        use super::tc::{QdiscInfo, QdiscKind, TcCall};
+        self.run(Call::Tc(TcCall::Qdiscs(index)), |w, ns| {
+            Ok(w.nss[ns]
+                .qdiscs
+                .iter()
+                .filter(|q| q.index == index)
+                .map(|q| QdiscInfo {
+                    kind: match q.kind {
+                        QdiscKind::Tbf(_) => "tbf".into(),
+                        QdiscKind::Ingress => "ingress".into(),
+                    },
+                    parent: Some(q.kind.parent()),
+                    tbf: match q.kind {
+                        QdiscKind::Tbf(p) => Some(p),
+                        QdiscKind::Ingress => None,
+                    },
+                })
+                .collect())
+        })
+    }
+
+    async fn add_redirect(&self, req: super::tc::RedirectRequest) -> Result<()> {
+        use super::tc::{QdiscKind, TcCall};
+        self.run(Call::Tc(TcCall::AddRedirect(req.clone())), |w, ns| {
+            let n = &mut w.nss[ns];
+            let has_ingress = n
+                .qdiscs
+                .iter()
+                .any(|q| q.index == req.index && q.kind == QdiscKind::Ingress);
+            if !has_ingress || !n.has_index(req.to) {
+                return Err(errno("add redirect filter", &req.name, libc::EINVAL));
+            }
+            n.filters.push(req);
+            Ok(())
+        })
+    }
+
+    async fn ingress_filters(&self, index: u32) -> Result<Vec<super::tc::FilterInfo>> {
+        use super::tc::{FilterInfo, TcCall};
+        self.run(Call::Tc(TcCall::Filters(index)), |w, ns| {
+            Ok(w.nss[ns]
+                .filters
+                .iter()
+                .filter(|f| f.index == index)
+                .map(|f| FilterInfo {
+                    kind: "u32".into(),
+                    redirect_to: Some(f.to),
+                })
+                .collect())
+        })
     }
 }
 

@@ -597,6 +597,30 @@ pub trait Kernel: Send + Sync + Debug {
     async fn rule(&self, op: super::rules::RuleOp, rule: crate::rule::RuleSpec) -> Result<()>;
     /// Every routing rule of both families (`ip rule show; ip -6 rule show`).
     async fn rules(&self) -> Result<Vec<super::rules::RuleInfo>>;
+
+    // Traffic control (bandwidth limits, see `crate::bandwidth` and `super::tc`).
+
+    /// `ip link add NAME group GROUP type ifb && ip link set NAME up`, in one request; returns
+    /// the link.
+    async fn add_ifb(&self, name: &str, group: u32) -> Result<LinkInfo>;
+    /// Puts a qdisc on a link: a root `tbf` replaces whatever root qdisc it has; an `ingress`
+    /// qdisc already there is kept.
+    async fn replace_qdisc(&self, req: super::tc::QdiscRequest) -> Result<()>;
+    /// Removes the qdisc at `parent` of link `index` (named `name`), with its filters; returns
+    /// whether there was one berth could remove (the default root qdisc is not one).
+    async fn del_qdisc(
+        &self,
+        index: u32,
+        name: &str,
+        parent: super::tc::QdiscParent,
+    ) -> Result<bool>;
+    /// The qdiscs of link `index` (`tc qdisc show dev (index)`).
+    async fn qdiscs(&self, index: u32) -> Result<Vec<super::tc::QdiscInfo>>;
+    /// Adds the match-all filter redirecting what link `index` receives (see
+    /// [`super::tc::RedirectRequest`]); its ingress qdisc must exist.
+    async fn add_redirect(&self, req: super::tc::RedirectRequest) -> Result<()>;
+    /// The filters of link `index`'s ingress qdisc (none when it has none).
+    async fn ingress_filters(&self, index: u32) -> Result<Vec<super::tc::FilterInfo>>;
 }
 
 /// Opens a [`super::Netlink`] handle on a network namespace: the real one

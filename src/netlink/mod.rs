@@ -20,6 +20,7 @@ pub mod fake;
 pub mod kernel;
 pub mod rt;
 pub mod rules;
+pub mod tc;
 pub mod xfrm;
 
 use std::net::IpAddr;

@@ -1117,6 +1117,119 @@ impl Kernel for RtKernel {
     async fn rules(&self) -> Result<Vec<super::rules::RuleInfo>> {
         super::rules::dump(&self.handle).await
     }
+
+    // Traffic control: messages built and read in `super::tc`.
+
+    async fn add_ifb(&self, name: &str, group: u32) -> Result<LinkInfo> {
+        self.create("ifb", super::tc::ifb_message(name, group), name)
+            .await?;
+        self.require(name).await
+    }
+
+    async fn replace_qdisc(&self, req: super::tc::QdiscRequest) -> Result<()> {
+        use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+        use rtnetlink::packet_route::RouteNetlinkMessage as M;
+        let (flags, kind) = match req.kind {
+            super::tc::QdiscKind::Tbf(_) => (NLM_F_CREATE | NLM_F_REPLACE, "tbf"),
+            super::tc::QdiscKind::Ingress => (NLM_F_CREATE | NLM_F_EXCL, "ingress"),
+        };
+        let msg = M::NewQueueDiscipline(super::tc::qdisc_message(&req));
+        match super::tc::request(&self.handle, msg, flags).await {
+            Ok(_) => Ok(()),
+            Err(e) if kind == "ingress" && is_errno(&e, libc::EEXIST) => Ok(()),
+            Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::EOPNOTSUPP) => {
+                Err(Error::Unsupported {
+                    what: format!("qdisc {kind}"),
+                    source: to_io(e),
+                })
+            }
+            Err(e) => Err(Error::netlink("replace qdisc", &req.name, to_io(e))),
+        }
+    }
+
+    async fn del_qdisc(
+        &self,
+        index: u32,
+        name: &str,
+        parent: super::tc::QdiscParent,
+    ) -> Result<bool> {
+        use rtnetlink::packet_route::RouteNetlinkMessage as M;
+        let msg = M::DelQueueDiscipline(super::tc::del_qdisc_message(index, parent));
+        match super::tc::request(&self.handle, msg, 0).await {
+            Ok(_) => Ok(true),
+            // No such qdisc, or only the default one ("handle of zero"), or no link.
+            Err(e)
+                if is_errno(&e, libc::ENOENT)
+                    || is_errno(&e, libc::EINVAL)
+                    || is_errno(&e, libc::ENODEV) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::netlink("delete qdisc", name, to_io(e))),
+        }
+    }
+
+    async fn qdiscs(&self, index: u32) -> Result<Vec<super::tc::QdiscInfo>> {
+        use rtnetlink::packet_core::NLM_F_DUMP;
+        use rtnetlink::packet_route::RouteNetlinkMessage as M;
+        let mut q = rtnetlink::packet_route::tc::TcMessage::default();
+        q.header.index = index as i32;
+        let got = super::tc::request(&self.handle, M::GetQueueDiscipline(q), NLM_F_DUMP)
+            .await
+            .map_err(|e| Error::netlink("list qdiscs", index.to_string(), to_io(e)))?;
+        Ok(got
+            .iter()
+            .filter_map(|m| match m {
+                M::NewQueueDiscipline(t) if t.header.index == index as i32 => {
+                    Some(super::tc::qdisc_info(t))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn add_redirect(&self, req: super::tc::RedirectRequest) -> Result<()> {
+        use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+        use rtnetlink::packet_route::RouteNetlinkMessage as M;
+        let msg = M::NewTrafficFilter(super::tc::redirect_message(&req));
+        match super::tc::request(&self.handle, msg, NLM_F_CREATE | NLM_F_EXCL).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::EOPNOTSUPP) => {
+                Err(Error::Unsupported {
+                    what: "tc filter u32 with action mirred".into(),
+                    source: to_io(e),
+                })
+            }
+            Err(e) => Err(Error::netlink("add redirect filter", &req.name, to_io(e))),
+        }
+    }
+
+    async fn ingress_filters(&self, index: u32) -> Result<Vec<super::tc::FilterInfo>> {
+        use rtnetlink::packet_core::NLM_F_DUMP;
+        use rtnetlink::packet_route::RouteNetlinkMessage as M;
+        let mut q = rtnetlink::packet_route::tc::TcMessage::with_index(index as i32);
+        q.header.parent = super::tc::INGRESS_HANDLE;
+        match super::tc::request(&self.handle, M::GetTrafficFilter(q), NLM_F_DUMP).await {
+            Ok(got) => Ok(got
+                .iter()
+                .filter_map(|m| match m {
+                    M::NewTrafficFilter(t) if t.header.index == index as i32 => {
+                        super::tc::filter_info(t)
+                    }
+                    _ => None,
+                })
+                .collect()),
+            // No ingress qdisc (or no link): no filters.
+            Err(e)
+                if is_errno(&e, libc::EINVAL)
+                    || is_errno(&e, libc::ENOENT)
+                    || is_errno(&e, libc::ENODEV) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(Error::netlink("list filters", index.to_string(), to_io(e))),
+        }
+    }
 }
 
 /// The create request of a gretap (ip6gretap for IPv6 addresses) from `g`'s addresses, key and

@@ -392,6 +392,8 @@ pub(crate) mod tests {
             routes: Vec::new(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             rules: Vec::new(),
+            bandwidth: None,
+            ifb: None,
         }
     }
 
