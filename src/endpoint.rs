@@ -37,6 +37,7 @@ impl Endpoint {
             aliases: Vec::new(),
             exposed: Vec::new(),
             names: NameOptions::default(),
+            vlan: None,
         }
     }
 }
@@ -57,6 +58,7 @@ pub struct EndpointSpec {
     pub(crate) aliases: Vec<String>,
     pub(crate) exposed: Vec<ExposedPort>,
     pub(crate) names: NameOptions,
+    pub(crate) vlan: Option<u16>,
 }
 
 impl EndpointSpec {
@@ -185,6 +187,25 @@ impl EndpointSpec {
         &self.container
     }
 
+    /// An access VLAN (`--vlan`; pipework's `MAC@VLAN`, CNI bridge's `vlan`), bridge networks
+    /// only: the endpoint's bridge port carries VLAN `id` (2-4094) as its PVID, untagged, and
+    /// nothing else, so it reaches only the endpoints of the same VLAN on the network and,
+    /// tagged, the network's trunk ([`crate::BridgeOptions::parent`]). VLAN 1 is the bridge's
+    /// default VLAN, the one every endpoint without a VLAN (and the host's gateway on the
+    /// bridge) is in: refused, attach without a VLAN instead.
+    ///
+    /// The endpoint gets the network's address and gateway address like any other, but the
+    /// host's bridge serves the untagged default VLAN only: the gateway (and so the way out,
+    /// published ports and the embedded resolver) must be a router on that VLAN across the
+    /// trunk. Published ports are refused. The bridge's VLAN filtering is turned on at the
+    /// first VLAN endpoint (endpoints without one stay in VLAN 1 and keep working); a kernel
+    /// without bridge VLAN filtering refuses the attach with [`Error::Unsupported`] before
+    /// anything is made.
+    pub fn vlan(mut self, id: u16) -> Self {
+        self.vlan = Some(id);
+        self
+    }
+
     /// Checks everything that can be checked without the kernel or the state dir.
     pub fn validate(&self) -> Result<()> {
         validate_container_id("container", &self.container)?;
@@ -209,6 +230,14 @@ impl EndpointSpec {
             validate_hostname("alias", a)?;
         }
         self.names.validate()?;
+        validate_vlan(self.vlan)?;
+        if let (Some(_), Some(p)) = (self.vlan, self.ports.first()) {
+            return Err(Error::invalid(
+                "port",
+                p,
+                "a VLAN endpoint is not reachable through the host's bridge (it serves the untagged VLAN only): no published ports",
+            ));
+        }
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let fixed: Vec<PortMapping> = self
             .ports
@@ -217,6 +246,23 @@ impl EndpointSpec {
             .flatten()
             .collect();
         check_distinct(&fixed)
+    }
+}
+
+/// Checks an access VLAN: 2-4094 (0 and 4095 are reserved by 802.1Q; 1 is the bridge's default
+/// VLAN, where endpoints without a VLAN are).
+pub(crate) fn validate_vlan(vlan: Option<u16>) -> Result<()> {
+    match vlan {
+        None => Ok(()),
+        Some(1) => Err(Error::invalid(
+            "vlan",
+            1,
+            "VLAN 1 is the bridge's default VLAN, where endpoints without a VLAN are: attach without one",
+        )),
+        Some(id) if !(2..=4094).contains(&id) => {
+            Err(Error::invalid("vlan", id, "a VLAN id is 2-4094"))
+        }
+        Some(_) => Ok(()),
     }
 }
 
@@ -281,6 +327,10 @@ pub struct Attachment {
     /// Network-scoped DNS aliases ([`EndpointSpec::alias`]).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The access VLAN of its bridge port ([`EndpointSpec::vlan`]); none: the bridge's
+    /// default (untagged) VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 impl Attachment {

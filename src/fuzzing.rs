@@ -143,6 +143,7 @@ fn dns_table() -> &'static NameTable {
                 seq: 0,
                 routes: Vec::new(),
                 aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                vlan: None,
             };
         let mut sb = SandboxRecord::new("c");
         sb.names.dns = vec![ip("192.0.2.9")];

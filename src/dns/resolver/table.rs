@@ -391,6 +391,7 @@ pub(crate) mod tests {
             seq: 0,
             routes: Vec::new(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            vlan: None,
         }
     }
 
