@@ -163,7 +163,8 @@ pub(super) async fn release(
     // The VLANs the endpoint ports (every port but the trunk) have, default VLAN aside.
     let used: Vec<u16> = tables
         .iter()
-        .filter(|t| t.controller == Some(bridge.index))
+        // The bridge reports itself as its own master: its own table is not a port's.
+        .filter(|t| t.controller == Some(bridge.index) && t.index != bridge.index)
         .filter(|t| trunk.as_ref().is_none_or(|tr| tr.index != t.index))
         .flat_map(|t| t.vlans.iter().map(|v| v.vid))
         .filter(|vid| *vid != f.default_pvid)
