@@ -2,7 +2,7 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `docs/netctl.md`; the flags of it the library cannot
-//! serve yet (`--ipam-driver`, `--rule`, rate limits, `--vlan`) are not accepted (a usage
+//! serve yet (`--ipam-driver`, `--rule`, rate limits) are not accepted (a usage
 //! error, exit 2), never silently ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
@@ -204,7 +204,8 @@ struct CreateArgs {
     #[arg(long)]
     no_default_route: bool,
     /// Driver option (com.docker.network.bridge.name, …bridge.enable_icc,
-    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu, anti_spoofing).
+    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu, anti_spoofing,
+    /// parent: a trunk for --vlan endpoints).
     #[arg(short, long = "opt", value_name = "KEY=VALUE", value_parser = key_value)]
     opt: Vec<(String, String)>,
     /// The network's name.
@@ -263,6 +264,10 @@ struct ConnectArgs {
     /// Extra route (not supported yet).
     #[arg(long, value_name = "DST[,via=GW][,metric=M]")]
     route: Vec<String>,
+    /// Access VLAN of the endpoint's bridge port (2-4094; bridge networks; the trunk is the
+    /// network's `-o parent=IF`).
+    #[arg(long, value_name = "ID")]
+    vlan: Option<String>,
     /// The network; `host` for the host's netns, `container:OTHER` to share OTHER's sandbox.
     network: String,
     /// The container id.
@@ -698,6 +703,14 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         .iter()
         .map(|s| PortRequest::from_str(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let vlan = a
+        .vlan
+        .as_deref()
+        .map(|s| {
+            s.parse::<u16>()
+                .map_err(|_| invalid("vlan", s, "a VLAN id is 2-4094"))
+        })
+        .transpose()?;
     // The netns is opened last, once every flag has parsed.
     let path = a
         .netns
@@ -729,6 +742,9 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     }
     for p in exposed {
         ep = ep.expose(p);
+    }
+    if let Some(v) = vlan {
+        ep = ep.vlan(v);
     }
     Ok(ep.names(names))
 }
@@ -794,6 +810,8 @@ struct AttachmentView<'a> {
     gateway6: Option<String>,
     netns: Option<String>,
     ports: Vec<PortView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
 }
 
 fn attachment_json(att: &Attachment) -> String {
@@ -818,6 +836,7 @@ fn attachment_json(att: &Attachment) -> String {
         gateway6: opt_str(att.gateway6),
         netns: opt_str(att.netns.as_ref().map(|p| p.display())),
         ports,
+        vlan: att.vlan,
     })
 }
 
@@ -839,6 +858,8 @@ struct EndpointView<'a> {
     mac: Option<String>,
     ipv4: Option<String>,
     ipv6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
 }
 
 /// `network inspect`'s output.
@@ -878,6 +899,7 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> String {
                 mac: opt_str(a.mac),
                 ipv4: opt_str(a.ipv4),
                 ipv6: opt_str(a.ipv6),
+                vlan: a.vlan,
             };
             (a.container.as_str(), v)
         })

@@ -203,7 +203,13 @@ async fn vlan_endpoints_are_their_own_segments_and_the_trunk_carries_them_tagged
     reaches_at(&c["u2"], &c["u1"], "10.50.0.12:7006").await;
     reaches_at(sb.host(), &c["u1"], "10.50.0.1:7007").await;
     // …and the gateway is not a VLAN endpoint's (the host's bridge is in VLAN 1 only).
-    blocked_at(sb.host(), &c["a10"], "10.50.0.1:7008", "VLAN 10 → host gateway").await;
+    blocked_at(
+        sb.host(),
+        &c["a10"],
+        "10.50.0.1:7008",
+        "VLAN 10 → host gateway",
+    )
+    .await;
 
     // The trunk: the LAN's VLAN 10 (tagged on the wire) reaches VLAN 10, not VLAN 20.
     ip(
@@ -212,14 +218,20 @@ async fn vlan_endpoints_are_their_own_segments_and_the_trunk_carries_them_tagged
             "link", "add", "link", "eth0", "name", "eth0.10", "type", "vlan", "id", "10",
         ],
     );
-    ip(&lan_name, &["addr", "add", "10.50.0.200/24", "dev", "eth0.10"]);
+    ip(
+        &lan_name,
+        &["addr", "add", "10.50.0.200/24", "dev", "eth0.10"],
+    );
     ip(&lan_name, &["link", "set", "eth0.10", "up"]);
     let seen = reaches_at(&c["a10"], &lan, "10.50.0.21:7010").await;
     assert_eq!(seen.ip().to_string(), "10.50.0.200");
     reaches_at(&lan, &c["b10"], "10.50.0.200:7011").await;
     blocked_at(&c["c20"], &lan, "10.50.0.31:7012", "LAN VLAN 10 → VLAN 20").await;
     blocked_at(&c["u1"], &lan, "10.50.0.11:7013", "LAN VLAN 10 → untagged").await;
-    println!("VM-TIER: VLAN endpoints isolated by VLAN, untagged endpoints and the gateway unaffected, the trunk carries VLAN 10 tagged (kernel {})", kernel());
+    println!(
+        "VM-TIER: VLAN endpoints isolated by VLAN, untagged endpoints and the gateway unaffected, the trunk carries VLAN 10 tagged (kernel {})",
+        kernel()
+    );
 
     // Drift: b10's port back in the default VLAN too is reported by check.
     let out = std::process::Command::new("bridge")
@@ -261,7 +273,10 @@ async fn vlan_endpoints_are_their_own_segments_and_the_trunk_carries_them_tagged
     let shown = bridge_vlans(&host_ns, "lan0");
     assert!(!shown.contains("10") && !shown.contains("20"), "{shown}");
     reaches_at(&c["u2"], &c["u1"], "10.50.0.12:7020").await;
-    println!("VM-TIER: VLAN detach leaves no VLAN of berth's on the bridge or the trunk, filtering off again (kernel {})", kernel());
+    println!(
+        "VM-TIER: VLAN detach leaves no VLAN of berth's on the bridge or the trunk, filtering off again (kernel {})",
+        kernel()
+    );
 
     // gc after a dead attach (its record never written): a VLAN port nobody records, its
     // VLAN on the trunk, filtering on. gc removes the port, then the trunk's VLAN, then
@@ -274,19 +289,33 @@ async fn vlan_endpoints_are_their_own_segments_and_the_trunk_carries_them_tagged
     std::fs::remove_file(sb.state_dir().join("endpoints/v/ghost.json")).unwrap();
     let report = host.gc(&["u1", "u2"]).await.unwrap();
     assert!(
-        report.links_removed.contains(g.host_ifname.as_ref().unwrap()),
+        report
+            .links_removed
+            .contains(g.host_ifname.as_ref().unwrap()),
         "{report:?}"
     );
-    assert_eq!(report.vlans_fixed, 2, "VLAN 30 off the trunk, filtering off: {report:?}");
+    assert_eq!(
+        report.vlans_fixed, 2,
+        "VLAN 30 off the trunk, filtering off: {report:?}"
+    );
     let (on, ports) = bridge_state(&nl, "br-vlan").await;
-    assert!(!on && ports.iter().all(|(_, v)| v == &vec![PortVlan::access(1)]), "{ports:?}");
+    assert!(
+        !on && ports.iter().all(|(_, v)| v == &vec![PortVlan::access(1)]),
+        "{ports:?}"
+    );
 
     for role in ["u1", "u2"] {
         host.detach(&n, role).await.unwrap();
     }
     host.delete_network(&n).await.unwrap();
-    let lan0 = nl.require_link("lan0").await.expect("released, not deleted");
+    let lan0 = nl
+        .require_link("lan0")
+        .await
+        .expect("released, not deleted");
     assert_eq!(lan0.controller, None);
     assert!(nl.link_by_name("br-vlan").await.unwrap().is_none());
-    println!("VM-TIER: VLAN trunk released with its network, gc leaves no VLAN behind (kernel {})", kernel());
+    println!(
+        "VM-TIER: VLAN trunk released with its network, gc leaves no VLAN behind (kernel {})",
+        kernel()
+    );
 }

@@ -103,7 +103,12 @@ impl NetworkDriver for BridgeDriver<'_> {
         net.device.iter().chain(&self.0.parent).cloned().collect()
     }
 
-    async fn check_vlan(&self, ctx: DriverContext<'_>, net: &NetworkInfo, _vlan: u16) -> Result<()> {
+    async fn check_vlan(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        _vlan: u16,
+    ) -> Result<()> {
         bridge_vlan::check_vlan(ctx, self.0, net).await
     }
 

@@ -93,7 +93,12 @@ pub(super) async fn configure_port(
     let trunk = trunk(ctx, o, bridge).await?;
     let mut turned_on = false;
     let trunk_had = match &trunk {
-        Some(t) => ctx.host.port_vlans(t.index).await?.iter().any(|v| v.vid == vlan),
+        Some(t) => ctx
+            .host
+            .port_vlans(t.index)
+            .await?
+            .iter()
+            .any(|v| v.vid == vlan),
         None => false,
     };
     let r = async {
@@ -148,7 +153,12 @@ pub(super) async fn release(
         return Ok(0);
     };
     // Off (or none): no VLAN of berth's can be on the bridge.
-    let Some(f) = ctx.host.vlan_filtering(bridge.index).await?.filter(|f| f.on) else {
+    let Some(f) = ctx
+        .host
+        .vlan_filtering(bridge.index)
+        .await?
+        .filter(|f| f.on)
+    else {
         return Ok(0);
     };
     let trunk = match &o.parent {
@@ -204,7 +214,9 @@ pub(super) async fn check(
     let mut missing = Vec::new();
     match ctx.host.vlan_filtering(bridge.index).await? {
         None => {
-            missing.push(format!("VLAN {vlan}: the kernel has no bridge VLAN filtering"));
+            missing.push(format!(
+                "VLAN {vlan}: the kernel has no bridge VLAN filtering"
+            ));
             return Ok(missing);
         }
         Some(f) if !f.on => missing.push(format!("vlan_filtering on bridge {}", bridge.name)),
@@ -280,11 +292,9 @@ pub(super) async fn check_trunk(
             parent,
             "is a port of another bridge",
         )),
-        (None, None) if l.name == bridge => Err(Error::invalid(
-            "parent",
-            parent,
-            "is the network's bridge",
-        )),
+        (None, None) if l.name == bridge => {
+            Err(Error::invalid("parent", parent, "is the network's bridge"))
+        }
         (None, None) => Ok(l),
     }
 }
@@ -298,7 +308,13 @@ pub(super) async fn attach_trunk(
     ctx.host
         .set_master(trunk.index, &trunk.name, Some(bridge.index))
         .await?;
-    let up = ctx.host.link().set(trunk.index, &trunk.name).up().apply().await;
+    let up = ctx
+        .host
+        .link()
+        .set(trunk.index, &trunk.name)
+        .up()
+        .apply()
+        .await;
     if let Err(e) = up {
         let _ = ctx.host.set_master(trunk.index, &trunk.name, None).await;
         return Err(e);

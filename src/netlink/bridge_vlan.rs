@@ -410,8 +410,14 @@ mod tests {
         assert_eq!(t.index, 9);
         assert_eq!(t.controller, Some(3));
         assert_eq!(t.vlans, vec![PortVlan::access(10)]);
-        let no = rtnetlink::LinkBridge::new("br0").vlan_filtering(false).build();
-        assert_eq!(filtering_of(&no), None, "no default PVID: no VLAN filtering");
+        let no = rtnetlink::LinkBridge::new("br0")
+            .vlan_filtering(false)
+            .build();
+        assert_eq!(
+            filtering_of(&no),
+            None,
+            "no default PVID: no VLAN filtering"
+        );
         let yes = rtnetlink::LinkBridge::new("br0")
             .vlan_filtering(true)
             .vlan_default_pvid(1)

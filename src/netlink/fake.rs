@@ -1058,7 +1058,11 @@ impl Kernel for FakeKernel {
                 });
             }
             let n = &mut w.nss[ns];
-            if !n.links.iter().any(|l| l.info.index == bridge && l.info.is_bridge) {
+            if !n
+                .links
+                .iter()
+                .any(|l| l.info.index == bridge && l.info.is_bridge)
+            {
                 return Err(errno("set bridge vlan_filtering", name, libc::ENODEV));
             }
             n.vlan_filtering.insert(bridge, on);
@@ -1111,7 +1115,9 @@ impl Kernel for FakeKernel {
                 .collect();
             Ok(n.links
                 .iter()
-                .filter(|l| l.info.is_bridge || l.info.controller.is_some_and(|c| bridges.contains(&c)))
+                .filter(|l| {
+                    l.info.is_bridge || l.info.controller.is_some_and(|c| bridges.contains(&c))
+                })
                 .map(|l| super::VlanTable {
                     index: l.info.index,
                     controller: l.info.controller,
@@ -1129,7 +1135,10 @@ impl Kernel for FakeKernel {
         self.run(Call::SetMaster(index, master), |w, ns| {
             let n = &mut w.nss[ns];
             if let Some(m) = master
-                && !n.links.iter().any(|l| l.info.index == m && l.info.is_bridge)
+                && !n
+                    .links
+                    .iter()
+                    .any(|l| l.info.index == m && l.info.is_bridge)
             {
                 return Err(errno("set master", name, libc::ENODEV));
             }
@@ -1156,7 +1165,11 @@ impl FakeNet {
     pub fn vlan_filtering_on(&self, label: &str, index: u32) -> bool {
         let mut w = self.lock();
         let i = w.ns_index(label);
-        w.nss[i].vlan_filtering.get(&index).copied().unwrap_or(false)
+        w.nss[i]
+            .vlan_filtering
+            .get(&index)
+            .copied()
+            .unwrap_or(false)
     }
 }
 
