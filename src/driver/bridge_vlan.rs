@@ -13,7 +13,7 @@
 //! - The trunk, when the network has one, carries the default VLAN untagged (as the kernel
 //!   made it) and each VLAN some endpoint port of the bridge has, tagged; a VLAN leaves it when
 //!   its last endpoint leaves (read back from the bridge's ports, so gc after a crash can tell
-//!   too, see [`reconcile`]).
+//!   too, see `NetworkDriver::reconcile`).
 //!
 //! The semantic: VLAN endpoints are their own L2 segments (the endpoints of one VLAN, and the
 //! trunk, tagged). The host's bridge, with the gateway address, is in the default VLAN only,

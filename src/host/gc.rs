@@ -62,7 +62,6 @@ pub struct GcReport {
     pub ipsec_fixed: usize,
     /// Bridge VLAN state put back in line with the endpoints left (a trunk's VLAN no endpoint
     /// has any more, a bridge's filtering with no VLAN endpoint left): after a dead attach.
-    #[doc(alias = "vlan")]
     pub vlans_fixed: usize,
 }
 

@@ -14,7 +14,7 @@
 //!   the port, `IFLA_AF_SPEC` → `IFLA_BRIDGE_VLAN_INFO {flags, vid}` (flags `PVID`, `UNTAGGED`).
 //!   An `RTM_DELLINK` of family `AF_BRIDGE` deletes VLAN entries only, never the link (the
 //!   kernel routes it to the bridge's own handler); berth builds it in one place,
-//!   [`vlan_message`], which always sets that family.
+//!   `vlan_message`, which always sets that family.
 //! - the tables are a dump of `RTM_GETLINK` with family `AF_BRIDGE` and `IFLA_EXT_MASK` =
 //!   `RTEXT_FILTER_BRVLAN`: one message per bridge port (and one per bridge, its own table).
 
