@@ -394,11 +394,41 @@ async fn netctl_connect_vlan_over_a_trunk() {
     }
     let shown = bridge_vlans(&host_ns, "lan0");
     assert!(!shown.contains("10") && !shown.contains("20"), "{shown}");
-    nc.ok(&["network", "rm", "v"]);
+    // kill -9 right after the driver made a VLAN endpoint (its record not yet in place):
+    // the port is there with VLAN 30, the trunk carries it, the bridge filters; gc removes
+    // the port, takes VLAN 30 off the trunk and turns filtering off.
+    let out = nc
+        .command(&[
+            "connect",
+            "--netns",
+            path_str(&path),
+            "--vlan",
+            "30",
+            "v",
+            "a",
+        ])
+        .env("BERTH_CRASH_AT", "driver-attach")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "killed: {out:?}");
+    assert!(bridge_vlans(&host_ns, "lan0").contains("30"));
     let nl = Netlink::open(sb.host()).await.unwrap();
+    let br = nl.require_link("br-ncv").await.unwrap();
+    assert!(nl.vlan_filtering(br.index).await.unwrap().unwrap().on);
+    nc.ok(&["gc"]);
+    let shown = bridge_vlans(&host_ns, "lan0");
+    assert!(!shown.contains("30"), "{shown}");
+    assert!(!nl.vlan_filtering(br.index).await.unwrap().unwrap().on);
+    for t in nl.vlan_tables().await.unwrap() {
+        if t.controller == Some(br.index) {
+            assert_eq!(t.vlans, vec![PortVlan::access(1)], "{t:?}");
+        }
+    }
+    nc.ok(&["network", "rm", "v"]);
     assert_eq!(nl.require_link("lan0").await.unwrap().controller, None);
+    assert!(nl.link_by_name("br-ncv").await.unwrap().is_none());
     println!(
-        "VM-TIER: netctl connect --vlan over -o parent=IF proven (kernel {})",
+        "VM-TIER: netctl connect --vlan over -o parent=IF proven, a kill -9 after driver-attach finished by gc (kernel {})",
         kernel()
     );
 }
