@@ -295,3 +295,38 @@ async fn netctl_connect_vlan_and_parent() {
             .is_some_and(|l| l.controller.is_none())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_admins_bridge_the_trunk_is_the_admins_port_and_stays() {
+    let Some((mut sb, _outside, host)) = setup("bt-trunkadm").await else {
+        return;
+    };
+    let _lan = lan(&mut sb, None).await;
+    let host_ns = sb.host_name().to_string();
+    ip(&host_ns, &["link", "add", "br-adm", "type", "bridge"]);
+    ip(&host_ns, &["link", "set", "br-adm", "up"]);
+    let spec = || {
+        Network::bridge("a")
+            .bridge_name("br-adm")
+            .subnet("10.59.0.0/24".parse().unwrap())
+            .trunk("lan0")
+    };
+    // Not the admin's port yet: berth does not move a link into the admin's bridge.
+    let e = host.create_network(spec()).await.unwrap_err();
+    assert!(e.to_string().contains("admin's bridge"), "{e}");
+    ip(&host_ns, &["link", "set", "lan0", "master", "br-adm"]);
+    let n = network(&host, spec()).await;
+    let nl = Netlink::open(sb.host()).await.unwrap();
+    let br = nl.require_link("br-adm").await.unwrap();
+    let u1 = sb.netns("u1").await.unwrap();
+    join(&host, &n, Endpoint::new("u1", u1.clone())).await;
+    assert!(host.check(&n, "u1").await.unwrap().is_empty());
+    host.detach(&n, "u1").await.unwrap();
+    host.delete_network(&n).await.unwrap();
+    assert_eq!(
+        nl.require_link("lan0").await.unwrap().controller,
+        Some(br.index),
+        "the admin's bridge keeps its port"
+    );
+    assert!(nl.link_by_name("br-adm").await.unwrap().is_some());
+}
