@@ -113,7 +113,7 @@ impl NetworkDriver for BridgeDriver<'_> {
     }
 
     async fn reconcile(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<usize> {
-        bridge_vlan::release(ctx, self.0, net).await
+        bridge_vlan::release(ctx, self.0, net, None).await
     }
 
     /// A bridge the admin made keeps its addresses: one inside a subnet that names no gateway
@@ -379,7 +379,7 @@ impl NetworkDriver for BridgeDriver<'_> {
             // Deleting the host end removes the peer in the container netns too.
             let _ = ctx.host.delete_link(&host_if).await;
             if ep.vlan.is_some() {
-                let _ = bridge_vlan::release(ctx, self.0, net).await;
+                let _ = bridge_vlan::release(ctx, self.0, net, ep.vlan).await;
             }
             return Err(e);
         }
@@ -409,7 +409,7 @@ impl NetworkDriver for BridgeDriver<'_> {
         }
         // Its VLAN went with the port; the trunk keeps it while another endpoint has it.
         if att.vlan.is_some() {
-            bridge_vlan::release(ctx, self.0, net).await?;
+            bridge_vlan::release(ctx, self.0, net, att.vlan).await?;
         }
         forget_neighbours(ctx, net, att).await
     }

@@ -13,7 +13,9 @@
 //! - The trunk, when the network has one, carries the default VLAN untagged (as the kernel
 //!   made it) and each VLAN some endpoint port of the bridge has, tagged; a VLAN leaves it when
 //!   its last endpoint leaves (read back from the bridge's ports, so gc after a crash can tell
-//!   too, see `NetworkDriver::reconcile`).
+//!   too, see `NetworkDriver::reconcile`; on an admin's bridge, whose trunk may carry VLANs of
+//!   the admin's, gc leaves a dead attach's VLAN there: only a detach, knowing its VLAN, takes
+//!   one off).
 //!
 //! The semantic: VLAN endpoints are their own L2 segments (the endpoints of one VLAN, and the
 //! trunk, tagged). The host's bridge, with the gateway address, is in the default VLAN only,
@@ -138,13 +140,17 @@ pub(super) async fn configure_port(
     Ok(())
 }
 
-/// After an endpoint of VLAN `vlan` left (its port is gone): the trunk drops the VLAN if no
-/// endpoint port of the bridge has it any more, and a bridge berth made stops filtering when
-/// none has a VLAN. What the other ports have is read back from the kernel.
+/// After an endpoint of VLAN `Some(vlan)` left (its port is gone): the trunk drops that VLAN
+/// if no other port of the bridge (nor the bridge itself) has it any more, and a bridge berth
+/// made stops filtering when no port has a VLAN. What the other ports have is read back from
+/// the kernel. With `None` (gc, after a dead attach whose VLAN no record names): every VLAN
+/// of the trunk no other port has goes — on a bridge berth made only (an admin's trunk may
+/// carry VLANs of the admin's; there a dead attach's VLAN stays).
 pub(super) async fn release(
     ctx: DriverContext<'_>,
     o: &BridgeOptions,
     net: &NetworkInfo,
+    only: Option<u16>,
 ) -> Result<usize> {
     let Some(name) = net.device.as_deref() else {
         return Ok(0);
@@ -170,30 +176,36 @@ pub(super) async fn release(
         None => None,
     };
     let tables = ctx.host.vlan_tables().await?;
-    // The VLANs the endpoint ports (every port but the trunk) have, default VLAN aside.
+    // The VLANs every port but the trunk has (the bridge reports itself as its own master:
+    // its own table counts too, as an admin's VLAN interface on it needs the trunk), default
+    // VLAN aside.
     let used: Vec<u16> = tables
         .iter()
-        // The bridge reports itself as its own master: its own table is not a port's.
-        .filter(|t| t.controller == Some(bridge.index) && t.index != bridge.index)
+        .filter(|t| t.controller == Some(bridge.index))
         .filter(|t| trunk.as_ref().is_none_or(|tr| tr.index != t.index))
         .flat_map(|t| t.vlans.iter().map(|v| v.vid))
         .filter(|vid| *vid != f.default_pvid)
         .collect();
+    let ours = bridge.group == link_marks::BRIDGE;
     let mut fixed = 0;
-    if let Some(t) = &trunk {
+    if let Some(t) = trunk.as_ref().filter(|_| ours || only.is_some()) {
         let carried = tables
             .iter()
             .find(|tb| tb.index == t.index)
             .map(|tb| tb.vlans.clone())
             .unwrap_or_default();
         for v in carried {
-            if v.vid != f.default_pvid && !v.pvid && !used.contains(&v.vid) {
+            if v.vid != f.default_pvid
+                && !v.pvid
+                && !used.contains(&v.vid)
+                && only.is_none_or(|o| o == v.vid)
+            {
                 ctx.host.del_port_vlan(t.index, &t.name, v.vid).await?;
                 fixed += 1;
             }
         }
     }
-    if f.on && used.is_empty() && bridge.group == link_marks::BRIDGE {
+    if f.on && used.is_empty() && ours {
         ctx.host
             .set_vlan_filtering(bridge.index, &bridge.name, false)
             .await?;
