@@ -2,8 +2,8 @@
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
 //! returns. The contract it follows is `docs/netctl.md`; the flags of it the library cannot
-//! serve yet (`--ipam-driver`, `--vlan`) are not accepted (a usage error, exit 2), never
-//! silently ignored.
+//! serve yet (`--ipam-driver`) are not accepted (a usage error, exit 2), never silently
+//! ignored.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
 //! (default `/var/lib/berth`), so several invocations, also at once, see one world. With
@@ -217,7 +217,8 @@ struct CreateArgs {
     #[arg(long)]
     no_default_route: bool,
     /// Driver option (com.docker.network.bridge.name, …bridge.enable_icc,
-    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu, anti_spoofing).
+    /// …bridge.enable_ip_masquerade, …bridge.host_binding_ipv4, …driver.mtu, anti_spoofing,
+    /// parent: a trunk for --vlan endpoints).
     #[arg(short, long = "opt", value_name = "KEY=VALUE", value_parser = key_value)]
     opt: Vec<(String, String)>,
     /// The network's name.
@@ -286,6 +287,10 @@ struct ConnectArgs {
     rule: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Access VLAN of the endpoint's bridge port (2-4094; bridge networks; the trunk is the
+    /// network's `-o parent=IF`).
+    #[arg(long, value_name = "ID")]
+    vlan: Option<String>,
     /// The network; `host` for the host's netns, `container:OTHER` to share OTHER's sandbox.
     network: String,
     /// The container id.
@@ -789,6 +794,14 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
         .map(|s| PortRequest::from_str(s))
         .collect::<Result<Vec<_>, _>>()?;
     let bandwidth = bandwidth_of(&a.limits)?;
+    let vlan = a
+        .vlan
+        .as_deref()
+        .map(|s| {
+            s.parse::<u16>()
+                .map_err(|_| invalid("vlan", s, "a VLAN id is 2-4094"))
+        })
+        .transpose()?;
     // The netns is opened last, once every flag has parsed.
     let path = a
         .netns
@@ -826,6 +839,9 @@ fn endpoint_spec(a: ConnectArgs) -> Result<berth::EndpointSpec, Failure> {
     }
     if let Some(b) = bandwidth {
         ep = ep.bandwidth(b);
+    }
+    if let Some(v) = vlan {
+        ep = ep.vlan(v);
     }
     Ok(ep.names(names))
 }
@@ -897,6 +913,8 @@ struct AttachmentView<'a> {
     /// Rate limits, when it has some.
     #[serde(skip_serializing_if = "Option::is_none")]
     bandwidth: Option<berth::Bandwidth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
 }
 
 fn attachment_json(att: &Attachment) -> String {
@@ -923,6 +941,7 @@ fn attachment_json(att: &Attachment) -> String {
         ports,
         rules: att.rules.iter().map(ToString::to_string).collect(),
         bandwidth: att.bandwidth,
+        vlan: att.vlan,
     })
 }
 
@@ -944,6 +963,8 @@ struct EndpointView<'a> {
     mac: Option<String>,
     ipv4: Option<String>,
     ipv6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
 }
 
 /// `network inspect`'s output.
@@ -983,6 +1004,7 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> String {
                 mac: opt_str(a.mac),
                 ipv4: opt_str(a.ipv4),
                 ipv6: opt_str(a.ipv6),
+                vlan: a.vlan,
             };
             (a.container.as_str(), v)
         })

@@ -130,6 +130,11 @@ impl DockerOptions {
                 ANTI_SPOOFING => o.anti_spoofing = parse_bool(ANTI_SPOOFING, value)?,
                 HOST_BINDING_IPV4 => o.host_binding_ipv4 = Some(parse_ipv4(key, value)?),
                 HOST_IPV4 => o.outbound_ipv4 = Some(parse_ipv4(key, value)?),
+                // A trunk for VLAN endpoints (berth's; CNI bridge's `vlanTrunk`).
+                PARENT => {
+                    crate::validate::validate_ifname("parent", value)?;
+                    o.parent = Some(value.to_string());
+                }
                 _ => return Err(unknown(DriverKind::Bridge, BRIDGE_KEYS)),
             },
             DriverOptions::Macvlan(o) => match key {
@@ -183,6 +188,9 @@ impl DockerOptions {
                 m.insert(MASQUERADE, o.masquerade.to_string());
                 m.insert(ICC, o.icc.to_string());
                 m.insert(ANTI_SPOOFING, o.anti_spoofing.to_string());
+                if let Some(p) = &o.parent {
+                    m.insert(PARENT, p.clone());
+                }
                 if let Some(ip) = o.host_binding_ipv4 {
                     m.insert(HOST_BINDING_IPV4, ip.to_string());
                 }
@@ -217,7 +225,7 @@ impl DockerOptions {
 const BRIDGE_KEYS: &str = "com.docker.network.bridge.name, …bridge.enable_ip_masquerade, \
                            …bridge.enable_icc, …bridge.host_binding_ipv4, \
                            com.docker.network.host_ipv4, com.docker.network.driver.mtu, \
-                           anti_spoofing";
+                           anti_spoofing, parent";
 const MACVLAN_KEYS: &str = "parent, macvlan_mode, com.docker.network.driver.mtu";
 const IPVLAN_KEYS: &str = "parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu";
 const OVERLAY_KEYS: &str = "com.docker.network.driver.overlay.vxlanid_list, encrypted, encap, \

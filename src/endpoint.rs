@@ -40,6 +40,7 @@ impl Endpoint {
             names: NameOptions::default(),
             rules: Vec::new(),
             bandwidth: None,
+            vlan: None,
         }
     }
 }
@@ -62,6 +63,7 @@ pub struct EndpointSpec {
     pub(crate) names: NameOptions,
     pub(crate) rules: Vec<RuleSpec>,
     pub(crate) bandwidth: Option<crate::bandwidth::Bandwidth>,
+    pub(crate) vlan: Option<u16>,
 }
 
 impl EndpointSpec {
@@ -207,6 +209,25 @@ impl EndpointSpec {
         &self.container
     }
 
+    /// An access VLAN (`--vlan`; pipework's `MAC@VLAN`, CNI bridge's `vlan`), bridge networks
+    /// only: the endpoint's bridge port carries VLAN `id` (2-4094) as its PVID, untagged, and
+    /// nothing else, so it reaches only the endpoints of the same VLAN on the network and,
+    /// tagged, the network's trunk ([`crate::BridgeOptions::parent`]). VLAN 1 is the bridge's
+    /// default VLAN, the one every endpoint without a VLAN (and the host's gateway on the
+    /// bridge) is in: refused, attach without a VLAN instead.
+    ///
+    /// The endpoint gets the network's address and gateway address like any other, but the
+    /// host's bridge serves the untagged default VLAN only: the gateway (and so the way out,
+    /// published ports and the embedded resolver) must be a router on that VLAN across the
+    /// trunk. Published ports are refused. The bridge's VLAN filtering is turned on at the
+    /// first VLAN endpoint (endpoints without one stay in VLAN 1 and keep working); a kernel
+    /// without bridge VLAN filtering refuses the attach with [`Error::Unsupported`] before
+    /// anything is made.
+    pub fn vlan(mut self, id: u16) -> Self {
+        self.vlan = Some(id);
+        self
+    }
+
     /// Checks everything that can be checked without the kernel or the state dir.
     pub fn validate(&self) -> Result<()> {
         validate_container_id("container", &self.container)?;
@@ -247,6 +268,14 @@ impl EndpointSpec {
         if let Some(b) = &self.bandwidth {
             b.validate()?;
         }
+        validate_vlan(self.vlan)?;
+        if let (Some(_), Some(p)) = (self.vlan, self.ports.first()) {
+            return Err(Error::invalid(
+                "port",
+                p,
+                "a VLAN endpoint is not reachable through the host's bridge (it serves the untagged VLAN only): no published ports",
+            ));
+        }
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let fixed: Vec<PortMapping> = self
             .ports
@@ -255,6 +284,23 @@ impl EndpointSpec {
             .flatten()
             .collect();
         check_distinct(&fixed)
+    }
+}
+
+/// Checks an access VLAN: 2-4094 (0 and 4095 are reserved by 802.1Q; 1 is the bridge's default
+/// VLAN, where endpoints without a VLAN are).
+pub(crate) fn validate_vlan(vlan: Option<u16>) -> Result<()> {
+    match vlan {
+        None => Ok(()),
+        Some(1) => Err(Error::invalid(
+            "vlan",
+            1,
+            "VLAN 1 is the bridge's default VLAN, where endpoints without a VLAN are: attach without one",
+        )),
+        Some(id) if !(2..=4094).contains(&id) => {
+            Err(Error::invalid("vlan", id, "a VLAN id is 2-4094"))
+        }
+        Some(_) => Ok(()),
     }
 }
 
@@ -329,6 +375,10 @@ pub struct Attachment {
     /// The `ifb` device shaping what the container sends, when it has an egress limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifb: Option<String>,
+    /// The access VLAN of its bridge port ([`EndpointSpec::vlan`]); none: the bridge's
+    /// default (untagged) VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 impl Attachment {

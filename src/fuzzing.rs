@@ -146,6 +146,7 @@ fn dns_table() -> &'static NameTable {
                 rules: Vec::new(),
                 bandwidth: None,
                 ifb: None,
+                vlan: None,
             };
         let mut sb = SandboxRecord::new("c");
         sb.names.dns = vec![ip("192.0.2.9")];

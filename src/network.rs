@@ -303,6 +303,18 @@ impl NetworkSpec<BridgeOptions> {
     }
 }
 
+/// The trunk of a bridge network (VLAN-tagged endpoints).
+impl NetworkSpec<BridgeOptions> {
+    /// A trunk (`-o parent=IF`): existing link `name` of the host netns becomes a port of the
+    /// bridge, carrying every VLAN of the network's VLAN endpoints tagged
+    /// ([`crate::EndpointSpec::vlan`]); released, not deleted, with the network. See
+    /// [`BridgeOptions::parent`].
+    pub fn trunk(mut self, name: impl Into<String>) -> Self {
+        self.driver.parent = Some(name.into());
+        self
+    }
+}
+
 /// Options of macvlan networks.
 impl NetworkSpec<MacvlanOptions> {
     /// Parent link (`-o parent=`), see [`Parent`]: `"eth0".parse()?`, or

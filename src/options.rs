@@ -35,10 +35,20 @@ impl DriverOptions {
     /// Checks the options that can be checked without the kernel: interface names, VLAN ids.
     pub fn validate(&self) -> Result<()> {
         match self {
-            DriverOptions::Bridge(o) => match &o.bridge_name {
-                Some(b) => crate::validate::validate_ifname("bridge", b),
-                None => Ok(()),
-            },
+            DriverOptions::Bridge(o) => {
+                if let Some(b) = &o.bridge_name {
+                    crate::validate::validate_ifname("bridge", b)?;
+                }
+                match &o.parent {
+                    Some(p) if o.bridge_name.as_ref() == Some(p) => Err(Error::invalid(
+                        "parent",
+                        p,
+                        "is the bridge itself: a trunk is another link",
+                    )),
+                    Some(p) => crate::validate::validate_ifname("parent", p),
+                    None => Ok(()),
+                }
+            }
             DriverOptions::Macvlan(o) => o.parent.validate(),
             DriverOptions::Ipvlan(o) => o.parent.validate(),
             DriverOptions::None => Ok(()),
@@ -129,6 +139,16 @@ pub struct BridgeOptions {
     /// is not enforced. Records written before the option existed load with it off.
     #[serde(default)]
     pub anti_spoofing: bool,
+    /// A trunk (`-o parent=IF`; CNI bridge's `vlanTrunk`): an existing link of the host netns
+    /// (the admin's NIC) that berth makes a port of the network's bridge, as an admin's bridge
+    /// holds its NIC, and brings up. It carries the bridge's default VLAN untagged, as
+    /// before, and every VLAN of the network's VLAN endpoints ([`crate::EndpointSpec::vlan`])
+    /// tagged, each while an endpoint uses it. Released (`nomaster`, left up), not deleted,
+    /// when the network goes. A link with addresses loses the use of them while it is a
+    /// bridge port: the admin's to move to the bridge. Records written before it load
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 fn yes() -> bool {
@@ -145,6 +165,7 @@ impl Default for BridgeOptions {
             host_binding_ipv4: None,
             outbound_ipv4: None,
             anti_spoofing: false,
+            parent: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use super::{
     DriverContext, EndpointPlan, EndpointResources, NetworkDriver, NetworkResources, announce,
-    container, veth,
+    bridge_vlan, container, veth,
 };
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
@@ -43,7 +43,7 @@ pub fn bridge_name(o: &BridgeOptions, net: &NetworkInfo) -> String {
     }
 }
 
-fn device(net: &NetworkInfo) -> Result<&str> {
+pub(super) fn device(net: &NetworkInfo) -> Result<&str> {
     net.device
         .as_deref()
         .ok_or_else(|| Error::invalid("network record", &net.name, "bridge network without device"))
@@ -98,6 +98,24 @@ impl NetworkDriver for BridgeDriver<'_> {
         net.device.clone()
     }
 
+    /// The bridge, and the trunk (the admin's link: never a stray port for `gc`).
+    fn host_links(&self, net: &NetworkInfo) -> Vec<String> {
+        net.device.iter().chain(&self.0.parent).cloned().collect()
+    }
+
+    async fn check_vlan(
+        &self,
+        ctx: DriverContext<'_>,
+        net: &NetworkInfo,
+        _vlan: u16,
+    ) -> Result<()> {
+        bridge_vlan::check_vlan(ctx, self.0, net).await
+    }
+
+    async fn reconcile(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<usize> {
+        bridge_vlan::release(ctx, self.0, net, None).await
+    }
+
     /// A bridge the admin made keeps its addresses: one inside a subnet that names no gateway
     /// becomes that subnet's gateway (Docker's `-b bridge0` with `bip`).
     async fn prepare(&self, ctx: DriverContext<'_>, spec: &mut NetworkSpec) -> Result<()> {
@@ -148,6 +166,19 @@ impl NetworkDriver for BridgeDriver<'_> {
                 None
             }
             other => other,
+        };
+        let trunk = match &self.0.parent {
+            Some(p) => Some(
+                bridge_vlan::check_trunk(
+                    ctx,
+                    net,
+                    p,
+                    &name,
+                    existing.as_ref().filter(|l| l.is_bridge),
+                )
+                .await?,
+            ),
+            None => None,
         };
         let adopted = match &existing {
             Some(l) if l.is_bridge => true,
@@ -227,6 +258,11 @@ impl NetworkDriver for BridgeDriver<'_> {
                         .await?;
                 }
             }
+            // Last: a bridge berth made takes the trunk (deleting the bridge on a failure
+            // releases it); an admin's holds it already.
+            if let (Some(t), false) = (&trunk, adopted) {
+                bridge_vlan::attach_trunk(ctx, t, &link).await?;
+            }
             Ok::<_, Error>(())
         }
         .await;
@@ -250,6 +286,10 @@ impl NetworkDriver for BridgeDriver<'_> {
     async fn delete_network(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<()> {
         let name = device(net)?;
         let Some(added) = &net.adopted else {
+            // The trunk is released (not deleted) before its bridge goes.
+            if let (Some(p), Some(b)) = (&self.0.parent, ctx.host.link_by_name(name).await?) {
+                bridge_vlan::release_trunk(ctx, p, &b).await?;
+            }
             return ctx.host.delete_link(name).await.map(|_| ());
         };
         // The admin's bridge stays, with what it had; only what berth added goes.
@@ -306,6 +346,14 @@ impl NetworkDriver for BridgeDriver<'_> {
             })
             .add()
             .await?;
+        // A VLAN endpoint's port is an access port before the container's end comes up (no
+        // frame of it is ever in the default VLAN).
+        if let Some(vlan) = ep.vlan
+            && let Err(e) = bridge_vlan::configure_port(ctx, self.0, &bridge, &link, vlan).await
+        {
+            let _ = ctx.host.delete_link(&host_if).await;
+            return Err(e);
+        }
         // The port's settings (host socket) and the interface's (container socket) at once.
         let port = ctx
             .host
@@ -330,6 +378,9 @@ impl NetworkDriver for BridgeDriver<'_> {
         if let Err(e) = port.and(inside) {
             // Deleting the host end removes the peer in the container netns too.
             let _ = ctx.host.delete_link(&host_if).await;
+            if ep.vlan.is_some() {
+                let _ = bridge_vlan::release(ctx, self.0, net, ep.vlan).await;
+            }
             return Err(e);
         }
         // An announcement sent before the bridge has enabled the port is dropped there: wait
@@ -356,6 +407,10 @@ impl NetworkDriver for BridgeDriver<'_> {
         if let Some(h) = &att.host_ifname {
             ctx.host.delete_link(h).await?;
         }
+        // Its VLAN went with the port; the trunk keeps it while another endpoint has it.
+        if att.vlan.is_some() {
+            bridge_vlan::release(ctx, self.0, net, att.vlan).await?;
+        }
         forget_neighbours(ctx, net, att).await
     }
 
@@ -371,8 +426,21 @@ impl NetworkDriver for BridgeDriver<'_> {
         if bridge.is_none() {
             missing.push(format!("bridge {name}"));
         }
+        if let (Some(p), Some(b)) = (&self.0.parent, &bridge)
+            && ctx
+                .host
+                .link_by_name(p)
+                .await?
+                .is_none_or(|l| l.controller != Some(b.index))
+        {
+            missing.push(format!("trunk {p} on bridge {name}"));
+        }
         if let Some(h) = &att.host_ifname {
-            match ctx.host.link_by_name(h).await? {
+            let port = ctx.host.link_by_name(h).await?;
+            if let (Some(vlan), Some(b)) = (att.vlan, &bridge) {
+                missing.extend(bridge_vlan::check(ctx, self.0, b, port.as_ref(), vlan).await?);
+            }
+            match port {
                 None => missing.push(format!("veth {h}")),
                 Some(l)
                     if bridge

@@ -22,6 +22,7 @@
 
 pub mod announce;
 pub mod bridge;
+pub mod bridge_vlan;
 pub mod container;
 pub mod ipvlan;
 pub mod lower;
@@ -142,6 +143,9 @@ pub struct EndpointPlan<'a> {
     /// were handed out before on this network, so a neighbour cache may still hold an earlier
     /// holder's MAC. A first use needs none (and skips flooding every port of the bridge).
     pub announce: bool,
+    /// The endpoint's access VLAN ([`crate::EndpointSpec::vlan`]), on drivers that serve them
+    /// ([`NetworkDriver::check_vlan`]).
+    pub vlan: Option<u16>,
 }
 
 /// What a driver made for an endpoint.
@@ -290,6 +294,28 @@ pub trait NetworkDriver: Send + Sync {
     ) -> Result<Vec<String>> {
         let _ = (ctx, net, peers);
         Ok(Vec::new())
+    }
+
+    /// Whether an endpoint of `net` can be in access VLAN `vlan` ([`EndpointSpec::vlan`]) on
+    /// this kernel: asked before anything of the attach is made. Default: no,
+    /// [`crate::Error::DriverUnsupported`] naming the driver.
+    ///
+    /// [`EndpointSpec::vlan`]: crate::EndpointSpec::vlan
+    async fn check_vlan(&self, ctx: DriverContext<'_>, net: &NetworkInfo, vlan: u16) -> Result<()> {
+        let _ = (ctx, net, vlan);
+        Err(crate::Error::DriverUnsupported {
+            driver: self.kind().name(),
+            what: "VLAN-tagged endpoints",
+        })
+    }
+
+    /// For `gc`, once the links no record keeps are gone: puts what the network's endpoints
+    /// share back in line with the endpoints left (the bridge driver: its trunk carries no
+    /// VLAN no endpoint has, see [`bridge_vlan`]). Returns how many things it changed.
+    /// Default: nothing.
+    async fn reconcile(&self, ctx: DriverContext<'_>, net: &NetworkInfo) -> Result<usize> {
+        let _ = (ctx, net);
+        Ok(0)
     }
 }
 

@@ -98,6 +98,10 @@ impl Host {
                 what: "static addresses",
             });
         }
+        // A VLAN: a driver that has them, on a kernel that has them (read, nothing made).
+        if let Some(vlan) = ep.vlan {
+            driver.check_vlan(self.ctx(), &net, vlan).await?;
+        }
         if let Some(rec) = self.state.sandbox(&ep.container)?
             && rec.mode != crate::names::SandboxMode::Own
         {
@@ -241,6 +245,7 @@ impl Host {
                 ep.gw_priority,
             ),
             announce,
+            vlan: ep.vlan,
         };
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -267,6 +272,7 @@ impl Host {
             routes: plan.routes.clone(),
             aliases: ep.aliases.clone(),
             rules: ep.rules.clone(),
+            vlan: ep.vlan,
         };
         // When the driver's answer is known beforehand, the records are written and made
         // durable while it plumbs the endpoint (the slowest part of an attach on disk and in

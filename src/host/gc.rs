@@ -60,6 +60,9 @@ pub struct GcReport {
     /// ESP SAs and IPsec policies added, switched or removed so that the kernel matches the
     /// hosts this one shares encrypted networks with.
     pub ipsec_fixed: usize,
+    /// Bridge VLAN state put back in line with the endpoints left (a trunk's VLAN no endpoint
+    /// has any more, a bridge's filtering with no VLAN endpoint left): after a dead attach.
+    pub vlans_fixed: usize,
 }
 
 /// What `net`'s IPAM must hold: its subnets and aux addresses, and `held` (container → its
@@ -277,6 +280,13 @@ impl Host {
             .await
         {
             errors.push(e);
+        }
+        // With stray ports gone: what networks share (a trunk's VLANs) follows what is left.
+        for net in &networks {
+            match driver_for(&net.driver).reconcile(self.ctx(), net).await {
+                Ok(n) => report.vlans_fixed += n,
+                Err(e) => errors.push(e),
+            }
         }
         errors.extend(self.after(Step::GcLinks).err());
         // The firewall from the records: also drops what a dead attach left (port elements) and

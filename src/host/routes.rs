@@ -111,6 +111,7 @@ mod tests {
             rules: Vec::new(),
             bandwidth: None,
             ifb: None,
+            vlan: None,
         }
     }
 

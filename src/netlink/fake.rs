@@ -87,6 +87,16 @@ pub enum Call {
         /// Value.
         value: String,
     },
+    /// [`Kernel::vlan_filtering`].
+    VlanFilteringOf(u32),
+    /// [`Kernel::set_vlan_filtering`]: (bridge index, on).
+    SetVlanFiltering(u32, bool),
+    /// [`Kernel::port_vlan`].
+    PortVlan(super::VlanOp, super::PortVlanRequest),
+    /// [`Kernel::vlan_tables`].
+    VlanTables,
+    /// [`Kernel::set_master`]: (index, master).
+    SetMaster(u32, Option<u32>),
 }
 
 impl Call {
@@ -102,6 +112,8 @@ impl Call {
                 | Call::Neighbours(_)
                 | Call::Fdb(_)
                 | Call::Rules
+                | Call::VlanFilteringOf(_)
+                | Call::VlanTables
         ) || matches!(self, Call::Tc(t) if t.is_read())
     }
 }
@@ -164,6 +176,10 @@ struct Ns {
     qdiscs: Vec<super::tc::QdiscRequest>,
     /// Redirect filters of ingress qdiscs, removed with the qdisc or their link.
     filters: Vec<super::tc::RedirectRequest>,
+    /// Bridge VLANs: each bridge's filtering, and the VLAN tables changed from the default
+    /// (a port absent here has the default: VLAN 1, PVID, untagged).
+    vlan_filtering: BTreeMap<u32, bool>,
+    vlan_tables: BTreeMap<u32, Vec<super::PortVlan>>,
 }
 
 #[derive(Default)]
@@ -172,6 +188,8 @@ struct World {
     rules: Vec<Rule>,
     nss: Vec<Ns>,
     next_index: u32,
+    /// The kernel lacks bridge VLAN filtering ([`FakeNet::without_vlan_filtering`]).
+    no_vlan_filtering: bool,
 }
 
 impl std::fmt::Debug for World {
@@ -631,6 +649,8 @@ fn remove_link(w: &mut World, ns: usize, index: u32) {
     n.fdb.retain(|e| e.index != index);
     n.qdiscs.retain(|q| q.index != index);
     n.filters.retain(|f| f.index != index);
+    n.vlan_tables.remove(&index);
+    n.vlan_filtering.remove(&index);
     for l in &mut n.links {
         if l.info.controller == Some(index) {
             l.info.controller = None;
@@ -1190,6 +1210,147 @@ impl Kernel for FakeKernel {
                 })
                 .collect())
         })
+    }
+
+    // Bridge VLANs.
+
+    async fn vlan_filtering(&self, bridge: u32) -> Result<Option<super::VlanFiltering>> {
+        self.run(Call::VlanFilteringOf(bridge), |w, ns| {
+            if w.no_vlan_filtering {
+                return Ok(None);
+            }
+            let n = &w.nss[ns];
+            Ok(n.links
+                .iter()
+                .find(|l| l.info.index == bridge && l.info.is_bridge)
+                .map(|_| super::VlanFiltering {
+                    on: n.vlan_filtering.get(&bridge).copied().unwrap_or(false),
+                    default_pvid: 1,
+                }))
+        })
+    }
+
+    async fn set_vlan_filtering(&self, bridge: u32, name: &str, on: bool) -> Result<()> {
+        self.run(Call::SetVlanFiltering(bridge, on), |w, ns| {
+            if w.no_vlan_filtering {
+                return Err(Error::Unsupported {
+                    what: super::bridge_vlan::NO_VLAN_FILTERING.to_string(),
+                    source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+                });
+            }
+            let n = &mut w.nss[ns];
+            if !n
+                .links
+                .iter()
+                .any(|l| l.info.index == bridge && l.info.is_bridge)
+            {
+                return Err(errno("set bridge vlan_filtering", name, libc::ENODEV));
+            }
+            n.vlan_filtering.insert(bridge, on);
+            Ok(())
+        })
+    }
+
+    async fn port_vlan(&self, op: super::VlanOp, req: super::PortVlanRequest) -> Result<()> {
+        self.run(Call::PortVlan(op, req.clone()), |w, ns| {
+            if w.no_vlan_filtering {
+                return Err(Error::Unsupported {
+                    what: super::bridge_vlan::NO_VLAN_FILTERING.to_string(),
+                    source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+                });
+            }
+            let n = &mut w.nss[ns];
+            let port = n.links.iter().find(|l| l.info.index == req.index);
+            if port.and_then(|l| l.info.controller).is_none() {
+                return Err(errno("bridge vlan", req.name, libc::EINVAL));
+            }
+            let table = n
+                .vlan_tables
+                .entry(req.index)
+                .or_insert_with(|| vec![super::PortVlan::access(1)]);
+            table.retain(|v| v.vid != req.vlan.vid);
+            if op == super::VlanOp::Add {
+                if req.vlan.pvid {
+                    for v in table.iter_mut() {
+                        v.pvid = false;
+                    }
+                }
+                table.push(req.vlan);
+                table.sort();
+            }
+            Ok(())
+        })
+    }
+
+    async fn vlan_tables(&self) -> Result<Vec<super::VlanTable>> {
+        self.run(Call::VlanTables, |w, ns| {
+            if w.no_vlan_filtering {
+                return Ok(Vec::new());
+            }
+            let n = &w.nss[ns];
+            let bridges: Vec<u32> = n
+                .links
+                .iter()
+                .filter(|l| l.info.is_bridge)
+                .map(|l| l.info.index)
+                .collect();
+            Ok(n.links
+                .iter()
+                .filter(|l| {
+                    l.info.is_bridge || l.info.controller.is_some_and(|c| bridges.contains(&c))
+                })
+                .map(|l| super::VlanTable {
+                    index: l.info.index,
+                    controller: l.info.controller,
+                    vlans: n
+                        .vlan_tables
+                        .get(&l.info.index)
+                        .cloned()
+                        .unwrap_or_else(|| vec![super::PortVlan::access(1)]),
+                })
+                .collect())
+        })
+    }
+
+    async fn set_master(&self, index: u32, name: &str, master: Option<u32>) -> Result<()> {
+        self.run(Call::SetMaster(index, master), |w, ns| {
+            let n = &mut w.nss[ns];
+            if let Some(m) = master
+                && !n
+                    .links
+                    .iter()
+                    .any(|l| l.info.index == m && l.info.is_bridge)
+            {
+                return Err(errno("set master", name, libc::ENODEV));
+            }
+            let Some(l) = n.by_index_mut(index) else {
+                return Err(errno("set master", name, libc::ENODEV));
+            };
+            l.info.controller = master;
+            n.vlan_tables.remove(&index);
+            Ok(())
+        })
+    }
+}
+
+/// Bridge VLANs of the fake world.
+impl FakeNet {
+    /// From now on the fake kernel has no bridge VLAN filtering (as a kernel without
+    /// `CONFIG_BRIDGE_VLAN_FILTERING`): filtering reads as unknown, changes are
+    /// [`Error::Unsupported`].
+    pub fn without_vlan_filtering(&self) {
+        self.lock().no_vlan_filtering = true;
+    }
+
+    /// Whether bridge `index` of namespace `label` filters by VLAN.
+    pub fn vlan_filtering_on(&self, label: &str, index: u32) -> bool {
+        let mut w = self.lock();
+        let i = w.ns_index(label);
+        w.nss[i]
+            .vlan_filtering
+            .get(&index)
+            .copied()
+            .unwrap_or(false)
     }
 }
 

@@ -621,6 +621,20 @@ pub trait Kernel: Send + Sync + Debug {
     async fn add_redirect(&self, req: super::tc::RedirectRequest) -> Result<()>;
     /// The filters of link `index`'s ingress qdisc (none when it has none).
     async fn ingress_filters(&self, index: u32) -> Result<Vec<super::tc::FilterInfo>>;
+
+    // Bridge VLANs (VLAN-tagged endpoints): see `super::bridge_vlan`.
+
+    /// Bridge `index`'s VLAN filtering (`ip -d link show`); `None` when the kernel has none.
+    async fn vlan_filtering(&self, bridge: u32) -> Result<Option<super::VlanFiltering>>;
+    /// `ip link set NAME type bridge vlan_filtering 0|1`; a kernel without it is
+    /// [`crate::Error::Unsupported`].
+    async fn set_vlan_filtering(&self, bridge: u32, name: &str, on: bool) -> Result<()>;
+    /// `bridge vlan add|del dev NAME vid V [pvid] [untagged] master`.
+    async fn port_vlan(&self, op: super::VlanOp, req: super::PortVlanRequest) -> Result<()>;
+    /// `bridge vlan show`: the VLAN table of every bridge port and bridge.
+    async fn vlan_tables(&self) -> Result<Vec<super::VlanTable>>;
+    /// `ip link set NAME master BR` (`Some`) or `nomaster` (`None`).
+    async fn set_master(&self, index: u32, name: &str, master: Option<u32>) -> Result<()>;
 }
 
 /// Opens a [`super::Netlink`] handle on a network namespace: the real one

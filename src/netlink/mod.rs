@@ -14,6 +14,7 @@
 //! the target namespace (the socket stays bound to it), registered with the caller's tokio
 //! runtime, and its connection task spawned there; the handle is then used from any task.
 
+pub mod bridge_vlan;
 pub mod builders;
 pub mod deletion;
 pub mod fake;
@@ -39,6 +40,8 @@ pub use kernel::{
 };
 pub use rt::RtKernel;
 pub use rules::{RuleInfo, RuleOp, RuleOps};
+// Bridge VLANs.
+pub use bridge_vlan::{PortVlan, PortVlanRequest, VlanFiltering, VlanOp, VlanTable};
 
 use crate::error::{Error, Result};
 use crate::mac::MacAddr;

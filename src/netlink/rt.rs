@@ -1230,6 +1230,29 @@ impl Kernel for RtKernel {
             Err(e) => Err(Error::netlink("list filters", index.to_string(), to_io(e))),
         }
     }
+
+    // Bridge VLANs: the requests are built in `super::bridge_vlan`.
+
+    async fn vlan_filtering(&self, bridge: u32) -> Result<Option<super::VlanFiltering>> {
+        super::bridge_vlan::rt_vlan_filtering(&self.handle, bridge).await
+    }
+
+    async fn set_vlan_filtering(&self, bridge: u32, name: &str, on: bool) -> Result<()> {
+        let _ = bridge;
+        super::bridge_vlan::rt_set_vlan_filtering(&self.handle, name, on).await
+    }
+
+    async fn port_vlan(&self, op: super::VlanOp, req: super::PortVlanRequest) -> Result<()> {
+        super::bridge_vlan::rt_port_vlan(&self.handle, op, &req).await
+    }
+
+    async fn vlan_tables(&self) -> Result<Vec<super::VlanTable>> {
+        super::bridge_vlan::rt_vlan_tables(&self.handle).await
+    }
+
+    async fn set_master(&self, index: u32, name: &str, master: Option<u32>) -> Result<()> {
+        super::bridge_vlan::rt_set_master(&self.handle, index, name, master).await
+    }
 }
 
 /// The create request of a gretap (ip6gretap for IPv6 addresses) from `g`'s addresses, key and

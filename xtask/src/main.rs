@@ -196,7 +196,7 @@ fn cargo_test_with(
 
 /// The test binaries the VM tier runs (each also runs on this kernel, where what needs
 /// Debian's kernel says SKIPPED): link kinds and SCTP, encrypted and GRE overlay networks.
-const VM_TESTS: &[&str] = &["vm", "vm_encrypted", "vm_gre"];
+const VM_TESTS: &[&str] = &["vm", "vm_encrypted", "vm_gre", "vm_vlan"];
 
 /// The VM tier: `tests/vm.rs` again, inside a throwaway VM with Debian's stock kernel
 /// (`cargo xtask vm-run`, this binary, as the cargo runner). A machine where the VM cannot start

@@ -394,6 +394,7 @@ pub(crate) mod tests {
             rules: Vec::new(),
             bandwidth: None,
             ifb: None,
+            vlan: None,
         }
     }
 
