@@ -281,6 +281,10 @@ pub struct Attachment {
     /// Network-scoped DNS aliases ([`EndpointSpec::alias`]).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The DHCP lease of an endpoint of a DHCP network ([`crate::IpamDriver::Dhcp`]): its
+    /// address, server and times, renewed by [`crate::DhcpClient`], released on detach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<crate::dhcp::DhcpLease>,
 }
 
 impl Attachment {

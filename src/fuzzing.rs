@@ -104,6 +104,7 @@ fn dns_table() -> &'static NameTable {
         let net =
             |name: &str, subnets: &[(&str, &str)], servers: &[&str], internal: bool| NetworkInfo {
                 removing: false,
+                ipam_driver: crate::dhcp::IpamDriver::Default,
                 name: name.into(),
                 id: "0".repeat(64),
                 driver: DriverOptions::Bridge(BridgeOptions::default()),
@@ -143,6 +144,7 @@ fn dns_table() -> &'static NameTable {
                 seq: 0,
                 routes: Vec::new(),
                 aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                dhcp: None,
             };
         let mut sb = SandboxRecord::new("c");
         sb.names.dns = vec![ip("192.0.2.9")];

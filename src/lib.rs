@@ -45,6 +45,7 @@
 pub mod address;
 pub mod cluster;
 pub mod daemon_config;
+pub mod dhcp;
 pub mod dns;
 pub mod docker_options;
 pub mod driver;
@@ -74,6 +75,7 @@ pub mod validate;
 
 pub use cluster::{ClusterSettings, ClusterStore, Etcd, EtcdConfig, HostIdentity, MemoryStore};
 pub use daemon_config::DaemonConfig;
+pub use dhcp::{DhcpClient, DhcpEvent, DhcpLease, IpamDriver};
 pub use endpoint::{Attachment, Endpoint, EndpointSpec};
 pub use error::{Error, Result};
 pub use firewall::{Firewall, NftFirewall, NoFirewall};

@@ -94,6 +94,7 @@ impl Host {
                 what: "static addresses",
             });
         }
+        super::dhcp_ops::check_endpoint(&net, &ep)?;
         if let Some(rec) = self.state.sandbox(&ep.container)?
             && rec.mode != crate::names::SandboxMode::Own
         {
@@ -230,7 +231,13 @@ impl Host {
             ipv6,
             gateway,
             gateway6,
-            routes: net.routes.iter().chain(&ep.routes).copied().collect(),
+            // On a DHCP network the routes wait for the leased address (added with it).
+            routes: match net.ipam_driver {
+                crate::dhcp::IpamDriver::Dhcp => Vec::new(),
+                crate::dhcp::IpamDriver::Default => {
+                    net.routes.iter().chain(&ep.routes).copied().collect()
+                }
+            },
             take_default: super::routes::takes_default(
                 others,
                 (gateway.is_some(), gateway6.is_some()),
@@ -257,6 +264,7 @@ impl Host {
             seq,
             routes: plan.routes.clone(),
             aliases: ep.aliases.clone(),
+            dhcp: None,
         };
         // When the driver's answer is known beforehand, the records are written and made
         // durable while it plumbs the endpoint (the slowest part of an attach on disk and in
@@ -281,6 +289,13 @@ impl Host {
         journal.push(Undo::DriverEndpoint(Box::new((net.clone(), att.clone()))));
         let staged = staged?;
         self.after(Step::DriverAttach)?;
+        let att = match net.ipam_driver {
+            crate::dhcp::IpamDriver::Dhcp => {
+                self.dhcp_lease(net, ep, container_nl, att, others, journal)
+                    .await?
+            }
+            crate::dhcp::IpamDriver::Default => att,
+        };
         if driver.scope() == crate::driver::Scope::Global {
             self.cluster_attach(net, &att, journal).await?;
         }
@@ -377,6 +392,8 @@ impl Host {
             (_, Err(e)) => errors.push(e),
             _ => {}
         }
+        // While the interface still has the leased address to send from.
+        self.dhcp_release(att).await;
         let driver = driver_for(&net.driver);
         errors.extend(driver.detach(self.ctx(), net, att).await.err());
         errors.extend(self.after(Step::DetachDriver).err());

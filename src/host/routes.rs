@@ -108,6 +108,7 @@ mod tests {
             seq,
             routes: Vec::new(),
             aliases: Vec::new(),
+            dhcp: None,
         }
     }
 

@@ -344,6 +344,7 @@ pub(crate) mod tests {
     pub(crate) fn net(name: &str, subnets: &[(&str, &str)]) -> NetworkInfo {
         NetworkInfo {
             removing: false,
+            ipam_driver: crate::dhcp::IpamDriver::Default,
             name: name.into(),
             id: "0".repeat(64),
             driver: DriverOptions::Bridge(BridgeOptions::default()),
@@ -391,6 +392,7 @@ pub(crate) mod tests {
             seq: 0,
             routes: Vec::new(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            dhcp: None,
         }
     }
 
