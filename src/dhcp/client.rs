@@ -117,7 +117,7 @@ pub(crate) async fn acquire<T: Transport>(
         .await
         .map_err(Failure::Io)?
         .ok_or(Failure::Timeout {
-            waiting_for: "an offer (DHCPOFFER)",
+            waiting_for: "offer (DHCPOFFER)",
         })?;
         tracing::debug!(target: "berth::dhcp", address = %offer.address, server = %offer.server, "offer");
         let request = message::encode(&message::request_offer(p, xid, &offer));
@@ -140,7 +140,7 @@ pub(crate) async fn acquire<T: Transport>(
         .await
         .map_err(Failure::Io)?
         .ok_or(Failure::Timeout {
-            waiting_for: "an acknowledgement (DHCPACK)",
+            waiting_for: "acknowledgement (DHCPACK)",
         })?;
         match answer {
             Ok(ack) if usable(&ack) => return Ok(ack),
@@ -180,7 +180,7 @@ pub(crate) async fn renew<T: Transport>(
     .await
     .map_err(Failure::Io)?
     .ok_or(Failure::Timeout {
-        waiting_for: "an acknowledgement of the renewal (DHCPACK)",
+        waiting_for: "acknowledgement of the renewal (DHCPACK)",
     })?;
     answer.map_err(|message| Failure::Refused { message })
 }
