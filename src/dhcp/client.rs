@@ -50,18 +50,30 @@ pub(crate) enum Failure {
 
 const BROADCAST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT);
 
-/// Sends `msg` to `to`, then waits for a reply `pick` accepts, retransmitting on `schedule`
-/// until `deadline`.
+/// One transaction: its id, the client, the retransmission schedule and the deadline.
+#[derive(Clone, Copy)]
+struct Round<'a> {
+    xid: u32,
+    p: &'a ClientParams,
+    schedule: Schedule,
+    deadline: Instant,
+}
+
+/// Sends `msg` to `to`, then waits for a reply `pick` accepts, retransmitting on the round's
+/// schedule until its deadline.
 async fn exchange<T: Transport, R>(
     t: &T,
     msg: &[u8],
     to: SocketAddrV4,
-    xid: u32,
-    p: &ClientParams,
-    schedule: Schedule,
-    deadline: Instant,
+    round: Round<'_>,
     mut pick: impl FnMut(Reply) -> Option<R>,
 ) -> Result<Option<R>, io::Error> {
+    let Round {
+        xid,
+        p,
+        schedule,
+        deadline,
+    } = round;
     let mut wait = schedule.first;
     let mut buf = vec![0u8; 1500];
     loop {
@@ -100,20 +112,17 @@ pub(crate) async fn acquire<T: Transport>(
     let deadline = Instant::now() + timeout;
     loop {
         let xid: u32 = rand::random();
-        let discover = message::encode(&message::discover(p, xid));
-        let offer = exchange(
-            t,
-            &discover,
-            BROADCAST,
+        let round = Round {
             xid,
             p,
             schedule,
             deadline,
-            |r| match r {
-                Reply::Offer(o) => Some(o),
-                _ => None,
-            },
-        )
+        };
+        let discover = message::encode(&message::discover(p, xid));
+        let offer = exchange(t, &discover, BROADCAST, round, |r| match r {
+            Reply::Offer(o) => Some(o),
+            _ => None,
+        })
         .await
         .map_err(Failure::Io)?
         .ok_or(Failure::Timeout {
@@ -121,22 +130,13 @@ pub(crate) async fn acquire<T: Transport>(
         })?;
         tracing::debug!(target: "berth::dhcp", address = %offer.address, server = %offer.server, "offer");
         let request = message::encode(&message::request_offer(p, xid, &offer));
-        let answer = exchange(
-            t,
-            &request,
-            BROADCAST,
-            xid,
-            p,
-            schedule,
-            deadline,
-            |r| match r {
-                Reply::Ack(a) if a.address.addr() == offer.address.addr() => Some(Ok(a)),
-                Reply::Nak { server, message } if server.is_none_or(|s| s == offer.server) => {
-                    Some(Err(message))
-                }
-                _ => None,
-            },
-        )
+        let answer = exchange(t, &request, BROADCAST, round, |r| match r {
+            Reply::Ack(a) if a.address.addr() == offer.address.addr() => Some(Ok(a)),
+            Reply::Nak { server, message } if server.is_none_or(|s| s == offer.server) => {
+                Some(Err(message))
+            }
+            _ => None,
+        })
         .await
         .map_err(Failure::Io)?
         .ok_or(Failure::Timeout {
@@ -171,8 +171,13 @@ pub(crate) async fn renew<T: Transport>(
     let xid: u32 = rand::random();
     let msg = message::encode(&message::request_renew(p, xid, address));
     let to = server.map_or(BROADCAST, |s| SocketAddrV4::new(s, SERVER_PORT));
-    let deadline = Instant::now() + wait;
-    let answer = exchange(t, &msg, to, xid, p, schedule, deadline, |r| match r {
+    let round = Round {
+        xid,
+        p,
+        schedule,
+        deadline: Instant::now() + wait,
+    };
+    let answer = exchange(t, &msg, to, round, |r| match r {
         Reply::Ack(a) => Some(Ok(a)),
         Reply::Nak { message, .. } => Some(Err(message)),
         Reply::Offer(_) => None,

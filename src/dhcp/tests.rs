@@ -304,10 +304,11 @@ async fn renew_is_unicast_and_rebind_broadcast_nak_refuses() {
     client::renew(&t, &p, ip, None, Duration::from_secs(1), fast())
         .await
         .unwrap();
-    let sent = t.sent.lock().unwrap();
-    assert_eq!(sent[0].1, SocketAddrV4::new(SERVER, 67));
-    assert!(sent[1].1.ip().is_broadcast());
-    drop(sent);
+    {
+        let sent = t.sent.lock().unwrap();
+        assert_eq!(sent[0].1, SocketAddrV4::new(SERVER, 67));
+        assert!(sent[1].1.ip().is_broadcast());
+    }
     let nak = Fake::new(|m, _| vec![reply(m, MessageType::Nak, Ipv4Addr::UNSPECIFIED)]);
     let r = client::renew(&nak, &p, ip, Some(SERVER), Duration::from_secs(1), fast()).await;
     assert!(matches!(r, Err(Failure::Refused { .. })), "{r:?}");
