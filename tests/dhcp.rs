@@ -22,6 +22,7 @@ use common::*;
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 const ROUTER: &str = "198.19.40.2";
 const DNS: &str = "198.19.40.53";
+const RANGE: &str = "198.19.40.100,198.19.40.150";
 
 /// dnsmasq as the LAN's DHCP server (no DNS), in the sandbox netns `ns`; killed by its pid.
 struct Dnsmasq {
@@ -30,7 +31,8 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    fn start(ns: &str, dir: &Path) -> Dnsmasq {
+    /// Serving `range` (`FIRST,LAST`) from `dir` (its lease file and log).
+    fn start(ns: &str, dir: &Path, range: &str) -> Dnsmasq {
         std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
         // `ip netns exec` execs dnsmasq in place: the child's pid is dnsmasq's.
@@ -48,8 +50,8 @@ impl Dnsmasq {
                 "--dhcp-authoritative",
                 // No ICMP check of an address before offering it (it delays the offer by 3 s).
                 "--no-ping",
-                "--dhcp-range=198.19.40.100,198.19.40.150,255.255.255.0,2m",
             ])
+            .arg(format!("--dhcp-range={range},255.255.255.0,2m"))
             .arg(format!("--dhcp-option=option:router,{ROUTER}"))
             .arg(format!("--dhcp-option=option:dns-server,{DNS}"))
             // T1 3 s, T2 5 s (dnsmasq's shortest lease is 2 min).
@@ -135,7 +137,7 @@ async fn lan(label: &str) -> (Sandbox, Netns, Dnsmasq) {
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(format!("{label}-dnsmasq-{}", std::process::id()));
-    let server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir);
+    let server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir, RANGE);
     (sb, lan, server)
 }
 
@@ -284,6 +286,61 @@ async fn lease_traffic_renewal_release_and_server_gone() {
     assert!(server.log().contains(&format!("DHCPRELEASE(eth0) {ip}")));
     assert_eq!(link_names(&c1).await, ["lo"]);
     assert!(host.endpoints("lan").await.unwrap().is_empty());
+
+    // A lease the server no longer grants: dnsmasq restarted without its lease file and with
+    // another range NAKs the renewal; the keeper removes the address and default route and
+    // reports the endpoint.
+    let c4 = sb.netns("c4").await.unwrap();
+    let a4 = host
+        .attach("lan", Endpoint::new("c4", c4.clone()))
+        .await
+        .unwrap();
+    let ip4 = a4.ipv4.unwrap();
+    server.stop();
+    let dir2 = server.dir.with_extension("2");
+    let mut server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir2, "198.19.40.200,198.19.40.250");
+    let (address, reason) = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await {
+                Some(DhcpEvent::Lost {
+                    container,
+                    address,
+                    reason,
+                    ..
+                }) if container == "c4" => return (address, reason),
+                Some(_) => {}
+                None => panic!("keeper ended"),
+            }
+        }
+    })
+    .await
+    .expect("the lost lease reported within 15 s");
+    println!("c4 lost {address}: {reason}");
+    assert_eq!(address, ip4);
+    assert!(reason.contains("DHCPNAK"), "{reason}");
+    let nl4 = Netlink::open(&c4).await.unwrap();
+    assert!(
+        nl4.addresses(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, a, _)| *a != IpAddr::V4(ip4.addr())),
+        "the address is gone"
+    );
+    assert!(
+        !nl4.route()
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.family == berth::netlink::Family::V4),
+        "and the default route"
+    );
+    let rec = host.endpoints("lan").await.unwrap();
+    let rec4 = rec.iter().find(|a| a.container == "c4").unwrap();
+    assert!(rec4.dhcp.as_ref().unwrap().expired && rec4.ipv4.is_none());
+    host.detach("lan", "c4").await.unwrap();
+    assert_eq!(link_names(&c4).await, ["lo"]);
 
     // A failure after the lease (injected after the records): rolled back, the lease released.
     let (faulty, fail_at) = faulty_host(&sb).await;
