@@ -36,9 +36,16 @@
 //! * **Detach**: DHCPRELEASE to the recorded server from whichever process detaches, before the
 //!   interface goes.
 //!
-//! Not done: an ARP probe of the offered address before using it (the kernel announces it with a
-//! gratuitous ARP once configured), re-acquiring a lost lease (the endpoint stays without an
-//! address until it is detached and attached again), DHCPv6.
+//! Once configured, the address is announced (gratuitous ARP, [`crate::driver::announce`]): the
+//! server may have handed it to another host before.
+//!
+//! Not done: an ARP probe of the offered address before using it (RFC 2131 §4.4.1's SHOULD; an
+//! ACK for an address the container already has is declined), re-acquiring a lost lease (the
+//! endpoint stays without an address until it is detached and attached again), DHCPv6, bridge
+//! networks (refused: the bridge driver's gateway and NAT belong to berth's own subnets).
+//!
+//! A process killed after the server's ACK and before the attach's records leaves the lease at
+//! the server until it expires (gc removes the interface as for any interrupted attach).
 
 mod client;
 pub(crate) mod message;

@@ -146,6 +146,9 @@ impl Host {
             ),
         };
         configure_interface(container_nl, &ep.ifname, cfg).await?;
+        // A LAN's server hands addresses out again: a neighbour may still hold the previous
+        // holder's MAC. Announced always (best effort).
+        crate::driver::announce::announce_interface(container_nl, &ep.ifname).await;
         tracing::info!(target: "berth::dhcp", network = %net.name, container = %ep.container, address = %offer.address, server = %offer.server, lease_secs = offer.lease_secs, "lease granted");
         Ok(att)
     }
