@@ -336,6 +336,11 @@ async fn lease_traffic_renewal_release_and_server_gone() {
             .any(|r| r.prefix_len == 0 && r.family == berth::netlink::Family::V4),
         "and the default route"
     );
+    let missing = host.check("lan", "c4").await.unwrap();
+    assert!(
+        missing.iter().any(|m| m.contains("DHCP lease")),
+        "check reports the lost lease: {missing:?}"
+    );
     let rec = host.endpoints("lan").await.unwrap();
     let rec4 = rec.iter().find(|a| a.container == "c4").unwrap();
     assert!(rec4.dhcp.as_ref().unwrap().expired && rec4.ipv4.is_none());
@@ -435,6 +440,25 @@ async fn netctl_dhcp_network() {
     let c1 = Netns::from_path(sb.netns_path("c1")).unwrap();
     assert_reaches(&c1, sa("0.0.0.0:7002"), &lan, sa(&format!("{ip}:7002"))).await;
     assert_eq!(server.lease(ip).unwrap()[3], "api");
+    n.ok(&["check", "lan", "c1"]);
+    // `serve` keeps the lease: a second DHCPACK for it once T1 (3 s) has passed.
+    let mut serve = n
+        .command(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start netctl serve");
+    let acked = format!("DHCPACK(eth0) {ip}");
+    wait_until("netctl serve to renew", Duration::from_secs(15), || {
+        server.log().matches(&acked).count() >= 2
+    })
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(serve.wait().unwrap().success(), "serve exits 0 on SIGTERM");
     n.ok(&["disconnect", "lan", "c1"]);
     wait_until("dnsmasq to drop the lease", Duration::from_secs(5), || {
         server.lease(ip).is_none()

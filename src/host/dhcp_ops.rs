@@ -41,6 +41,16 @@ pub(super) fn check_endpoint(net: &NetworkInfo, ep: &EndpointSpec) -> Result<()>
     Ok(())
 }
 
+/// For `check`: an endpoint whose DHCP lease was lost (its address removed) lacks its address.
+pub(super) fn lost_lease(att: &Attachment) -> Option<String> {
+    att.dhcp.as_ref().filter(|l| l.expired).map(|l| {
+        format!(
+            "DHCP lease of {} on {} (lost: the address was removed; detach and attach again)",
+            l.address, att.ifname
+        )
+    })
+}
+
 impl Host {
     /// The DHCP lease keeper of this host (see [`DhcpClient`]): spawn
     /// [`DhcpClient::run`] or [`DhcpClient::run_until`] on the runtime's executor, beside the

@@ -452,6 +452,7 @@ impl Host {
             .await?;
         missing
             .extend(crate::driver::container::check_interface(self.kernel.as_ref(), &att).await?);
+        missing.extend(super::dhcp_ops::lost_lease(&att));
         if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
             missing.extend(self.cluster_check(&net).await?);
         }
