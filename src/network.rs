@@ -431,7 +431,6 @@ impl NetworkSpec {
         v
     }
 
-    /// Checks everything that can be checked without the kernel or the state dir.
     /// A DHCP network: macvlan with a parent, nothing of berth's IPAM.
     fn check_dhcp(&self) -> Result<()> {
         let refuse = |reason| Error::InvalidValue {
@@ -470,6 +469,7 @@ impl NetworkSpec {
         Ok(())
     }
 
+    /// Checks everything that can be checked without the kernel or the state dir.
     fn check(&self) -> Result<()> {
         validate_network_name(&self.name)?;
         if let Some(mtu) = self.mtu

@@ -123,6 +123,7 @@ impl DhcpClient {
     async fn pass(&self, pacing: &mut Pacing) -> Result<()> {
         let now = SystemTime::now();
         let mut due = Vec::new();
+        let mut recorded = std::collections::HashSet::new();
         for net in self.state.networks()? {
             if net.ipam_driver != IpamDriver::Dhcp || net.removing {
                 continue;
@@ -132,6 +133,7 @@ impl DhcpClient {
                     continue;
                 };
                 let key = (a.network.clone(), a.container.clone(), lease.obtained);
+                recorded.insert(key.clone());
                 if lease.expired
                     || lease.infinite()
                     || now < lease.renew_at()
@@ -143,8 +145,8 @@ impl DhcpClient {
                 due.push((key, a, lease));
             }
         }
-        // Forget the pacing of leases no longer recorded.
-        pacing.retain(|k, _| due.iter().any(|(d, _, _)| d == k));
+        // Forget the pacing of leases no longer recorded (detached, or renewed by another).
+        pacing.retain(|k, _| recorded.contains(k));
         let outcomes = futures::future::join_all(
             due.iter()
                 .map(|(_, a, lease)| self.renew_one(a, lease, now)),

@@ -337,3 +337,44 @@ fn lease_times_and_ipam_driver_names() {
     assert_eq!(IpamDriver::Dhcp.to_string(), "dhcp");
     assert!("pool".parse::<IpamDriver>().is_err());
 }
+
+#[test]
+fn only_macvlan_with_a_parent_and_no_subnets_takes_dhcp() {
+    use crate::network::Network;
+    let ok = Network::macvlan("lan")
+        .parent("eth1".parse().unwrap())
+        .dhcp();
+    ok.validate().unwrap();
+    assert!(
+        crate::NetworkSpec::from(ok.clone())
+            .subnet_requests()
+            .is_empty()
+    );
+    let invalid = |e: crate::Error| match e {
+        crate::Error::InvalidValue { what, reason, .. } => {
+            assert_eq!(what, "ipam driver");
+            reason
+        }
+        other => panic!("{other:?}"),
+    };
+    let r = ok.clone().subnet("10.9.0.0/24".parse().unwrap()).validate();
+    assert!(invalid(r.unwrap_err()).contains("--subnet"));
+    let r = ok.clone().ipv6(true).validate();
+    assert!(invalid(r.unwrap_err()).contains("--ipv6"));
+    let r = ok.clone().host_shim("10.9.0.2".parse().unwrap()).validate();
+    assert!(matches!(r, Err(crate::Error::InvalidValue { .. })));
+    let r = Network::macvlan("lan").dhcp().validate();
+    assert!(invalid(r.unwrap_err()).contains("parent"));
+    let bridge = Network::with_options(
+        "b",
+        crate::options::DriverOptions::Bridge(Default::default()),
+    )
+    .ipam_driver(IpamDriver::Dhcp);
+    assert!(matches!(
+        bridge.validate(),
+        Err(crate::Error::DriverUnsupported {
+            driver: "bridge",
+            ..
+        })
+    ));
+}
