@@ -284,7 +284,7 @@ pub struct Attachment {
     /// The DHCP lease of an endpoint of a DHCP network ([`crate::IpamDriver::Dhcp`]): its
     /// address, server and times, renewed by [`crate::DhcpClient`], released on detach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dhcp: Option<crate::dhcp::DhcpLease>,
+    pub dhcp: Option<crate::lease::DhcpLease>,
 }
 
 impl Attachment {

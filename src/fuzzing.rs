@@ -104,7 +104,7 @@ fn dns_table() -> &'static NameTable {
         let net =
             |name: &str, subnets: &[(&str, &str)], servers: &[&str], internal: bool| NetworkInfo {
                 removing: false,
-                ipam_driver: crate::dhcp::IpamDriver::Default,
+                ipam_driver: crate::lease::IpamDriver::Default,
                 name: name.into(),
                 id: "0".repeat(64),
                 driver: DriverOptions::Bridge(BridgeOptions::default()),

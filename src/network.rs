@@ -96,7 +96,7 @@ pub struct NetworkSpec<O = DriverOptions> {
     /// Set only through [`NetworkSpec::dns`] of drivers whose networks the resolver can serve.
     pub(crate) dns: Option<bool>,
     pub(crate) dns_servers: Vec<IpAddr>,
-    pub(crate) ipam_driver: crate::dhcp::IpamDriver,
+    pub(crate) ipam_driver: crate::lease::IpamDriver,
 }
 
 impl<O: TypedOptions> From<NetworkSpec<O>> for NetworkSpec {
@@ -136,7 +136,7 @@ impl<O> NetworkSpec<O> {
             no_default_route: false,
             dns: None,
             dns_servers: Vec::new(),
-            ipam_driver: crate::dhcp::IpamDriver::Default,
+            ipam_driver: crate::lease::IpamDriver::Default,
         }
     }
 
@@ -341,7 +341,7 @@ impl NetworkSpec<MacvlanOptions> {
     /// let spec = berth::Network::bridge("lan").dhcp();
     /// ```
     pub fn dhcp(mut self) -> Self {
-        self.ipam_driver = crate::dhcp::IpamDriver::Dhcp;
+        self.ipam_driver = crate::lease::IpamDriver::Dhcp;
         self
     }
 }
@@ -394,7 +394,7 @@ impl NetworkSpec {
     /// The IPAM driver (Docker's `--ipam-driver`), for a spec built from strings
     /// ([`Network::with_options`]): checked by [`NetworkSpec::validate`] (only macvlan
     /// networks with a parent take [`crate::IpamDriver::Dhcp`]).
-    pub fn ipam_driver(mut self, driver: crate::dhcp::IpamDriver) -> Self {
+    pub fn ipam_driver(mut self, driver: crate::lease::IpamDriver) -> Self {
         self.ipam_driver = driver;
         self
     }
@@ -403,7 +403,8 @@ impl NetworkSpec {
     /// each), then an automatic IPv4 one if none was given, then an automatic IPv6 one if IPv6
     /// is on and none was given. Empty for drivers without addresses.
     pub fn subnet_requests(&self) -> Vec<SubnetRequest> {
-        if self.driver == DriverOptions::None || self.ipam_driver == crate::dhcp::IpamDriver::Dhcp {
+        if self.driver == DriverOptions::None || self.ipam_driver == crate::lease::IpamDriver::Dhcp
+        {
             return Vec::new();
         }
         let mut v: Vec<SubnetRequest> = self
@@ -478,7 +479,7 @@ impl NetworkSpec {
             return Err(Error::invalid("mtu", mtu, "must be 68-65535"));
         }
         self.driver.validate()?;
-        if self.ipam_driver == crate::dhcp::IpamDriver::Dhcp {
+        if self.ipam_driver == crate::lease::IpamDriver::Dhcp {
             return self.check_dhcp();
         }
         if self.driver == DriverOptions::None {
@@ -626,8 +627,8 @@ pub struct NetworkInfo {
     pub removing: bool,
     /// Where endpoint addresses come from (`--ipam-driver`): berth's IPAM, or the LAN's DHCP
     /// server (then `subnets` is empty and each endpoint records its lease).
-    #[serde(default, skip_serializing_if = "crate::dhcp::IpamDriver::is_default")]
-    pub ipam_driver: crate::dhcp::IpamDriver,
+    #[serde(default, skip_serializing_if = "crate::lease::IpamDriver::is_default")]
+    pub ipam_driver: crate::lease::IpamDriver,
 }
 
 impl NetworkInfo {
