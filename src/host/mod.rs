@@ -192,6 +192,8 @@ impl HostBuilder {
     /// How long an attach to a DHCP network ([`crate::IpamDriver::Dhcp`]) waits for the LAN's
     /// DHCP server before failing with [`Error::DhcpTimeout`] (default
     /// [`crate::dhcp::DEFAULT_TIMEOUT`], 15 s; see [`crate::dhcp`] for the retransmissions).
+    /// The attach holds the state dir's lock meanwhile, as for all its steps: other operations
+    /// on this state dir wait.
     pub fn dhcp_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.dhcp_timeout = Some(timeout);
         self
