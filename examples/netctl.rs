@@ -1,9 +1,7 @@
 //! `netctl`: `docker network` plus the per-container network flags of `docker run`, over berth.
 //!
 //! A thin CLI: it parses strings into the library's typed builders and prints what the library
-//! returns. The contract it follows is `docs/netctl.md`; the flags of it the library cannot
-//! serve yet (`--ipam-driver`) are not accepted (a usage error, exit 2), never silently
-//! ignored.
+//! returns. The contract it follows is `docs/netctl.md`, every flag of it served.
 //!
 //! It works on the network namespace it runs in (the "host"); state lives in `--state-dir`
 //! (default `/var/lib/berth`), so several invocations, also at once, see one world. With
@@ -42,6 +40,9 @@
 //! netctl connect host h1                     # host mode; `connect container:c4 c5`: c4's netns
 //! netctl --daemon-config daemon.json connect bridge c6   # the default bridge, daemon.json's
 //! netctl gc c1 c2                            # keep c1's and c2's attachments: detaches c3
+//! netctl network create -d macvlan --ipam-driver dhcp -o parent=eth1 lan
+//! netctl connect --hostname web lan c7       # address, gateway, DNS from the LAN's DHCP server
+//! netctl serve &                             # renews the leases (and serves DNS)
 //! netctl disconnect web c1 && netctl disconnect web c2 && netctl network rm web dual auto
 //!
 //! # Two hosts, one overlay network (etcd at 10.99.0.254:2379, reached over the underlay)
@@ -68,8 +69,8 @@ use berth::cluster::{ClusterSettings, Etcd, EtcdConfig, HostIdentity};
 use berth::docker_options::DockerOptions;
 use berth::host::GcReport;
 use berth::{
-    Attachment, DaemonConfig, DriverKind, Endpoint, ExposedPort, ExtraHost, Host, Link, MacAddr,
-    NameOptions, Netns, NetworkInfo, NetworkSpec, PortRequest, RouteSpec, RuleSpec,
+    Attachment, DaemonConfig, DriverKind, Endpoint, ExposedPort, ExtraHost, Host, IpamDriver, Link,
+    MacAddr, NameOptions, Netns, NetworkInfo, NetworkSpec, PortRequest, RouteSpec, RuleSpec,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -90,6 +91,10 @@ struct Cli {
     daemon_config: Option<PathBuf>,
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// How long `connect` to a `--ipam-driver dhcp` network waits for the LAN's DHCP server
+    /// (default 15).
+    #[arg(long, global = true, value_name = "SECS")]
+    dhcp_timeout: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -187,11 +192,22 @@ enum DriverArg {
     Overlay,
 }
 
+/// `--ipam-driver`: Docker's names.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum IpamDriverArg {
+    Default,
+    Dhcp,
+}
+
 #[derive(Args, Debug)]
 struct CreateArgs {
     /// Network driver (overlay needs --cluster-store).
     #[arg(short, long, value_enum, default_value = "bridge")]
     driver: DriverArg,
+    /// Where endpoint addresses come from: berth's IPAM, or the LAN's DHCP server (macvlan
+    /// with -o parent= only; no --subnet, --gateway, --ip-range, --aux-address, --ipv6).
+    #[arg(long, value_enum, default_value = "default")]
+    ipam_driver: IpamDriverArg,
     /// Subnet in CIDR form, IPv4 or IPv6 (repeatable; default: a free one from the pools).
     #[arg(long, value_name = "CIDR")]
     subnet: Vec<String>,
@@ -417,7 +433,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .transpose()?;
     let cluster = cluster_member(&cli.cluster).await?;
     let dir = &cli.state_dir;
-    let open_host = |dir: &Path| open_host(dir.to_path_buf(), daemon.clone(), cluster.clone());
+    let dhcp_timeout = cli.dhcp_timeout.map(std::time::Duration::from_secs);
+    let open_host = |dir: &Path| {
+        open_host(
+            dir.to_path_buf(),
+            daemon.clone(),
+            cluster.clone(),
+            dhcp_timeout,
+        )
+    };
     // Flags are parsed and checked before the host is opened.
     match cli.command {
         Command::Network(NetworkCmd::Create(a)) => {
@@ -531,6 +555,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     // resolver returns on a stop signal or a fatal error, which ends both.
                     tokio::select! {
                         () = agent.run() => {}
+                        r = host.dhcp_client().run() => r?,
                         r = host.dns_resolver().run_until(stop) => r?,
                     }
                 }
@@ -538,7 +563,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     eprintln!(
                         "serving DNS (no --cluster-store: no overlay agent); SIGINT or SIGTERM stops"
                     );
-                    host.dns_resolver().run_until(stop).await?;
+                    tokio::select! {
+                        r = host.dhcp_client().run() => r?,
+                        r = host.dns_resolver().run_until(stop) => r?,
+                    }
                 }
             }
         }
@@ -633,12 +661,16 @@ async fn open_host(
     state_dir: PathBuf,
     daemon: Option<DaemonConfig>,
     cluster: Option<Member>,
+    dhcp_timeout: Option<std::time::Duration>,
 ) -> Result<Host, Failure> {
     // One operation per process: a deleted link's tail is left to a child (see short_lived).
     let mut b = Host::builder()
         .state_dir(state_dir)
         .netns(Netns::current()?)
         .short_lived(true);
+    if let Some(t) = dhcp_timeout {
+        b = b.dhcp_timeout(t);
+    }
     if let Some(cfg) = daemon {
         b = b.daemon_config(cfg);
     }
@@ -747,7 +779,11 @@ fn network_spec(a: CreateArgs) -> Result<NetworkSpec, Failure> {
     spec = spec
         .ipv6(a.ipv6)
         .internal(a.internal)
-        .no_default_route(a.no_default_route);
+        .no_default_route(a.no_default_route)
+        .ipam_driver(match a.ipam_driver {
+            IpamDriverArg::Default => IpamDriver::Default,
+            IpamDriverArg::Dhcp => IpamDriver::Dhcp,
+        });
     for r in routes {
         spec = spec.route(r);
     }
@@ -915,6 +951,19 @@ struct AttachmentView<'a> {
     bandwidth: Option<berth::Bandwidth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vlan: Option<u16>,
+    /// The DHCP lease, on a `--ipam-driver dhcp` network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dhcp: Option<LeaseView>,
+}
+
+/// A DHCP lease in `connect`'s output.
+#[derive(Serialize)]
+struct LeaseView {
+    server: String,
+    dns: Vec<String>,
+    lease_secs: u32,
+    client_id: String,
+    hostname: String,
 }
 
 fn attachment_json(att: &Attachment) -> String {
@@ -942,6 +991,13 @@ fn attachment_json(att: &Attachment) -> String {
         rules: att.rules.iter().map(ToString::to_string).collect(),
         bandwidth: att.bandwidth,
         vlan: att.vlan,
+        dhcp: att.dhcp.as_ref().map(|l| LeaseView {
+            server: l.server.to_string(),
+            dns: l.dns.iter().map(ToString::to_string).collect(),
+            lease_secs: l.lease_secs,
+            client_id: l.client_id.clone(),
+            hostname: l.hostname.clone(),
+        }),
     })
 }
 
@@ -977,6 +1033,9 @@ struct NetworkView<'a> {
     options: BTreeMap<&'static str, String>,
     internal: bool,
     ipv6: bool,
+    /// `dhcp` on a `--ipam-driver dhcp` network (absent for berth's own IPAM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipam_driver: Option<&'static str>,
     endpoints: BTreeMap<&'a str, EndpointView<'a>>,
 }
 
@@ -1016,6 +1075,7 @@ fn network_json(net: &NetworkInfo, endpoints: &[Attachment]) -> String {
         options: DockerOptions::effective(net),
         internal: net.internal,
         ipv6: net.ipv6,
+        ipam_driver: (!net.ipam_driver.is_default()).then(|| net.ipam_driver.name()),
         endpoints,
     })
 }

@@ -379,6 +379,10 @@ pub struct Attachment {
     /// default (untagged) VLAN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
+    /// The DHCP lease of an endpoint of a DHCP network ([`crate::IpamDriver::Dhcp`]): its
+    /// address, server and times, renewed by [`crate::DhcpClient`], released on detach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<crate::lease::DhcpLease>,
 }
 
 impl Attachment {

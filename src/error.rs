@@ -376,6 +376,32 @@ pub enum Error {
         /// (host, container) of every endpoint.
         endpoints: Vec<(String, String)>,
     },
+    /// No DHCP server answered an attach to a DHCP network in time (the host's DHCP timeout,
+    /// [`crate::HostBuilder::dhcp_timeout`]); the attach made nothing.
+    #[error(
+        "no DHCP lease for container {container} on network {network}: no {waiting_for} within {waited:?} (is the LAN's DHCP server reachable on the parent link?)"
+    )]
+    DhcpTimeout {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+        /// What the client was waiting for when time ran out.
+        waiting_for: &'static str,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// The DHCP client's socket failed during an attach (the attach made nothing).
+    #[error("DHCP for container {container} on network {network}: {source}")]
+    Dhcp {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn join(errors: &[Error]) -> String {

@@ -104,6 +104,7 @@ fn dns_table() -> &'static NameTable {
         let net =
             |name: &str, subnets: &[(&str, &str)], servers: &[&str], internal: bool| NetworkInfo {
                 removing: false,
+                ipam_driver: crate::lease::IpamDriver::Default,
                 name: name.into(),
                 id: "0".repeat(64),
                 driver: DriverOptions::Bridge(BridgeOptions::default()),
@@ -147,6 +148,7 @@ fn dns_table() -> &'static NameTable {
                 bandwidth: None,
                 ifb: None,
                 vlan: None,
+                dhcp: None,
             };
         let mut sb = SandboxRecord::new("c");
         sb.names.dns = vec![ip("192.0.2.9")];

@@ -31,9 +31,9 @@
 //! |---|---|
 //! | face | [`host`]: [`Host`], validate → lock → IPAM → driver → firewall → persist, with rollback |
 //! | drivers | [`driver`]: `bridge`, `none`, `macvlan`, `ipvlan`, shared `veth`, `lower`, `container`, `announce`; every per-driver answer `Host` needs is a [`driver::NetworkDriver`] method, and [`driver::driver_for`] binds a record's options to its driver |
-//! | policy | [`ipam`], [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
+//! | policy | [`ipam`], [`dhcp`] (the DHCP client and lease keeper), [`firewall`] (pure [`firewall::ruleset`] + nf_tables backend), [`dns`] (files + embedded resolver), [`state`] |
 //! | kernel | [`netns`], [`netlink`] (the [`netlink::Kernel`] trait with request builders on [`netlink::Netlink`]; the rtnetlink implementation; [`netlink::fake::FakeNet`], a recording fake injected with [`HostBuilder::kernel`]), [`sysctl`], `short_lived` (the children a process-per-operation caller leaves the kernel's slow tails to: [`HostBuilder::short_lived`]) |
-//! | model | [`network`], [`options`], [`docker_options`], [`endpoint`], [`names`], [`port`], [`route`], [`mac`], [`address`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
+//! | model | [`network`], [`options`], [`docker_options`], [`endpoint`], [`names`], [`port`], [`route`], [`mac`], [`address`], [`lease`], [`daemon_config`], [`link_marks`], [`validate`], [`step`], [`error`] |
 //! | tooling | [`sandbox`]: throwaway namespaces and probe traffic, for tests, examples and benchmarks (uses every layer; nothing uses it) |
 //!
 //! The model imports nothing of berth outside the model, with one deliberate exception: an
@@ -46,6 +46,7 @@ pub mod address;
 pub mod bandwidth;
 pub mod cluster;
 pub mod daemon_config;
+pub mod dhcp;
 pub mod dns;
 pub mod docker_options;
 pub mod driver;
@@ -57,6 +58,7 @@ pub mod firewall;
 pub mod fuzzing;
 pub mod host;
 pub mod ipam;
+pub mod lease;
 pub mod link_marks;
 pub mod mac;
 pub mod names;
@@ -76,11 +78,13 @@ pub mod validate;
 
 pub use cluster::{ClusterSettings, ClusterStore, Etcd, EtcdConfig, HostIdentity, MemoryStore};
 pub use daemon_config::DaemonConfig;
+pub use dhcp::{DhcpClient, DhcpEvent};
 pub use endpoint::{Attachment, Endpoint, EndpointSpec};
 pub use error::{Error, Result};
 pub use firewall::{Firewall, NftFirewall, NoFirewall};
 pub use host::{FaultHook, Host, HostBuilder, Step};
 pub use ipam::{FileIpam, Ipam};
+pub use lease::{DhcpLease, IpamDriver};
 pub use mac::MacAddr;
 pub use names::{ExtraHost, HostAddr, Link, NameOptions, SandboxMode, SandboxRecord};
 pub use netns::Netns;

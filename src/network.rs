@@ -96,6 +96,7 @@ pub struct NetworkSpec<O = DriverOptions> {
     /// Set only through [`NetworkSpec::dns`] of drivers whose networks the resolver can serve.
     pub(crate) dns: Option<bool>,
     pub(crate) dns_servers: Vec<IpAddr>,
+    pub(crate) ipam_driver: crate::lease::IpamDriver,
 }
 
 impl<O: TypedOptions> From<NetworkSpec<O>> for NetworkSpec {
@@ -135,6 +136,7 @@ impl<O> NetworkSpec<O> {
             no_default_route: false,
             dns: None,
             dns_servers: Vec::new(),
+            ipam_driver: crate::lease::IpamDriver::Default,
         }
     }
 
@@ -239,6 +241,7 @@ impl<O> NetworkSpec<O> {
             no_default_route: self.no_default_route,
             dns: self.dns,
             dns_servers: self.dns_servers,
+            ipam_driver: self.ipam_driver,
         }
     }
 }
@@ -340,6 +343,21 @@ impl NetworkSpec<MacvlanOptions> {
     }
 }
 
+/// DHCP on macvlan networks.
+impl NetworkSpec<MacvlanOptions> {
+    /// Endpoint addresses from the LAN's DHCP server (`--ipam-driver dhcp`, see
+    /// [`crate::dhcp`]): the network needs a parent link and takes no subnet, gateway,
+    /// ip-range, aux address, IPv6 or host shim. Only macvlan networks have it:
+    ///
+    /// ```compile_fail
+    /// let spec = berth::Network::bridge("lan").dhcp();
+    /// ```
+    pub fn dhcp(mut self) -> Self {
+        self.ipam_driver = crate::lease::IpamDriver::Dhcp;
+        self
+    }
+}
+
 /// Options of ipvlan networks.
 impl NetworkSpec<IpvlanOptions> {
     /// Parent link (`-o parent=`), as for macvlan.
@@ -385,11 +403,20 @@ impl NetworkSpec<OverlayOptions> {
 }
 
 impl NetworkSpec {
+    /// The IPAM driver (Docker's `--ipam-driver`), for a spec built from strings
+    /// ([`Network::with_options`]): checked by [`NetworkSpec::validate`] (only macvlan
+    /// networks with a parent take [`crate::IpamDriver::Dhcp`]).
+    pub fn ipam_driver(mut self, driver: crate::lease::IpamDriver) -> Self {
+        self.ipam_driver = driver;
+        self
+    }
+
     /// The subnets to reserve, in order: those given (with the gateway and ip-range inside
     /// each), then an automatic IPv4 one if none was given, then an automatic IPv6 one if IPv6
     /// is on and none was given. Empty for drivers without addresses.
     pub fn subnet_requests(&self) -> Vec<SubnetRequest> {
-        if self.driver == DriverOptions::None {
+        if self.driver == DriverOptions::None || self.ipam_driver == crate::lease::IpamDriver::Dhcp
+        {
             return Vec::new();
         }
         let mut v: Vec<SubnetRequest> = self
@@ -417,6 +444,44 @@ impl NetworkSpec {
         v
     }
 
+    /// A DHCP network: macvlan with a parent, nothing of berth's IPAM.
+    fn check_dhcp(&self) -> Result<()> {
+        let refuse = |reason| Error::InvalidValue {
+            what: "ipam driver",
+            value: "dhcp".into(),
+            reason,
+        };
+        let DriverOptions::Macvlan(o) = &self.driver else {
+            return Err(Error::DriverUnsupported {
+                driver: self.driver.kind().name(),
+                what: "the dhcp IPAM driver (macvlan networks only)",
+            });
+        };
+        if o.parent == crate::options::Parent::Dummy {
+            return Err(refuse(
+                "needs a parent link on the LAN (-o parent=…): a macvlan network without one has no DHCP server",
+            ));
+        }
+        if !(self.subnets.is_empty()
+            && self.gateways.is_empty()
+            && self.ip_ranges.is_empty()
+            && self.aux.is_empty())
+        {
+            return Err(refuse(
+                "takes no --subnet, --gateway, --ip-range or --aux-address: the LAN's DHCP server hands out the addresses",
+            ));
+        }
+        if self.ipv6 {
+            return Err(refuse("is IPv4 only (no DHCPv6): --ipv6 cannot be set"));
+        }
+        if o.host_shim.is_some() {
+            return Err(refuse(
+                "takes no host shim (its address would be berth's, not the server's)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks everything that can be checked without the kernel or the state dir.
     fn check(&self) -> Result<()> {
         validate_network_name(&self.name)?;
@@ -426,6 +491,9 @@ impl NetworkSpec {
             return Err(Error::invalid("mtu", mtu, "must be 68-65535"));
         }
         self.driver.validate()?;
+        if self.ipam_driver == crate::lease::IpamDriver::Dhcp {
+            return self.check_dhcp();
+        }
         if self.driver == DriverOptions::None {
             if !(self.subnets.is_empty()
                 && self.gateways.is_empty()
@@ -569,6 +637,10 @@ pub struct NetworkInfo {
     /// name or `gc` finishes removing it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removing: bool,
+    /// Where endpoint addresses come from (`--ipam-driver`): berth's IPAM, or the LAN's DHCP
+    /// server (then `subnets` is empty and each endpoint records its lease).
+    #[serde(default, skip_serializing_if = "crate::lease::IpamDriver::is_default")]
+    pub ipam_driver: crate::lease::IpamDriver,
 }
 
 impl NetworkInfo {

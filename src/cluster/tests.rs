@@ -43,6 +43,7 @@ fn template(spec: impl Into<NetworkSpec>) -> (NetworkInfo, Vec<crate::network::S
         dns_enabled: true,
         dns_servers: Vec::new(),
         removing: false,
+        ipam_driver: crate::lease::IpamDriver::Default,
     };
     (net, spec.subnet_requests())
 }

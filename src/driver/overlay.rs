@@ -712,6 +712,7 @@ mod tests {
             dns_enabled: true,
             dns_servers: Vec::new(),
             removing: false,
+            ipam_driver: crate::lease::IpamDriver::Default,
         }
     }
 

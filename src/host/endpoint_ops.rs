@@ -102,6 +102,7 @@ impl Host {
         if let Some(vlan) = ep.vlan {
             driver.check_vlan(self.ctx(), &net, vlan).await?;
         }
+        super::dhcp_ops::check_endpoint(&net, &ep)?;
         if let Some(rec) = self.state.sandbox(&ep.container)?
             && rec.mode != crate::names::SandboxMode::Own
         {
@@ -238,7 +239,13 @@ impl Host {
             ipv6,
             gateway,
             gateway6,
-            routes: net.routes.iter().chain(&ep.routes).copied().collect(),
+            // On a DHCP network the routes wait for the leased address (added with it).
+            routes: match net.ipam_driver {
+                crate::dhcp::IpamDriver::Dhcp => Vec::new(),
+                crate::dhcp::IpamDriver::Default => {
+                    net.routes.iter().chain(&ep.routes).copied().collect()
+                }
+            },
             take_default: super::routes::takes_default(
                 others,
                 (gateway.is_some(), gateway6.is_some()),
@@ -273,6 +280,7 @@ impl Host {
             aliases: ep.aliases.clone(),
             rules: ep.rules.clone(),
             vlan: ep.vlan,
+            dhcp: None,
         };
         // When the driver's answer is known beforehand, the records are written and made
         // durable while it plumbs the endpoint (the slowest part of an attach on disk and in
@@ -298,6 +306,13 @@ impl Host {
         let staged = staged?;
         self.after(Step::DriverAttach)?;
         self.attach_bandwidth(&att, journal).await?;
+        let att = match net.ipam_driver {
+            crate::dhcp::IpamDriver::Dhcp => {
+                self.dhcp_lease(net, ep, container_nl, att, others, journal)
+                    .await?
+            }
+            crate::dhcp::IpamDriver::Default => att,
+        };
         if driver.scope() == crate::driver::Scope::Global {
             self.cluster_attach(net, &att, journal).await?;
         }
@@ -401,6 +416,8 @@ impl Host {
         }
         // Routing rules are not tied to the interface: deleted one by one while it exists.
         errors.extend(self.remove_policy_rules(att).await.err());
+        // While the interface still has the leased address to send from.
+        self.dhcp_release(att).await;
         let driver = driver_for(&net.driver);
         errors.extend(driver.detach(self.ctx(), net, att).await.err());
         // The endpoint's ifb (bandwidth limits) goes after the host end and its redirect.
@@ -462,6 +479,7 @@ impl Host {
         missing
             .extend(crate::driver::container::check_interface(self.kernel.as_ref(), &att).await?);
         missing.extend(self.bandwidth_check(&att).await?);
+        missing.extend(super::dhcp_ops::lost_lease(&att));
         if driver_for(&net.driver).scope() == crate::driver::Scope::Global {
             missing.extend(self.cluster_check(&net).await?);
         }

@@ -332,6 +332,15 @@ impl Host {
         for a in &atts {
             own.extend(a.ip());
             own.extend(a.ip6());
+            // A DHCP lease's router and nameservers, as a network's gateway and dns servers.
+            if let Some(l) = a.dhcp.as_ref().filter(|l| !l.expired) {
+                gw4 = gw4.or(a.gateway.map(IpAddr::V4));
+                for d in l.dns.iter().map(|d| IpAddr::V4(*d)) {
+                    if !network_dns.contains(&d) {
+                        network_dns.push(d);
+                    }
+                }
+            }
             let Some(net) = nets.get(&a.network) else {
                 continue;
             };

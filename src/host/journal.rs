@@ -29,6 +29,8 @@ pub(super) enum Undo {
     /// IPsec state was synchronised for an attach to an encrypted network: synchronised
     /// again without it.
     Encryption,
+    /// A DHCP lease was granted for the endpoint (released on rollback).
+    DhcpLease(Box<Attachment>),
     /// `lo` of the container netns was down and was brought up.
     LoopbackUp(crate::netlink::Netlink),
     DriverEndpoint(Box<(NetworkInfo, Attachment)>),
@@ -102,6 +104,10 @@ impl Host {
                     crate::driver::driver_for(&net.driver)
                         .detach(self.ctx(), net, att)
                         .await
+                }
+                Undo::DhcpLease(att) => {
+                    self.dhcp_release(att).await;
+                    Ok(())
                 }
                 Undo::LoopbackUp(nl) => crate::driver::container::loopback_down(nl).await,
                 Undo::FirewallNetwork(r) => self.firewall.remove_network(r).await,

@@ -8,6 +8,7 @@
 mod bandwidth_ops;
 mod cluster_ops;
 mod default_bridge;
+mod dhcp_ops;
 mod encryption_ops;
 mod endpoint_ops;
 mod files_ops;
@@ -66,6 +67,7 @@ pub struct HostBuilder {
     cluster: Option<(Arc<dyn ClusterStore>, HostIdentity)>,
     cluster_settings: ClusterSettings,
     cluster_secret: Option<ClusterSecret>,
+    dhcp_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for HostBuilder {
@@ -189,6 +191,16 @@ impl HostBuilder {
         self
     }
 
+    /// How long an attach to a DHCP network ([`crate::IpamDriver::Dhcp`]) waits for the LAN's
+    /// DHCP server before failing with [`Error::DhcpTimeout`] (default
+    /// [`crate::dhcp::DEFAULT_TIMEOUT`], 15 s; see [`crate::dhcp`] for the retransmissions).
+    /// The attach holds the state dir's lock meanwhile, as for all its steps: other operations
+    /// on this state dir wait.
+    pub fn dhcp_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.dhcp_timeout = Some(timeout);
+        self
+    }
+
     /// A hook called after every step (fault injection in tests).
     pub fn fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault = Some(hook);
@@ -259,6 +271,7 @@ impl HostBuilder {
             hosts_file: self.hosts_file.unwrap_or_else(|| "/etc/hosts".into()),
             daemon: self.daemon,
             fault: self.fault,
+            dhcp_timeout: self.dhcp_timeout.unwrap_or(crate::dhcp::DEFAULT_TIMEOUT),
         };
         if host.daemon.is_some() {
             host.ensure_default_bridge().await?;
@@ -283,6 +296,7 @@ pub struct Host {
     hosts_file: PathBuf,
     daemon: Option<DaemonConfig>,
     fault: Option<FaultHook>,
+    dhcp_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Host {

@@ -43,6 +43,7 @@ pub(super) fn new_record(spec: &NetworkSpec, driver: &dyn NetworkDriver) -> Netw
         dns_enabled: driver.serves_dns() && spec.dns != Some(false),
         dns_servers: spec.dns_servers.clone(),
         removing: false,
+        ipam_driver: spec.ipam_driver,
     }
 }
 

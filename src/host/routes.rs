@@ -112,6 +112,7 @@ mod tests {
             bandwidth: None,
             ifb: None,
             vlan: None,
+            dhcp: None,
         }
     }
 

@@ -44,6 +44,8 @@ const PACKAGES: &[&str] = &[
     "jq",
     // The meta plugins berth-cni is chained with in cni/tests/plugin.rs (`tuning`, `bandwidth`).
     "containernetworking-plugins",
+    // The LAN's DHCP server of tests/dhcp.rs (`--ipam-driver dhcp`), run inside a sandbox netns.
+    "dnsmasq-base",
 ];
 
 fn main() -> ExitCode {

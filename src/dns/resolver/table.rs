@@ -344,6 +344,7 @@ pub(crate) mod tests {
     pub(crate) fn net(name: &str, subnets: &[(&str, &str)]) -> NetworkInfo {
         NetworkInfo {
             removing: false,
+            ipam_driver: crate::lease::IpamDriver::Default,
             name: name.into(),
             id: "0".repeat(64),
             driver: DriverOptions::Bridge(BridgeOptions::default()),
@@ -395,6 +396,7 @@ pub(crate) mod tests {
             bandwidth: None,
             ifb: None,
             vlan: None,
+            dhcp: None,
         }
     }
 

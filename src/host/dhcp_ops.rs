@@ -1,0 +1,209 @@
+//! DHCP networks on the host: the lease of an attach, its release on detach, and the lease
+//! keeper ([`Host::dhcp_client`]). See [`crate::dhcp`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::dhcp::{self, ClientParams, DhcpClient, DhcpLease, Failure, IpamDriver, UdpTransport};
+use crate::driver::container::{InterfaceConfig, configure_interface};
+use crate::endpoint::{Attachment, EndpointSpec};
+use crate::error::{Error, Result};
+use crate::netlink::Netlink;
+use crate::netns::Netns;
+use crate::network::NetworkInfo;
+
+use super::Host;
+use super::journal::{Journal, Undo};
+
+/// How long a DHCPRELEASE may wait to leave the interface (ARP for the server) before the
+/// interface goes.
+const RELEASE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Refuses what a DHCP network's endpoint cannot have: a static address (the server chooses).
+pub(super) fn check_endpoint(net: &NetworkInfo, ep: &EndpointSpec) -> Result<()> {
+    if net.ipam_driver != IpamDriver::Dhcp {
+        return Ok(());
+    }
+    let refuse = |what, value: String| Error::InvalidValue {
+        what,
+        value,
+        reason: "a DHCP network's addresses come from its DHCP server",
+    };
+    if let Some(ip) = ep.ip {
+        return Err(refuse("ip address", ip.to_string()));
+    }
+    if let Some(ip) = ep.ip6 {
+        return Err(refuse("ip6 address", ip.to_string()));
+    }
+    if ep.mac_from_ipv4 {
+        return Err(refuse("mac address", "from the IPv4 address".into()));
+    }
+    Ok(())
+}
+
+/// For `check`: an endpoint whose DHCP lease was lost (its address removed) lacks its address.
+pub(super) fn lost_lease(att: &Attachment) -> Option<String> {
+    att.dhcp.as_ref().filter(|l| l.expired).map(|l| {
+        format!(
+            "DHCP lease of {} on {} (lost: the address was removed; detach and attach again)",
+            l.address, att.ifname
+        )
+    })
+}
+
+impl Host {
+    /// The DHCP lease keeper of this host (see [`DhcpClient`]): spawn
+    /// [`DhcpClient::run`] or [`DhcpClient::run_until`] on the runtime's executor, beside the
+    /// DNS resolver. It reads this host's state dir, so it renews the leases of endpoints
+    /// attached by any process.
+    pub fn dhcp_client(&self) -> DhcpClient {
+        DhcpClient::new(self.state.clone(), self.kernel.clone())
+    }
+
+    /// The lease of a new endpoint on a DHCP network, configured on its interface (made by the
+    /// driver, up, without address): the attachment record with the address, gateway and
+    /// lease in it. Journaled: a later failure releases the lease.
+    pub(super) async fn dhcp_lease(
+        &self,
+        net: &NetworkInfo,
+        ep: &EndpointSpec,
+        container_nl: &Netlink,
+        mut att: Attachment,
+        others: &[Attachment],
+        journal: &mut Journal,
+    ) -> Result<Attachment> {
+        let hostname = self
+            .state
+            .sandbox(&ep.container)?
+            .map(|r| r.names)
+            .unwrap_or_default()
+            .merged(&ep.names)
+            .hostname
+            .unwrap_or_else(|| ep.container.chars().take(63).collect());
+        let client_id = dhcp::client_id(&net.name, &ep.container);
+        let Some(mac) = att.mac else {
+            return Err(Error::DriverUnsupported {
+                driver: net.driver.kind().name(),
+                what: "the dhcp IPAM driver (its interfaces have no MAC)",
+            });
+        };
+        let params = ClientParams {
+            mac,
+            client_id: client_id.clone(),
+            hostname: hostname.clone(),
+        };
+        let dhcp_err = |source| Error::Dhcp {
+            network: net.name.clone(),
+            container: ep.container.clone(),
+            source,
+        };
+        let transport = UdpTransport::open(&ep.netns, &ep.ifname).await?;
+        // An address the container has on another network is declined.
+        let taken: Vec<IpAddr> = others.iter().filter_map(Attachment::ip).collect();
+        let timeout = self.dhcp_timeout;
+        let offer = dhcp::acquire(
+            &transport,
+            &params,
+            timeout,
+            dhcp::Schedule::default(),
+            |o| !taken.contains(&IpAddr::V4(o.address.addr())),
+        )
+        .await
+        .map_err(|f| match f {
+            Failure::Timeout { waiting_for } => Error::DhcpTimeout {
+                network: net.name.clone(),
+                container: ep.container.clone(),
+                waiting_for,
+                waited: timeout,
+            },
+            Failure::Io(e) => dhcp_err(e),
+            Failure::Refused { message } => dhcp_err(std::io::Error::other(format!(
+                "refused: {}",
+                message.unwrap_or_default()
+            ))),
+        })?;
+        let lease = DhcpLease {
+            address: offer.address,
+            router: offer.router,
+            dns: offer.dns.clone(),
+            server: offer.server,
+            client_id: dhcp::hex_colons(&client_id),
+            hostname,
+            obtained: dhcp::now_secs(),
+            lease_secs: offer.lease_secs,
+            t1_secs: offer.t1_secs,
+            t2_secs: offer.t2_secs,
+            expired: false,
+        };
+        att.ipv4 = Some(lease.address);
+        att.gateway = lease
+            .router
+            .filter(|_| !net.internal && !net.no_default_route);
+        att.routes = net.routes.iter().chain(&ep.routes).copied().collect();
+        att.dhcp = Some(lease);
+        journal.push(Undo::DhcpLease(Box::new(att.clone())));
+        let cfg = InterfaceConfig {
+            ipv4: att.ipv4,
+            ipv6: None,
+            gateway: att.gateway,
+            gateway6: None,
+            default_dev: false,
+            routes: &att.routes,
+            take_default: super::routes::takes_default(
+                others,
+                (att.gateway.is_some(), false),
+                ep.gw_priority,
+            ),
+        };
+        configure_interface(container_nl, &ep.ifname, cfg).await?;
+        // A LAN's server hands addresses out again: a neighbour may still hold the previous
+        // holder's MAC. Announced always (best effort).
+        crate::driver::announce::announce_interface(container_nl, &ep.ifname).await;
+        tracing::info!(target: "berth::dhcp", network = %net.name, container = %ep.container, address = %offer.address, server = %offer.server, lease_secs = offer.lease_secs, "lease granted");
+        Ok(att)
+    }
+
+    /// Sends DHCPRELEASE for the endpoint's lease, if it has one still valid; best-effort (a
+    /// netns already gone cannot send it: the lease then runs out at the server).
+    pub(super) async fn dhcp_release(&self, att: &Attachment) {
+        let Some(lease) = att.dhcp.as_ref().filter(|l| !l.expired) else {
+            return;
+        };
+        let r = async {
+            let (Some(path), Some(mac), Some(client_id)) = (
+                &att.netns,
+                att.mac,
+                dhcp::parse_hex_colons(&lease.client_id),
+            ) else {
+                return Ok(false);
+            };
+            let Ok(ns) = Netns::from_path(path) else {
+                return Ok(false);
+            };
+            let t = UdpTransport::open(&ns, &att.ifname).await?;
+            let params = ClientParams {
+                mac,
+                client_id,
+                hostname: lease.hostname.clone(),
+            };
+            let server: Ipv4Addr = lease.server;
+            dhcp::release(&t, &params, lease.address.addr(), server)
+                .await
+                .map_err(|e| Error::netlink("send DHCPRELEASE", &att.ifname, e))?;
+            t.drain(RELEASE_DRAIN).await;
+            Ok::<_, Error>(true)
+        }
+        .await;
+        match r {
+            Ok(true) => {
+                tracing::info!(target: "berth::dhcp", network = %att.network, container = %att.container, address = %lease.address, server = %lease.server, "lease released");
+            }
+            Ok(false) => {
+                tracing::info!(target: "berth::dhcp", network = %att.network, container = %att.container, "container netns gone: lease not released (it runs out at the server)");
+            }
+            Err(e) => {
+                tracing::warn!(target: "berth::dhcp", network = %att.network, container = %att.container, error = %e, "lease not released");
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! DHCP networks (`--ipam-driver dhcp`) on this kernel, proven by packets: dnsmasq, in a "lan"
+//! netns joined to the sandbox host netns by a veth (the host end, `lan0`, is the macvlan
+//! parent), is the LAN's DHCP server. A container gets a lease (address in the range, default
+//! route via the announced router, the announced nameserver in resolv.conf), talks to the LAN,
+//! renews (T1 = 3 s), and releases on detach; hostname and client id reach the server. With the
+//! server gone, an attach fails with `Error::DhcpTimeout` after the bounded wait, making
+//! nothing. The same through netctl.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::netlink::Netlink;
+use berth::sandbox::Sandbox;
+use berth::{DhcpEvent, Endpoint, Error, Host, IpamDriver, Netns, Network};
+use common::netctl::{Netctl, words};
+use common::*;
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+const ROUTER: &str = "198.19.40.2";
+const DNS: &str = "198.19.40.53";
+const RANGE: &str = "198.19.40.100,198.19.40.150";
+
+/// dnsmasq as the LAN's DHCP server (no DNS), in the sandbox netns `ns`; killed by its pid.
+struct Dnsmasq {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Dnsmasq {
+    /// Serving `range` (`FIRST,LAST`) from `dir` (its lease file and log).
+    fn start(ns: &str, dir: &Path, range: &str) -> Dnsmasq {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
+        // `ip netns exec` execs dnsmasq in place: the child's pid is dnsmasq's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, DNSMASQ])
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--port=0",
+                "--interface=eth0",
+                "--user=root",
+                "--pid-file=",
+                "--dhcp-authoritative",
+                // No ICMP check of an address before offering it (it delays the offer by 3 s).
+                "--no-ping",
+            ])
+            .arg(format!("--dhcp-range={range},255.255.255.0,2m"))
+            .arg(format!("--dhcp-option=option:router,{ROUTER}"))
+            .arg(format!("--dhcp-option=option:dns-server,{DNS}"))
+            // T1 3 s, T2 5 s (dnsmasq's shortest lease is 2 min).
+            .args(["--dhcp-option=58,3", "--dhcp-option=59,5"])
+            .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
+            .args(["--log-dhcp", "--log-facility=-"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start dnsmasq");
+        let d = Dnsmasq {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !d.log().contains("DHCP, IP range") {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
+    }
+
+    /// The lease file's line for `ip`: `EXPIRY MAC IP HOSTNAME CLIENT-ID`.
+    fn lease(&self, ip: Ipv4Addr) -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(self.dir.join("leases")).unwrap_or_default();
+        text.lines()
+            .map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
+            .find(|w| w.get(2).map(String::as_str) == Some(&ip.to_string()))
+    }
+
+    /// Kills it (by pid) and reaps it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("dnsmasq's log:\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Root, dnsmasq installed; else skipped, saying why.
+fn runnable(test: &str) -> bool {
+    if !require_root() {
+        return false;
+    }
+    if !Path::new(DNSMASQ).exists() {
+        println!(
+            "SKIPPED: {test}: dnsmasq is not installed (apt-get install dnsmasq-base; cargo xtask setup does)"
+        );
+        return false;
+    }
+    true
+}
+
+/// The sandbox's LAN: `lan0` in the host netns (no address of its own in the range) joined
+/// to `eth0` of netns `lan` (the router and DHCP server, 198.19.40.2), and dnsmasq there.
+async fn lan(label: &str) -> (Sandbox, Netns, Dnsmasq) {
+    let mut sb = Sandbox::new(label).await.unwrap();
+    let lan = sb
+        .add_peer(
+            "lan",
+            "lan0",
+            "198.19.41.1/24".parse().unwrap(),
+            format!("{ROUTER}/24").parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("{label}-dnsmasq-{}", std::process::id()));
+    let server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir, RANGE);
+    (sb, lan, server)
+}
+
+async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_traffic_renewal_release_and_server_gone() {
+    if !runnable("lease_traffic_renewal_release_and_server_gone") {
+        return;
+    }
+    let (mut sb, lan, mut server) = lan("bt-dhcp").await;
+    let host = Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .dhcp_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .unwrap();
+    let net = host
+        .create_network(
+            Network::macvlan("lan")
+                .parent("lan0".parse().unwrap())
+                .dhcp(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(net.ipam_driver, IpamDriver::Dhcp);
+    assert!(net.subnets.is_empty(), "no pool of berth's");
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let keeper = tokio::spawn(host.dhcp_client().events(tx).run());
+
+    // The lease.
+    let c1 = sb.netns("c1").await.unwrap();
+    let att = host
+        .attach("lan", Endpoint::new("c1", c1.clone()).hostname("web-1"))
+        .await
+        .unwrap();
+    let lease = att.dhcp.clone().expect("a lease recorded");
+    let ip = att.ipv4.expect("leased address").addr();
+    println!(
+        "leased {ip}/{} from {}",
+        att.ipv4.unwrap().prefix_len(),
+        lease.server
+    );
+    assert!(
+        (Ipv4Addr::new(198, 19, 40, 100)..=Ipv4Addr::new(198, 19, 40, 150)).contains(&ip),
+        "{ip} in the range"
+    );
+    assert_eq!(att.ipv4.unwrap().prefix_len(), 24);
+    assert_eq!(att.gateway, Some(ROUTER.parse().unwrap()));
+    assert_eq!(lease.server.to_string(), ROUTER);
+    assert_eq!(lease.dns, vec![DNS.parse::<Ipv4Addr>().unwrap()]);
+    assert_eq!(
+        (lease.lease_secs, lease.t1_secs, lease.t2_secs),
+        (120, 3, 5)
+    );
+    let routes = Netlink::open(&c1)
+        .await
+        .unwrap()
+        .route()
+        .list()
+        .await
+        .unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.gateway == Some(ROUTER.parse().unwrap())),
+        "default route via the announced router: {routes:?}"
+    );
+    let files = host.sandbox_files("c1").await.unwrap();
+    assert!(
+        files.resolv_conf.contains(&format!("nameserver {DNS}")),
+        "the announced nameserver: {}",
+        files.resolv_conf
+    );
+    // Hostname and client id reached the server.
+    let line = server.lease(ip).expect("dnsmasq lists the lease");
+    println!("dnsmasq lease: {}", line.join(" "));
+    assert_eq!(line[1], att.mac.unwrap().to_string());
+    assert_eq!(line[3], "web-1");
+    let id = berth::dhcp::hex_colons(&berth::dhcp::client_id("lan", "c1"));
+    assert_eq!(line[4], id);
+    assert_eq!(lease.client_id, id);
+
+    // Traffic both ways between the container and the LAN.
+    let seen = assert_reaches(
+        &lan,
+        sa(&format!("{ROUTER}:7000")),
+        &c1,
+        sa(&format!("{ROUTER}:7000")),
+    )
+    .await;
+    assert_eq!(seen.ip(), IpAddr::V4(ip), "the LAN sees the leased address");
+    assert_reaches(&c1, sa("0.0.0.0:7001"), &lan, sa(&format!("{ip}:7001"))).await;
+
+    // Renewal at T1: the keeper's REQUEST is ACKed, the record and dnsmasq's expiry move on.
+    let expiry0: u64 = line[0].parse().unwrap();
+    let renewed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await {
+                Some(DhcpEvent::Renewed {
+                    container, lease, ..
+                }) if container == "c1" => {
+                    return lease;
+                }
+                Some(DhcpEvent::Lost { reason, .. }) => panic!("lease lost: {reason}"),
+                Some(_) => {}
+                None => panic!("keeper ended"),
+            }
+        }
+    })
+    .await
+    .expect("renewed within 15 s");
+    assert!(renewed.obtained >= lease.obtained);
+    let recorded = host.endpoints("lan").await.unwrap()[0]
+        .dhcp
+        .clone()
+        .unwrap();
+    assert!(recorded.obtained > lease.obtained || recorded == renewed);
+    wait_until("dnsmasq's expiry to move", Duration::from_secs(5), || {
+        server
+            .lease(ip)
+            .is_some_and(|l| l[0].parse::<u64>().unwrap() > expiry0)
+    })
+    .await;
+    let acks = server.log().matches(&format!("DHCPACK(eth0) {ip}")).count();
+    println!(
+        "dnsmasq acked {ip} {acks} times; expiry {expiry0} -> {}",
+        server.lease(ip).unwrap()[0]
+    );
+    assert!(acks >= 2, "{}", server.log());
+    assert!(host.check("lan", "c1").await.unwrap().is_empty());
+
+    // Detach: DHCPRELEASE, the server forgets the lease; nothing left in the container.
+    host.detach("lan", "c1").await.unwrap();
+    wait_until("dnsmasq to drop the lease", Duration::from_secs(5), || {
+        server.lease(ip).is_none()
+    })
+    .await;
+    assert!(server.log().contains(&format!("DHCPRELEASE(eth0) {ip}")));
+    assert_eq!(link_names(&c1).await, ["lo"]);
+    assert!(host.endpoints("lan").await.unwrap().is_empty());
+
+    // A lease the server no longer grants: dnsmasq restarted without its lease file and with
+    // another range NAKs the renewal; the keeper removes the address and default route and
+    // reports the endpoint.
+    let c4 = sb.netns("c4").await.unwrap();
+    let a4 = host
+        .attach("lan", Endpoint::new("c4", c4.clone()))
+        .await
+        .unwrap();
+    let ip4 = a4.ipv4.unwrap();
+    server.stop();
+    let dir2 = server.dir.with_extension("2");
+    let mut server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir2, "198.19.40.200,198.19.40.250");
+    let (address, reason) = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await {
+                Some(DhcpEvent::Lost {
+                    container,
+                    address,
+                    reason,
+                    ..
+                }) if container == "c4" => return (address, reason),
+                Some(_) => {}
+                None => panic!("keeper ended"),
+            }
+        }
+    })
+    .await
+    .expect("the lost lease reported within 15 s");
+    println!("c4 lost {address}: {reason}");
+    assert_eq!(address, ip4);
+    assert!(reason.contains("DHCPNAK"), "{reason}");
+    let nl4 = Netlink::open(&c4).await.unwrap();
+    assert!(
+        nl4.addresses(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, a, _)| *a != IpAddr::V4(ip4.addr())),
+        "the address is gone"
+    );
+    assert!(
+        !nl4.route()
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.family == berth::netlink::Family::V4),
+        "and the default route"
+    );
+    let missing = host.check("lan", "c4").await.unwrap();
+    assert!(
+        missing.iter().any(|m| m.contains("DHCP lease")),
+        "check reports the lost lease: {missing:?}"
+    );
+    let rec = host.endpoints("lan").await.unwrap();
+    let rec4 = rec.iter().find(|a| a.container == "c4").unwrap();
+    assert!(rec4.dhcp.as_ref().unwrap().expired && rec4.ipv4.is_none());
+    host.detach("lan", "c4").await.unwrap();
+    assert_eq!(link_names(&c4).await, ["lo"]);
+
+    // A failure after the lease (injected after the records): rolled back, the lease released.
+    let (faulty, fail_at) = faulty_host(&sb).await;
+    *fail_at.lock().unwrap() = Some(berth::Step::PersistEndpoint);
+    let c3 = sb.netns("c3").await.unwrap();
+    let err = faulty
+        .attach("lan", Endpoint::new("c3", c3.clone()).hostname("doomed"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Injected { .. }), "{err:?}");
+    assert!(server.log().contains("DHCPACK(eth0)") && server.log().contains("doomed"));
+    wait_until(
+        "the rolled-back lease released",
+        Duration::from_secs(5),
+        || {
+            !std::fs::read_to_string(server.dir.join("leases"))
+                .unwrap_or_default()
+                .contains("doomed")
+        },
+    )
+    .await;
+    assert_eq!(link_names(&c3).await, ["lo"]);
+    assert!(host.endpoints("lan").await.unwrap().is_empty());
+
+    // The server gone: the attach fails after the bounded wait, typed, making nothing.
+    server.stop();
+    let c2 = sb.netns("c2").await.unwrap();
+    let start = Instant::now();
+    let err = host
+        .attach("lan", Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap_err();
+    println!("server gone after {:?}: {err}", start.elapsed());
+    assert!(
+        matches!(&err, Error::DhcpTimeout { network, container, .. } if network == "lan" && container == "c2"),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10), "bounded");
+    assert_eq!(link_names(&c2).await, ["lo"]);
+    assert!(host.endpoints("lan").await.unwrap().is_empty());
+    assert!(host.state().attachments_of("c2").unwrap().is_empty());
+
+    keeper.abort();
+    host.delete_network("lan").await.unwrap();
+    assert!(
+        link_names(sb.host()).await.contains(&"lan0".to_string()),
+        "the admin's parent stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netctl_dhcp_network() {
+    if !runnable("netctl_dhcp_network") {
+        return;
+    }
+    let (mut sb, lan, server) = lan("bt-dhcpn").await;
+    let n = Netctl::new(&sb).with_flags(&["--dhcp-timeout", "3"]);
+    // What a DHCP network cannot have: typed errors, nothing made.
+    let e = n.error(&words(
+        "network create -d macvlan --ipam-driver dhcp --subnet 10.9.0.0/24 -o parent=lan0 x",
+    ));
+    assert!(e.contains("ipam driver") && e.contains("--subnet"), "{e}");
+    let e = n.error(&words("network create --ipam-driver dhcp y"));
+    assert!(e.contains("bridge") && e.contains("dhcp"), "{e}");
+    let e = n.error(&words("network create -d macvlan --ipam-driver dhcp z"));
+    assert!(e.contains("parent"), "{e}");
+    n.fails(
+        2,
+        &words("network create -d macvlan --ipam-driver pool -o parent=lan0 w"),
+    );
+    assert_eq!(n.ok(&["network", "ls"]), "");
+
+    n.ok(&words(
+        "network create -d macvlan --ipam-driver dhcp -o parent=lan0 lan",
+    ));
+    let inspect = n.json(&["network", "inspect", "lan"]);
+    assert_eq!(inspect["ipam_driver"], "dhcp");
+    sb.netns("c1").await.unwrap();
+    let att = n.connect(&sb, "lan", "c1", &["--hostname", "api"]);
+    println!("netctl connect: {att}");
+    let ip: Ipv4Addr = att["ipv4"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(att["gateway"], ROUTER);
+    assert_eq!(att["dhcp"]["server"], ROUTER);
+    assert_eq!(att["dhcp"]["hostname"], "api");
+    let c1 = Netns::from_path(sb.netns_path("c1")).unwrap();
+    assert_reaches(&c1, sa("0.0.0.0:7002"), &lan, sa(&format!("{ip}:7002"))).await;
+    assert_eq!(server.lease(ip).unwrap()[3], "api");
+    n.ok(&["check", "lan", "c1"]);
+    // `serve` keeps the lease: a second DHCPACK for it once T1 (3 s) has passed.
+    let mut serve = n
+        .command(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start netctl serve");
+    let acked = format!("DHCPACK(eth0) {ip}");
+    wait_until("netctl serve to renew", Duration::from_secs(15), || {
+        server.log().matches(&acked).count() >= 2
+    })
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(serve.wait().unwrap().success(), "serve exits 0 on SIGTERM");
+    n.ok(&["disconnect", "lan", "c1"]);
+    wait_until("dnsmasq to drop the lease", Duration::from_secs(5), || {
+        server.lease(ip).is_none()
+    })
+    .await;
+    assert_eq!(link_names(&c1).await, ["lo"]);
+    n.ok(&["network", "rm", "lan"]);
+}
