@@ -11,7 +11,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use berth::docker_options::DockerOptions;
-use berth::{DriverKind, DriverOptions, MacAddr, NetworkSpec, PortRequest, Protocol, RouteSpec};
+use berth::{
+    Bandwidth, DriverKind, DriverOptions, MacAddr, NetworkSpec, PortRequest, Protocol, RateLimit,
+    RouteSpec,
+};
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
@@ -178,6 +181,59 @@ pub struct RuntimeConfig {
     /// `aliases`: network name → names of the container on it.
     #[serde(default)]
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// `bandwidth`: rate limits of the container's interface (the CNI `bandwidth` plugin's
+    /// capability, which containerd fills from a pod's `kubernetes.io/*-bandwidth`
+    /// annotations).
+    #[serde(default)]
+    pub bandwidth: Option<BandwidthConf>,
+}
+
+/// The `bandwidth` capability's shape (as the CNI `bandwidth` plugin reads it): rates in bits
+/// per second, bursts in bits; ingress is what the container receives. A direction whose rate
+/// and burst are both 0 (or absent) is not limited.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BandwidthConf {
+    /// What the container receives, bit/s.
+    #[serde(default)]
+    pub ingress_rate: u64,
+    /// Its burst, in bits.
+    #[serde(default)]
+    pub ingress_burst: u64,
+    /// What the container sends, bit/s.
+    #[serde(default)]
+    pub egress_rate: u64,
+    /// Its burst, in bits.
+    #[serde(default)]
+    pub egress_burst: u64,
+}
+
+impl BandwidthConf {
+    /// As berth's limits (validated by the library: a rate without a burst, or a burst that
+    /// cannot hold a frame, is refused by name).
+    pub fn limits(&self) -> Result<Option<Bandwidth>, CniError> {
+        let one = |dir: &str, rate: u64, burst_bits: u64| -> Result<Option<RateLimit>, CniError> {
+            if rate == 0 && burst_bits == 0 {
+                return Ok(None);
+            }
+            let burst = u32::try_from(burst_bits.div_ceil(8)).map_err(|_| {
+                CniError::config(format!(
+                    "bandwidth: {dir}Burst {burst_bits} bits is more than 4 GiB"
+                ))
+            })?;
+            Ok(Some(RateLimit::new(rate, burst)))
+        };
+        let b = Bandwidth {
+            ingress: one("ingress", self.ingress_rate, self.ingress_burst)?,
+            egress: one("egress", self.egress_rate, self.egress_burst)?,
+        };
+        if b.is_unlimited() {
+            return Ok(None);
+        }
+        b.validate()
+            .map_err(|e| CniError::from(e).prefixed("bandwidth"))?;
+        Ok(Some(b))
+    }
 }
 
 /// The `dns` capability's shape (CNI conventions).
@@ -417,6 +473,7 @@ impl RouteConf {
             dst: self.dst,
             via: self.gw,
             metric: None,
+            table: None,
         }
     }
 }

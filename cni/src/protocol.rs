@@ -106,6 +106,7 @@ impl From<berth::Error> for CniError {
             | E::Config { .. }
             | E::UnknownOption { .. }
             | E::DriverUnsupported { .. }
+            | E::InvalidRateLimit { .. }
             | E::ParentNotFound { .. } => code::INVALID_CONFIG,
             E::Netlink { .. }
             | E::Nftables { .. }

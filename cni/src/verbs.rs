@@ -227,6 +227,12 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<Value, CniError> {
     let ips = conf.requested_ips(env.arg("IP"))?;
     let mac = conf.requested_mac(env.arg("MAC"))?;
     let ports = conf.port_requests()?;
+    let bandwidth = conf
+        .runtime_config
+        .bandwidth
+        .map(|b| b.limits())
+        .transpose()?
+        .flatten();
     let host = host(conf).await?;
     let net = ensure_network(&host, conf).await?;
     let mut ep = Endpoint::new(env.container_id.clone(), netns).ifname(env.ifname.clone());
@@ -257,6 +263,9 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<Value, CniError> {
     }
     for a in conf.aliases() {
         ep = ep.alias(a.clone());
+    }
+    if let Some(b) = bandwidth {
+        ep = ep.bandwidth(b);
     }
     let att = host.attach(&net.name, ep).await?;
     let net = host.network(&net.name).await?;

@@ -516,6 +516,68 @@ async fn chained_with_meta_plugins() {
     w.run("DEL", &b, &conf).ok();
 }
 
+/// berth-cni's own `bandwidth` capability (what containerd fills from a pod's bandwidth
+/// annotations): a `tbf` at the declared rate on the host end for what the container receives,
+/// an `ifb` with a `tbf` for what it sends; traffic flows; CHECK passes; DEL leaves no qdisc and
+/// no ifb. A burst that cannot hold a frame is refused with code 4 and nothing is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_capability_shapes_both_directions() {
+    if !require_root() {
+        return;
+    }
+    let mut w = World::new("cni-bw").await;
+    let (ns, a) = w.container("c1").await;
+    let mut berth = w.conf("1.0.0");
+    berth.as_object_mut().unwrap().remove("cniVersion");
+    berth.as_object_mut().unwrap().remove("name");
+    berth["capabilities"] = json!({"bandwidth": true});
+    let mut list = ConfList::new("1.0.0", "berthnet", vec![berth]);
+    // 8 Mbit/s in, 4 Mbit/s out; bursts in bits, as the CNI convention has them.
+    list.runtime = json!({"bandwidth": {"ingressRate": 8_000_000, "ingressBurst": 800_000,
+                                        "egressRate": 4_000_000, "egressBurst": 800_000}});
+    let r = list.add(w.host(), &a).expect("ADD with bandwidth");
+    let veth = r["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let q = in_ns(w.host(), &["tc", "qdisc", "show", "dev", &veth]);
+    assert!(
+        q.contains("tbf") && q.contains("rate 8Mbit") && q.contains("ingress"),
+        "ingress limit and the redirect's qdisc on berth's host end: {q}"
+    );
+    let ifbs = in_ns(w.host(), &["ip", "-o", "link", "show", "type", "ifb"]);
+    let ifb = ifbs
+        .split_whitespace()
+        .nth(1)
+        .map(|n| n.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("an ifb for the egress limit: {ifbs}"));
+    let q = in_ns(w.host(), &["tc", "qdisc", "show", "dev", &ifb]);
+    assert!(
+        q.contains("tbf") && q.contains("rate 4Mbit"),
+        "egress limit on {ifb}: {q}"
+    );
+    let bind: SocketAddr = "0.0.0.0:80".parse().unwrap();
+    tcp_probe(&ns, bind, w.sb.host(), SocketAddr::new(addr_only(&r), 80))
+        .await
+        .expect("traffic through the shaped endpoint");
+    for o in list.check(w.host(), &a, &r) {
+        assert_eq!(o.rc, 0, "CHECK: {}", o.raw);
+    }
+    for o in list.del(w.host(), &a, Some(&r)) {
+        assert_eq!(o.rc, 0, "DEL: {}", o.raw);
+    }
+    w.assert_gone(&a.id, &r);
+    assert!(in_ns(w.host(), &["ip", "-o", "link", "show", "type", "ifb"]).is_empty());
+    // A burst of 64 bits cannot hold a frame: refused by name, nothing made.
+    let (_ns2, b) = w.container("c2").await;
+    let links_before = in_ns(w.host(), &["ip", "-o", "link", "show"]);
+    let mut conf = w.conf("1.0.0");
+    conf["runtimeConfig"] = json!({"bandwidth": {"ingressRate": 8_000_000, "ingressBurst": 64}});
+    let msg = w.run("ADD", &b, &conf).err(4);
+    assert!(msg.contains("bandwidth") && msg.contains("burst"), "{msg}");
+    assert_eq!(in_ns(w.host(), &["ip", "-o", "link", "show"]), links_before);
+    println!(
+        "berth-cni bandwidth capability: 8Mbit in, 4Mbit out on {veth} and {ifb}; refused: {msg}"
+    );
+}
+
 /// A delegated host-local or static `ipam` section is read as berth's own IPAM; a changed
 /// configuration remakes an unused network and is refused, naming the change, for a used one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
