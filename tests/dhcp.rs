@@ -289,7 +289,7 @@ async fn lease_traffic_renewal_release_and_server_gone() {
 
     // A lease the server no longer grants: dnsmasq restarted without its lease file and with
     // another range NAKs the renewal; the keeper removes the address and default route and
-    // reports the endpoint.
+    // reports the endpoint, then seeks and puts in place a new lease.
     let c4 = sb.netns("c4").await.unwrap();
     let a4 = host
         .attach("lan", Endpoint::new("c4", c4.clone()))
@@ -344,6 +344,51 @@ async fn lease_traffic_renewal_release_and_server_gone() {
     let rec = host.endpoints("lan").await.unwrap();
     let rec4 = rec.iter().find(|a| a.container == "c4").unwrap();
     assert!(rec4.dhcp.as_ref().unwrap().expired && rec4.ipv4.is_none());
+    // The keeper then seeks a new lease (DISCOVER again): the new server grants one from its
+    // range, the address and default route are back and `check` is satisfied.
+    let lease = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Some(DhcpEvent::Acquired {
+                    container, lease, ..
+                }) if container == "c4" => return lease,
+                Some(_) => {}
+                None => panic!("keeper ended"),
+            }
+        }
+    })
+    .await
+    .expect("a new lease for c4 within 30 s");
+    let new_ip = lease.address.addr();
+    println!("c4 acquired {} after the loss", lease.address);
+    assert!(
+        (Ipv4Addr::new(198, 19, 40, 200)..=Ipv4Addr::new(198, 19, 40, 250)).contains(&new_ip),
+        "from the new server's range: {new_ip}"
+    );
+    assert!(
+        nl4.addresses(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(_, a, _)| *a == IpAddr::V4(new_ip)),
+        "the new address is on the interface"
+    );
+    assert!(
+        nl4.route()
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.family == berth::netlink::Family::V4),
+        "and the default route is back"
+    );
+    assert!(host.check("lan", "c4").await.unwrap().is_empty());
+    wait_until(
+        "dnsmasq to list the new lease",
+        Duration::from_secs(5),
+        || server.lease(new_ip).is_some(),
+    )
+    .await;
     host.detach("lan", "c4").await.unwrap();
     assert_eq!(link_names(&c4).await, ["lo"]);
 

@@ -13,7 +13,7 @@ use super::socket::UdpTransport;
 use super::{DhcpLease, IpamDriver, now_secs, parse_hex_colons};
 use crate::endpoint::Attachment;
 use crate::error::Result;
-use crate::netlink::KernelOpener;
+use crate::netlink::{KernelOpener, RpFilter};
 use crate::netns::Netns;
 use crate::state::StateDir;
 
@@ -43,6 +43,17 @@ pub enum DhcpEvent {
         /// Why: "expired", or the server's refusal.
         reason: String,
     },
+    /// A lost lease was replaced by a new one (DISCOVER again, as a client in INIT does): its
+    /// address is on the container's interface again, with the default route when the container
+    /// had none, and its record holds the new lease.
+    Acquired {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+        /// The lease as now recorded.
+        lease: DhcpLease,
+    },
 }
 
 /// The DHCP lease keeper of a host (see [`crate::dhcp`]): spawn [`DhcpClient::run`] (or
@@ -52,14 +63,23 @@ pub enum DhcpEvent {
 /// that granted it until T2, broadcast after. An ACK moves the recorded lease forward; without
 /// an answer it tries again after half the time left to T2 (or to expiry), at least one
 /// second and at most a minute later (RFC 2131 §4.4.5); at expiry, or on a NAK, the address is
-/// removed from the container and [`DhcpEvent::Lost`] reported.
+/// removed from the container and [`DhcpEvent::Lost`] reported. A lost lease is sought again
+/// (DISCOVER, as RFC 2131's INIT state) [`DhcpClient::reacquire_after`] later, then again after
+/// twice that (a minute at most) while no server answers, until a server grants one ([`DhcpEvent::Acquired`]) or the endpoint is detached.
+/// The container's resolv.conf is not rewritten for a new lease's DNS servers.
 pub struct DhcpClient {
     state: StateDir,
     kernel: Arc<dyn KernelOpener>,
     tick: Duration,
     wait: Duration,
+    reacquire_after: Duration,
     events: Option<tokio::sync::mpsc::UnboundedSender<DhcpEvent>>,
 }
+
+/// How long an acquisition by the keeper may wait for a server.
+const REACQUIRE_WAIT: Duration = Duration::from_secs(10);
+/// The longest pause between two acquisitions of a lost lease.
+const REACQUIRE_MAX_PAUSE: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for DhcpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,8 +107,16 @@ impl DhcpClient {
             kernel,
             tick: Duration::from_secs(1),
             wait: Duration::from_secs(3),
+            reacquire_after: Duration::from_secs(5),
             events: None,
         }
+    }
+
+    /// How long after a lease is lost the keeper asks for a new one (default 5 s; later
+    /// attempts back off to a minute).
+    pub fn reacquire_after(mut self, pause: Duration) -> Self {
+        self.reacquire_after = pause.max(self.tick);
+        self
     }
 
     /// Where to report renewals and lost leases.
@@ -123,6 +151,7 @@ impl DhcpClient {
     async fn pass(&self, pacing: &mut Pacing) -> Result<()> {
         let now = SystemTime::now();
         let mut due = Vec::new();
+        let mut lost = Vec::new();
         let mut recorded = std::collections::HashSet::new();
         for net in self.state.networks()? {
             if net.ipam_driver != IpamDriver::Dhcp || net.removing {
@@ -134,6 +163,16 @@ impl DhcpClient {
                 };
                 let key = (a.network.clone(), a.container.clone(), lease.obtained);
                 recorded.insert(key.clone());
+                if lease.expired && !self.state.is_detaching(&a.network, &a.container) {
+                    match pacing.get(&key) {
+                        None => {
+                            pacing.insert(key, now + self.reacquire_after);
+                        }
+                        Some(t) if now >= *t => lost.push((key, a, lease, net.clone())),
+                        Some(_) => {}
+                    }
+                    continue;
+                }
                 if lease.expired
                     || lease.infinite()
                     || now < lease.renew_at()
@@ -152,6 +191,26 @@ impl DhcpClient {
                 .map(|(_, a, lease)| self.renew_one(a, lease, now)),
         )
         .await;
+        let found = futures::future::join_all(
+            lost.iter()
+                .map(|(_, a, lease, net)| self.reacquire_one(a, lease, net)),
+        )
+        .await;
+        for ((key, a, _, _), got) in lost.into_iter().zip(found) {
+            match got {
+                Ok(true) => {
+                    pacing.remove(&key);
+                }
+                Ok(false) => {
+                    let next = (self.reacquire_after * 2).min(REACQUIRE_MAX_PAUSE);
+                    pacing.insert(key, SystemTime::now() + next);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "berth::dhcp", network = %a.network, container = %a.container, error = %e, "seeking a new lease");
+                    pacing.insert(key, now + REACQUIRE_MAX_PAUSE);
+                }
+            }
+        }
         for ((key, a, lease), outcome) in due.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Renewed | Outcome::Skip => {
@@ -315,6 +374,11 @@ impl DhcpClient {
                 {
                     return Err(e);
                 }
+                // Without an address or route, loose reverse-path filtering would drop the
+                // servers' answers when the keeper seeks a new lease: off until it has one.
+                // (A zero cannot go in a link request's device settings: the sysctl.)
+                nl.write_sysctl(&format!("net/ipv4/conf/{}/rp_filter", a.ifname), "0")
+                    .await?;
             }
         }
         cur.ipv4 = None;
@@ -331,6 +395,132 @@ impl DhcpClient {
             reason: reason.into(),
         });
         Ok(())
+    }
+
+    /// Seeks a new lease for an endpoint whose lease was lost: `Ok(true)` when one was granted
+    /// and put in place, `Ok(false)` when no server answered (try again later).
+    async fn reacquire_one(
+        &self,
+        a: &Attachment,
+        old: &DhcpLease,
+        net: &crate::network::NetworkInfo,
+    ) -> Result<bool> {
+        let (Some(path), Some(mac), Some(client_id)) =
+            (&a.netns, a.mac, parse_hex_colons(&old.client_id))
+        else {
+            return Ok(false);
+        };
+        let Ok(ns) = Netns::from_path(path) else {
+            return Ok(false);
+        };
+        // The container's addresses on its other networks are declined.
+        let taken: Vec<IpAddr> = self
+            .state
+            .attachments_of(&a.container)?
+            .iter()
+            .filter(|o| o.network != a.network)
+            .filter_map(Attachment::ip)
+            .collect();
+        let transport = UdpTransport::open(&ns, &a.ifname).await?;
+        let params = ClientParams {
+            mac,
+            client_id: client_id.clone(),
+            hostname: old.hostname.clone(),
+        };
+        tracing::debug!(target: "berth::dhcp", network = %a.network, container = %a.container, "seeking a new lease");
+        let offer = match client::acquire(
+            &transport,
+            &params,
+            REACQUIRE_WAIT,
+            Schedule::default(),
+            |o| !taken.contains(&IpAddr::V4(o.address.addr())),
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(Failure::Io(e)) => {
+                return Err(crate::error::Error::netlink("DHCP exchange", &a.ifname, e));
+            }
+            Err(_) => return Ok(false),
+        };
+        let _lock = self.state.lock().await?;
+        let Some(mut cur) = self.state.endpoint(&a.network, &a.container)? else {
+            return Ok(false);
+        };
+        if cur.dhcp.as_ref() != Some(old) || self.state.is_detaching(&a.network, &a.container) {
+            return Ok(false);
+        }
+        let lease = DhcpLease {
+            address: offer.address,
+            router: offer.router,
+            dns: offer.dns.clone(),
+            server: offer.server,
+            obtained: super::now_secs(),
+            lease_secs: offer.lease_secs,
+            t1_secs: offer.t1_secs,
+            t2_secs: offer.t2_secs,
+            expired: false,
+            ..old.clone()
+        };
+        let gateway = offer
+            .router
+            .filter(|_| !net.internal && !net.no_default_route);
+        let nl = self.kernel.open(&ns).await?;
+        let Some(link) = nl.link_by_name(&a.ifname).await? else {
+            return Ok(false);
+        };
+        let r = nl
+            .address()
+            .add(
+                link.index,
+                &a.ifname,
+                IpAddr::V4(offer.address.addr()),
+                offer.address.prefix_len(),
+            )
+            .await;
+        if let Err(e) = r
+            && e.errno() != Some(libc::EEXIST)
+        {
+            return Err(e);
+        }
+        nl.link()
+            .set(link.index, &a.ifname)
+            .rp_filter(RpFilter::Loose)
+            .apply()
+            .await?;
+        // The default route, unless another network of the container holds it now.
+        if let Some(gw) = gateway {
+            let has_default = nl
+                .route()
+                .list()
+                .await?
+                .iter()
+                .any(|r| r.prefix_len == 0 && r.family == crate::netlink::Family::V4);
+            if !has_default {
+                let r = nl
+                    .route()
+                    .default_via(IpAddr::V4(gw))
+                    .dev(link.index)
+                    .add()
+                    .await;
+                if let Err(e) = r
+                    && e.errno() != Some(libc::EEXIST)
+                {
+                    return Err(e);
+                }
+            }
+        }
+        cur.ipv4 = Some(offer.address);
+        cur.gateway = gateway;
+        cur.dhcp = Some(lease.clone());
+        self.state.put_endpoint(&cur)?;
+        tracing::info!(target: "berth::dhcp", network = %a.network, container = %a.container, address = %lease.address, server = %lease.server, "new lease after a lost one");
+        self.report(DhcpEvent::Acquired {
+            network: a.network.clone(),
+            container: a.container.clone(),
+            lease,
+        });
+        Ok(true)
     }
 
     fn report(&self, e: DhcpEvent) {
