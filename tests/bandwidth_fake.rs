@@ -7,55 +7,16 @@
 //! to fake namespaces; where unprivileged user namespaces are not allowed the tests print
 //! `SKIPPED: …` and pass.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use berth::bandwidth::{Bandwidth, RateLimit};
 use berth::netlink::fake::{Call, FakeNet};
 use berth::netlink::tc::{QdiscKind, QdiscParent, TcCall};
 use berth::{Endpoint, Error, Host, Netns, Network, NoFirewall, link_marks};
 
-#[derive(Default)]
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_netns(children: &mut Children) -> Result<Netns, String> {
-    let own = Netns::current().map_err(|e| format!("own netns: {e}"))?;
-    let mut child = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "sleep", "600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run unshare: {e}"))?;
-    let path = format!("/proc/{}/ns/net", child.id());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("unshare {status}"));
-        }
-        if let Ok(ns) = Netns::from_path(&path)
-            && !ns.same_as(&own)
-        {
-            children.0.push(child);
-            return Ok(ns);
-        }
-        if Instant::now() > deadline {
-            children.0.push(child);
-            return Err("unshare did not make a netns within 5 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+#[path = "common/unshared.rs"]
+mod unshared;
+use unshared::{Children, spawn_netns};
 
 struct Rig {
     fake: FakeNet,

@@ -10,10 +10,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use berth::netlink::fake::{Call, FakeNet, Recorded};
 use berth::netlink::kernel::{LinkChange, LinkRequest, LinkState, SetLink};
@@ -23,54 +21,9 @@ use berth::{Endpoint, Error, Host, Netns, Network, NoFirewall, Step, link_marks}
 // ---------------------------------------------------------------------------------------------
 // Namespaces, a Host over the fake, snapshots.
 
-/// Child processes, each holding a new network namespace; killed (by pid) and reaped on drop,
-/// also when a test panics.
-#[derive(Default)]
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A new network namespace held by a child process (added to `children`).
-fn spawn_netns(children: &mut Children) -> Result<Netns, String> {
-    let own = Netns::current().map_err(|e| format!("own netns: {e}"))?;
-    let mut child = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "sleep", "600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run unshare: {e}"))?;
-    let path = format!("/proc/{}/ns/net", child.id());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return Err(format!("unshare {status}: {}", err.trim()));
-        }
-        // Until unshare has run, the child is still in our netns.
-        if let Ok(ns) = Netns::from_path(&path)
-            && !ns.same_as(&own)
-        {
-            children.0.push(child);
-            return Ok(ns);
-        }
-        if Instant::now() > deadline {
-            children.0.push(child);
-            return Err("unshare did not make a netns within 5 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+#[path = "common/unshared.rs"]
+mod unshared;
+use unshared::{Children, spawn_netns};
 
 /// Which steps ran (`seen`), and which to make fail (`fail`).
 #[derive(Debug, Default)]

@@ -4,53 +4,15 @@
 //! distinct netns handles held by `unshare --user --net` children (killed by pid at the end),
 //! with nothing configured in them (as in `tests/host_sequencing.rs`).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use berth::netlink::fake::{Call, FakeNet};
 use berth::netlink::{Netlink, PortVlan, VlanOp};
 use berth::{Endpoint, Error, Host, Netns, Network, NoFirewall, Step};
 
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_netns(children: &mut Children) -> Option<Netns> {
-    let own = Netns::current().ok()?;
-    let mut child = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "sleep", "600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let path = format!("/proc/{}/ns/net", child.id());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return None;
-        }
-        if let Ok(ns) = Netns::from_path(&path)
-            && !ns.same_as(&own)
-        {
-            children.0.push(child);
-            return Some(ns);
-        }
-        if Instant::now() > deadline {
-            children.0.push(child);
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+#[path = "common/unshared.rs"]
+mod unshared;
+use unshared::{Children, spawn_netns};
 
 struct Rig {
     fake: FakeNet,
@@ -69,13 +31,13 @@ impl Drop for Rig {
 }
 
 async fn rig(test: &str) -> Option<Rig> {
-    let mut children = Children(Vec::new());
+    let mut children = Children::default();
     let mut ns = Vec::new();
     for _ in 0..4 {
         match spawn_netns(&mut children) {
-            Some(n) => ns.push(n),
-            None => {
-                println!("SKIPPED: {test}: no unprivileged network namespace here");
+            Ok(n) => ns.push(n),
+            Err(e) => {
+                println!("SKIPPED: {test}: no unprivileged network namespace here ({e})");
                 return None;
             }
         }
