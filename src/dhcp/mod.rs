@@ -31,8 +31,10 @@
 //!   [`crate::Host::dhcp_client`]): every DHCP endpoint recorded in the host's state dir is
 //!   renewed — REQUEST unicast to the server from T1, broadcast from T2 — and the record's lease
 //!   is updated on ACK; at expiry (or on a NAK) the address and default route are removed from
-//!   the container and the endpoint is reported ([`DhcpEvent`]). It reads the state dir, so it
-//!   follows attaches and detaches made by any process.
+//!   the container and the endpoint is reported ([`DhcpEvent`]), then a new lease is sought as a
+//!   client in INIT does (DISCOVER again, reverse-path filtering off on the bare interface so the
+//!   servers' broadcasts get in) and put in place ([`DhcpEvent::Acquired`]). It reads the state
+//!   dir, so it follows attaches and detaches made by any process.
 //! * **Detach**: DHCPRELEASE to the recorded server from whichever process detaches, before the
 //!   interface goes.
 //!
