@@ -392,6 +392,42 @@ async fn lease_traffic_renewal_release_and_server_gone() {
     host.detach("lan", "c4").await.unwrap();
     assert_eq!(link_names(&c4).await, ["lo"]);
 
+    // Two attaches of one container to the network at once (two interface names): the host is
+    // not held while each waits for its lease, so both may get one; exactly one is recorded,
+    // the other fails by name, releases its lease and leaves no interface.
+    let c6 = sb.netns("c6").await.unwrap();
+    let (r0, r1) = tokio::join!(
+        host.attach("lan", Endpoint::new("c6", c6.clone())),
+        host.attach("lan", Endpoint::new("c6", c6.clone()).ifname("eth1")),
+    );
+    let (won, lost) = match (r0, r1) {
+        (Ok(a), Err(e)) | (Err(e), Ok(a)) => (a, e),
+        other => panic!("exactly one attach of c6 must win: {other:?}"),
+    };
+    assert!(matches!(lost, Error::EndpointExists { .. }), "{lost:?}");
+    // Both asked as the same client (one client id per container and network): the loser's
+    // rollback must not have released the winner's lease.
+    let won_ip = won.ipv4.expect("leased").addr();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server.lease(won_ip).is_some(),
+        "the winner's lease is still granted: {}",
+        server.log()
+    );
+    let mut names = link_names(&c6).await;
+    names.sort();
+    let mut want = vec!["lo".to_string(), won.ifname.clone()];
+    want.sort();
+    assert_eq!(names, want);
+    let recorded = host.endpoints("lan").await.unwrap();
+    assert_eq!(
+        recorded.iter().filter(|a| a.container == "c6").count(),
+        1,
+        "one record"
+    );
+    host.detach("lan", "c6").await.unwrap();
+    assert_eq!(link_names(&c6).await, ["lo"]);
+
     // A failure after the lease (injected after the records): rolled back, the lease released.
     let (faulty, fail_at) = faulty_host(&sb).await;
     *fail_at.lock().unwrap() = Some(berth::Step::PersistEndpoint);
@@ -415,14 +451,39 @@ async fn lease_traffic_renewal_release_and_server_gone() {
     assert_eq!(link_names(&c3).await, ["lo"]);
     assert!(host.endpoints("lan").await.unwrap().is_empty());
 
-    // The server gone: the attach fails after the bounded wait, typed, making nothing.
+    // The server gone: the attach fails after the bounded wait, typed, making nothing. It does
+    // not hold the host meanwhile: an attach to another network, begun while it waits, is
+    // done before it gives up.
     server.stop();
+    host.create_network(Network::bridge("side").subnet("10.77.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let c5 = sb.netns("c5").await.unwrap();
     let c2 = sb.netns("c2").await.unwrap();
     let start = Instant::now();
-    let err = host
-        .attach("lan", Endpoint::new("c2", c2.clone()))
-        .await
-        .unwrap_err();
+    let waiting = async {
+        let r = host.attach("lan", Endpoint::new("c2", c2.clone())).await;
+        (r, Instant::now())
+    };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let a = host.attach("side", Endpoint::new("c5", c5.clone())).await;
+        (a, Instant::now())
+    };
+    let ((err, lan_done), (side, side_done)) = tokio::join!(waiting, meanwhile);
+    let err = err.unwrap_err();
+    side.expect("the attach to another network");
+    assert!(
+        side_done < lan_done,
+        "the other attach finished while the DHCP one still waited for its server"
+    );
+    println!(
+        "another attach done {:?} after the DHCP attach began, which gave up after {:?}",
+        side_done - start,
+        lan_done - start
+    );
+    host.detach("side", "c5").await.unwrap();
+    host.delete_network("side").await.unwrap();
     println!("server gone after {:?}: {err}", start.elapsed());
     assert!(
         matches!(&err, Error::DhcpTimeout { network, container, .. } if network == "lan" && container == "c2"),

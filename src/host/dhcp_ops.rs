@@ -63,6 +63,15 @@ impl Host {
     /// The lease of a new endpoint on a DHCP network, configured on its interface (made by the
     /// driver, up, without address): the attachment record with the address, gateway and
     /// lease in it. Journaled: a later failure releases the lease.
+    ///
+    /// The host's state `lock` is let go while the server is waited for (seconds when it pings
+    /// an address before offering it, up to the DHCP timeout when it is gone), so other
+    /// attaches, detaches and gc of the host go on meanwhile. Taken again, it is checked that
+    /// the network is still the same and not being removed, and that no other attach of this
+    /// container to it was recorded in between; the container's other attachments are read
+    /// afresh for the default-route election. Nothing of this attach is recorded before then:
+    /// its interface lives in the container netns, where no other operation looks.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn dhcp_lease(
         &self,
         net: &NetworkInfo,
@@ -71,6 +80,7 @@ impl Host {
         mut att: Attachment,
         others: &[Attachment],
         journal: &mut Journal,
+        lock: &mut Option<crate::state::StateLock>,
     ) -> Result<Attachment> {
         let hostname = self
             .state
@@ -101,15 +111,17 @@ impl Host {
         // An address the container has on another network is declined.
         let taken: Vec<IpAddr> = others.iter().filter_map(Attachment::ip).collect();
         let timeout = self.dhcp_timeout;
-        let offer = dhcp::acquire(
+        drop(lock.take());
+        let got = dhcp::acquire(
             &transport,
             &params,
             timeout,
             dhcp::Schedule::default(),
             |o| !taken.contains(&IpAddr::V4(o.address.addr())),
         )
-        .await
-        .map_err(|f| match f {
+        .await;
+        *lock = Some(self.state.lock().await?);
+        let offer = got.map_err(|f| match f {
             Failure::Timeout { waiting_for } => Error::DhcpTimeout {
                 network: net.name.clone(),
                 container: ep.container.clone(),
@@ -136,12 +148,40 @@ impl Host {
             expired: false,
         };
         att.ipv4 = Some(lease.address);
+        att.dhcp = Some(lease.clone());
+        // What may have changed while the lock was let go: another attach of this container
+        // to the network recorded meanwhile is the same DHCP client (same client id) and may
+        // hold this very lease, which must then not be released.
+        let existing = self.state.endpoint(&net.name, &ep.container)?;
+        let theirs = existing
+            .as_ref()
+            .and_then(|e| e.dhcp.as_ref())
+            .is_some_and(|l| l.address.addr() == offer.address.addr());
+        if !theirs {
+            // Granted: journaled at once, so whatever fails from here on releases it.
+            journal.push(Undo::DhcpLease(Box::new(att.clone())));
+        }
+        if !self
+            .state
+            .network(&net.name)?
+            .is_some_and(|n| n.id == net.id && !n.removing)
+        {
+            return Err(Error::NetworkNotFound {
+                name: net.name.clone(),
+            });
+        }
+        if existing.is_some() {
+            return Err(Error::EndpointExists {
+                network: net.name.clone(),
+                container: ep.container.clone(),
+            });
+        }
+        let others = &self.attachments_of(&ep.container)?;
+        att.ipv4 = Some(lease.address);
         att.gateway = lease
             .router
             .filter(|_| !net.internal && !net.no_default_route);
         att.routes = net.routes.iter().chain(&ep.routes).copied().collect();
-        att.dhcp = Some(lease);
-        journal.push(Undo::DhcpLease(Box::new(att.clone())));
         let cfg = InterfaceConfig {
             ipv4: att.ipv4,
             ipv6: None,

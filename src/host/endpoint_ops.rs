@@ -59,7 +59,9 @@ impl Host {
         super::policy_ops::check_reachable(&ep)?;
         let container_nl = self.check_container_netns(&ep.netns).await?;
         self.ensure_predefined(network).await?;
-        let _lock = self.state.lock().await?;
+        // Held for the whole attach, except while a DHCP server is waited for (see
+        // `dhcp_lease`): that wait must not stall every other operation of the host.
+        let mut lock = Some(self.state.lock().await?);
         let net = match self.state.network(network)?.filter(|n| !n.removing) {
             Some(n) => self.current_cluster_network(n).await?,
             None => self.import_cluster_network(network).await?,
@@ -129,8 +131,21 @@ impl Host {
 
         let mut journal = Journal::default();
         let r = self
-            .attach_steps(&net, &ep, &container_nl, ports, &others, &mut journal)
+            .attach_steps(
+                &net,
+                &ep,
+                &container_nl,
+                ports,
+                &others,
+                &mut journal,
+                &mut lock,
+            )
             .await;
+        if lock.is_none() {
+            // Lost while re-taking it after a DHCP wait: the rollback runs under it anyway.
+            lock = Some(self.state.lock().await?);
+        }
+        let _lock = lock;
         match r {
             Ok(att) => {
                 // The election is settled unless the new attachment lost a family it has a
@@ -149,6 +164,7 @@ impl Host {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attach_steps(
         &self,
         net: &NetworkInfo,
@@ -157,6 +173,7 @@ impl Host {
         ports: Vec<PortMapping>,
         others: &[Attachment],
         journal: &mut Journal,
+        lock: &mut Option<crate::state::StateLock>,
     ) -> Result<Attachment> {
         let driver = driver_for(&net.driver);
         let (mut ipv4, mut ipv6) = (None, None);
@@ -308,7 +325,7 @@ impl Host {
         self.attach_bandwidth(&att, journal).await?;
         let att = match net.ipam_driver {
             crate::dhcp::IpamDriver::Dhcp => {
-                self.dhcp_lease(net, ep, container_nl, att, others, journal)
+                self.dhcp_lease(net, ep, container_nl, att, others, journal, lock)
                     .await?
             }
             crate::dhcp::IpamDriver::Default => att,
