@@ -56,6 +56,28 @@ impl World {
         (ns, a)
     }
 
+    /// berth-cni's configuration as a member of a conflist (the list gives version and name).
+    fn list_member(&self) -> Value {
+        let mut c = self.conf("1.0.0");
+        let o = c.as_object_mut().unwrap();
+        o.remove("cniVersion");
+        o.remove("name");
+        c
+    }
+
+    /// CHECK and DEL of the whole list succeed, and nothing of the attachment is left (no ifb
+    /// either).
+    fn check_del_and_gone(&self, list: &ConfList, a: &Args, r: &Value) {
+        for o in list.check(self.host(), a, r) {
+            assert_eq!(o.rc, 0, "CHECK: {}", o.raw);
+        }
+        for o in list.del(self.host(), a, Some(r)) {
+            assert_eq!(o.rc, 0, "DEL: {}", o.raw);
+        }
+        self.assert_gone(&a.id, r);
+        assert!(in_ns(self.host(), &["ip", "-o", "link", "show", "type", "ifb"]).is_empty());
+    }
+
     fn run(&self, cmd: &str, a: &Args, conf: &Value) -> libcni::Outcome {
         exec(&berth_cni(), self.host(), cmd, a, conf)
     }
@@ -458,9 +480,7 @@ async fn chained_with_meta_plugins() {
     }
     let mut w = World::new("cni-chain").await;
     let (ns, a) = w.container("c1").await;
-    let mut berth = w.conf("1.0.0");
-    berth.as_object_mut().unwrap().remove("cniVersion");
-    berth.as_object_mut().unwrap().remove("name");
+    let berth = w.list_member();
     let list = ConfList::new(
         "1.0.0",
         "berthnet",
@@ -490,14 +510,7 @@ async fn chained_with_meta_plugins() {
     tcp_probe(&ns, bind, w.sb.host(), SocketAddr::new(addr_only(&r), 80))
         .await
         .expect("traffic through the chain");
-    for o in list.check(w.host(), &a, &r) {
-        assert_eq!(o.rc, 0, "CHECK: {}", o.raw);
-    }
-    for o in list.del(w.host(), &a, Some(&r)) {
-        assert_eq!(o.rc, 0, "DEL: {}", o.raw);
-    }
-    w.assert_gone(&a.id, &r);
-    assert!(in_ns(w.host(), &["ip", "-o", "link", "show", "type", "ifb"]).is_empty());
+    w.check_del_and_gone(&list, &a, &r);
     // After another plugin: its result comes first.
     let (_ns2, b) = w.container("c2").await;
     let mut conf = w.conf("1.0.0");
@@ -527,9 +540,7 @@ async fn bandwidth_capability_shapes_both_directions() {
     }
     let mut w = World::new("cni-bw").await;
     let (ns, a) = w.container("c1").await;
-    let mut berth = w.conf("1.0.0");
-    berth.as_object_mut().unwrap().remove("cniVersion");
-    berth.as_object_mut().unwrap().remove("name");
+    let mut berth = w.list_member();
     berth["capabilities"] = json!({"bandwidth": true});
     let mut list = ConfList::new("1.0.0", "berthnet", vec![berth]);
     // 8 Mbit/s in, 4 Mbit/s out; bursts in bits, as the CNI convention has them.
@@ -557,14 +568,7 @@ async fn bandwidth_capability_shapes_both_directions() {
     tcp_probe(&ns, bind, w.sb.host(), SocketAddr::new(addr_only(&r), 80))
         .await
         .expect("traffic through the shaped endpoint");
-    for o in list.check(w.host(), &a, &r) {
-        assert_eq!(o.rc, 0, "CHECK: {}", o.raw);
-    }
-    for o in list.del(w.host(), &a, Some(&r)) {
-        assert_eq!(o.rc, 0, "DEL: {}", o.raw);
-    }
-    w.assert_gone(&a.id, &r);
-    assert!(in_ns(w.host(), &["ip", "-o", "link", "show", "type", "ifb"]).is_empty());
+    w.check_del_and_gone(&list, &a, &r);
     // A burst of 64 bits cannot hold a frame: refused by name, nothing made.
     let (_ns2, b) = w.container("c2").await;
     let links_before = in_ns(w.host(), &["ip", "-o", "link", "show"]);
