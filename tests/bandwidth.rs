@@ -106,20 +106,39 @@ async fn throughput(
     bits
 }
 
-/// Asserts a measured goodput is within ±15 % of what `rate_bits` allows.
-fn assert_rate(what: &str, measured: f64, rate_bits: u64) {
+/// Measures `rx` receiving from `tx` on TCP port `port` of `rx_ip` and asserts the goodput is
+/// within ±15 % of what `rate_bits` allows.
+///
+/// Above the band on any attempt fails at once: a limiter never lets more through, however
+/// loaded the machine is. Below it is retried (up to [`ATTEMPTS`] transfers, each on its own
+/// port): a receiver or sender starved of CPU by whatever else runs on the machine measures
+/// low through no fault of the limiter, so one transfer inside the band is the proof.
+async fn assert_rate(what: &str, rx: &Netns, tx: &Netns, rx_ip: &str, port: u16, rate_bits: u64) {
     let expected = rate_bits as f64 * GOODPUT;
-    let ratio = measured / expected;
-    println!(
-        "{what}: {:.2} Mbit/s measured, {:.2} Mbit/s expected (limit {:.2} Mbit/s): {:+.1} %",
-        measured / 1e6,
-        expected / 1e6,
-        rate_bits as f64 / 1e6,
-        (ratio - 1.0) * 100.0
-    );
-    assert!(
-        (0.85..=1.15).contains(&ratio),
-        "{what}: {measured:.0} bit/s is not within 15 % of {expected:.0}"
+    let mut seen = Vec::new();
+    for attempt in 0..ATTEMPTS {
+        let addr = sa(&format!("{rx_ip}:{}", port + 100 * attempt));
+        let measured = throughput(rx, tx, addr, WARMUP, SPAN).await;
+        let ratio = measured / expected;
+        println!(
+            "{what}: {:.2} Mbit/s measured, {:.2} Mbit/s expected (limit {:.2} Mbit/s): {:+.1} %",
+            measured / 1e6,
+            expected / 1e6,
+            rate_bits as f64 / 1e6,
+            (ratio - 1.0) * 100.0
+        );
+        assert!(
+            ratio <= 1.15,
+            "{what}: {measured:.0} bit/s is more than 15 % above {expected:.0}: the limit does not hold"
+        );
+        if ratio >= 0.85 {
+            return;
+        }
+        seen.push(format!("{:.0}", measured));
+    }
+    panic!(
+        "{what}: no transfer within 15 % of {expected:.0} bit/s in {ATTEMPTS} attempts: {}",
+        seen.join(", ")
     );
 }
 
@@ -168,6 +187,8 @@ fn limits(ingress_mbit: u64, egress_mbit: u64) -> Bandwidth {
 
 const WARMUP: Duration = Duration::from_millis(600);
 const SPAN: Duration = Duration::from_millis(2400);
+/// Transfers [`assert_rate`] makes before it calls a measurement below the band a failure.
+const ATTEMPTS: u16 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_each_way_change_in_place_and_leave_nothing_after_detach() {
@@ -196,10 +217,24 @@ async fn limits_hold_each_way_change_in_place_and_leave_nothing_after_detach() {
     let at = |ip: &str, port: u16| sa(&format!("{ip}:{port}"));
 
     // Attached with 10 mbit each way: c1 receives (from c2) and sends (to c2) at the rate.
-    let got = throughput(&c1, &c2, at(c1_ip, 5001), WARMUP, SPAN).await;
-    assert_rate("ingress 10mbit (c2 -> c1)", got, 10_000_000);
-    let got = throughput(&c2, &c1, at(c2_ip, 5002), WARMUP, SPAN).await;
-    assert_rate("egress 10mbit (c1 -> c2)", got, 10_000_000);
+    assert_rate(
+        "ingress 10mbit (c2 -> c1)",
+        &c1,
+        &c2,
+        c1_ip,
+        5001,
+        10_000_000,
+    )
+    .await;
+    assert_rate(
+        "egress 10mbit (c1 -> c2)",
+        &c2,
+        &c1,
+        c2_ip,
+        5002,
+        10_000_000,
+    )
+    .await;
 
     // Changed in place: 20 mbit in, 8 mbit out.
     let a1 = host
@@ -209,10 +244,24 @@ async fn limits_hold_each_way_change_in_place_and_leave_nothing_after_detach() {
     assert_eq!(a1.bandwidth, Some(limits(20, 8)));
     assert_eq!(a1.ifb.as_deref(), Some(ifb.as_str()));
     assert_eq!(host.check("bw", "c1").await.unwrap(), Vec::<String>::new());
-    let got = throughput(&c1, &c2, at(c1_ip, 5003), WARMUP, SPAN).await;
-    assert_rate("ingress 20mbit after set_bandwidth", got, 20_000_000);
-    let got = throughput(&c2, &c1, at(c2_ip, 5004), WARMUP, SPAN).await;
-    assert_rate("egress 8mbit after set_bandwidth", got, 8_000_000);
+    assert_rate(
+        "ingress 20mbit after set_bandwidth",
+        &c1,
+        &c2,
+        c1_ip,
+        5003,
+        20_000_000,
+    )
+    .await;
+    assert_rate(
+        "egress 8mbit after set_bandwidth",
+        &c2,
+        &c1,
+        c2_ip,
+        5004,
+        8_000_000,
+    )
+    .await;
 
     // A refused value changes nothing.
     let bad = Bandwidth {
