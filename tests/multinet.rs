@@ -196,10 +196,22 @@ async fn a_bridge_the_admin_made_is_used_and_left_in_place() {
         sa("192.168.5.1:7001"),
     )
     .await;
+    // The admin's own port on the bridge (an unmarked veth, as the admin's NIC would be) is
+    // not berth's: gc keeps it, beside the live endpoints.
+    ip(
+        &h,
+        &[
+            "link", "add", "adm0", "type", "veth", "peer", "name", "adm1",
+        ],
+    );
+    ip(&h, &["link", "set", "adm0", "master", "bridge0"]);
+    let report = host.gc(&["c1", "c2"]).await.unwrap();
+    assert_eq!(report.links_removed, Vec::<String>::new());
+    assert!(link_names(sb.host()).await.contains(&"adm0".to_string()));
     host.detach(&n, "c1").await.unwrap();
     host.detach(&n, "c2").await.unwrap();
     host.delete_network(&n).await.unwrap();
-    // The bridge and its address stay; nothing berth added remains.
+    // The bridge, its address and the admin's port stay; nothing berth added remains.
     let show = ip(&h, &["addr", "show", "dev", "bridge0"]);
     assert!(show.contains("192.168.5.1/24"), "{show}");
     assert!(
@@ -208,6 +220,8 @@ async fn a_bridge_the_admin_made_is_used_and_left_in_place() {
             .iter()
             .any(|l| l.starts_with("veth"))
     );
+    assert!(ip(&h, &["link", "show", "adm0"]).contains("master bridge0"));
+    ip(&h, &["link", "del", "adm0"]);
     assert!(!chain_names(&sb).iter().any(|c| c.starts_with("nw-")));
     assert_eq!(map_len(&sb, "fwd_from"), 0);
     let _ = before_rules;

@@ -381,8 +381,10 @@ impl Host {
     }
 
     /// Removes every link of the host netns marked as berth's that no live network or endpoint
-    /// keeps, and unmarked veths on berth's bridges that no endpoint recorded (made by earlier
-    /// versions, which did not mark ports).
+    /// keeps, and unmarked ports of the bridges berth made that no endpoint recorded (veths
+    /// made by earlier versions, which did not mark ports). An admin's bridge that a network
+    /// adopted is not berth's: its unmarked ports (the admin's NIC, the admin's own veths) are
+    /// never touched.
     async fn sweep_links(
         &self,
         networks: &[NetworkInfo],
@@ -395,6 +397,7 @@ impl Host {
         }
         let bridges: Vec<String> = networks
             .iter()
+            .filter(|n| n.adopted.is_none())
             .filter_map(|n| driver_for(&n.driver).endpoint_ports_of(n))
             .collect();
         let links = self.nl.links().await?;
