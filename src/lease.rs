@@ -16,8 +16,9 @@ pub enum IpamDriver {
     /// berth's own IPAM: a subnet from the pools (or `--subnet`), addresses allocated from it.
     #[default]
     Default,
-    /// The LAN's DHCP server (macvlan networks with a parent link): no subnet of berth's; each
-    /// endpoint leases its address, prefix, gateway and nameservers (see [`crate::dhcp`]).
+    /// The LAN's DHCP server (macvlan networks with a parent link, bridge networks on the
+    /// LAN): no subnet of berth's; each endpoint leases its address, prefix, gateway and
+    /// nameservers (see [`crate::dhcp`]).
     Dhcp,
 }
 

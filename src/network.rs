@@ -347,10 +347,31 @@ impl NetworkSpec<MacvlanOptions> {
 impl NetworkSpec<MacvlanOptions> {
     /// Endpoint addresses from the LAN's DHCP server (`--ipam-driver dhcp`, see
     /// [`crate::dhcp`]): the network needs a parent link and takes no subnet, gateway,
-    /// ip-range, aux address, IPv6 or host shim. Only macvlan networks have it:
+    /// ip-range, aux address, IPv6 or host shim. Macvlan and bridge networks (on the LAN)
+    /// have it; others do not:
     ///
     /// ```compile_fail
-    /// let spec = berth::Network::bridge("lan").dhcp();
+    /// let spec = berth::Network::ipvlan("lan").dhcp();
+    /// ```
+    pub fn dhcp(mut self) -> Self {
+        self.ipam_driver = crate::lease::IpamDriver::Dhcp;
+        self
+    }
+}
+
+/// DHCP on bridge networks (pipework's `pipework br0 C dhcp`).
+impl NetworkSpec<BridgeOptions> {
+    /// Endpoint addresses from the LAN's DHCP server (`--ipam-driver dhcp`, see
+    /// [`crate::dhcp`]), for a bridge on the LAN: an admin's bridge that holds the LAN's NIC
+    /// (`-o com.docker.network.bridge.name=br0`, the bridge existing), or a bridge berth
+    /// makes with the NIC as its trunk ([`NetworkSpec::trunk`], `-o parent=IF`). The containers are then hosts of the LAN: no subnet, gateway address,
+    /// NAT, published ports or embedded resolver of berth's (the lease's router and
+    /// nameservers serve them); no IPv6 and no anti-spoofing (the guard needs each address
+    /// before the container sends, a lease comes after).
+    ///
+    /// ```
+    /// let spec = berth::Network::bridge("lan").trunk("eth0").dhcp();
+    /// assert!(spec.validate().is_ok());
     /// ```
     pub fn dhcp(mut self) -> Self {
         self.ipam_driver = crate::lease::IpamDriver::Dhcp;
@@ -405,7 +426,8 @@ impl NetworkSpec<OverlayOptions> {
 impl NetworkSpec {
     /// The IPAM driver (Docker's `--ipam-driver`), for a spec built from strings
     /// ([`Network::with_options`]): checked by [`NetworkSpec::validate`] (only macvlan
-    /// networks with a parent take [`crate::IpamDriver::Dhcp`]).
+    /// networks with a parent and bridge networks on the LAN take
+    /// [`crate::IpamDriver::Dhcp`]).
     pub fn ipam_driver(mut self, driver: crate::lease::IpamDriver) -> Self {
         self.ipam_driver = driver;
         self
@@ -444,23 +466,55 @@ impl NetworkSpec {
         v
     }
 
-    /// A DHCP network: macvlan with a parent, nothing of berth's IPAM.
+    /// A DHCP network: macvlan with a parent, or a bridge on the LAN (an admin's, named, or
+    /// one with a trunk); nothing of berth's IPAM.
     fn check_dhcp(&self) -> Result<()> {
         let refuse = |reason| Error::InvalidValue {
             what: "ipam driver",
             value: "dhcp".into(),
             reason,
         };
-        let DriverOptions::Macvlan(o) = &self.driver else {
-            return Err(Error::DriverUnsupported {
-                driver: self.driver.kind().name(),
-                what: "the dhcp IPAM driver (macvlan networks only)",
-            });
-        };
-        if o.parent == crate::options::Parent::Dummy {
-            return Err(refuse(
-                "needs a parent link on the LAN (-o parent=…): a macvlan network without one has no DHCP server",
-            ));
+        match &self.driver {
+            DriverOptions::Macvlan(o) => {
+                if o.parent == crate::options::Parent::Dummy {
+                    return Err(refuse(
+                        "needs a parent link on the LAN (-o parent=…): a macvlan network without one has no DHCP server",
+                    ));
+                }
+                if o.host_shim.is_some() {
+                    return Err(refuse(
+                        "takes no host shim (its address would be berth's, not the server's)",
+                    ));
+                }
+            }
+            DriverOptions::Bridge(o) => {
+                if o.bridge_name.is_none() && o.parent.is_none() {
+                    return Err(refuse(
+                        "needs a bridge on the LAN: an admin's bridge holding the LAN's NIC (-o com.docker.network.bridge.name=BR) or a trunk (-o parent=IF)",
+                    ));
+                }
+                if o.anti_spoofing {
+                    return Err(refuse(
+                        "takes no anti-spoofing: the guard needs each container's address before it sends, a lease comes after",
+                    ));
+                }
+                if !o.icc {
+                    return Err(refuse(
+                        "takes no enable_icc=false: berth has no firewall rules on a bridge of the LAN",
+                    ));
+                }
+                if o.outbound_ipv4.is_some() || o.host_binding_ipv4.is_some() {
+                    return Err(refuse(
+                        "takes no host_ipv4 or host_binding_ipv4: its containers are hosts of the LAN, neither NATed nor published",
+                    ));
+                }
+            }
+            other => {
+                return Err(Error::DriverUnsupported {
+                    driver: other.kind().name(),
+                    what: "the dhcp IPAM driver (macvlan and bridge networks only)",
+                });
+            }
         }
         if !(self.subnets.is_empty()
             && self.gateways.is_empty()
@@ -473,11 +527,6 @@ impl NetworkSpec {
         }
         if self.ipv6 {
             return Err(refuse("is IPv4 only (no DHCPv6): --ipv6 cannot be set"));
-        }
-        if o.host_shim.is_some() {
-            return Err(refuse(
-                "takes no host shim (its address would be berth's, not the server's)",
-            ));
         }
         Ok(())
     }

@@ -573,3 +573,248 @@ async fn netctl_dhcp_network() {
     assert_eq!(link_names(&c1).await, ["lo"]);
     n.ok(&["network", "rm", "lan"]);
 }
+
+/// The leased IPv4 address of an attachment.
+fn leased(att: &berth::Attachment) -> Ipv4Addr {
+    let ip = att.ipv4.expect("a leased address").addr();
+    assert!(
+        (Ipv4Addr::new(198, 19, 40, 100)..=Ipv4Addr::new(198, 19, 40, 150)).contains(&ip),
+        "{ip} in the range"
+    );
+    ip
+}
+
+/// DHCP on bridge networks (pipework's `pipework br0 C dhcp`): a bridge berth makes with the
+/// LAN's link as its trunk, and an admin's bridge that holds the LAN's link and the host's own
+/// LAN address. Containers lease from the LAN's server and are hosts of the LAN (seen at their
+/// leased addresses, no NAT); berth puts no firewall rules on such a bridge, so the host's own
+/// traffic and another network's NATed traffic still cross the admin's bridge; the trunk is
+/// released and the admin's bridge left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_networks_on_the_lan_lease_from_its_server() {
+    if !runnable("bridge_networks_on_the_lan_lease_from_its_server") {
+        return;
+    }
+    let (mut sb, lan, server) = lan("bt-dhcpb").await;
+    let host = Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .dhcp_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .unwrap();
+    let before = footprint(&sb).await;
+
+    // A named bridge that does not exist, without a trunk, reaches no DHCP server: refused,
+    // nothing made.
+    let err = host
+        .create_network(Network::bridge("nope").bridge_name("brnope").dhcp())
+        .await
+        .unwrap_err();
+    println!("refused: {err}");
+    assert!(
+        matches!(&err, Error::InvalidValue { what: "bridge", value, .. } if value == "brnope"),
+        "{err:?}"
+    );
+    assert_eq!(footprint(&sb).await, before);
+
+    // 1. A bridge of berth's with the LAN's link as its trunk.
+    let net = host
+        .create_network(Network::bridge("lanbr").trunk("lan0").dhcp())
+        .await
+        .unwrap();
+    assert_eq!(net.ipam_driver, IpamDriver::Dhcp);
+    assert!(net.subnets.is_empty(), "no pool of berth's");
+    assert!(
+        !net.dns_enabled,
+        "no embedded resolver without a gateway address"
+    );
+    assert!(
+        !chain_names(&sb).iter().any(|c| c.contains("lanbr")),
+        "no firewall chains for a bridge of the LAN: {:?}",
+        chain_names(&sb)
+    );
+    let c1 = sb.netns("c1").await.unwrap();
+    let c2 = sb.netns("c2").await.unwrap();
+    let a1 = host
+        .attach("lanbr", Endpoint::new("c1", c1.clone()).hostname("br-1"))
+        .await
+        .unwrap();
+    let a2 = host
+        .attach("lanbr", Endpoint::new("c2", c2.clone()))
+        .await
+        .unwrap();
+    let (ip1, ip2) = (leased(&a1), leased(&a2));
+    println!("on the trunk's bridge: c1 leased {ip1}, c2 leased {ip2}");
+    assert_ne!(ip1, ip2);
+    assert_eq!(a1.gateway, Some(ROUTER.parse().unwrap()));
+    assert_eq!(server.lease(ip1).expect("dnsmasq lists it")[3], "br-1");
+    let files = host.sandbox_files("c1").await.unwrap();
+    assert!(
+        files.resolv_conf.contains(&format!("nameserver {DNS}")),
+        "{}",
+        files.resolv_conf
+    );
+    // The LAN sees the leased address (no NAT), both ways; the two containers reach each other.
+    let seen = assert_reaches(
+        &lan,
+        sa(&format!("{ROUTER}:7010")),
+        &c1,
+        sa(&format!("{ROUTER}:7010")),
+    )
+    .await;
+    assert_eq!(
+        seen.ip(),
+        IpAddr::V4(ip1),
+        "the LAN sees the leased address"
+    );
+    assert_reaches(&c1, sa("0.0.0.0:7011"), &lan, sa(&format!("{ip1}:7011"))).await;
+    assert_reaches(&c2, sa("0.0.0.0:7012"), &c1, sa(&format!("{ip2}:7012"))).await;
+    assert_eq!(
+        host.check("lanbr", "c1").await.unwrap(),
+        Vec::<String>::new()
+    );
+    // A published port is refused by name, nothing made.
+    let c3 = sb.netns("c3").await.unwrap();
+    let err = host
+        .attach(
+            "lanbr",
+            Endpoint::new("c3", c3.clone()).publish_request("8080:80".parse().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    println!("refused: {err}");
+    assert!(
+        matches!(err, Error::InvalidValue { what: "port", .. }),
+        "{err:?}"
+    );
+    assert_eq!(link_names(&c3).await, ["lo"]);
+    // Detach releases; the network's delete releases the trunk (not deleted, no master).
+    host.detach("lanbr", "c1").await.unwrap();
+    host.detach("lanbr", "c2").await.unwrap();
+    wait_until(
+        "dnsmasq to drop both leases",
+        Duration::from_secs(5),
+        || server.lease(ip1).is_none() && server.lease(ip2).is_none(),
+    )
+    .await;
+    host.delete_network("lanbr").await.unwrap();
+    let nl = Netlink::open(sb.host()).await.unwrap();
+    let trunk = nl.require_link("lan0").await.unwrap();
+    assert_eq!(trunk.controller, None, "the trunk released");
+    assert!(
+        !link_names(sb.host())
+            .await
+            .iter()
+            .any(|l| l.starts_with("br-"))
+    );
+
+    // 2. The admin's bridge: it holds lan0 and the host's own LAN address (198.19.40.1).
+    let h = sb.host_name().to_string();
+    ip(&h, &["link", "add", "brlan", "type", "bridge"]);
+    ip(&h, &["link", "set", "lan0", "master", "brlan"]);
+    ip(&h, &["address", "add", "198.19.40.1/24", "dev", "brlan"]);
+    ip(&h, &["link", "set", "brlan", "up"]);
+    let admins = |sb: &Sandbox| {
+        let out = ip(sb.host_name(), &["-br", "address", "show", "dev", "brlan"]);
+        let ports = ip(sb.host_name(), &["-br", "link", "show", "master", "brlan"]);
+        (
+            out.split_whitespace().nth(2).map(String::from),
+            ports
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(|n| n.split('@').next().unwrap().to_string())
+                .filter(|n| !n.starts_with("veth"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let admin_before = admins(&sb);
+    assert_eq!(
+        admin_before,
+        (Some("198.19.40.1/24".to_string()), vec!["lan0".to_string()])
+    );
+    let lan2 = host
+        .create_network(Network::bridge("lan2").bridge_name("brlan").dhcp())
+        .await
+        .unwrap();
+    assert_eq!(lan2.adopted, Some(Vec::new()), "adopted, nothing added");
+    // A NATed network beside it, whose traffic the host routes out through the admin's bridge.
+    host.create_network(Network::bridge("inner").subnet("10.79.0.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let c4 = sb.netns("c4").await.unwrap();
+    let c5 = sb.netns("c5").await.unwrap();
+    host.attach("inner", Endpoint::new("c4", c4.clone()))
+        .await
+        .unwrap();
+    let a5 = host
+        .attach("lan2", Endpoint::new("c5", c5.clone()))
+        .await
+        .unwrap();
+    let ip5 = leased(&a5);
+    println!("on the admin's bridge: c5 leased {ip5}");
+    let seen = assert_reaches(
+        &lan,
+        sa(&format!("{ROUTER}:7020")),
+        &c5,
+        sa(&format!("{ROUTER}:7020")),
+    )
+    .await;
+    assert_eq!(seen.ip(), IpAddr::V4(ip5));
+    // The host reaches the container at its LAN address, and the LAN as before.
+    assert_reaches(
+        &c5,
+        sa("0.0.0.0:7021"),
+        sb.host(),
+        sa(&format!("{ip5}:7021")),
+    )
+    .await;
+    let seen = assert_reaches(
+        &lan,
+        sa(&format!("{ROUTER}:7022")),
+        sb.host(),
+        sa(&format!("{ROUTER}:7022")),
+    )
+    .await;
+    assert_eq!(seen.ip().to_string(), "198.19.40.1");
+    // The NATed network's container reaches the LAN and the DHCP container through the host:
+    // no rule of berth's on the admin's bridge isolates or drops it.
+    let seen = assert_reaches(
+        &lan,
+        sa(&format!("{ROUTER}:7023")),
+        &c4,
+        sa(&format!("{ROUTER}:7023")),
+    )
+    .await;
+    assert_eq!(seen.ip().to_string(), "198.19.40.1", "masqueraded");
+    let seen = assert_reaches(&c5, sa("0.0.0.0:7024"), &c4, sa(&format!("{ip5}:7024"))).await;
+    println!(
+        "inner's c4 reached c5 on the admin's bridge as {}",
+        seen.ip()
+    );
+    // gc keeps the admin's bridge, its ports and address, and the live endpoint.
+    let report = host.gc(&["c4", "c5"]).await.unwrap();
+    println!("gc: {report:?}");
+    assert_eq!(admins(&sb), admin_before);
+    assert_eq!(
+        host.check("lan2", "c5").await.unwrap(),
+        Vec::<String>::new()
+    );
+    host.detach("lan2", "c5").await.unwrap();
+    wait_until("dnsmasq to drop the lease", Duration::from_secs(5), || {
+        server.lease(ip5).is_none()
+    })
+    .await;
+    assert!(server.log().contains(&format!("DHCPRELEASE(eth0) {ip5}")));
+    host.delete_network("lan2").await.unwrap();
+    assert_eq!(admins(&sb), admin_before, "the admin's bridge as it was");
+    assert_reaches(
+        &lan,
+        sa(&format!("{ROUTER}:7025")),
+        &c4,
+        sa(&format!("{ROUTER}:7025")),
+    )
+    .await;
+    host.detach("inner", "c4").await.unwrap();
+    host.delete_network("inner").await.unwrap();
+}

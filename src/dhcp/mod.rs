@@ -1,7 +1,16 @@
-//! DHCP addresses for macvlan networks (`docker network create -d macvlan --ipam-driver dhcp`,
-//! pipework's `dhcp`, netavark's dhcp-proxy): the endpoint's address, prefix, default gateway and
-//! nameservers come from the DHCP server of the LAN the parent link is on, not from a pool of
-//! berth's.
+//! DHCP addresses for macvlan and bridge networks (`docker network create -d macvlan
+//! --ipam-driver dhcp`, pipework's `dhcp`, netavark's dhcp-proxy): the endpoint's address,
+//! prefix, default gateway and nameservers come from the DHCP server of the LAN the parent link
+//! is on, not from a pool of berth's.
+//!
+//! A bridge network takes it when its bridge is on the LAN: an admin's bridge that holds the
+//! LAN's NIC (`-o com.docker.network.bridge.name=br0`, pipework's `pipework br0 C dhcp`), or a
+//! bridge berth makes with the NIC as its trunk (`-o parent=eth0`). Its containers are then
+//! hosts of the LAN: berth gives the bridge no address and no firewall rules (it routes, NATs
+//! and isolates nothing there, publishes no port, and the bridge may carry the host's own
+//! uplink), and serves them no embedded resolver (the lease's router and nameservers do);
+//! bandwidth limits and VLANs work as on any bridge network. ICC off and anti-spoofing are
+//! refused.
 //!
 //! # The client
 //! Packets are built and parsed by the [`dhcproto`] crate; berth only decides what goes in them.
@@ -13,7 +22,7 @@
 //! hand-made Ethernet or IP headers. Once the address is configured, renewals are ordinary
 //! unicast (RFC 2131 §4.4.5).
 //!
-//! * **Attach** ([`crate::Host::attach`]): the macvlan is made (up, no address), then
+//! * **Attach** ([`crate::Host::attach`]): the macvlan or veth is made (up, no address), then
 //!   DISCOVER → OFFER → REQUEST → ACK. A message is retransmitted after 1 s, then 2 s, then every
 //!   4 s, and the whole exchange is bounded by the host's DHCP timeout
 //!   ([`crate::HostBuilder::dhcp_timeout`], default [`DEFAULT_TIMEOUT`]): no answer in time →
@@ -42,9 +51,8 @@
 //! server may have handed it to another host before.
 //!
 //! Not done: an ARP probe of the offered address before using it (RFC 2131 §4.4.1's SHOULD; an
-//! ACK for an address the container already has is declined), re-acquiring a lost lease (the
-//! endpoint stays without an address until it is detached and attached again), DHCPv6, bridge
-//! networks (refused: the bridge driver's gateway and NAT belong to berth's own subnets).
+//! ACK for an address the container already has is declined), DHCPv6, rewriting resolv.conf
+//! when a later lease names other nameservers.
 //!
 //! A process killed after the server's ACK and before the attach's records leaves the lease at
 //! the server until it expires (gc removes the interface as for any interrupted attach).

@@ -339,7 +339,7 @@ fn lease_times_and_ipam_driver_names() {
 }
 
 #[test]
-fn only_macvlan_with_a_parent_and_no_subnets_takes_dhcp() {
+fn macvlan_with_a_parent_and_bridges_on_the_lan_take_dhcp() {
     use crate::network::Network;
     let ok = Network::macvlan("lan")
         .parent("eth1".parse().unwrap())
@@ -365,15 +365,44 @@ fn only_macvlan_with_a_parent_and_no_subnets_takes_dhcp() {
     assert!(matches!(r, Err(crate::Error::InvalidValue { .. })));
     let r = Network::macvlan("lan").dhcp().validate();
     assert!(invalid(r.unwrap_err()).contains("parent"));
+    // A bridge without a way to the LAN has no DHCP server either.
     let bridge = Network::with_options(
         "b",
         crate::options::DriverOptions::Bridge(Default::default()),
     )
     .ipam_driver(IpamDriver::Dhcp);
+    assert!(invalid(bridge.validate().unwrap_err()).contains("bridge on the LAN"));
+    Network::bridge("b")
+        .trunk("eth0")
+        .dhcp()
+        .validate()
+        .unwrap();
+    Network::bridge("b")
+        .bridge_name("br0")
+        .dhcp()
+        .validate()
+        .unwrap();
+    let r = Network::bridge("b")
+        .trunk("eth0")
+        .anti_spoofing(true)
+        .dhcp()
+        .validate();
+    assert!(invalid(r.unwrap_err()).contains("anti-spoofing"));
+    let r = Network::bridge("b")
+        .trunk("eth0")
+        .dhcp()
+        .subnet("10.9.0.0/24".parse().unwrap())
+        .validate();
+    assert!(invalid(r.unwrap_err()).contains("--subnet"));
+    let ipvlan = Network::with_options(
+        "i",
+        crate::options::DriverOptions::Ipvlan(Default::default()),
+    )
+    .ipam_driver(IpamDriver::Dhcp);
     assert!(matches!(
-        bridge.validate(),
+        ipvlan.validate(),
         Err(crate::Error::DriverUnsupported {
-            driver: "bridge",
+            driver: "ipvlan",
             ..
         })
     ));

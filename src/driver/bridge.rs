@@ -21,6 +21,7 @@ use super::{
 use crate::endpoint::Attachment;
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
+use crate::lease::IpamDriver;
 use crate::link_marks;
 use crate::mac::MacAddr;
 use crate::netlink::{Hairpin, Netlink, PortIsolation, VethPeer};
@@ -71,7 +72,13 @@ impl NetworkDriver for BridgeDriver<'_> {
         true
     }
 
+    /// None for a DHCP network: its bridge is on the LAN (often the admin's, carrying the
+    /// host's own uplink), its containers are hosts there, and berth neither routes, NATs nor
+    /// isolates what crosses it (rules keyed on the bridge would catch the host's traffic).
     fn firewall_rules(&self, net: &NetworkInfo) -> Option<NetworkRules> {
+        if net.ipam_driver == IpamDriver::Dhcp {
+            return None;
+        }
         let o = self.0;
         Some(NetworkRules {
             name: net.name.clone(),
@@ -191,6 +198,16 @@ impl NetworkDriver for BridgeDriver<'_> {
             }
             None => false,
         };
+        // A DHCP network's bridge must be on the LAN: the admin's (holding the NIC) or one
+        // with a trunk. A new bridge without one would reach no DHCP server.
+        let dhcp = net.ipam_driver == IpamDriver::Dhcp;
+        if dhcp && !adopted && trunk.is_none() {
+            return Err(Error::InvalidValue {
+                what: "bridge",
+                value: name,
+                reason: "a DHCP network needs a bridge on the LAN: no such bridge exists, and a new one without a trunk (-o parent=IF) reaches no DHCP server",
+            });
+        }
         let (link, mtu) = match existing {
             Some(l) => {
                 let mtu = l.mtu.unwrap_or(1500);
@@ -245,7 +262,9 @@ impl NetworkDriver for BridgeDriver<'_> {
                     added.push((s.gateway, s.subnet.prefix_len()));
                 }
             }
-            if !net.internal {
+            // A DHCP network's containers are hosts of the LAN: the host routes nothing of
+            // theirs, and publishes no port to them.
+            if !net.internal && !dhcp {
                 ctx.host.write_sysctl("net/ipv4/ip_forward", "1").await?;
                 // Lets DNATed packets from 127.0.0.1 (published ports reached via localhost)
                 // leave through the bridge; they are masqueraded in postrouting.

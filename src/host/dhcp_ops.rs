@@ -19,7 +19,8 @@ use super::journal::{Journal, Undo};
 /// interface goes.
 const RELEASE_DRAIN: Duration = Duration::from_secs(1);
 
-/// Refuses what a DHCP network's endpoint cannot have: a static address (the server chooses).
+/// Refuses what a DHCP network's endpoint cannot have: a static address (the server chooses)
+/// or a published port.
 pub(super) fn check_endpoint(net: &NetworkInfo, ep: &EndpointSpec) -> Result<()> {
     if net.ipam_driver != IpamDriver::Dhcp {
         return Ok(());
@@ -37,6 +38,15 @@ pub(super) fn check_endpoint(net: &NetworkInfo, ep: &EndpointSpec) -> Result<()>
     }
     if ep.mac_from_ipv4 {
         return Err(refuse("mac address", "from the IPv4 address".into()));
+    }
+    // The LAN reaches a leased address directly: berth has no firewall rules on a DHCP
+    // network (nor would a DNAT follow a renewal to another address).
+    if let Some(p) = ep.ports.first() {
+        return Err(Error::InvalidValue {
+            what: "port",
+            value: p.to_string(),
+            reason: "a DHCP network publishes no ports: its containers are hosts of the LAN, reached at their leased addresses",
+        });
     }
     Ok(())
 }

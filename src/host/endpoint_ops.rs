@@ -78,6 +78,7 @@ impl Host {
             }
         }
         let driver = driver_for(&net.driver);
+        super::dhcp_ops::check_endpoint(&net, &ep)?;
         if !ep.ports.is_empty() && network_rules(&net).is_none() {
             return Err(Error::DriverUnsupported {
                 driver: net.driver.kind().name(),
@@ -104,7 +105,6 @@ impl Host {
         if let Some(vlan) = ep.vlan {
             driver.check_vlan(self.ctx(), &net, vlan).await?;
         }
-        super::dhcp_ops::check_endpoint(&net, &ep)?;
         if let Some(rec) = self.state.sandbox(&ep.container)?
             && rec.mode != crate::names::SandboxMode::Own
         {

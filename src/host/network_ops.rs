@@ -40,7 +40,11 @@ pub(super) fn new_record(spec: &NetworkSpec, driver: &dyn NetworkDriver) -> Netw
         routes: spec.routes.clone(),
         no_default_route: spec.no_default_route,
         adopted: None,
-        dns_enabled: driver.serves_dns() && spec.dns != Some(false),
+        // The embedded resolver listens on the network's gateway address: a DHCP network has
+        // none of berth's (its containers use the lease's nameservers).
+        dns_enabled: driver.serves_dns()
+            && spec.dns != Some(false)
+            && spec.ipam_driver == crate::lease::IpamDriver::Default,
         dns_servers: spec.dns_servers.clone(),
         removing: false,
         ipam_driver: spec.ipam_driver,
