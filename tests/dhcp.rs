@@ -572,6 +572,33 @@ async fn netctl_dhcp_network() {
     .await;
     assert_eq!(link_names(&c1).await, ["lo"]);
     n.ok(&["network", "rm", "lan"]);
+
+    // A bridge network with the LAN's link as its trunk, the same way.
+    let e = n.error(&words(
+        "network create --ipam-driver dhcp -o com.docker.network.bridge.enable_icc=false -o parent=lan0 x",
+    ));
+    assert!(e.contains("enable_icc=false"), "{e}");
+    n.ok(&words(
+        "network create --ipam-driver dhcp -o parent=lan0 lanb",
+    ));
+    sb.netns("c2").await.unwrap();
+    let att = n.connect(&sb, "lanb", "c2", &[]);
+    println!("netctl connect on a bridge: {att}");
+    assert_eq!(att["dhcp"]["server"], ROUTER);
+    sb.netns("c3").await.unwrap();
+    let p3 = sb.netns_path("c3");
+    let e = n.error(&[
+        "connect",
+        "--netns",
+        p3.to_str().unwrap(),
+        "-p",
+        "8080:80",
+        "lanb",
+        "c3",
+    ]);
+    assert!(e.contains("publishes no ports"), "{e}");
+    n.ok(&["disconnect", "lanb", "c2"]);
+    n.ok(&["network", "rm", "lanb"]);
 }
 
 /// The leased IPv4 address of an attachment.
