@@ -31,8 +31,9 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    /// Serving `range` (`FIRST,LAST`) from `dir` (its lease file and log).
-    fn start(ns: &str, dir: &Path, range: &str) -> Dnsmasq {
+    /// Serving `range` (`FIRST,LAST`) from `dir` (its lease file and log), announcing
+    /// nameserver `dns`.
+    fn start(ns: &str, dir: &Path, range: &str, dns: &str) -> Dnsmasq {
         std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
         // `ip netns exec` execs dnsmasq in place: the child's pid is dnsmasq's.
@@ -53,7 +54,7 @@ impl Dnsmasq {
             ])
             .arg(format!("--dhcp-range={range},255.255.255.0,2m"))
             .arg(format!("--dhcp-option=option:router,{ROUTER}"))
-            .arg(format!("--dhcp-option=option:dns-server,{DNS}"))
+            .arg(format!("--dhcp-option=option:dns-server,{dns}"))
             // T1 3 s, T2 5 s (dnsmasq's shortest lease is 2 min).
             .args(["--dhcp-option=58,3", "--dhcp-option=59,5"])
             .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
@@ -137,7 +138,7 @@ async fn lan(label: &str) -> (Sandbox, Netns, Dnsmasq) {
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(format!("{label}-dnsmasq-{}", std::process::id()));
-    let server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir, RANGE);
+    let server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir, RANGE, DNS);
     (sb, lan, server)
 }
 
@@ -289,16 +290,26 @@ async fn lease_traffic_renewal_release_and_server_gone() {
 
     // A lease the server no longer grants: dnsmasq restarted without its lease file and with
     // another range NAKs the renewal; the keeper removes the address and default route and
-    // reports the endpoint, then seeks and puts in place a new lease.
+    // reports the endpoint, then seeks and puts in place a new lease, and rewrites the
+    // container's files for it (the new server announces another nameserver).
     let c4 = sb.netns("c4").await.unwrap();
     let a4 = host
         .attach("lan", Endpoint::new("c4", c4.clone()))
         .await
         .unwrap();
     let ip4 = a4.ipv4.unwrap();
+    let files4 = sb.state_dir().with_extension("c4-files");
+    host.write_files("c4", &files4).await.unwrap();
+    let written = |name: &str| std::fs::read_to_string(files4.join(name)).unwrap();
+    assert!(written("resolv.conf").contains(&format!("nameserver {DNS}")));
     server.stop();
     let dir2 = server.dir.with_extension("2");
-    let mut server = Dnsmasq::start(&ns_name(&sb, "lan"), &dir2, "198.19.40.200,198.19.40.250");
+    let mut server = Dnsmasq::start(
+        &ns_name(&sb, "lan"),
+        &dir2,
+        "198.19.40.200,198.19.40.250",
+        "198.19.40.54",
+    );
     let (address, reason) = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             match events.recv().await {
@@ -383,6 +394,17 @@ async fn lease_traffic_renewal_release_and_server_gone() {
         "and the default route is back"
     );
     assert!(host.check("lan", "c4").await.unwrap().is_empty());
+    let (resolv, hosts) = (written("resolv.conf"), written("hosts"));
+    println!("c4's written resolv.conf after the new lease: {resolv:?}");
+    assert!(
+        resolv.contains("nameserver 198.19.40.54") && !resolv.contains(DNS),
+        "{resolv}"
+    );
+    assert!(
+        hosts.contains(&new_ip.to_string()) && !hosts.contains(&ip4.addr().to_string()),
+        "{hosts}"
+    );
+    let _ = std::fs::remove_dir_all(&files4);
     wait_until(
         "dnsmasq to list the new lease",
         Duration::from_secs(5),

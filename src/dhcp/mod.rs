@@ -43,7 +43,8 @@
 //!   the container and the endpoint is reported ([`DhcpEvent`]), then a new lease is sought as a
 //!   client in INIT does (DISCOVER again, reverse-path filtering off on the bare interface so the
 //!   servers' broadcasts get in) and put in place ([`DhcpEvent::Acquired`]). It reads the state
-//!   dir, so it follows attaches and detaches made by any process.
+//!   dir, so it follows attaches and detaches made by any process. A new lease, or a renewal
+//!   naming other nameservers, rewrites the container's written files (resolv.conf, hosts).
 //! * **Detach**: DHCPRELEASE to the recorded server from whichever process detaches, before the
 //!   interface goes.
 //!
@@ -51,8 +52,7 @@
 //! server may have handed it to another host before.
 //!
 //! Not done: an ARP probe of the offered address before using it (RFC 2131 §4.4.1's SHOULD; an
-//! ACK for an address the container already has is declined), DHCPv6, rewriting resolv.conf
-//! when a later lease names other nameservers.
+//! ACK for an address the container already has is declined), DHCPv6.
 //!
 //! A process killed after the server's ACK and before the attach's records leaves the lease at
 //! the server until it expires (gc removes the interface as for any interrupted attach).

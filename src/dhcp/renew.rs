@@ -65,8 +65,13 @@ pub enum DhcpEvent {
 /// second and at most a minute later (RFC 2131 §4.4.5); at expiry, or on a NAK, the address is
 /// removed from the container and [`DhcpEvent::Lost`] reported. A lost lease is sought again
 /// (DISCOVER, as RFC 2131's INIT state) [`DhcpClient::reacquire_after`] later, then again after
-/// twice that (a minute at most) while no server answers, until a server grants one ([`DhcpEvent::Acquired`]) or the endpoint is detached.
-/// The container's resolv.conf is not rewritten for a new lease's DNS servers.
+/// twice that (a minute at most) while no server answers, until a server grants one
+/// ([`DhcpEvent::Acquired`]) or the endpoint is detached.
+///
+/// A new lease after a lost one, and a renewal that names other nameservers, rewrite the
+/// container's files where the runtime had them written ([`crate::Host::write_files`]): its
+/// resolv.conf gets the lease's nameservers, its /etc/hosts (and those of containers linking
+/// to it) the new address.
 pub struct DhcpClient {
     state: StateDir,
     kernel: Arc<dyn KernelOpener>,
@@ -74,7 +79,11 @@ pub struct DhcpClient {
     wait: Duration,
     reacquire_after: Duration,
     events: Option<tokio::sync::mpsc::UnboundedSender<DhcpEvent>>,
+    files: Option<FilesHook>,
 }
+
+/// Rewrites the written files of the container named (and of those its change affects).
+pub(crate) type FilesHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// How long an acquisition by the keeper may wait for a server.
 const REACQUIRE_WAIT: Duration = Duration::from_secs(10);
@@ -109,6 +118,20 @@ impl DhcpClient {
             wait: Duration::from_secs(3),
             reacquire_after: Duration::from_secs(5),
             events: None,
+            files: None,
+        }
+    }
+
+    /// What rewrites a container's files when its lease's address or nameservers change
+    /// (called with the state lock held, as an attach calls it).
+    pub(crate) fn files_hook(mut self, hook: FilesHook) -> Self {
+        self.files = Some(hook);
+        self
+    }
+
+    fn refresh_files(&self, container: &str) {
+        if let Some(hook) = &self.files {
+            hook(container);
         }
     }
 
@@ -325,6 +348,9 @@ impl DhcpClient {
         };
         cur.dhcp = Some(lease.clone());
         self.state.put_endpoint(&cur)?;
+        if lease.dns != old.dns {
+            self.refresh_files(&a.container);
+        }
         tracing::info!(target: "berth::dhcp", network = %a.network, container = %a.container, address = %lease.address, lease_secs = lease.lease_secs, "lease renewed");
         self.report(DhcpEvent::Renewed {
             network: a.network.clone(),
@@ -514,6 +540,7 @@ impl DhcpClient {
         cur.gateway = gateway;
         cur.dhcp = Some(lease.clone());
         self.state.put_endpoint(&cur)?;
+        self.refresh_files(&a.container);
         tracing::info!(target: "berth::dhcp", network = %a.network, container = %a.container, address = %lease.address, server = %lease.server, "new lease after a lost one");
         self.report(DhcpEvent::Acquired {
             network: a.network.clone(),

@@ -65,9 +65,12 @@ impl Host {
     /// The DHCP lease keeper of this host (see [`DhcpClient`]): spawn
     /// [`DhcpClient::run`] or [`DhcpClient::run_until`] on the runtime's executor, beside the
     /// DNS resolver. It reads this host's state dir, so it renews the leases of endpoints
-    /// attached by any process.
+    /// attached by any process; it rewrites the files of a container whose lease changed
+    /// address or nameservers, as an attach does.
     pub fn dhcp_client(&self) -> DhcpClient {
+        let host = self.clone();
         DhcpClient::new(self.state.clone(), self.kernel.clone())
+            .files_hook(std::sync::Arc::new(move |c: &str| host.refresh_files(c)))
     }
 
     /// The lease of a new endpoint on a DHCP network, configured on its interface (made by the
