@@ -1113,6 +1113,9 @@ struct GcView<'a> {
     tmp_files_removed: usize,
     cluster_withdrawn: &'a [(String, String)],
     forwarding_fixed: usize,
+    ipsec_fixed: usize,
+    vlans_fixed: usize,
+    rules_fixed: usize,
 }
 
 fn gc_json(r: &GcReport) -> String {
@@ -1155,6 +1158,9 @@ fn gc_json(r: &GcReport) -> String {
         tmp_files_removed: r.tmp_files_removed,
         cluster_withdrawn: &r.cluster_withdrawn,
         forwarding_fixed: r.forwarding_fixed,
+        ipsec_fixed: r.ipsec_fixed,
+        vlans_fixed: r.vlans_fixed,
+        rules_fixed: r.rules_fixed,
     })
 }
 

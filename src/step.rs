@@ -30,6 +30,9 @@ pub enum Step {
     ClusterEncryption,
     /// The firewall added the endpoint's ports.
     FirewallEndpoint,
+    /// The endpoint's records were committed (durable, in place), before its routing rules
+    /// are added and containers linking to it are let through.
+    RecordEndpoint,
     /// The endpoint's routing rules were added in the container netns (policy routing; after
     /// its record was written, before the step that follows it).
     PolicyRules,
@@ -86,6 +89,7 @@ impl Step {
         Step::ClusterEncryption,
         Step::ClusterAdvertise,
         Step::FirewallEndpoint,
+        Step::RecordEndpoint,
         Step::PolicyRules,
         Step::PersistEndpoint,
         Step::DetachFirewall,
@@ -133,6 +137,7 @@ impl fmt::Display for Step {
             Step::ClusterEncryption => "cluster-encryption",
             Step::ClusterAdvertise => "cluster-advertise",
             Step::FirewallEndpoint => "firewall-endpoint",
+            Step::RecordEndpoint => "record-endpoint",
             Step::PolicyRules => "policy-rules",
             Step::PersistEndpoint => "persist-endpoint",
             Step::DetachFirewall => "detach-firewall",

@@ -377,6 +377,7 @@ impl Op {
                 "ipam-allocate",
                 "driver-attach",
                 "firewall-endpoint",
+                "record-endpoint",
                 "persist-endpoint",
             ],
             Op::Disconnect => &[

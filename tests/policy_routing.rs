@@ -366,6 +366,29 @@ async fn netctl_serves_rules_refuses_bad_ones_and_gc_finishes_a_killed_connect()
         before,
         "killed connect, disconnect left something"
     );
+    // Killed between the record and the rules: gc (keeping c) adds the rules the record names.
+    let out = nc
+        .command(&good)
+        .env("BERTH_CRASH_AT", "record-endpoint")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "not killed at record-endpoint"
+    );
+    assert!(!ip(&c_name, &["rule", "show"]).contains("lookup 100"));
+    let report = nc.json(&["gc", "c"]);
+    println!("gc after a kill between the record and the rules: {report}");
+    assert_eq!(report["rules_fixed"], 1, "{report}");
+    assert!(ip(&c_name, &["rule", "show"]).contains("lookup 100"));
+    nc.ok(&["check", "b", "c"]);
+    nc.ok(&["disconnect", "b", "c"]);
+    assert_eq!(
+        routing_state(&c_name),
+        before,
+        "killed connect, gc, disconnect left something"
+    );
     nc.command(&good)
         .env("BERTH_CRASH_AT", "policy-rules")
         .output()

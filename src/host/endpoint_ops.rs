@@ -369,6 +369,7 @@ impl Host {
             container: att.container.clone(),
             prev: prev.map(Box::new),
         });
+        self.after(Step::RecordEndpoint)?;
         // Policy routing: the rules once the record names them (see policy_ops).
         if !att.rules.is_empty() {
             super::policy_ops::add_rules(container_nl, &att.rules, journal).await?;

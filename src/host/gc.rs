@@ -7,7 +7,7 @@
 //! kept, and finish every interrupted detach → rebuild each network's IPAM from the endpoint
 //! records (lost claims restored, stray ones released, duplicates reported) → drop pools of unknown networks → rebuild the ports
 //! index → remove berth's marked links no record keeps (and unrecorded veths on berth's
-//! bridges) → the firewall from the records → sandbox records and temporary files. Every step
+//! bridges), the kept attachments' missing routing rules added → the firewall from the records → sandbox records and temporary files. Every step
 //! runs even when an earlier one failed; all errors are returned together.
 
 use std::collections::{BTreeMap, HashSet};
@@ -63,6 +63,9 @@ pub struct GcReport {
     /// Bridge VLAN state put back in line with the endpoints left (a trunk's VLAN no endpoint
     /// has any more, a bridge's filtering with no VLAN endpoint left): after a dead attach.
     pub vlans_fixed: usize,
+    /// Routing rules a kept attachment's record names, added back in its container netns (an
+    /// attach killed after its record, before its rules).
+    pub rules_fixed: usize,
 }
 
 /// What `net`'s IPAM must hold: its subnets and aux addresses, and `held` (container → its
@@ -286,6 +289,15 @@ impl Host {
             match driver_for(&net.driver).reconcile(self.ctx(), net).await {
                 Ok(n) => report.vlans_fixed += n,
                 Err(e) => errors.push(e),
+            }
+        }
+        // The kept attachments' routing rules (an attach killed between its record and them).
+        for net in &networks {
+            for att in self.state.endpoints(&net.name).unwrap_or_default() {
+                match self.restore_policy_rules(&att).await {
+                    Ok(n) => report.rules_fixed += n,
+                    Err(e) => errors.push(e),
+                }
             }
         }
         errors.extend(self.after(Step::GcLinks).err());

@@ -1,8 +1,9 @@
 //! Policy routing of an endpoint ([`crate::rule`]): its routing rules in the container netns,
 //! added at attach once the interface, its addresses and its routes (those of other tables
 //! too) exist, and after its record is written — so a process killed at any instant leaves no
-//! rule that no record names, and `gc` (which detaches what it does not keep) removes them
-//! while the netns exists. Rules are not tied to a link: detach deletes exactly those recorded,
+//! rule that no record names: `gc` removes the rules of what it does not keep (while the netns
+//! exists) and adds back the missing rules of what it keeps (a kill between the record and the
+//! rules). Rules are not tied to a link: detach deletes exactly those recorded,
 //! one by one. Routes in other tables go with the interface, as the main table's do.
 
 use crate::endpoint::{Attachment, EndpointSpec};
@@ -80,6 +81,26 @@ impl Host {
         };
         let nl = self.kernel.open(&ns).await?;
         delete_rules(&nl, &att.rules).await
+    }
+
+    /// `gc`, for a kept attachment: adds the recorded rules of `att` its container netns lacks
+    /// (an attach killed after its record, before its rules); how many. Nothing to do when it
+    /// has none or the netns is gone.
+    pub(super) async fn restore_policy_rules(&self, att: &Attachment) -> Result<usize> {
+        if att.rules.is_empty() {
+            return Ok(0);
+        }
+        let Some(ns) = container_netns(att) else {
+            return Ok(0);
+        };
+        let nl = self.kernel.open(&ns).await?;
+        let have = nl.rule().list().await?;
+        let mut added = 0;
+        for r in att.rules.iter().filter(|r| !have.iter().any(|h| h.is(r))) {
+            nl.rule().add(r).await?;
+            added += 1;
+        }
+        Ok(added)
     }
 
     /// `check`: the recorded rules of `att` and its routes in other tables that are missing
