@@ -142,6 +142,27 @@ async fn lan(label: &str) -> (Sandbox, Netns, Dnsmasq) {
     (sb, lan, server)
 }
 
+/// A host over the sandbox whose DHCP attaches wait 3 s for a server.
+async fn dhcp_host(sb: &Sandbox) -> Host {
+    Host::builder()
+        .state_dir(sb.state_dir())
+        .netns(sb.host().clone())
+        .dhcp_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The leased IPv4 address of an attachment.
+fn leased(att: &berth::Attachment) -> Ipv4Addr {
+    let ip = att.ipv4.expect("a leased address").addr();
+    assert!(
+        (Ipv4Addr::new(198, 19, 40, 100)..=Ipv4Addr::new(198, 19, 40, 150)).contains(&ip),
+        "{ip} in the range"
+    );
+    ip
+}
+
 async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
@@ -156,13 +177,7 @@ async fn lease_traffic_renewal_release_and_server_gone() {
         return;
     }
     let (mut sb, lan, mut server) = lan("bt-dhcp").await;
-    let host = Host::builder()
-        .state_dir(sb.state_dir())
-        .netns(sb.host().clone())
-        .dhcp_timeout(Duration::from_secs(3))
-        .build()
-        .await
-        .unwrap();
+    let host = dhcp_host(&sb).await;
     let net = host
         .create_network(
             Network::macvlan("lan")
@@ -183,15 +198,11 @@ async fn lease_traffic_renewal_release_and_server_gone() {
         .await
         .unwrap();
     let lease = att.dhcp.clone().expect("a lease recorded");
-    let ip = att.ipv4.expect("leased address").addr();
+    let ip = leased(&att);
     println!(
         "leased {ip}/{} from {}",
         att.ipv4.unwrap().prefix_len(),
         lease.server
-    );
-    assert!(
-        (Ipv4Addr::new(198, 19, 40, 100)..=Ipv4Addr::new(198, 19, 40, 150)).contains(&ip),
-        "{ip} in the range"
     );
     assert_eq!(att.ipv4.unwrap().prefix_len(), 24);
     assert_eq!(att.gateway, Some(ROUTER.parse().unwrap()));
@@ -623,16 +634,6 @@ async fn netctl_dhcp_network() {
     n.ok(&["network", "rm", "lanb"]);
 }
 
-/// The leased IPv4 address of an attachment.
-fn leased(att: &berth::Attachment) -> Ipv4Addr {
-    let ip = att.ipv4.expect("a leased address").addr();
-    assert!(
-        (Ipv4Addr::new(198, 19, 40, 100)..=Ipv4Addr::new(198, 19, 40, 150)).contains(&ip),
-        "{ip} in the range"
-    );
-    ip
-}
-
 /// DHCP on bridge networks (pipework's `pipework br0 C dhcp`): a bridge berth makes with the
 /// LAN's link as its trunk, and an admin's bridge that holds the LAN's link and the host's own
 /// LAN address. Containers lease from the LAN's server and are hosts of the LAN (seen at their
@@ -645,13 +646,7 @@ async fn bridge_networks_on_the_lan_lease_from_its_server() {
         return;
     }
     let (mut sb, lan, server) = lan("bt-dhcpb").await;
-    let host = Host::builder()
-        .state_dir(sb.state_dir())
-        .netns(sb.host().clone())
-        .dhcp_timeout(Duration::from_secs(3))
-        .build()
-        .await
-        .unwrap();
+    let host = dhcp_host(&sb).await;
     let before = footprint(&sb).await;
 
     // A named bridge that does not exist, without a trunk, reaches no DHCP server: refused,
