@@ -502,6 +502,66 @@ async fn full_size_packets_cross_and_one_byte_more_is_refused() {
     drop(c);
 }
 
+/// Bandwidth limits on an overlay endpoint hold across hosts (the same `tbf` and ifb on its
+/// host-side veth end as on a bridge network), measured in both directions by bulk TCP
+/// transfers between containers on two hosts, and leave nothing on the host after detach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bandwidth_limits_hold_across_hosts() {
+    use berth::bandwidth::{Bandwidth, RateLimit};
+    use common::rate::{assert_rate, tc_leftovers};
+    let Some(mut c) = cluster("ov-bw", 11, 2).await else {
+        return;
+    };
+    c.hosts[0]
+        .host
+        .create_network(Network::overlay("ov").subnet("10.200.11.0/24".parse().unwrap()))
+        .await
+        .unwrap();
+    let a_ns = c.container("a").await;
+    let b_ns = c.container("b").await;
+    let limits = Bandwidth {
+        ingress: Some(RateLimit::new(10_000_000, 64 * 1024)),
+        egress: Some(RateLimit::new(8_000_000, 64 * 1024)),
+    };
+    let a = c.hosts[0]
+        .host
+        .attach("ov", Endpoint::new("a", a_ns.clone()).bandwidth(limits))
+        .await
+        .unwrap();
+    let b = c.hosts[1]
+        .host
+        .attach("ov", Endpoint::new("b", b_ns.clone()))
+        .await
+        .unwrap();
+    let (a_ip, b_ip) = (a.ip().unwrap().to_string(), b.ip().unwrap().to_string());
+    assert_rate(
+        "overlay ingress 10mbit (b on h2 -> a on h1)",
+        &a_ns,
+        &b_ns,
+        &a_ip,
+        5301,
+        10_000_000,
+    )
+    .await;
+    assert_rate(
+        "overlay egress 8mbit (a on h1 -> b on h2)",
+        &b_ns,
+        &a_ns,
+        &b_ip,
+        5302,
+        8_000_000,
+    )
+    .await;
+    assert_eq!(
+        c.hosts[0].host.check("ov", "a").await.unwrap(),
+        Vec::<String>::new()
+    );
+    c.hosts[0].host.detach("ov", "a").await.unwrap();
+    assert_eq!(tc_leftovers(&c.hosts[0].ns).await, Vec::<String>::new());
+    c.hosts[1].host.detach("ov", "b").await.unwrap();
+    drop(c);
+}
+
 /// Attach made to fail after each step of an overlay attach: nothing of it remains — no
 /// endpoint key or address claim in the store, no device on the host, no record — and the
 /// next attach works. Then gc: an endpoint key no record keeps (an attach killed after

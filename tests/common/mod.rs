@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod etcd;
 pub mod netctl;
+pub mod rate;
 pub mod state;
 pub mod underlay;
 
