@@ -71,6 +71,19 @@ pub struct NetConf {
     /// Routes every container on the network gets (`dst`, optional `gw`).
     #[serde(default)]
     pub routes: Vec<RouteConf>,
+    /// CNI bridge's `vlan`: each container's bridge port is an access port of this VLAN
+    /// (berth's `EndpointSpec::vlan`: PVID untagged, out of the default VLAN); the bridge's
+    /// trunk to the LAN is `options.parent`. Bridge networks only.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// CNI bridge's `preserveDefaultVlan`: a VLAN port of berth's leaves the default VLAN, so
+    /// only `false` is served (`true` with `vlan` is refused by name).
+    #[serde(default)]
+    pub preserve_default_vlan: Option<bool>,
+    /// CNI bridge's `vlanTrunk` (VLANs tagged into the container): refused by name; berth's
+    /// trunk is the bridge's uplink (`options.parent`).
+    #[serde(default)]
+    pub vlan_trunk: Option<Value>,
     /// berth's state dir for this network (default [`DEFAULT_STATE_DIR`]). Every network
     /// sharing a state dir shares its address pools, ports index and firewall.
     #[serde(default)]
@@ -456,6 +469,22 @@ impl NetConf {
             .collect()
     }
 
+    /// The access VLAN of the container's port (`vlan`), with what berth cannot serve of CNI
+    /// bridge's VLAN keys refused by name. Its range and the driver are checked by the library.
+    pub fn endpoint_vlan(&self) -> Result<Option<u16>, CniError> {
+        if self.vlan_trunk.is_some() {
+            return Err(CniError::config(
+                "vlanTrunk: a trunk into the container is not served; berth's trunk is the bridge's uplink (options.parent)",
+            ));
+        }
+        if self.vlan.is_some() && self.preserve_default_vlan == Some(true) {
+            return Err(CniError::config(
+                "preserveDefaultVlan: true is not served: a VLAN port of berth's leaves the default VLAN",
+            ));
+        }
+        Ok(self.vlan)
+    }
+
     /// The names of the container on this network (`runtimeConfig.aliases[name]`).
     pub fn aliases(&self) -> &[String] {
         self.runtime_config
@@ -589,6 +618,28 @@ mod tests {
         let bad = conf(r#","runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":80}]}"#)
             .unwrap();
         assert_eq!(bad.port_requests().unwrap_err().code, code::INVALID_CONFIG);
+    }
+
+    #[test]
+    fn vlan_keys() {
+        assert_eq!(conf("").unwrap().endpoint_vlan().unwrap(), None);
+        let c = conf(r#","vlan":10,"preserveDefaultVlan":false"#).unwrap();
+        assert_eq!(c.endpoint_vlan().unwrap(), Some(10));
+        let e = conf(r#","vlan":10,"preserveDefaultVlan":true"#)
+            .unwrap()
+            .endpoint_vlan()
+            .unwrap_err();
+        assert!(e.msg.contains("preserveDefaultVlan"), "{e}");
+        let e = conf(r#","vlanTrunk":[{"id":20}]"#)
+            .unwrap()
+            .endpoint_vlan()
+            .unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("vlanTrunk"), "{e}");
+        assert_eq!(
+            conf(r#","vlan":70000"#).unwrap_err().code,
+            code::INVALID_CONFIG
+        );
     }
 
     #[test]

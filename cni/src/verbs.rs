@@ -233,6 +233,7 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<Value, CniError> {
         .map(|b| b.limits())
         .transpose()?
         .flatten();
+    let vlan = conf.endpoint_vlan()?;
     let host = host(conf).await?;
     let net = ensure_network(&host, conf).await?;
     let mut ep = Endpoint::new(env.container_id.clone(), netns).ifname(env.ifname.clone());
@@ -266,6 +267,9 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<Value, CniError> {
     }
     if let Some(b) = bandwidth {
         ep = ep.bandwidth(b);
+    }
+    if let Some(v) = vlan {
+        ep = ep.vlan(v);
     }
     let att = host.attach(&net.name, ep).await?;
     let net = host.network(&net.name).await?;

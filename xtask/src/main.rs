@@ -196,9 +196,16 @@ fn cargo_test_with(
     }
 }
 
-/// The test binaries the VM tier runs (each also runs on this kernel, where what needs
-/// Debian's kernel says SKIPPED): link kinds and SCTP, encrypted and GRE overlay networks.
-const VM_TESTS: &[&str] = &["vm", "vm_encrypted", "vm_gre", "vm_vlan"];
+/// The test binaries the VM tier runs, by package (each also runs on this kernel, where what
+/// needs Debian's kernel says SKIPPED): link kinds and SCTP, encrypted and GRE overlay
+/// networks, VLAN endpoints, berth-cni's `vlan`.
+const VM_TESTS: &[(&str, &str)] = &[
+    ("berth", "vm"),
+    ("berth", "vm_encrypted"),
+    ("berth", "vm_gre"),
+    ("berth", "vm_vlan"),
+    ("berth-cni", "vm_vlan"),
+];
 
 /// The VM tier: `tests/vm.rs` again, inside a throwaway VM with Debian's stock kernel
 /// (`cargo xtask vm-run`, this binary, as the cargo runner). A machine where the VM cannot start
@@ -213,18 +220,30 @@ fn vm_tier(totals: &mut [u64; 3]) -> Result<String, String> {
     // several simulated hosts and an etcd: the guest's memory is small).
     let mut lines = Vec::new();
     let mut ran = Vec::new();
-    for t in VM_TESTS {
+    for (package, t) in VM_TESTS {
         let (l, r) = cargo_test_with(
-            &["--test", t, "--", "--nocapture", "--test-threads=1"],
+            &[
+                "-p",
+                package,
+                "--test",
+                t,
+                "--",
+                "--nocapture",
+                "--test-threads=1",
+            ],
             &env,
             totals,
         )?;
         lines.extend(l);
-        ran.push((*t, r));
+        ran.push((format!("{package}/{t}"), r));
     }
     // The VM did not start when no binary ran; one that ran no test while others did was
     // killed or timed out in the guest: a failure, never a skip.
-    let silent: Vec<&str> = ran.iter().filter(|(_, r)| !r).map(|(t, _)| *t).collect();
+    let silent: Vec<&str> = ran
+        .iter()
+        .filter(|(_, r)| !r)
+        .map(|(t, _)| t.as_str())
+        .collect();
     if silent.len() < ran.len() && !silent.is_empty() {
         totals[1] += silent.len() as u64;
         return Err(format!(
