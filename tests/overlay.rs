@@ -503,8 +503,9 @@ async fn full_size_packets_cross_and_one_byte_more_is_refused() {
 }
 
 /// Bandwidth limits on an overlay endpoint hold across hosts (the same `tbf` and ifb on its
-/// host-side veth end as on a bridge network), measured in both directions by bulk TCP
-/// transfers between containers on two hosts, and leave nothing on the host after detach.
+/// host-side veth end as on a bridge network), put on the live endpoint, measured in both
+/// directions by bulk TCP transfers between containers on two hosts, and leave nothing on the
+/// host after detach.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bandwidth_limits_hold_across_hosts() {
     use berth::bandwidth::{Bandwidth, RateLimit};
@@ -512,30 +513,18 @@ async fn bandwidth_limits_hold_across_hosts() {
     let Some(mut c) = cluster("ov-bw", 11, 2).await else {
         return;
     };
-    c.hosts[0]
-        .host
-        .create_network(Network::overlay("ov").subnet("10.200.11.0/24".parse().unwrap()))
-        .await
-        .unwrap();
-    let a_ns = c.container("a").await;
-    let b_ns = c.container("b").await;
+    let (_, eps) = c.one_per_host("10.200.11.0/24").await;
+    let [(a_ns, a_ip), (b_ns, b_ip)] = [eps[0].clone(), eps[1].clone()];
+    let (a_ip, b_ip) = (a_ip.to_string(), b_ip.to_string());
+    // Put on the live endpoint h1c (the same step as an attach with limits).
     let limits = Bandwidth {
         ingress: Some(RateLimit::new(10_000_000, 64 * 1024)),
         egress: Some(RateLimit::new(8_000_000, 64 * 1024)),
     };
-    let a = c.hosts[0]
-        .host
-        .attach("ov", Endpoint::new("a", a_ns.clone()).bandwidth(limits))
-        .await
-        .unwrap();
-    let b = c.hosts[1]
-        .host
-        .attach("ov", Endpoint::new("b", b_ns.clone()))
-        .await
-        .unwrap();
-    let (a_ip, b_ip) = (a.ip().unwrap().to_string(), b.ip().unwrap().to_string());
+    let h1 = &c.hosts[0].host;
+    h1.set_bandwidth("ov", "h1c", Some(limits)).await.unwrap();
     assert_rate(
-        "overlay ingress 10mbit (b on h2 -> a on h1)",
+        "overlay ingress 10mbit (h2c -> h1c)",
         &a_ns,
         &b_ns,
         &a_ip,
@@ -544,7 +533,7 @@ async fn bandwidth_limits_hold_across_hosts() {
     )
     .await;
     assert_rate(
-        "overlay egress 8mbit (a on h1 -> b on h2)",
+        "overlay egress 8mbit (h1c -> h2c)",
         &b_ns,
         &a_ns,
         &b_ip,
@@ -552,13 +541,10 @@ async fn bandwidth_limits_hold_across_hosts() {
         8_000_000,
     )
     .await;
-    assert_eq!(
-        c.hosts[0].host.check("ov", "a").await.unwrap(),
-        Vec::<String>::new()
-    );
-    c.hosts[0].host.detach("ov", "a").await.unwrap();
+    assert_eq!(h1.check("ov", "h1c").await.unwrap(), Vec::<String>::new());
+    h1.detach("ov", "h1c").await.unwrap();
     assert_eq!(tc_leftovers(&c.hosts[0].ns).await, Vec::<String>::new());
-    c.hosts[1].host.detach("ov", "b").await.unwrap();
+    c.hosts[1].host.detach("ov", "h2c").await.unwrap();
     drop(c);
 }
 
