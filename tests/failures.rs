@@ -166,6 +166,7 @@ async fn a_failure_at_any_attach_step_leaves_nothing() {
         Step::IpamAllocate,
         Step::DriverAttach,
         Step::FirewallEndpoint,
+        Step::RecordEndpoint,
         Step::PersistEndpoint,
     ] {
         *fail_at.lock().unwrap() = Some(step);

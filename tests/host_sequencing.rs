@@ -353,6 +353,7 @@ async fn a_failed_attach_is_undone_in_reverse_whatever_step_fails() {
         [
             Step::IpamAllocate,
             Step::DriverAttach,
+            Step::RecordEndpoint,
             Step::PersistEndpoint
         ]
     );

@@ -17,6 +17,7 @@ const ADD_STEPS: &[&str] = &[
     "ipam-allocate",
     "driver-attach",
     "firewall-endpoint",
+    "record-endpoint",
     "persist-endpoint",
 ];
 const CREATE_STEPS: &[&str] = &[
