@@ -5,7 +5,8 @@
 //! limits, changed in place, and nothing left in the kernel after detach (qdiscs, filters and
 //! the ifb read back). Also: refused values and drivers (typed errors, nothing made), a failure
 //! at the bandwidth step rolled back, and a `kill -9` there cleaned up by `gc` (through
-//! netctl: build it first, `cargo build --examples`).
+//! netctl: build it first, `cargo build --examples`). And an overlay endpoint's limits across two
+//! simulated hosts (etcd as the store, see `tests/overlay.rs`).
 
 mod common;
 
@@ -15,9 +16,15 @@ use berth::bandwidth::{Bandwidth, RateLimit, RateLimitProblem};
 use berth::netlink::Netlink;
 use berth::netlink::tc::QdiscParent;
 use berth::{Endpoint, Error, Network, Step};
+use common::cluster::cluster;
 use common::netctl::Netctl;
 use common::rate::*;
 use common::*;
+
+/// The tests of this file run one at a time: a measured transfer shares the machine's two
+/// cores with nothing of this binary (the other tests' netctl runs, gc, a second cluster),
+/// so a starved sender or receiver does not pass for a limiter that is too tight.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn limits(ingress_mbit: u64, egress_mbit: u64) -> Bandwidth {
     Bandwidth {
@@ -28,6 +35,7 @@ fn limits(ingress_mbit: u64, egress_mbit: u64) -> Bandwidth {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_each_way_change_in_place_and_leave_nothing_after_detach() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((mut sb, _outside, host)) = setup("bw-rate").await else {
         return;
     };
@@ -168,6 +176,7 @@ async fn limits_hold_each_way_change_in_place_and_leave_nothing_after_detach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_values_and_drivers_make_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((mut sb, _outside, host)) = setup("bw-refuse").await else {
         return;
     };
@@ -260,6 +269,7 @@ async fn refused_values_and_drivers_make_nothing() {
 /// usage error of an unpaired one, and the `bandwidth` command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_roll_back_and_gc_removes_a_dead_attachs_ifb() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((mut sb, _outside, host)) = setup("bw-crash").await else {
         return;
     };
@@ -412,4 +422,49 @@ async fn failures_roll_back_and_gc_removes_a_dead_attachs_ifb() {
     nc.ok(&["disconnect", "bw", "c1"]);
     assert_eq!(link_names(sb.host()).await, before);
     assert_eq!(tc_leftovers(sb.host()).await, Vec::<String>::new());
+}
+
+/// Bandwidth limits on an overlay endpoint hold across hosts (the same `tbf` and ifb on its
+/// host-side veth end as on a bridge network), put on the live endpoint, measured in both
+/// directions by bulk TCP transfers between containers on two hosts, and leave nothing on the
+/// host after detach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlay_limits_hold_across_hosts() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(mut c) = cluster("ov-bw", 11, 2).await else {
+        return;
+    };
+    let (_, eps) = c.one_per_host("10.200.11.0/24").await;
+    let [(a_ns, a_ip), (b_ns, b_ip)] = [eps[0].clone(), eps[1].clone()];
+    let (a_ip, b_ip) = (a_ip.to_string(), b_ip.to_string());
+    // Put on the live endpoint h1c (the same step as an attach with limits).
+    let limits = Bandwidth {
+        ingress: Some(RateLimit::new(10_000_000, 64 * 1024)),
+        egress: Some(RateLimit::new(8_000_000, 64 * 1024)),
+    };
+    let h1 = &c.hosts[0].host;
+    h1.set_bandwidth("ov", "h1c", Some(limits)).await.unwrap();
+    assert_rate(
+        "overlay ingress 10mbit (h2c -> h1c)",
+        &a_ns,
+        &b_ns,
+        &a_ip,
+        5301,
+        10_000_000,
+    )
+    .await;
+    assert_rate(
+        "overlay egress 8mbit (h1c -> h2c)",
+        &b_ns,
+        &a_ns,
+        &b_ip,
+        5302,
+        8_000_000,
+    )
+    .await;
+    assert_eq!(h1.check("ov", "h1c").await.unwrap(), Vec::<String>::new());
+    h1.detach("ov", "h1c").await.unwrap();
+    assert_eq!(tc_leftovers(&c.hosts[0].ns).await, Vec::<String>::new());
+    c.hosts[1].host.detach("ov", "h2c").await.unwrap();
+    drop(c);
 }

@@ -502,52 +502,6 @@ async fn full_size_packets_cross_and_one_byte_more_is_refused() {
     drop(c);
 }
 
-/// Bandwidth limits on an overlay endpoint hold across hosts (the same `tbf` and ifb on its
-/// host-side veth end as on a bridge network), put on the live endpoint, measured in both
-/// directions by bulk TCP transfers between containers on two hosts, and leave nothing on the
-/// host after detach.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bandwidth_limits_hold_across_hosts() {
-    use berth::bandwidth::{Bandwidth, RateLimit};
-    use common::rate::{assert_rate, tc_leftovers};
-    let Some(mut c) = cluster("ov-bw", 11, 2).await else {
-        return;
-    };
-    let (_, eps) = c.one_per_host("10.200.11.0/24").await;
-    let [(a_ns, a_ip), (b_ns, b_ip)] = [eps[0].clone(), eps[1].clone()];
-    let (a_ip, b_ip) = (a_ip.to_string(), b_ip.to_string());
-    // Put on the live endpoint h1c (the same step as an attach with limits).
-    let limits = Bandwidth {
-        ingress: Some(RateLimit::new(10_000_000, 64 * 1024)),
-        egress: Some(RateLimit::new(8_000_000, 64 * 1024)),
-    };
-    let h1 = &c.hosts[0].host;
-    h1.set_bandwidth("ov", "h1c", Some(limits)).await.unwrap();
-    assert_rate(
-        "overlay ingress 10mbit (h2c -> h1c)",
-        &a_ns,
-        &b_ns,
-        &a_ip,
-        5301,
-        10_000_000,
-    )
-    .await;
-    assert_rate(
-        "overlay egress 8mbit (h1c -> h2c)",
-        &b_ns,
-        &a_ns,
-        &b_ip,
-        5302,
-        8_000_000,
-    )
-    .await;
-    assert_eq!(h1.check("ov", "h1c").await.unwrap(), Vec::<String>::new());
-    h1.detach("ov", "h1c").await.unwrap();
-    assert_eq!(tc_leftovers(&c.hosts[0].ns).await, Vec::<String>::new());
-    c.hosts[1].host.detach("ov", "h2c").await.unwrap();
-    drop(c);
-}
-
 /// Attach made to fail after each step of an overlay attach: nothing of it remains — no
 /// endpoint key or address claim in the store, no device on the host, no record — and the
 /// next attach works. Then gc: an endpoint key no record keeps (an attach killed after
