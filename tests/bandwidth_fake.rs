@@ -7,32 +7,22 @@
 //! to fake namespaces; where unprivileged user namespaces are not allowed the tests print
 //! `SKIPPED: …` and pass.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use berth::bandwidth::{Bandwidth, RateLimit};
 use berth::netlink::fake::{Call, FakeNet};
 use berth::netlink::tc::{QdiscKind, QdiscParent, TcCall};
-use berth::{Endpoint, Error, Host, Netns, Network, NoFirewall, link_marks};
+use berth::{Endpoint, Error, Host, Netns, Network, link_marks};
 
 #[path = "common/unshared.rs"]
 mod unshared;
-use unshared::{Children, spawn_netns};
+use unshared::{Children, HostDir, spawn_netns};
 
 struct Rig {
     fake: FakeNet,
     host: Host,
     c1: Netns,
-    dir: std::path::PathBuf,
+    _dir: HostDir,
     _children: Children,
 }
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-static RIGS: AtomicUsize = AtomicUsize::new(0);
 
 async fn rig() -> Option<Rig> {
     let mut children = Children::default();
@@ -46,22 +36,9 @@ async fn rig() -> Option<Rig> {
     let fake = FakeNet::new();
     fake.bind("host", &host_ns);
     fake.bind("c1", &c1);
-    let dir = std::env::temp_dir().join(format!(
-        "berth-bandwidth-fake-{}-{}",
-        std::process::id(),
-        RIGS.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
-    std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
-    let host = Host::builder()
-        .state_dir(dir.join("state"))
-        .netns(host_ns)
-        .kernel(fake.clone())
-        .firewall(NoFirewall)
-        .resolv_conf(dir.join("resolv.conf"))
-        .hosts_file(dir.join("hosts"))
+    let dir = HostDir::new("bandwidth-fake");
+    let host = dir
+        .builder(host_ns, &fake)
         .build()
         .await
         .expect("host over the fake");
@@ -72,7 +49,7 @@ async fn rig() -> Option<Rig> {
         fake,
         host,
         c1,
-        dir,
+        _dir: dir,
         _children: children,
     })
 }

@@ -9,21 +9,20 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use berth::netlink::fake::{Call, FakeNet, Recorded};
 use berth::netlink::kernel::{LinkChange, LinkRequest, LinkState, SetLink};
 use berth::netlink::{RouteOp, RouteRequest};
-use berth::{Endpoint, Error, Host, Netns, Network, NoFirewall, Step, link_marks};
+use berth::{Endpoint, Error, Host, Netns, Network, Step, link_marks};
 
 // ---------------------------------------------------------------------------------------------
 // Namespaces, a Host over the fake, snapshots.
 
 #[path = "common/unshared.rs"]
 mod unshared;
-use unshared::{Children, spawn_netns};
+use unshared::{Children, HostDir, spawn_netns};
 
 /// Which steps ran (`seen`), and which to make fail (`fail`).
 #[derive(Debug, Default)]
@@ -38,17 +37,9 @@ struct Rig {
     host: Host,
     containers: Vec<Netns>,
     faults: Arc<Mutex<Faults>>,
-    dir: PathBuf,
+    dir: HostDir,
     _children: Children,
 }
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-static RIGS: AtomicUsize = AtomicUsize::new(0);
 
 /// A rig with `n` container namespaces; `None` (after printing `SKIPPED: …`) when namespaces
 /// cannot be made here.
@@ -71,24 +62,11 @@ async fn rig(n: usize) -> Option<Rig> {
     for (i, c) in containers.iter().enumerate() {
         fake.bind(&format!("c{}", i + 1), c);
     }
-    let dir = std::env::temp_dir().join(format!(
-        "berth-host-sequencing-{}-{}",
-        std::process::id(),
-        RIGS.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
-    std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    let dir = HostDir::new("host-sequencing");
     let faults: Arc<Mutex<Faults>> = Arc::default();
     let f = faults.clone();
-    let host = Host::builder()
-        .state_dir(dir.join("state"))
-        .netns(host_ns)
-        .kernel(fake.clone())
-        .firewall(NoFirewall)
-        .resolv_conf(dir.join("resolv.conf"))
-        .hosts_file(dir.join("hosts"))
+    let host = dir
+        .builder(host_ns, &fake)
         .fault_hook(Arc::new(move |step| {
             let mut f = f.lock().unwrap();
             f.seen.push(step);
@@ -165,7 +143,7 @@ impl Rig {
                 }
             }
         }
-        let root = self.dir.join("state");
+        let root = self.dir.path().join("state");
         let mut out = BTreeMap::new();
         walk(&root, &root, &mut out);
         out

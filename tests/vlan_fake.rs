@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use berth::netlink::fake::{Call, FakeNet};
 use berth::netlink::{Netlink, PortVlan, VlanOp};
-use berth::{Endpoint, Error, Host, Netns, Network, NoFirewall, Step};
+use berth::{Endpoint, Error, Host, Netns, Network, Step};
 
 #[path = "common/unshared.rs"]
 mod unshared;
-use unshared::{Children, spawn_netns};
+use unshared::{Children, HostDir, spawn_netns};
 
 struct Rig {
     fake: FakeNet,
@@ -20,14 +20,8 @@ struct Rig {
     nl: Netlink,
     c: Vec<Netns>,
     fail: Arc<Mutex<Option<Step>>>,
-    dir: std::path::PathBuf,
+    _dir: HostDir,
     _children: Children,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 async fn rig(test: &str) -> Option<Rig> {
@@ -48,20 +42,11 @@ async fn rig(test: &str) -> Option<Rig> {
         fake.bind(&format!("c{}", i + 1), c);
     }
     fake.add_ether("host", "lan0");
-    let dir = std::env::temp_dir().join(format!("berth-vlan-fake-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
-    std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    let dir = HostDir::new(&format!("vlan-fake-{test}"));
     let fail: Arc<Mutex<Option<Step>>> = Arc::default();
     let f = fail.clone();
-    let host = Host::builder()
-        .state_dir(dir.join("state"))
-        .netns(ns[0].clone())
-        .kernel(fake.clone())
-        .firewall(NoFirewall)
-        .resolv_conf(dir.join("resolv.conf"))
-        .hosts_file(dir.join("hosts"))
+    let host = dir
+        .builder(ns[0].clone(), &fake)
         .fault_hook(Arc::new(move |step| match *f.lock().unwrap() {
             Some(s) if s == step => Err(Error::Injected { step }),
             _ => Ok(()),
@@ -75,7 +60,7 @@ async fn rig(test: &str) -> Option<Rig> {
         host,
         c: ns[1..].to_vec(),
         fail,
-        dir,
+        _dir: dir,
         _children: children,
     })
 }

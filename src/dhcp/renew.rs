@@ -374,32 +374,12 @@ impl DhcpClient {
             let nl = self.kernel.open(&ns).await?;
             if let Some(link) = nl.link_by_name(&a.ifname).await? {
                 if let Some(gw) = cur.gateway {
-                    let r = nl
-                        .route()
-                        .default_via(IpAddr::V4(gw))
-                        .dev(link.index)
-                        .del()
-                        .await;
-                    if let Err(e) = r
-                        && !matches!(e.errno(), Some(libc::ESRCH | libc::ENOENT))
-                    {
-                        return Err(e);
-                    }
+                    let r = nl.route().default_via(IpAddr::V4(gw)).dev(link.index);
+                    already(r.del().await, &[libc::ESRCH, libc::ENOENT])?;
                 }
-                let r = nl
-                    .address()
-                    .del(
-                        link.index,
-                        &a.ifname,
-                        IpAddr::V4(lease.address.addr()),
-                        lease.address.prefix_len(),
-                    )
-                    .await;
-                if let Err(e) = r
-                    && !matches!(e.errno(), Some(libc::EADDRNOTAVAIL | libc::ENOENT))
-                {
-                    return Err(e);
-                }
+                let (ip, len) = (IpAddr::V4(lease.address.addr()), lease.address.prefix_len());
+                let r = nl.address().del(link.index, &a.ifname, ip, len).await;
+                already(r, &[libc::EADDRNOTAVAIL, libc::ENOENT])?;
                 // Without an address or route, loose reverse-path filtering would drop the
                 // servers' answers when the keeper seeks a new lease: off until it has one.
                 // (A zero cannot go in a link request's device settings: the sysctl.)
@@ -495,20 +475,9 @@ impl DhcpClient {
         let Some(link) = nl.link_by_name(&a.ifname).await? else {
             return Ok(false);
         };
-        let r = nl
-            .address()
-            .add(
-                link.index,
-                &a.ifname,
-                IpAddr::V4(offer.address.addr()),
-                offer.address.prefix_len(),
-            )
-            .await;
-        if let Err(e) = r
-            && e.errno() != Some(libc::EEXIST)
-        {
-            return Err(e);
-        }
+        let (ip, len) = (IpAddr::V4(offer.address.addr()), offer.address.prefix_len());
+        let r = nl.address().add(link.index, &a.ifname, ip, len).await;
+        already(r, &[libc::EEXIST])?;
         nl.link()
             .set(link.index, &a.ifname)
             .rp_filter(RpFilter::Loose)
@@ -523,17 +492,8 @@ impl DhcpClient {
                 .iter()
                 .any(|r| r.prefix_len == 0 && r.family == crate::netlink::Family::V4);
             if !has_default {
-                let r = nl
-                    .route()
-                    .default_via(IpAddr::V4(gw))
-                    .dev(link.index)
-                    .add()
-                    .await;
-                if let Err(e) = r
-                    && e.errno() != Some(libc::EEXIST)
-                {
-                    return Err(e);
-                }
+                let r = nl.route().default_via(IpAddr::V4(gw)).dev(link.index);
+                already(r.add().await, &[libc::EEXIST])?;
             }
         }
         cur.ipv4 = Some(offer.address);
@@ -554,5 +514,14 @@ impl DhcpClient {
         if let Some(tx) = &self.events {
             let _ = tx.send(e);
         }
+    }
+}
+
+/// `r`, with the errnos that mean the kernel is already as asked (an address or route already
+/// there, or already gone) taken as success.
+fn already(r: Result<()>, errnos: &[i32]) -> Result<()> {
+    match r {
+        Err(e) if e.errno().is_some_and(|n| errnos.contains(&n)) => Ok(()),
+        r => r,
     }
 }

@@ -1,11 +1,60 @@
-//! A throwaway network namespace without root's help: `unshare --user --map-root-user --net`
-//! in a child process that holds it (for the fake-kernel suites, which need a real `Netns`
-//! handle but make nothing in it). Included with `#[path = "common/unshared.rs"] mod unshared;`.
+//! What the fake-kernel suites share: a throwaway network namespace without root's help
+//! (`unshare --user --map-root-user --net` in a child process that holds it: they need a real
+//! `Netns` handle but make nothing in it), and a scratch directory for a `Host` over the fake
+//! kernel. Included with `#[path = "common/unshared.rs"] mod unshared;`.
+#![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use berth::Netns;
+use berth::netlink::fake::FakeNet;
+use berth::{Host, HostBuilder, Netns, NoFirewall};
+
+/// The state dir, resolv.conf and hosts file of a `Host` over a fake kernel, in a fresh
+/// directory of its own (nothing of the machine's is read); removed on drop.
+pub struct HostDir(PathBuf);
+
+static HOST_DIRS: AtomicUsize = AtomicUsize::new(0);
+
+impl HostDir {
+    /// A fresh directory named after `label`, this process and a counter.
+    pub fn new(label: &str) -> HostDir {
+        let dir = std::env::temp_dir().join(format!(
+            "berth-{label}-{}-{}",
+            std::process::id(),
+            HOST_DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        HostDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// A host builder over `fake` in netns `ns`, without a firewall, with its files here.
+    pub fn builder(&self, ns: Netns, fake: &FakeNet) -> HostBuilder {
+        Host::builder()
+            .state_dir(self.0.join("state"))
+            .netns(ns)
+            .kernel(fake.clone())
+            .firewall(NoFirewall)
+            .resolv_conf(self.0.join("resolv.conf"))
+            .hosts_file(self.0.join("hosts"))
+    }
+}
+
+impl Drop for HostDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// Child processes, each holding a new network namespace; killed (by pid) and reaped on drop,
 /// also when a test panics.
