@@ -330,13 +330,9 @@ impl DhcpClient {
     /// Writes the renewed lease into the record, if the record still holds the lease renewed
     /// (a detach or another renewal may have come in between).
     async fn record_renewal(&self, a: &Attachment, old: &DhcpLease, ack: &Offer) -> Result<bool> {
-        let _lock = self.state.lock().await?;
-        let Some(mut cur) = self.state.endpoint(&a.network, &a.container)? else {
+        let Some((_lock, mut cur)) = self.still_holding(a, old).await? else {
             return Ok(false);
         };
-        if cur.dhcp.as_ref() != Some(old) || self.state.is_detaching(&a.network, &a.container) {
-            return Ok(false);
-        }
         let lease = DhcpLease {
             server: ack.server,
             dns: ack.dns.clone(),
@@ -363,13 +359,9 @@ impl DhcpClient {
     /// Removes a lost lease's address and default route from the container and marks the
     /// record's lease expired.
     async fn lose(&self, a: &Attachment, lease: &DhcpLease, reason: &str) -> Result<()> {
-        let _lock = self.state.lock().await?;
-        let Some(mut cur) = self.state.endpoint(&a.network, &a.container)? else {
+        let Some((_lock, mut cur)) = self.still_holding(a, lease).await? else {
             return Ok(());
         };
-        if cur.dhcp.as_ref() != Some(lease) || self.state.is_detaching(&a.network, &a.container) {
-            return Ok(());
-        }
         if let Some(ns) = a.netns.as_ref().and_then(|p| Netns::from_path(p).ok()) {
             let nl = self.kernel.open(&ns).await?;
             if let Some(link) = nl.link_by_name(&a.ifname).await? {
@@ -449,13 +441,9 @@ impl DhcpClient {
             }
             Err(_) => return Ok(false),
         };
-        let _lock = self.state.lock().await?;
-        let Some(mut cur) = self.state.endpoint(&a.network, &a.container)? else {
+        let Some((_lock, mut cur)) = self.still_holding(a, old).await? else {
             return Ok(false);
         };
-        if cur.dhcp.as_ref() != Some(old) || self.state.is_detaching(&a.network, &a.container) {
-            return Ok(false);
-        }
         let lease = DhcpLease {
             address: offer.address,
             router: offer.router,
@@ -508,6 +496,25 @@ impl DhcpClient {
             lease,
         });
         Ok(true)
+    }
+
+    /// Under the state lock (held as long as the guard returned): the endpoint's record, if
+    /// it still holds `lease` and is not being detached (a detach, a renewal or another
+    /// process may have come in between).
+    async fn still_holding(
+        &self,
+        a: &Attachment,
+        lease: &DhcpLease,
+    ) -> Result<Option<(crate::state::StateLock, Attachment)>> {
+        let lock = self.state.lock().await?;
+        let cur = self
+            .state
+            .endpoint(&a.network, &a.container)?
+            .filter(|cur| {
+                cur.dhcp.as_ref() == Some(lease)
+                    && !self.state.is_detaching(&a.network, &a.container)
+            });
+        Ok(cur.map(|c| (lock, c)))
     }
 
     fn report(&self, e: DhcpEvent) {
